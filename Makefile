@@ -1,0 +1,38 @@
+# Updraft: `make demo` to see it work, `make test` to run every test.
+# Both install the Debian packages they need when missing (apt-get, with sudo when not root).
+
+SWIFT ?= swift
+APT_PACKAGES := mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev libssl-dev pkg-config
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build test demo bench clean
+
+all: build
+
+# Installs only what is missing, so it is quick on a machine that has everything.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+demo: deps
+	$(SWIFT) build -c release --product updraft
+	$$($(SWIFT) build -c release --show-bin-path)/updraft demo
+
+bench: deps
+	$(SWIFT) build -c release --product updraft
+	$$($(SWIFT) build -c release --show-bin-path)/updraft bench mqtt
+
+clean:
+	rm -rf .build

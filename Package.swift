@@ -1,0 +1,108 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Module layout (dependencies point one way, see README "Architecture"):
+//   updraft (CLI) -> UpdraftApp -> UpdraftMQTT -> Mosquitto -> CMosquitto
+//                               -> UpdraftStore (SQLite)
+//                               -> UpdraftCore (pure domain, no C/SQL/networking)
+//   UpdraftDevice (reference device, simulator) -> UpdraftMQTT (wire codec), Mosquitto
+let package = Package(
+    name: "Updraft",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "updraft", targets: ["updraft"]),
+        .library(name: "UpdraftDevice", targets: ["UpdraftDevice"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: [.defaults, "YAML"]),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+    ],
+    targets: [
+        // C surface of libmosquitto: module map + shims only.
+        .systemLibrary(
+            name: "CMosquitto",
+            pkgConfig: "libmosquitto",
+            providers: [.apt(["libmosquitto-dev"])]
+        ),
+        // Async Swift API over libmosquitto. Knows MQTT, nothing of firmware.
+        .target(
+            name: "Mosquitto",
+            dependencies: [
+                "CMosquitto",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The domain: devices, firmware, manifests, jobs, events and the ports.
+        .target(
+            name: "UpdraftCore",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Status store: SQLite through GRDB.
+        .target(
+            name: "UpdraftStore",
+            dependencies: [
+                "UpdraftCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // MQTT adapter: device wire protocol codec and the gateway's MQTT service.
+        .target(
+            name: "UpdraftMQTT",
+            dependencies: [
+                "UpdraftCore",
+                "Mosquitto",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Reference device implementation and fleet simulator.
+        .target(
+            name: "UpdraftDevice",
+            dependencies: [
+                "UpdraftCore",
+                "UpdraftMQTT",
+                "Mosquitto",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Composition root: configuration, broker supervision, services.
+        .target(
+            name: "UpdraftApp",
+            dependencies: [
+                "UpdraftCore",
+                "UpdraftStore",
+                "UpdraftMQTT",
+                "UpdraftDevice",
+                "Mosquitto",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "updraft",
+            dependencies: [
+                "UpdraftApp",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "UpdraftCoreTests", dependencies: ["UpdraftCore"]),
+        .testTarget(name: "UpdraftStoreTests", dependencies: ["UpdraftStore", "UpdraftCore"]),
+        .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto"]),
+        .testTarget(name: "UpdraftMQTTTests", dependencies: ["UpdraftMQTT", "UpdraftCore"]),
+        .testTarget(
+            name: "UpdraftIntegrationTests",
+            dependencies: ["UpdraftApp", "UpdraftCore", "UpdraftStore", "UpdraftMQTT", "UpdraftDevice", "Mosquitto"]
+        ),
+    ]
+)

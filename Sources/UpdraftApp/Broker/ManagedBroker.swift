@@ -1,0 +1,251 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import UpdraftCore
+
+/// Runs mosquitto as a child process: writes its configuration and ACL from the templates
+/// in Config/, starts it on a loopback port, restarts it when it dies, stops it on shutdown.
+public final class ManagedBroker: Service, Sendable {
+    public struct Settings: Sendable {
+        public var port: Int
+        public var directory: String
+        public var mosquittoPath: String
+        public var template: String
+        public var topicPrefix: String
+        public var gatewayUser: String
+        public var maxPacketSize: Int
+
+        public init(configuration c: UpdraftConfiguration) {
+            port = c.mqtt.broker.port
+            directory = c.path("broker")
+            mosquittoPath = c.mqtt.broker.mosquittoPath
+            template = c.mqtt.broker.template
+            topicPrefix = c.mqtt.topicPrefix
+            gatewayUser = c.mqtt.username
+            maxPacketSize = c.mqtt.chunk.max + 4096
+        }
+    }
+
+    public let settings: Settings
+    private let logger: Logger
+    private let process = Mutex<Process?>(nil)
+    private let restarts = Atomic<Int>(0)
+
+    public init(settings: Settings, logger: Logger) {
+        self.settings = settings
+        self.logger = logger
+    }
+
+    public var restartCount: Int { restarts.load(ordering: .relaxed) }
+    public var pid: Int32? { process.withLock { $0?.processIdentifier } }
+
+    /// Writes the configuration, stops a broker left over by a killed gateway, starts
+    /// mosquitto and waits until it accepts connections.
+    public func start() async throws {
+        let binary = try Self.locateMosquitto(settings.mosquittoPath)
+        try FileManager.default.createDirectory(atPath: settings.directory, withIntermediateDirectories: true)
+        let confPath = try writeConfiguration()
+        stopLeftover()
+        try await launch(binary: binary, conf: confPath)
+    }
+
+    /// Supervises until graceful shutdown, restarting mosquitto when it exits on its own.
+    public func run() async throws {
+        if pid == nil { try await start() }
+        let binary = try Self.locateMosquitto(settings.mosquittoPath)
+        let conf = settings.directory + "/mosquitto.conf"
+        var backoff: Duration = .milliseconds(100)
+        await withGracefulShutdownHandler {
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                let running = process.withLock { $0?.isRunning ?? false }
+                if running {
+                    backoff = .milliseconds(100)
+                    try? await Task.sleep(for: .milliseconds(200))
+                    continue
+                }
+                let status = process.withLock { $0?.terminationStatus } ?? -1
+                logger.error("mosquitto exited; restarting", metadata: ["exit.status": "\(status)", "backoff.ms": "\(backoff.components.attoseconds / 1_000_000_000_000_000 + backoff.components.seconds * 1000)"])
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(5))
+                do {
+                    try await launch(binary: binary, conf: conf)
+                    restarts.add(1, ordering: .relaxed)
+                } catch {
+                    logger.error("mosquitto restart failed", metadata: ["error": "\(error)"])
+                }
+            }
+        } onGracefulShutdown: {
+            // run()'s loop notices; stop() below does the work.
+        }
+        stop()
+    }
+
+    /// Stops mosquitto (SIGTERM, then SIGKILL after 5 s) and waits for it.
+    public func stop() {
+        guard let child = process.withLock({ p -> Process? in defer { p = nil }; return p }) else { return }
+        guard child.isRunning else { return }
+        child.terminate()
+        let deadline = Date().addingTimeInterval(5)
+        while child.isRunning && Date() < deadline { usleep(20_000) }
+        if child.isRunning { kill(child.processIdentifier, SIGKILL) }
+        child.waitUntilExit()
+        logger.info("mosquitto stopped")
+    }
+
+    /// Test hook and chaos tool: kills mosquitto with SIGKILL; the supervisor restarts it.
+    public func killForTesting() {
+        if let pid { kill(pid, SIGKILL) }
+    }
+
+    // MARK: Internals
+
+    private func launch(binary: String, conf: String) async throws {
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: binary)
+        child.arguments = ["-c", conf]
+        let logURL = URL(fileURLWithPath: settings.directory + "/mosquitto.log")
+        if !FileManager.default.fileExists(atPath: logURL.path) {
+            FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        }
+        let log = try FileHandle(forWritingTo: logURL)
+        log.seekToEndOfFile()
+        child.standardError = log
+        child.standardOutput = log
+        do {
+            try child.run()
+        } catch {
+            throw UpdraftError("broker_start_failed", "Could not start \(binary): \(error). Check that it is executable, or set mqtt.broker.external: true to use your own broker.")
+        }
+        process.withLock { $0 = child }
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if !child.isRunning {
+                let tail = (try? String(contentsOf: logURL, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: " | ") ?? ""
+                throw UpdraftError("broker_start_failed", "mosquitto exited at start (status \(child.terminationStatus)): \(tail). Is port \(settings.port) already in use? Change mqtt.broker.port.")
+            }
+            if PortProbe.accepts(host: "127.0.0.1", port: settings.port) {
+                logger.info("mosquitto started", metadata: ["broker.port": "\(settings.port)", "broker.pid": "\(child.processIdentifier)"])
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        child.terminate()
+        throw UpdraftError("broker_start_failed", "mosquitto did not accept connections on 127.0.0.1:\(settings.port) within 10 s; see \(logURL.path).")
+    }
+
+    private func writeConfiguration() throws -> String {
+        let aclPath = settings.directory + "/mosquitto.acl"
+        let confPath = settings.directory + "/mosquitto.conf"
+        let values = [
+            "port": "\(settings.port)", "broker_dir": settings.directory, "acl_file": aclPath,
+            "prefix": settings.topicPrefix, "gateway_user": settings.gatewayUser,
+            "events_user": settings.gatewayUser + "-events", "max_packet_size": "\(settings.maxPacketSize)",
+        ]
+        let confTemplate = try ResourceLocator.read(settings.template)
+        let aclTemplate = try ResourceLocator.read(
+            (settings.template as NSString).deletingLastPathComponent + "/mosquitto.acl.template")
+        try Template.render(confTemplate, values).write(toFile: confPath, atomically: true, encoding: .utf8)
+        try Template.render(aclTemplate, values).write(toFile: aclPath, atomically: true, encoding: .utf8)
+        return confPath
+    }
+
+    /// A gateway killed with SIGKILL leaves its mosquitto running on our port: stop it.
+    private func stopLeftover() {
+        let pidFile = settings.directory + "/mosquitto.pid"
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1
+        else { return }
+        let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+        guard cmdline.contains("mosquitto") else { return }
+        logger.notice("stopping a mosquitto left over by an earlier run", metadata: ["broker.pid": "\(pid)"])
+        kill(pid, SIGTERM)
+        for _ in 0..<250 where kill(pid, 0) == 0 { usleep(20_000) }
+        if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+        try? FileManager.default.removeItem(atPath: pidFile)
+    }
+
+    public static func locateMosquitto(_ configured: String) throws -> String {
+        if !configured.isEmpty {
+            guard FileManager.default.isExecutableFile(atPath: configured) else {
+                throw UpdraftError("mosquitto_missing", "mqtt.broker.mosquitto_path is '\(configured)', which is not an executable file.")
+            }
+            return configured
+        }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        for dir in path.split(separator: ":").map(String.init) + ["/usr/sbin", "/usr/local/sbin", "/usr/bin"] {
+            let candidate = dir + "/mosquitto"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        throw UpdraftError(
+            "mosquitto_missing",
+            "mosquitto is not installed. Install it with `sudo apt-get install -y mosquitto` (Debian/Ubuntu; `make deps` does it), or set mqtt.broker.external: true and point mqtt.broker.host/port at your broker.")
+    }
+}
+
+/// `{{key}}` substitution for the broker templates.
+enum Template {
+    static func render(_ template: String, _ values: [String: String]) -> String {
+        values.reduce(template) { $0.replacingOccurrences(of: "{{\($1.key)}}", with: $1.value) }
+    }
+}
+
+/// Finds files shipped in the repository's Config/ folder whether updraft runs from the
+/// repository root or elsewhere (it then looks up from the executable's folder).
+enum ResourceLocator {
+    static func find(_ path: String) -> String? {
+        if path.hasPrefix("/") { return FileManager.default.fileExists(atPath: path) ? path : nil }
+        if FileManager.default.fileExists(atPath: path) { return path }
+        var dir = URL(fileURLWithPath: CommandLine.arguments.first ?? ".").resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<6 {
+            let candidate = dir.appendingPathComponent(path).path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return nil
+    }
+
+    static func read(_ path: String) throws -> String {
+        guard let found = find(path), let text = try? String(contentsOfFile: found, encoding: .utf8) else {
+            throw UpdraftError("template_missing", "Cannot find '\(path)'. Run updraft from the repository root, or set mqtt.broker.template to the absolute path of Config/mosquitto.conf.template.")
+        }
+        return text
+    }
+}
+
+/// Loopback port helpers.
+public enum PortProbe {
+    /// True when something accepts TCP connections on host:port.
+    public static func accepts(host: String, port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, host, &addr.sin_addr)
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+
+    /// A TCP port on 127.0.0.1 that was free a moment ago.
+    public static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
+        _ = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}

@@ -1,0 +1,135 @@
+import Configuration
+import Foundation
+import Logging
+import SystemPackage
+import UpdraftCore
+import UpdraftMQTT
+
+/// Everything Updraft reads from Config/updraft.yaml and the environment. Each key is
+/// documented in Config/updraft.yaml; `UPDRAFT_<KEY>` overrides it (dots and dashes
+/// become underscores, e.g. `UPDRAFT_MQTT_BROKER_PORT=1884`).
+public struct UpdraftConfiguration: Sendable {
+    /// Where the store, keys, firmware images and the managed broker's files live.
+    public var dataDirectory: String = "data"
+    public var logLevel: Logger.Level = .info
+
+    /// SQLite file; empty means `<data_dir>/updraft.sqlite`.
+    public var sqlitePath: String = ""
+    public var maxImageBytes: Int64 = 64 << 20
+    /// Release signing key (Ed25519, raw 32 bytes base64); empty means `<data_dir>/keys/release.key`.
+    public var signingKeyPath: String = ""
+
+    public var mqtt = MQTT()
+
+    public struct MQTT: Sendable {
+        public var topicPrefix: String = "updraft"
+        public var clientID: String = "updraft-gateway"
+        public var username: String = "updraft-gateway"
+        public var password: String = ""
+        public var chunk = ChunkLimits()
+        /// Bytes a device may put in one control message (announce, progress, download request).
+        public var maxControlBytes: Int = 4096
+        public var broker = Broker()
+    }
+
+    public struct Broker: Sendable {
+        /// false: Updraft starts and supervises its own mosquitto. true: connect to `host:port`.
+        public var external: Bool = false
+        public var host: String = "127.0.0.1"
+        public var port: Int = 1883
+        /// The mosquitto binary for the managed broker; empty means search PATH and /usr/sbin.
+        public var mosquittoPath: String = ""
+        /// Template of the managed broker's configuration.
+        public var template: String = "Config/mosquitto.conf.template"
+        public var tls = TLS()
+    }
+
+    public struct TLS: Sendable {
+        public var enabled: Bool = false
+        public var caFile: String = ""
+        public var certFile: String = ""
+        public var keyFile: String = ""
+        public var insecure: Bool = false
+    }
+
+    public init() {}
+
+    /// Reads every key, falling back to the defaults above.
+    public init(config: ConfigReader) {
+        let d = UpdraftConfiguration()
+        dataDirectory = config.string(forKey: "data_dir", default: d.dataDirectory)
+        logLevel = Logger.Level(rawValue: config.string(forKey: "log_level", default: d.logLevel.rawValue)) ?? .info
+        sqlitePath = config.string(forKey: "store.sqlite.path", default: d.sqlitePath)
+        maxImageBytes = Int64(config.int(forKey: "firmware.max_image_bytes", default: Int(d.maxImageBytes)))
+        signingKeyPath = config.string(forKey: "keys.signing_key", default: d.signingKeyPath)
+
+        let m = config.scoped(to: "mqtt")
+        mqtt.topicPrefix = m.string(forKey: "topic_prefix", default: d.mqtt.topicPrefix)
+        mqtt.clientID = m.string(forKey: "client_id", default: d.mqtt.clientID)
+        mqtt.username = m.string(forKey: "username", default: d.mqtt.username)
+        mqtt.password = m.string(forKey: "password", isSecret: true, default: d.mqtt.password)
+        mqtt.maxControlBytes = m.int(forKey: "max_control_bytes", default: d.mqtt.maxControlBytes)
+        mqtt.chunk = ChunkLimits(
+            min: m.int(forKey: "chunk.min", default: d.mqtt.chunk.min),
+            max: m.int(forKey: "chunk.max", default: d.mqtt.chunk.max),
+            preferred: m.int(forKey: "chunk.preferred", default: d.mqtt.chunk.preferred),
+            maxCount: m.int(forKey: "chunk.max_count", default: d.mqtt.chunk.maxCount))
+
+        let b = m.scoped(to: "broker")
+        mqtt.broker.external = b.bool(forKey: "external", default: d.mqtt.broker.external)
+        mqtt.broker.host = b.string(forKey: "host", default: d.mqtt.broker.host)
+        mqtt.broker.port = b.int(forKey: "port", default: d.mqtt.broker.port)
+        mqtt.broker.mosquittoPath = b.string(forKey: "mosquitto_path", default: d.mqtt.broker.mosquittoPath)
+        mqtt.broker.template = b.string(forKey: "template", default: d.mqtt.broker.template)
+        let t = b.scoped(to: "tls")
+        mqtt.broker.tls.enabled = t.bool(forKey: "enabled", default: false)
+        mqtt.broker.tls.caFile = t.string(forKey: "ca_file", default: "")
+        mqtt.broker.tls.certFile = t.string(forKey: "cert_file", default: "")
+        mqtt.broker.tls.keyFile = t.string(forKey: "key_file", default: "")
+        mqtt.broker.tls.insecure = t.bool(forKey: "insecure", default: false)
+    }
+
+    /// Environment (`UPDRAFT_…`) over the YAML file over the defaults.
+    /// - Parameter file: a YAML file; nil means Config/updraft.yaml when it exists.
+    public static func load(file: String?) async throws -> UpdraftConfiguration {
+        var providers: [any ConfigProvider] = [
+            EnvironmentVariablesProvider().prefixKeys(with: "updraft")
+        ]
+        let path = file ?? "Config/updraft.yaml"
+        if file != nil || FileManager.default.fileExists(atPath: path) {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw UpdraftError("config_missing", "Configuration file '\(path)' does not exist. Pass an existing file to --config, or omit it to use the defaults.")
+            }
+            do {
+                providers.append(try await FileProvider<YAMLSnapshot>(filePath: FilePath(path)))
+            } catch {
+                throw UpdraftError("config_invalid", "Configuration file '\(path)' could not be read: \(error). Compare it with Config/updraft.yaml.")
+            }
+        }
+        let loaded = UpdraftConfiguration(config: ConfigReader(providers: providers))
+        try loaded.validate()
+        return loaded
+    }
+
+    public var resolvedSQLitePath: String { sqlitePath.isEmpty ? path("updraft.sqlite") : sqlitePath }
+    public var resolvedSigningKeyPath: String { signingKeyPath.isEmpty ? path("keys/release.key") : signingKeyPath }
+
+    public func validate() throws(UpdraftError) {
+        let c = mqtt.chunk
+        guard 16 <= c.min, c.min <= c.preferred, c.preferred <= c.max, c.max <= 256 * 1024, c.maxCount >= 1 else {
+            throw UpdraftError("config_invalid", "mqtt.chunk needs 16 <= min <= preferred <= max <= 262144 and max_count >= 1 (got min \(c.min), preferred \(c.preferred), max \(c.max), max_count \(c.maxCount)).")
+        }
+        guard (1...65535).contains(mqtt.broker.port) else {
+            throw UpdraftError("config_invalid", "mqtt.broker.port must be 1...65535, not \(mqtt.broker.port).")
+        }
+        guard maxImageBytes > 0 else { throw UpdraftError("config_invalid", "firmware.max_image_bytes must be positive.") }
+    }
+
+    /// A path inside the data directory.
+    public func path(_ relative: String) -> String {
+        URL(fileURLWithPath: dataDirectory).appendingPathComponent(relative).path
+    }
+
+    public var imagesDirectory: String { path("firmware") }
+    public var topics: Topics { Topics(prefix: mqtt.topicPrefix) }
+}

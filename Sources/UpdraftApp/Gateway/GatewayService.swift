@@ -1,0 +1,121 @@
+import Foundation
+import Logging
+import Mosquitto
+import ServiceLifecycle
+import UpdraftCore
+import UpdraftMQTT
+import UpdraftStore
+
+/// The running gateway: one MQTT connection, the engine, the batched store writer and the
+/// event feed. A `Service`; `updraft serve` runs it in a ServiceGroup after the broker.
+public final class GatewayService: Service, Sendable {
+    public let configuration: UpdraftConfiguration
+    public let store: any StatusStore
+    public let engine: UpdateEngine
+    public let mqtt: MQTTGateway
+    private let logger: Logger
+    private let flushInterval: Duration
+    private let tailInterval: Duration
+
+    public init(
+        configuration: UpdraftConfiguration, store: any StatusStore, loop: MosquittoEventLoop = .shared,
+        logger: Logger, now: @escaping @Sendable () -> Date = { Date() },
+        flushInterval: Duration = .milliseconds(20), tailInterval: Duration = .milliseconds(50)
+    ) {
+        self.configuration = configuration
+        self.store = store
+        self.logger = logger
+        self.flushInterval = flushInterval
+        self.tailInterval = tailInterval
+        let c = configuration.mqtt
+        var options = MosquittoOptions(clientID: c.clientID)
+        options.host = c.broker.host
+        options.port = c.broker.port
+        options.username = c.username
+        options.password = c.password.isEmpty ? nil : c.password
+        // A persistent session: reports devices send while the gateway restarts wait at the broker.
+        options.cleanSession = false
+        options.inboxCapacity = 4096
+        if c.broker.tls.enabled {
+            options.tls = TLSOptions(
+                caFile: c.broker.tls.caFile.isEmpty ? nil : c.broker.tls.caFile,
+                certFile: c.broker.tls.certFile.isEmpty ? nil : c.broker.tls.certFile,
+                keyFile: c.broker.tls.keyFile.isEmpty ? nil : c.broker.tls.keyFile,
+                insecure: c.broker.tls.insecure)
+        }
+        let client = MosquittoClient(options: options, loop: loop, logger: logger)
+        let images = FirmwareImageCache(store: FileImageStore(directory: configuration.imagesDirectory))
+        mqtt = MQTTGateway(
+            client: client, codec: WireCodec(topics: configuration.topics, maxControlBytes: c.maxControlBytes),
+            limits: c.chunk, images: ImageSource(cache: images), logger: logger)
+        engine = UpdateEngine(store: store, notifier: mqtt, logger: logger, now: now)
+        mqtt.attach(engine)
+    }
+
+    public func run() async throws {
+        try await engine.load()
+        let cursor = try await store.lastEventSequence()
+        try await mqtt.client.connect()
+        logger.info("gateway connected", metadata: ["broker": "\(configuration.mqtt.broker.host):\(configuration.mqtt.broker.port)"])
+        try await withGracefulShutdownHandler {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await self.mqtt.run() }
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: self.flushInterval)
+                        await self.flushLogging()
+                    }
+                }
+                group.addTask {
+                    var position = cursor
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: self.tailInterval)
+                        position = await self.followEvents(after: position)
+                    }
+                }
+                try await group.next()
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            Task { await self.mqtt.client.disconnect() }
+        }
+        await flushLogging()
+        logger.info("gateway stopped")
+    }
+
+    private func flushLogging() async {
+        do {
+            try await engine.flush()
+        } catch {
+            logger.error("store write failed; will retry", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Publishes new log entries to backends and hands operator changes (jobs created by
+    /// the CLI, perhaps in another process) to the engine.
+    private func followEvents(after cursor: Int64) async -> Int64 {
+        var cursor = cursor
+        do {
+            while true {
+                let events = try await store.events(after: cursor, limit: 500)
+                for event in events {
+                    mqtt.publish(event)
+                    if event.kind == .jobCreated, let job = event.jobID {
+                        try await engine.jobCreated(job)
+                    }
+                    cursor = event.sequence
+                }
+                if events.count < 500 { return cursor }
+            }
+        } catch {
+            logger.error("event feed failed; will retry", metadata: ["error": "\(error)"])
+            return cursor
+        }
+    }
+}
+
+/// Serves images from the in-memory cache.
+struct ImageSource: ChunkSource {
+    let cache: FirmwareImageCache
+    func image(for firmware: Firmware) throws -> [UInt8] { try cache.bytes(sha256: firmware.sha256) }
+}

@@ -1,0 +1,40 @@
+import Foundation
+
+/// What the registry knows about a device.
+public struct Device: Sendable, Equatable, Codable {
+    public var id: DeviceID
+    /// Unknown until the device first announces itself (a release may name it before).
+    public var product: ProductID?
+    public var version: FirmwareVersion?
+    /// False while the device is busy and asks not to be updated; its job stays pending.
+    public var acceptsUpdates: Bool
+    public var online: Bool
+    public var firstSeen: Date?
+    public var lastSeen: Date?
+
+    public init(
+        id: DeviceID, product: ProductID? = nil, version: FirmwareVersion? = nil, acceptsUpdates: Bool = true,
+        online: Bool = false, firstSeen: Date? = nil, lastSeen: Date? = nil
+    ) {
+        self.id = id
+        self.product = product
+        self.version = version
+        self.acceptsUpdates = acceptsUpdates
+        self.online = online
+        self.firstSeen = firstSeen
+        self.lastSeen = lastSeen
+    }
+}
+
+/// What a device says about itself each time it connects (and whenever it changes).
+public struct Announcement: Sendable, Equatable {
+    public var product: ProductID
+    public var version: FirmwareVersion
+    public var acceptsUpdates: Bool
+
+    public init(product: ProductID, version: FirmwareVersion, acceptsUpdates: Bool = true) {
+        self.product = product
+        self.version = version
+        self.acceptsUpdates = acceptsUpdates
+    }
+}

@@ -1,0 +1,224 @@
+import Foundation
+import Logging
+
+/// Runs the fleet's jobs: keeps the registry and the active jobs in memory, drives the
+/// job state machine from what devices say, tells online devices about their jobs, and
+/// batches every change for the store. Protocol adapters call in; nothing here knows
+/// MQTT or CoAP.
+public actor UpdateEngine {
+    private let store: any StatusStore
+    private let notifier: any DeviceNotifier
+    private let now: @Sendable () -> Date
+    private let logger: Logger
+
+    private var devices: [DeviceID: Device] = [:]
+    /// The active job of each device (at most one).
+    private var active: [DeviceID: JobStateMachine] = [:]
+    private var firmware: [String: Firmware] = [:]
+
+    private var pendingDevices: [DeviceID: Device] = [:]
+    private var pendingJobs: [JobID: Job] = [:]
+    private var pendingEvents: [UpdraftEvent] = []
+
+    public init(
+        store: any StatusStore, notifier: any DeviceNotifier, logger: Logger,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.store = store
+        self.notifier = notifier
+        self.logger = logger
+        self.now = now
+    }
+
+    /// Loads the registry and every unfinished job. Devices count as offline until they
+    /// (or the broker's retained presence) say otherwise.
+    public func load() async throws {
+        for var device in try await store.devices() {
+            device.online = false
+            devices[device.id] = device
+        }
+        for job in try await store.activeJobs() { try await adopt(job) }
+        logger.info("engine loaded", metadata: ["devices": "\(devices.count)", "jobs.active": "\(active.count)"])
+    }
+
+    // MARK: Inputs from devices
+
+    public func presence(_ id: DeviceID, online: Bool) {
+        let time = now()
+        var device = devices[id] ?? Device(id: id, firstSeen: time)
+        let changed = device.online != online
+        device.online = online
+        device.lastSeen = time
+        save(device)
+        if changed {
+            record(UpdraftEvent(kind: online ? .deviceOnline : .deviceOffline, time: time, deviceID: id))
+        }
+        if online { offerIfReady(id) }
+    }
+
+    public func announced(_ id: DeviceID, _ announcement: Announcement) {
+        let time = now()
+        var device = devices[id] ?? Device(id: id, firstSeen: time)
+        let changed =
+            device.product != announcement.product || device.version != announcement.version
+            || device.acceptsUpdates != announcement.acceptsUpdates
+        device.product = announcement.product
+        device.version = announcement.version
+        device.acceptsUpdates = announcement.acceptsUpdates
+        // A device that speaks is connected, whatever presence said last.
+        let cameOnline = !device.online
+        device.online = true
+        device.lastSeen = time
+        save(device)
+        if cameOnline { record(UpdraftEvent(kind: .deviceOnline, time: time, deviceID: id)) }
+        if changed {
+            record(
+                UpdraftEvent(
+                    kind: .deviceAnnounced, time: time, deviceID: id,
+                    detail: "product=\(announcement.product) version=\(announcement.version) accepts_updates=\(announcement.acceptsUpdates)"))
+        }
+        guard var machine = active[id] else { return }
+        if let fw = firmware[machine.job.firmwareID], fw.product != announcement.product {
+            apply(machine.fail(.rejected, detail: "device announced product \(announcement.product), firmware is for \(fw.product)", at: time), &machine, device: id)
+            return
+        }
+        let outcome = machine.announced(version: announcement.version, at: time)
+        apply(outcome, &machine, device: id)
+        if outcome == .resendOffer || outcome == .unchanged { offerIfReady(id) }
+    }
+
+    /// A progress report. Returns the error to send back when the report is refused.
+    @discardableResult
+    public func report(_ id: DeviceID, job jobID: JobID, _ report: DeviceReport) -> UpdraftError? {
+        let time = now()
+        touch(id, at: time)
+        guard var machine = active[id], machine.job.id == jobID else {
+            let error = UpdraftError("unknown_job", "Job \(jobID) is not the active job of device \(id); ask again by re-announcing.")
+            record(UpdraftEvent(kind: .jobRefused, time: time, deviceID: id, jobID: jobID, detail: error.message))
+            return error
+        }
+        let outcome = machine.report(report, at: time)
+        apply(outcome, &machine, device: id)
+        if case .refused(let why) = outcome { return UpdraftError("transition_refused", "Report refused: \(why).") }
+        return nil
+    }
+
+    /// Checks that a device may download for a job and returns the firmware to serve.
+    public func authorizeDownload(_ id: DeviceID, job jobID: JobID) -> Result<Firmware, UpdraftError> {
+        guard let machine = active[id], machine.job.id == jobID, let fw = firmware[machine.job.firmwareID] else {
+            return .failure(UpdraftError("unknown_job", "Job \(jobID) is not the active job of device \(id); re-announce to get your current job."))
+        }
+        switch machine.job.state {
+        case .installing, .installed:
+            return .failure(UpdraftError("job_installing", "Job \(jobID) is already installing; nothing to download."))
+        default:
+            return .success(fw)
+        }
+    }
+
+    // MARK: Inputs from operators (through the store's event log)
+
+    /// A job was created (by the CLI, possibly in another process): take it over.
+    public func jobCreated(_ jobID: JobID) async throws {
+        guard let job = try await store.job(jobID), job.state.isActive else { return }
+        if active[job.deviceID]?.job.id == jobID { return }
+        try await adopt(job)
+        if devices[job.deviceID] == nil {
+            devices[job.deviceID] = Device(id: job.deviceID)
+        }
+        offerIfReady(job.deviceID)
+    }
+
+    // MARK: Queries
+
+    public func activeJob(of id: DeviceID) -> Job? { active[id]?.job }
+    public func device(_ id: DeviceID) -> Device? { devices[id] }
+    public var onlineCount: Int { devices.values.filter(\.online).count }
+
+    // MARK: Persistence
+
+    /// Writes everything changed since the last flush in one transaction. On failure the
+    /// changes stay pending and go with the next flush.
+    @discardableResult
+    public func flush() async throws -> [UpdraftEvent] {
+        let batch = StoreBatch(
+            devices: Array(pendingDevices.values), jobs: Array(pendingJobs.values), events: pendingEvents)
+        if batch.isEmpty { return [] }
+        pendingDevices = [:]
+        pendingJobs = [:]
+        pendingEvents = []
+        do {
+            return try await store.commit(batch)
+        } catch {
+            // Newer changes made while committing win over the failed batch.
+            for device in batch.devices where pendingDevices[device.id] == nil { pendingDevices[device.id] = device }
+            for job in batch.jobs where pendingJobs[job.id] == nil { pendingJobs[job.id] = job }
+            pendingEvents = batch.events + pendingEvents
+            throw error
+        }
+    }
+
+    public var hasPendingWrites: Bool { !(pendingDevices.isEmpty && pendingJobs.isEmpty && pendingEvents.isEmpty) }
+
+    // MARK: Internals
+
+    private func adopt(_ job: Job) async throws {
+        if firmware[job.firmwareID] == nil {
+            guard let fw = try await store.firmware(id: job.firmwareID) else {
+                logger.error("job names missing firmware", metadata: ["job.id": "\(job.id)", "firmware.id": "\(job.firmwareID)"])
+                return
+            }
+            firmware[job.firmwareID] = fw
+        }
+        active[job.deviceID] = JobStateMachine(job)
+    }
+
+    private func offerIfReady(_ id: DeviceID) {
+        guard let device = devices[id], device.online, device.acceptsUpdates, var machine = active[id],
+            let fw = firmware[machine.job.firmwareID]
+        else { return }
+        switch machine.job.state {
+        case .queued, .notified, .downloading, .downloaded, .verified:
+            notifier.offer(machine.job, firmware: fw, to: id)
+            apply(machine.offered(at: now()), &machine, device: id)
+        default:
+            return
+        }
+    }
+
+    private func apply(_ outcome: JobStateMachine.Outcome, _ machine: inout JobStateMachine, device id: DeviceID) {
+        let time = now()
+        switch outcome {
+        case .transitioned(let from, _):
+            let job = machine.job
+            pendingJobs[job.id] = job
+            record(.job(.jobTransition, job, from: from, time: time))
+            if job.state.isTerminal {
+                active[id] = nil
+                logger.info(
+                    "job ended",
+                    metadata: ["job.id": "\(job.id)", "device.id": "\(id)", "job.state": "\(job.state.rawValue)"])
+            } else {
+                active[id] = machine
+            }
+        case .refused(let why):
+            record(.job(.jobRefused, machine.job, detail: why, time: time))
+            logger.notice("transition refused", metadata: ["job.id": "\(machine.job.id)", "device.id": "\(id)", "why": "\(why)"])
+        case .unchanged, .resendOffer:
+            break
+        }
+    }
+
+    private func touch(_ id: DeviceID, at time: Date) {
+        guard var device = devices[id] else { return }
+        device.lastSeen = time
+        devices[id] = device
+    }
+
+    private func save(_ device: Device) {
+        devices[device.id] = device
+        pendingDevices[device.id] = device
+    }
+
+    private func record(_ event: UpdraftEvent) { pendingEvents.append(event) }
+}

@@ -1,0 +1,23 @@
+/// An error that reaches a user (operator, device or backend): a stable code that
+/// programs can match and a message that says what happened and what to do next.
+public struct UpdraftError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let code: String
+    public let message: String
+
+    public init(_ code: String, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(message) [\(code)]" }
+}
+
+extension UpdraftError {
+    public static func invalid(_ what: String, _ value: String, rule: String) -> UpdraftError {
+        UpdraftError("invalid_\(what)", "Invalid \(what) '\(value.prefix(80))': \(rule).")
+    }
+
+    public static func notFound(_ what: String, _ id: String, hint: String) -> UpdraftError {
+        UpdraftError("\(what)_not_found", "No \(what) '\(id.prefix(80))'. \(hint)")
+    }
+}

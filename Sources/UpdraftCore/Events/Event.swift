@@ -1,0 +1,72 @@
+import Foundation
+
+/// What an event is about. The raw values are part of the event stream contract.
+public enum EventKind: String, Sendable, Codable, CaseIterable {
+    case firmwareAdded = "firmware.added"
+    case releaseCreated = "release.created"
+    case jobCreated = "job.created"
+    /// An accepted job transition (including download percent changes).
+    case jobTransition = "job.transition"
+    /// A transition the state machine refused; the job is unchanged.
+    case jobRefused = "job.refused"
+    case deviceOnline = "device.online"
+    case deviceOffline = "device.offline"
+    case deviceAnnounced = "device.announced"
+}
+
+/// One entry of the event log. The store assigns `sequence`: gap-free, starting at 1,
+/// the order in which entries were committed.
+public struct UpdraftEvent: Sendable, Equatable, Codable {
+    public var sequence: Int64
+    public var time: Date
+    public var kind: EventKind
+    public var deviceID: DeviceID?
+    public var jobID: JobID?
+    public var releaseID: ReleaseID?
+    public var firmwareID: String?
+    public var from: JobState?
+    public var to: JobState?
+    public var progress: Int?
+    public var reason: FailureReason?
+    public var detail: String?
+
+    public init(
+        kind: EventKind, time: Date, deviceID: DeviceID? = nil, jobID: JobID? = nil, releaseID: ReleaseID? = nil,
+        firmwareID: String? = nil, from: JobState? = nil, to: JobState? = nil, progress: Int? = nil,
+        reason: FailureReason? = nil, detail: String? = nil, sequence: Int64 = 0
+    ) {
+        self.sequence = sequence
+        self.time = time
+        self.kind = kind
+        self.deviceID = deviceID
+        self.jobID = jobID
+        self.releaseID = releaseID
+        self.firmwareID = firmwareID
+        self.from = from
+        self.to = to
+        self.progress = progress
+        self.reason = reason
+        self.detail = detail
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case sequence = "seq", time, kind, deviceID = "device", jobID = "job", releaseID = "release"
+        case firmwareID = "firmware", from, to, progress, reason, detail
+    }
+
+    /// An event for a job, stamped with the job's current state.
+    public static func job(_ kind: EventKind, _ job: Job, from: JobState? = nil, detail: String? = nil, time: Date) -> UpdraftEvent {
+        UpdraftEvent(
+            kind: kind, time: time, deviceID: job.deviceID, jobID: job.id, releaseID: job.releaseID,
+            firmwareID: job.firmwareID, from: from, to: job.state, progress: job.progress,
+            reason: job.state == .failed ? job.failure : nil, detail: detail ?? (job.state == .failed ? job.detail : nil))
+    }
+
+    /// JSON as published on the events topic and printed by `updraft events`.
+    public func jsonLine() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+import Logging
+import Mosquitto
+import Synchronization
+import UpdraftCore
+
+/// Where the gateway gets image bytes for chunks: memory, never the database per chunk.
+public protocol ChunkSource: Sendable {
+    func image(for firmware: Firmware) throws -> [UInt8]
+}
+
+/// Counters for what devices sent that the gateway refused or could not read.
+public final class GatewayCounters: Sendable {
+    private let values = Mutex<[String: Int]>([:])
+    public init() {}
+    public func increment(_ key: String, by amount: Int = 1) { values.withLock { $0[key, default: 0] += amount } }
+    public subscript(key: String) -> Int { values.withLock { $0[key] ?? 0 } }
+    public var snapshot: [String: Int] { values.withLock { $0 } }
+}
+
+/// The gateway's MQTT adapter: turns device messages into engine calls, serves chunk
+/// windows, and sends offers and error replies. One instance per broker connection.
+public final class MQTTGateway: DeviceNotifier, Sendable {
+    public let client: MosquittoClient
+    public let codec: WireCodec
+    public let limits: ChunkLimits
+    public let counters = GatewayCounters()
+    private let images: any ChunkSource
+    private let logger: Logger
+    private let engineBox = Mutex<UpdateEngine?>(nil)
+
+    public init(client: MosquittoClient, codec: WireCodec, limits: ChunkLimits, images: any ChunkSource, logger: Logger) {
+        self.client = client
+        self.codec = codec
+        self.limits = limits
+        self.images = images
+        self.logger = logger
+    }
+
+    /// The engine is made with this gateway as its notifier, so it is attached after both exist.
+    public func attach(_ engine: UpdateEngine) { engineBox.withLock { $0 = engine } }
+
+    private var engine: UpdateEngine {
+        guard let engine = engineBox.withLock({ $0 }) else { preconditionFailure("MQTTGateway used before attach(_:)") }
+        return engine
+    }
+
+    /// Subscribes to the device topics and handles messages until the client's stream ends
+    /// or the task is cancelled.
+    public func run() async throws {
+        for filter in codec.topics.gatewaySubscriptions {
+            try await client.subscribe(filter, qos: .atLeastOnce)
+        }
+        logger.info("gateway subscribed", metadata: ["mqtt.filters": "\(codec.topics.gatewaySubscriptions)"])
+        for await message in client.messages {
+            await handle(topic: message.topic, payload: message.payload)
+        }
+    }
+
+    /// Handles one device message. Never throws: bad input is answered, counted and logged.
+    public func handle(topic: String, payload: [UInt8]) async {
+        switch codec.decode(topic: topic, payload: payload) {
+        case .failure(let failure):
+            counters.increment("rejected.\(failure.error.code)")
+            logger.notice(
+                "refused device message",
+                metadata: ["mqtt.topic": "\(topic.prefix(120))", "error.code": "\(failure.error.code)", "device.id": "\(failure.device?.rawValue ?? "-")"])
+            if let device = failure.device { sendError(ErrorReply(failure.error), to: device) }
+        case .success(let (device, message)):
+            counters.increment("received")
+            await dispatch(message, from: device)
+        }
+    }
+
+    private func dispatch(_ message: DeviceMessage, from device: DeviceID) async {
+        switch message {
+        case .presence(let online):
+            await engine.presence(device, online: online)
+        case .announce(let announcement):
+            await engine.announced(device, announcement)
+        case .progress(let job, let report):
+            if let error = await engine.report(device, job: job, report) {
+                counters.increment("rejected.\(error.code)")
+                sendError(ErrorReply(error, job: job), to: device)
+            }
+        case .download(let request):
+            await serve(request, to: device)
+        }
+    }
+
+    private func serve(_ request: DownloadRequest, to device: DeviceID) async {
+        let firmware: Firmware
+        switch await engine.authorizeDownload(device, job: request.job) {
+        case .failure(let error):
+            return refuse(error, request, device)
+        case .success(let fw):
+            firmware = fw
+        }
+        do {
+            let image = try images.image(for: firmware)
+            let ranges = try request.chunkRanges(imageSize: image.count, limits: limits)
+            var bytes = 0
+            for range in ranges {
+                client.publishNoWait(
+                    topic: codec.topics.chunk(device, job: request.job, offset: range.lowerBound),
+                    payload: Array(image[range]), qos: .atMostOnce, retain: false)
+                bytes += range.count
+            }
+            counters.increment("chunks.sent", by: ranges.count)
+            counters.increment("bytes.sent", by: bytes)
+        } catch let error as UpdraftError {
+            refuse(error, request, device)
+        } catch {
+            refuse(UpdraftError("image_unavailable", "The gateway cannot read the image right now; retry later."), request, device)
+            logger.error("image read failed", metadata: ["firmware.id": "\(firmware.id)", "error": "\(error)"])
+        }
+    }
+
+    private func refuse(_ error: UpdraftError, _ request: DownloadRequest, _ device: DeviceID) {
+        counters.increment("rejected.\(error.code)")
+        sendError(ErrorReply(error, job: request.job, offset: request.offset), to: device)
+    }
+
+    private func sendError(_ reply: ErrorReply, to device: DeviceID) {
+        client.publishNoWait(topic: codec.topics.device(device, .error), payload: WireCodec.encode(reply), qos: .atLeastOnce, retain: false)
+    }
+
+    // MARK: DeviceNotifier
+
+    public func offer(_ job: Job, firmware: Firmware, to device: DeviceID) {
+        let offer = JobOffer(job: job, firmware: firmware, limits: limits)
+        counters.increment("offers.sent")
+        client.publishNoWait(topic: codec.topics.device(device, .job), payload: WireCodec.encode(offer), qos: .atLeastOnce, retain: false)
+    }
+
+    /// Publishes an event to backends on the events topic.
+    public func publish(_ event: UpdraftEvent) {
+        client.publishNoWait(topic: codec.topics.events, payload: Array(event.jsonLine().utf8), qos: .atLeastOnce, retain: false)
+    }
+}

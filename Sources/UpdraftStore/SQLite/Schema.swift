@@ -1,0 +1,112 @@
+import GRDB
+
+/// The SQLite schema, as named, forward-only migrations.
+///
+/// Rules: a migration that shipped is never edited or removed; change the schema by
+/// appending a new one. Identifiers are stored in `grdb_migrations`.
+enum Schema {
+    /// Job states in which a job no longer holds its device (see `JobState.isTerminal`).
+    static let terminalStatesSQL = "('succeeded','failed','canceled')"
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+
+        migrator.registerMigration("v1-catalog") { db in
+            // `id` is `product@version`; versions are immutable, sequences are the order
+            // of versions within a product (and the devices' anti-rollback counter).
+            try db.execute(
+                sql: """
+                    CREATE TABLE firmware (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        product TEXT NOT NULL,
+                        version TEXT NOT NULL,
+                        sequence INTEGER NOT NULL CHECK (sequence > 0),
+                        size INTEGER NOT NULL,
+                        sha256 TEXT NOT NULL,
+                        md5 TEXT NOT NULL,
+                        created_at REAL NOT NULL,
+                        manifest_payload BLOB NOT NULL,
+                        manifest_signature BLOB NOT NULL,
+                        UNIQUE (product, version),
+                        UNIQUE (product, sequence)
+                    ) STRICT
+                    """)
+        }
+
+        migrator.registerMigration("v1-registry") { db in
+            // product and version stay NULL for a device a release named before it ever connected.
+            try db.execute(
+                sql: """
+                    CREATE TABLE devices (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        product TEXT,
+                        version TEXT,
+                        accepts_updates INTEGER NOT NULL DEFAULT 1,
+                        online INTEGER NOT NULL DEFAULT 0,
+                        first_seen REAL,
+                        last_seen REAL
+                    ) STRICT;
+                    CREATE INDEX devices_product ON devices(product);
+                    """)
+        }
+
+        migrator.registerMigration("v1-jobs") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE releases (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        firmware_id TEXT NOT NULL REFERENCES firmware(id),
+                        target TEXT NOT NULL,
+                        allow_downgrade INTEGER NOT NULL,
+                        created_at REAL NOT NULL
+                    ) STRICT;
+                    CREATE INDEX releases_created_at ON releases(created_at);
+
+                    CREATE TABLE jobs (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        release_id TEXT NOT NULL REFERENCES releases(id),
+                        device_id TEXT NOT NULL REFERENCES devices(id),
+                        firmware_id TEXT NOT NULL REFERENCES firmware(id),
+                        target_version TEXT NOT NULL,
+                        state TEXT NOT NULL,
+                        progress INTEGER NOT NULL DEFAULT 0,
+                        failure TEXT,
+                        detail TEXT,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL
+                    ) STRICT;
+                    CREATE INDEX jobs_release ON jobs(release_id);
+                    CREATE INDEX jobs_state ON jobs(state);
+                    -- One active job per device, whoever writes (gateway, CLI, a bug).
+                    CREATE UNIQUE INDEX jobs_one_active_per_device ON jobs(device_id)
+                        WHERE state NOT IN \(terminalStatesSQL);
+                    """)
+        }
+
+        migrator.registerMigration("v1-events") { db in
+            // Append-only. seq is assigned as max(seq)+1 inside the write transaction, so
+            // it is gap-free and in commit order; rows are never deleted.
+            try db.execute(
+                sql: """
+                    CREATE TABLE events (
+                        seq INTEGER PRIMARY KEY NOT NULL,
+                        time REAL NOT NULL,
+                        kind TEXT NOT NULL,
+                        device TEXT,
+                        job TEXT,
+                        release TEXT,
+                        firmware TEXT,
+                        from_state TEXT,
+                        to_state TEXT,
+                        progress INTEGER,
+                        reason TEXT,
+                        detail TEXT
+                    ) STRICT
+                    """)
+        }
+
+        return migrator
+    }
+
+    static let migrationIdentifiers = ["v1-catalog", "v1-registry", "v1-jobs", "v1-events"]
+}

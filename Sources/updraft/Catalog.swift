@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import UpdraftApp
+import UpdraftCore
+
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage the release signing key.",
+        subcommands: [Generate.self])
+
+    struct Generate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make an Ed25519 release signing key pair.",
+            discussion: """
+                Writes the private key to keys.signing_key (default <data_dir>/keys/release.key, mode 0600) \
+                and the public key next to it (release.pub). Put the public key on your devices: they \
+                verify every manifest with it. Keep the private key off the gateway if you can: only \
+                `updraft firmware add` needs it.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Flag(help: "Replace an existing key (devices holding the old public key will refuse new firmware).")
+        var force = false
+
+        func run() async throws {
+            try await userFacing {
+                let ops = try await global.operations()
+                let made = try ops.generateKeys(force: force)
+                print("private key: \(made.privatePath)")
+                print("public key:  \(made.publicPath)")
+                print("key id:      \(made.keyID)")
+            }
+        }
+    }
+}
+
+struct FirmwareCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "firmware",
+        abstract: "Manage the firmware catalog.",
+        subcommands: [Add.self, List.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add an image to the catalog and sign its manifest.",
+            discussion: """
+                Stores the image by its SHA-256, computes size, SHA-256 and MD5, and signs a manifest \
+                (product, version, sequence, size, SHA-256, time) with the release key. The sequence \
+                number grows by one per product: devices use it to refuse rollbacks. \
+                Versions are immutable: adding the same product and version with other content fails.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The image file.") var file: String
+        @Option(help: "Product (device model) the image is built for.") var product: String
+        @Option(help: "Version: 1-64 letters, digits, '.', '-', '_'.") var version: String
+
+        func run() async throws {
+            try await userFacing {
+                let ops = try await global.operations()
+                let result = try await ops.addFirmware(file: file, product: product, version: version)
+                let fw = result.firmware
+                if case .existing = result { print("already in the catalog (same content)") }
+                print("firmware: \(fw.id)")
+                print("sequence: \(fw.sequence)")
+                print("size:     \(fw.size) bytes")
+                print("sha256:   \(fw.sha256)")
+                print("md5:      \(fw.md5)")
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the catalog.")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Only this product.") var product: String?
+
+        func run() async throws {
+            try await userFacing {
+                let ops = try await global.operations()
+                let product = try product.map { try ProductID(validating: $0) }
+                let list = try await ops.store.firmwareList(product: product)
+                if list.isEmpty { print("The catalog is empty. Add an image with `updraft firmware add FILE --product P --version V`.") }
+                for fw in list {
+                    print("\(fw.id)\tseq \(fw.sequence)\t\(fw.size) B\t\(fw.sha256.prefix(16))…")
+                }
+            }
+        }
+    }
+}
