@@ -3,6 +3,7 @@
 
 #include <mosquitto.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 
 // The header's version, for comparing with the library loaded at run time
 // (`mosquitto_lib_version`). The macro is an expression Swift does not import.
@@ -21,6 +22,12 @@ static const int CMOSQUITTO_LOG_DEBUG = MOSQ_LOG_DEBUG;
 // export <sys/eventfd.h>.
 static inline int cmosquitto_wakefd_create(void) {
     return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+// Names the calling thread (first 15 bytes) for debuggers and `top -H`;
+// prctl is variadic, which Swift cannot call.
+static inline void cmosquitto_set_thread_name(const char *name) {
+    prctl(PR_SET_NAME, name, 0, 0, 0);
 }
 
 #endif

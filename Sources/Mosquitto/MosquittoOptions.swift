@@ -93,6 +93,9 @@ public struct ReconnectPolicy: Sendable, Hashable {
         return policy
     }()
 
+    /// Backoff of `connect()` retries when reconnecting is disabled.
+    static let connectRetry = ReconnectPolicy(initialDelay: .milliseconds(100), maxDelay: .seconds(2))
+
     /// The delay before attempt number `attempt` (0-based) of a series.
     func delay(attempt: Int) -> Duration {
         var delay = initialDelay

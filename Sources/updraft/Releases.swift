@@ -126,7 +126,7 @@ struct Events: AsyncParsableCommand {
                 }
                 if events.count == 1000 { continue }
                 guard follow else { return }
-                fflush(stdout)
+                fflush(nil)
                 try await Task.sleep(for: .milliseconds(200))
             }
         }

@@ -141,6 +141,7 @@ public final class ManagedBroker: Service, Sendable {
             "port": "\(settings.port)", "broker_dir": settings.directory, "acl_file": aclPath,
             "prefix": settings.topicPrefix, "gateway_user": settings.gatewayUser,
             "events_user": settings.gatewayUser + "-events", "max_packet_size": "\(settings.maxPacketSize)",
+            "user": Self.currentUser,
         ]
         let confTemplate = try ResourceLocator.read(settings.template)
         let aclTemplate = try ResourceLocator.read(
@@ -163,6 +164,11 @@ public final class ManagedBroker: Service, Sendable {
         for _ in 0..<250 where kill(pid, 0) == 0 { usleep(20_000) }
         if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
         try? FileManager.default.removeItem(atPath: pidFile)
+    }
+
+    static var currentUser: String {
+        guard let entry = getpwuid(geteuid()), let name = entry.pointee.pw_name else { return "root" }
+        return String(cString: name)
     }
 
     public static func locateMosquitto(_ configured: String) throws -> String {

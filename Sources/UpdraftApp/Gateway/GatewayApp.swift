@@ -2,8 +2,8 @@ import Foundation
 import Logging
 import Mosquitto
 import ServiceLifecycle
+import UnixSignals
 import UpdraftCore
-import UpdraftStore
 
 /// The composition root of `updraft serve`: the store, the managed broker (unless
 /// external) and the gateway service, run as one ServiceGroup in dependency order.
@@ -17,9 +17,9 @@ public struct GatewayApp: Sendable {
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
         self.configuration = configuration
         self.logger = logger
-        let store = try SQLiteStatusStore(path: configuration.resolvedSQLitePath, logger: logger)
+        let store = try UpdraftStoreFactory.open(configuration, logger: logger)
         broker = configuration.mqtt.broker.external ? nil : ManagedBroker(settings: .init(configuration: configuration), logger: logger)
-        gateway = GatewayService(configuration: configuration, store: store, logger: logger, now: now)
+        gateway = try GatewayService(configuration: configuration, store: store, logger: logger, now: now)
     }
 
     /// Runs until SIGINT or SIGTERM (or until the calling task is cancelled).

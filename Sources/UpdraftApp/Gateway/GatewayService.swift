@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Mosquitto
 import ServiceLifecycle
+import Synchronization
 import UpdraftCore
 import UpdraftMQTT
 import UpdraftStore
@@ -16,12 +17,16 @@ public final class GatewayService: Service, Sendable {
     private let logger: Logger
     private let flushInterval: Duration
     private let tailInterval: Duration
+    private let ready = Atomic<Bool>(false)
+
+    /// True once the engine has loaded and the gateway listens to devices.
+    public var isReady: Bool { ready.load(ordering: .acquiring) }
 
     public init(
         configuration: UpdraftConfiguration, store: any StatusStore, loop: MosquittoEventLoop = .shared,
         logger: Logger, now: @escaping @Sendable () -> Date = { Date() },
         flushInterval: Duration = .milliseconds(20), tailInterval: Duration = .milliseconds(50)
-    ) {
+    ) throws {
         self.configuration = configuration
         self.store = store
         self.logger = logger
@@ -37,14 +42,14 @@ public final class GatewayService: Service, Sendable {
         options.cleanSession = false
         options.inboxCapacity = 4096
         if c.broker.tls.enabled {
-            options.tls = TLSOptions(
+            options.tls = MosquittoOptions.TLSOptions(
                 caFile: c.broker.tls.caFile.isEmpty ? nil : c.broker.tls.caFile,
                 certFile: c.broker.tls.certFile.isEmpty ? nil : c.broker.tls.certFile,
                 keyFile: c.broker.tls.keyFile.isEmpty ? nil : c.broker.tls.keyFile,
                 insecure: c.broker.tls.insecure)
         }
         let client = MosquittoClient(options: options, loop: loop, logger: logger)
-        let images = FirmwareImageCache(store: FileImageStore(directory: configuration.imagesDirectory))
+        let images = FirmwareImageCache(store: try FileImageStore(directory: configuration.imagesDirectory))
         mqtt = MQTTGateway(
             client: client, codec: WireCodec(topics: configuration.topics, maxControlBytes: c.maxControlBytes),
             limits: c.chunk, images: ImageSource(cache: images), logger: logger)
@@ -53,13 +58,14 @@ public final class GatewayService: Service, Sendable {
     }
 
     public func run() async throws {
-        try await engine.load()
+        // Cursor first, then load: a release made in between is seen twice (harmless), never missed.
         let cursor = try await store.lastEventSequence()
+        try await engine.load()
         try await mqtt.client.connect()
         logger.info("gateway connected", metadata: ["broker": "\(configuration.mqtt.broker.host):\(configuration.mqtt.broker.port)"])
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await self.mqtt.run() }
+                group.addTask { try await self.mqtt.run(onSubscribed: { self.ready.store(true, ordering: .releasing) }) }
                 group.addTask {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: self.flushInterval)
@@ -117,5 +123,5 @@ public final class GatewayService: Service, Sendable {
 /// Serves images from the in-memory cache.
 struct ImageSource: ChunkSource {
     let cache: FirmwareImageCache
-    func image(for firmware: Firmware) throws -> [UInt8] { try cache.bytes(sha256: firmware.sha256) }
+    func image(for firmware: Firmware) throws -> [UInt8] { try cache.image(sha256: firmware.sha256) }
 }

@@ -16,7 +16,7 @@ public struct Operations: Sendable {
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
         self.configuration = configuration
         self.logger = logger
-        self.store = try SQLiteStatusStore(path: configuration.resolvedSQLitePath, logger: logger)
+        self.store = try UpdraftStoreFactory.open(configuration, logger: logger)
     }
 
     // MARK: Keys

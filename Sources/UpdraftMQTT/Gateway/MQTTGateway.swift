@@ -47,10 +47,11 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
 
     /// Subscribes to the device topics and handles messages until the client's stream ends
     /// or the task is cancelled.
-    public func run() async throws {
+    public func run(onSubscribed: @Sendable () -> Void = {}) async throws {
         for filter in codec.topics.gatewaySubscriptions {
             try await client.subscribe(filter, qos: .atLeastOnce)
         }
+        onSubscribed()
         logger.info("gateway subscribed", metadata: ["mqtt.filters": "\(codec.topics.gatewaySubscriptions)"])
         for await message in client.messages {
             await handle(topic: message.topic, payload: message.payload)

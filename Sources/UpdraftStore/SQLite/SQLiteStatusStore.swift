@@ -57,9 +57,14 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
         try await read { db in try Schema.migrator.appliedMigrations(db) }
     }
 
-    /// Reads a pragma on a reader connection (diagnostics and tests).
+    /// Reads a pragma on the writer connection (diagnostics and tests). Readers have
+    /// GRDB's own busy timeout for the rare cases a WAL reader waits.
     func pragma(_ name: String) async throws -> String? {
-        try await read { db in try String.fetchOne(db, sql: "PRAGMA \(name)") }
+        do {
+            return try await pool.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA \(name)") }
+        } catch {
+            throw mapped(error)
+        }
     }
 
     /// Runs raw SQL in a write transaction. Tests only: simulate other binaries' writes.

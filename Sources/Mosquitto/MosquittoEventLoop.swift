@@ -1,0 +1,327 @@
+import CMosquitto
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `mosquitto_lib_init` runs once per process, on first use of any loop.
+private let libraryInitialized: Int32 = mosquitto_lib_init()
+
+/// One thread that drives many ``MosquittoClient``s with `poll()`.
+///
+/// Every libmosquitto call for a client happens on its loop's thread. Other
+/// threads hand work to the loop as closures through a mutex-protected queue
+/// and wake it with an eventfd. Each iteration the loop runs the queued
+/// commands, fires due timers (reconnect backoff, connect timeouts), calls
+/// `mosquitto_loop_misc` about once a second for keep-alive, then polls the
+/// sockets of all clients and reads and writes the ready ones.
+///
+/// Use ``shared`` for a few clients; create several loops to spread many
+/// clients over cores (each loop is one thread). ``shutdown()`` closes the
+/// loop's clients and joins the thread.
+public final class MosquittoEventLoop: Sendable {
+    /// A process-wide loop, started on first use and never shut down.
+    public static let shared = MosquittoEventLoop(name: "mosquitto")
+
+    public let name: String
+    let queue: CommandQueue
+    /// Loop-thread state; clients keep a reference but use it only on the loop thread.
+    let core: LoopCore
+    private let thread: pthread_t
+    private let joined = Atomic<Bool>(false)
+
+    /// Starts the loop's thread.
+    /// - Parameters:
+    ///   - name: thread name (Linux keeps the first 15 bytes) and log metadata.
+    ///   - logger: logs of the loop itself; clients log through their own logger.
+    public init(name: String = "mosquitto", logger: Logger = Logger(label: "Mosquitto")) {
+        precondition(libraryInitialized == MOSQ_ERR_SUCCESS.rawValue, "mosquitto_lib_init failed")
+        var logger = logger
+        logger[metadataKey: "mqtt.loop"] = "\(name)"
+        Self.checkLibraryVersion(logger: logger)
+
+        let wakeFD = cmosquitto_wakefd_create()
+        precondition(wakeFD >= 0, "eventfd failed: errno \(errno)")
+        self.name = name
+        self.queue = CommandQueue(wakeFD: wakeFD)
+        let core = LoopCore(queue: queue, name: name, logger: logger)
+        self.core = core
+
+        var thread = pthread_t()
+        let rc = pthread_create(
+            &thread, nil,
+            { argument in
+                let core = Unmanaged<LoopCore>.fromOpaque(argument!).takeRetainedValue()
+                core.run()
+                return nil
+            },
+            Unmanaged.passRetained(core).toOpaque()
+        )
+        precondition(rc == 0, "pthread_create failed: \(rc)")
+        self.thread = thread
+    }
+
+    deinit {
+        shutdown()
+    }
+
+    /// Closes every client of this loop (without DISCONNECT packets if they
+    /// cannot be sent at once), stops the thread and waits for it. Commands
+    /// submitted afterwards fail with "event loop is shut down". Idempotent.
+    public func shutdown() {
+        queue.requestShutdown()
+        guard !joined.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        if pthread_equal(pthread_self(), thread) != 0 {
+            // Called from a command on the loop itself: it exits after this iteration.
+            pthread_detach(thread)
+        } else {
+            pthread_join(thread, nil)
+        }
+    }
+
+    /// Runs `body` on the loop thread. Returns `false` if the loop is shut down.
+    @discardableResult
+    func execute(_ body: @escaping @Sendable () -> Void) -> Bool {
+        queue.enqueue(body)
+    }
+
+    private static func checkLibraryVersion(logger: Logger) {
+        var major: Int32 = 0
+        var minor: Int32 = 0
+        var revision: Int32 = 0
+        let runtime = mosquitto_lib_version(&major, &minor, &revision)
+        if runtime < cmosquitto_header_version() {
+            logger.warning(
+                "libmosquitto at run time is older than the headers built against",
+                metadata: ["mqtt.lib.runtime": "\(major).\(minor).\(revision)", "mqtt.lib.headers": "\(cmosquitto_header_version())"]
+            )
+        }
+    }
+}
+
+/// The hand-over point between any thread and a loop thread.
+final class CommandQueue: Sendable {
+    private struct State {
+        var commands: [@Sendable () -> Void] = []
+        var wakePending = false
+        var shutdownRequested = false
+        /// -1 once the loop thread closed it, so late wake-ups cannot hit a reused descriptor.
+        var wakeFD: Int32
+    }
+
+    private let state: Mutex<State>
+    /// The eventfd as the loop thread polls it; valid until the loop closes it.
+    let loopWakeFD: Int32
+
+    init(wakeFD: Int32) {
+        state = Mutex(State(wakeFD: wakeFD))
+        loopWakeFD = wakeFD
+    }
+
+    /// Appends a command and wakes the loop. `false` once shut down.
+    func enqueue(_ command: @escaping @Sendable () -> Void) -> Bool {
+        state.withLock { state in
+            guard !state.shutdownRequested else { return false }
+            state.commands.append(command)
+            Self.wakeLocked(&state)
+            return true
+        }
+    }
+
+    /// Makes the loop run an iteration, e.g. to poll a socket for reading again.
+    func wake() {
+        state.withLock { Self.wakeLocked(&$0) }
+    }
+
+    func requestShutdown() {
+        state.withLock { state in
+            state.shutdownRequested = true
+            Self.wakeLocked(&state)
+        }
+    }
+
+    /// Takes the queued commands. Loop thread only.
+    func drain() -> (commands: [@Sendable () -> Void], shutdown: Bool) {
+        state.withLock { state in
+            state.wakePending = false
+            defer { state.commands.removeAll(keepingCapacity: true) }
+            return (state.commands, state.shutdownRequested)
+        }
+    }
+
+    /// Loop thread, at exit.
+    func closeWakeFD() {
+        state.withLock { state in
+            if state.wakeFD >= 0 {
+                close(state.wakeFD)
+                state.wakeFD = -1
+            }
+        }
+    }
+
+    /// The eventfd is written while holding the lock: a write is one cheap
+    /// non-blocking syscall, and it keeps `closeWakeFD` from racing it.
+    private static func wakeLocked(_ state: inout State) {
+        guard !state.wakePending, state.wakeFD >= 0 else { return }
+        state.wakePending = true
+        var one: UInt64 = 1
+        _ = write(state.wakeFD, &one, MemoryLayout<UInt64>.size)
+    }
+
+    /// Clears the eventfd after poll reported it readable. Loop thread only.
+    func consumeWake(fd: Int32) {
+        var value: UInt64 = 0
+        _ = read(fd, &value, MemoryLayout<UInt64>.size)
+    }
+}
+
+/// The loop thread's own state.
+///
+/// `@unchecked Sendable`: created on the constructing thread, then touched
+/// only by the loop thread (handed over once through `pthread_create`).
+final class LoopCore: @unchecked Sendable {
+    let queue: CommandQueue
+    let name: String
+    let logger: Logger
+
+    private var clients: [ClientCore] = []
+    private var retired: [ClientCore] = []
+    private var pollFDs: [pollfd] = []
+    private var pollOwners: [ClientCore] = []
+    private var nextMisc = ContinuousClock.now
+    private let wakeFD: Int32
+
+    /// How often `mosquitto_loop_misc` runs: keep-alive has one-second resolution.
+    private static let miscInterval: Duration = .seconds(1)
+
+    init(queue: CommandQueue, name: String, logger: Logger) {
+        self.queue = queue
+        self.name = name
+        self.logger = logger
+        self.wakeFD = queue.loopWakeFD
+    }
+
+    // MARK: Client registry
+
+    func register(_ client: ClientCore) {
+        client.loopIndex = clients.count
+        clients.append(client)
+    }
+
+    /// The client's handle is destroyed at the end of the current step, never
+    /// from inside a libmosquitto callback.
+    func retire(_ client: ClientCore) {
+        retired.append(client)
+    }
+
+    private func reapRetired() {
+        while let client = retired.popLast() {
+            let index = client.loopIndex
+            if index >= 0 && index < clients.count && clients[index] === client {
+                clients.swapAt(index, clients.count - 1)
+                clients[index].loopIndex = index
+                clients.removeLast()
+            }
+            client.loopIndex = -1
+            client.destroyHandle()
+        }
+    }
+
+    // MARK: The loop
+
+    func run() {
+        blockSIGPIPE()
+        setThreadName()
+        logger.debug("event loop started")
+
+        while true {
+            let (commands, shutdown) = queue.drain()
+            for command in commands {
+                command()
+            }
+            reapRetired()
+            if shutdown {
+                break
+            }
+
+            let now = ContinuousClock.now
+            if now >= nextMisc {
+                for client in clients {
+                    client.misc()
+                }
+                nextMisc = now + Self.miscInterval
+            }
+            var deadline = nextMisc
+            for client in clients {
+                client.tick(now: now)
+                if let due = client.nextDeadline, due < deadline {
+                    deadline = due
+                }
+            }
+            reapRetired()
+
+            pollFDs.removeAll(keepingCapacity: true)
+            pollOwners.removeAll(keepingCapacity: true)
+            pollFDs.append(pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))
+            for client in clients {
+                if let interest = client.pollInterest() {
+                    pollFDs.append(pollfd(fd: interest.fd, events: interest.events, revents: 0))
+                    pollOwners.append(client)
+                }
+            }
+
+            let timeout = Self.milliseconds(until: deadline, from: ContinuousClock.now)
+            let ready = poll(&pollFDs, nfds_t(pollFDs.count), timeout)
+            if ready < 0 {
+                if errno != EINTR {
+                    logger.error("poll failed", metadata: ["errno": "\(errno)"])
+                }
+                continue
+            }
+            if ready == 0 {
+                continue
+            }
+            if pollFDs[0].revents != 0 {
+                queue.consumeWake(fd: wakeFD)
+            }
+            for index in 1..<pollFDs.count {
+                let revents = Int32(pollFDs[index].revents)
+                if revents != 0 {
+                    pollOwners[index - 1].handle(fd: pollFDs[index].fd, revents: revents)
+                }
+            }
+            reapRetired()
+        }
+
+        for client in clients {
+            client.close(reason: "event loop \(name) is shut down")
+        }
+        reapRetired()
+        pollOwners.removeAll()
+        queue.closeWakeFD()
+        logger.debug("event loop stopped")
+    }
+
+    private static func milliseconds(until deadline: ContinuousClock.Instant, from now: ContinuousClock.Instant) -> Int32 {
+        guard deadline > now else { return 0 }
+        let (seconds, attoseconds) = (deadline - now).components
+        let milliseconds = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+        return Int32(clamping: milliseconds)
+    }
+
+    /// libmosquitto writes TLS through OpenSSL, which does not pass
+    /// MSG_NOSIGNAL; a peer reset must not kill the process. SIGPIPE is
+    /// delivered to the writing thread, so blocking it here is enough.
+    private func blockSIGPIPE() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    private func setThreadName() {
+        cmosquitto_set_thread_name(name)
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import Logging
+import UpdraftCore
+import UpdraftDevice
+
+/// `updraft demo`: the whole path on one machine, from a firmware file to every device
+/// confirming its new version.
+public struct DemoRunner: Sendable {
+    public struct Options: Sendable {
+        public var devices = 50
+        public var offline = 10
+        public var imageBytes = 256 * 1024
+        public var chunkSize = 4096
+        public var timeout: Duration = .seconds(180)
+        public var keepDirectory: String?
+        public init() {}
+    }
+
+    /// What the demo reports while it runs.
+    public struct Progress: Sendable {
+        public var phase: String
+        public var jobs: [JobState: Int]
+        public var total: Int
+        public var percent: Double
+    }
+
+    public struct Summary: Sendable {
+        public var jobs: [JobState: Int]
+        public var failures: [String]
+        public var bytesSent: Int
+        public var seconds: Double
+        public var devices: Int
+        public var allSucceeded: Bool { jobs[.succeeded] == devices }
+    }
+
+    public let options: Options
+    public let logger: Logger
+
+    public init(options: Options, logger: Logger) {
+        self.options = options
+        self.logger = logger
+    }
+
+    public func run(report: @escaping @Sendable (Progress) -> Void) async throws -> Summary {
+        let started = ContinuousClock.now
+        let stack = try await LocalStack(directory: options.keepDirectory, logger: logger)
+        do {
+            let summary = try await run(on: stack, started: started, report: report)
+            await stack.stop()
+            return summary
+        } catch {
+            await stack.stop()
+            throw error
+        }
+    }
+
+    private func run(on stack: LocalStack, started: ContinuousClock.Instant, report: @escaping @Sendable (Progress) -> Void) async throws -> Summary {
+        let ops = stack.operations
+        report(Progress(phase: "starting gateway", jobs: [:], total: options.devices, percent: 0))
+        let gateway = try await stack.startGateway()
+
+        // A demo image: deterministic bytes, signed like any release.
+        let file = stack.directory + "/demo-1.1.0.bin"
+        var generator = SplitMix64(seed: 2026)
+        let image = (0..<options.imageBytes).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        FileManager.default.createFile(atPath: file, contents: Data(image))
+        let firmware = try await ops.addFirmware(file: file, product: "demo-thermo", version: "1.1.0").firmware
+
+        var sim = SimulatorConfig(count: options.devices, product: "demo-thermo", version: "1.0.0", releaseKey: try ops.publicKey())
+        sim.brokerPort = stack.brokerPort
+        sim.topicsPrefix = stack.configuration.mqtt.topicPrefix
+        sim.offlineFraction = Double(options.offline) / Double(max(options.devices, 1))
+        sim.chunkSize = options.chunkSize
+        sim.requestTimeout = .seconds(2)
+        let fleet = try FleetSimulator(config: sim, logger: logger)
+        fleet.start()
+        let onlineAtStart = options.devices - fleet.offlineAtStart.count
+        report(Progress(phase: "devices connecting", jobs: [:], total: options.devices, percent: 0))
+        try await fleet.waitUntil(timeout: .seconds(60)) { $0.online >= onlineAtStart }
+
+        let ids = fleet.devices.map(\.config.id)
+        let plan = try await ops.createRelease(firmwareID: firmware.id, target: .devices(ids), allowDowngrade: false)
+        let release = plan.release.id
+        logger.info("demo release created", metadata: ["release.id": "\(release)", "jobs": "\(plan.jobs.count)"])
+
+        let deadline = ContinuousClock.now + options.timeout
+        var broughtOnline = false
+        var jobs: [JobState: Int] = [:]
+        while ContinuousClock.now < deadline {
+            let current = try await ops.store.jobs(release: release)
+            jobs = Dictionary(grouping: current, by: \.state).mapValues(\.count)
+            let done = current.filter(\.state.isTerminal).count
+            let percent = current.isEmpty ? 0 : Double(current.map { $0.state.isTerminal ? 100 : $0.progress }.reduce(0, +)) / Double(current.count)
+            // Once most online devices are on their way, the offline ones wake up.
+            if !broughtOnline, done + (jobs[.installed] ?? 0) + (jobs[.installing] ?? 0) >= onlineAtStart / 2 {
+                fleet.bringOfflineDevicesOnline()
+                broughtOnline = true
+            }
+            report(Progress(
+                phase: broughtOnline ? "updating (offline devices back)" : "updating (\(options.devices - onlineAtStart) devices offline)",
+                jobs: jobs, total: current.count, percent: percent))
+            if done == current.count { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        let final = try await ops.store.jobs(release: release)
+        jobs = Dictionary(grouping: final, by: \.state).mapValues(\.count)
+        let failures = final.filter { $0.state == .failed }.map { "\($0.deviceID): \($0.failure?.rawValue ?? "?") \($0.detail ?? "")" }
+        let bytes = gateway.mqtt.counters["bytes.sent"]
+        await fleet.stop()
+        return Summary(jobs: jobs, failures: failures, bytesSent: bytes, seconds: (ContinuousClock.now - started).seconds, devices: options.devices)
+    }
+}
+
+/// A small deterministic generator for demo and bench images.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

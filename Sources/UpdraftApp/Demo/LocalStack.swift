@@ -1,0 +1,73 @@
+import Foundation
+import Logging
+import Synchronization
+import UpdraftCore
+
+/// A whole Updraft on loopback in one folder: managed mosquitto on a free port, the
+/// store, a release key and a gateway that can be stopped and started again. Used by
+/// `updraft demo`, `updraft bench` and the integration tests.
+public final class LocalStack: Sendable {
+    public let configuration: UpdraftConfiguration
+    public let broker: ManagedBroker
+    public let operations: Operations
+    public let directory: String
+    private let logger: Logger
+    private let removeOnStop: Bool
+    private let running = Mutex<(task: Task<Void, any Error>, service: GatewayService)?>(nil)
+
+    /// - Parameters:
+    ///   - directory: the data folder; nil makes a temporary one, removed by `stop()`.
+    ///   - tune: adjusts the configuration before anything starts.
+    public init(
+        directory: String? = nil, logger: Logger, tune: (inout UpdraftConfiguration) -> Void = { _ in }
+    ) async throws {
+        let dir = directory ?? FileManager.default.temporaryDirectory
+            .appendingPathComponent("updraft-\(UUID().uuidString.prefix(8))").path
+        removeOnStop = directory == nil
+        self.directory = dir
+        self.logger = logger
+        var configuration = UpdraftConfiguration()
+        configuration.dataDirectory = dir
+        configuration.mqtt.broker.port = PortProbe.freePort()
+        tune(&configuration)
+        self.configuration = configuration
+        operations = try Operations(configuration: configuration, logger: logger)
+        if (try? operations.signingKey()) == nil { _ = try operations.generateKeys(force: false) }
+        broker = ManagedBroker(settings: .init(configuration: configuration), logger: logger)
+        try await broker.start()
+    }
+
+    /// Starts a gateway (a new one each time, as after a process restart).
+    @discardableResult
+    public func startGateway(now: @escaping @Sendable () -> Date = { Date() }) async throws -> GatewayService {
+        let store = try UpdraftStoreFactory.open(configuration, logger: logger)
+        let service = try GatewayService(configuration: configuration, store: store, logger: logger, now: now)
+        let task = Task { try await service.run() }
+        running.withLock { $0 = (task, service) }
+        // Ready when the engine has loaded and the MQTT subscriptions are in place.
+        let deadline = ContinuousClock.now + .seconds(15)
+        while !service.isReady {
+            if ContinuousClock.now > deadline { throw UpdraftError("gateway_start_timeout", "The gateway did not get ready within 15 s.") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return service
+    }
+
+    public var gateway: GatewayService? { running.withLock { $0?.service } }
+
+    /// Stops the gateway: cancels it, lets it write what it holds, waits for it.
+    public func stopGateway() async {
+        guard let current = running.withLock({ r -> (task: Task<Void, any Error>, service: GatewayService)? in defer { r = nil }; return r }) else { return }
+        current.task.cancel()
+        _ = await current.task.result
+    }
+
+    /// Stops everything and removes the temporary folder.
+    public func stop() async {
+        await stopGateway()
+        broker.stop()
+        if removeOnStop { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    public var brokerPort: Int { configuration.mqtt.broker.port }
+}

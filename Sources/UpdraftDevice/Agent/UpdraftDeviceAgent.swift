@@ -1,0 +1,571 @@
+import Foundation
+import Logging
+import Mosquitto
+import Synchronization
+import UpdraftCore
+import UpdraftMQTT
+
+/// The reference device: speaks the MQTT device protocol from the device's side.
+///
+/// It announces itself on every connection, verifies offers against the release key,
+/// downloads the image in windows of chunks (resuming from the first missing chunk after
+/// a lost chunk, a dropped connection, a restarted gateway or a restarted process),
+/// checks the digest, installs, reboots and announces the new version. The logic is
+/// deliberately plain (one event handler per topic plus a periodic `tick`) so that it
+/// ports to a C main loop.
+///
+/// ```swift
+/// let agent = UpdraftDeviceAgent(config: config, logger: logger)
+/// try await agent.run()   // until the task is cancelled or `stop()` is called
+/// ```
+public actor UpdraftDeviceAgent {
+    public nonisolated let config: DeviceConfig
+    private nonisolated let loop: MosquittoEventLoop
+    private let logger: Logger
+    private let topics: Topics
+    private let codec: WireCodec
+    private let published: Mutex<DeviceState>
+
+    private var version: FirmwareVersion
+    private var installedSequence: Int64?
+    private var storage: DeviceStorage?
+    /// The client of the current boot; a reboot makes a new one.
+    private var client: MosquittoClient?
+    private var subscribed = false
+    private var connected = false
+    /// Counts connections, so a window asked for before a reconnect is asked again after it.
+    private var epoch = 0
+    private var job: ActiveJob?
+    /// The last job that ended here: repeated offers for it (QoS 1 redelivery) are ignored.
+    private var endedJob: JobID?
+    private var pendingReboot: Installed?
+    private var stopRequested = false
+    private var corruptionInjected = false
+    private var dropInjected = false
+
+    /// The installed image when there is no storage directory (and `retainInstalledImage`).
+    public private(set) var installedImage: [UInt8]?
+
+    public init(config: DeviceConfig, loop: MosquittoEventLoop = .shared, logger: Logger) {
+        var logger = logger
+        logger[metadataKey: "device.id"] = "\(config.id)"
+        self.config = config
+        self.loop = loop
+        self.logger = logger
+        self.topics = Topics(prefix: config.topicsPrefix)
+        self.codec = WireCodec(topics: topics)
+        self.version = config.version
+        self.installedSequence = config.installedSequence
+        self.published = Mutex(DeviceState(version: config.version, installedSequence: config.installedSequence))
+    }
+
+    // MARK: Observable state (any thread)
+
+    public nonisolated var state: DeviceState { published.withLock { $0 } }
+    public nonisolated var status: DeviceStatus { state.status }
+    public nonisolated var installedVersion: FirmwareVersion { state.version }
+    public nonisolated var bytesReceived: Int { state.bytesReceived }
+    public nonisolated var resumes: Int { state.resumes }
+
+    private func update(_ body: (inout DeviceState) -> Void) { published.withLock { body(&$0) } }
+
+    // MARK: Running
+
+    /// Connects, serves the device protocol, reboots into installed updates, and returns
+    /// when the task is cancelled or ``stop()`` is called. Throws only when the storage
+    /// directory cannot be created.
+    public func run() async throws {
+        if let directory = config.storageDirectory {
+            let storage = try DeviceStorage(directory: directory)
+            self.storage = storage
+            if let installed = storage.installed() {
+                version = installed.version
+                installedSequence = installed.sequence
+                update {
+                    $0.version = installed.version
+                    $0.installedSequence = installed.sequence
+                }
+            }
+        }
+        defer { update { $0.online = false } }
+
+        while !Task.isCancelled && !stopRequested {
+            let client = makeClient()
+            self.client = client
+            subscribed = false
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await event in client.connectionEvents { await self.connectionChanged(event, on: client) }
+                }
+                group.addTask { await self.tickLoop() }
+                if await connect(client) {
+                    for await message in client.messages {
+                        handle(message)
+                        if pendingReboot != nil || stopRequested { break }
+                    }
+                }
+                group.cancelAll()
+            }
+            connected = false
+            update { $0.online = false }
+            if stopRequested { break }
+            if let installed = pendingReboot {
+                await reboot(client, into: installed)
+            } else {
+                // Cancelled: leave like a device switched off properly.
+                await goOffline(client)
+            }
+        }
+    }
+
+    /// Says `offline`, disconnects, and makes ``run()`` return.
+    public func stop() async {
+        stopRequested = true
+        if let client { await goOffline(client) }
+    }
+
+    private func makeClient() -> MosquittoClient {
+        var options = MosquittoOptions(clientID: config.id.rawValue, host: config.brokerHost, port: config.brokerPort)
+        options.username = config.id.rawValue
+        options.password = config.password
+        options.tls = config.tls
+        options.reconnect = config.reconnect
+        options.will = .init(
+            topic: topics.device(config.id, .presence), payload: Presence.offline, qos: .atLeastOnce, retain: true)
+        return MosquittoClient(options: options, loop: loop, logger: logger)
+    }
+
+    /// Tries until connected; `false` when cancelled or stopped first.
+    private func connect(_ client: MosquittoClient) async -> Bool {
+        var delay = config.reconnect.initialDelay
+        while !Task.isCancelled && !stopRequested {
+            do {
+                try await client.connect()
+                return true
+            } catch is CancellationError {
+                return false
+            } catch {
+                logger.warning("cannot connect; retrying", metadata: ["error": "\(error)", "retry.in": "\(delay)"])
+                do { try await Task.sleep(for: delay) } catch { return false }
+                delay = min(delay * 2, max(config.reconnect.maxDelay, config.reconnect.initialDelay))
+            }
+        }
+        return false
+    }
+
+    /// Runs on the first connection and after every reconnect (the client re-subscribes
+    /// by itself before it reports `.connected`).
+    private func connectionChanged(_ event: ConnectionEvent, on client: MosquittoClient) async {
+        guard client === self.client else { return }
+        switch event {
+        case .connected:
+            if !subscribed {
+                do {
+                    for filter in topics.deviceSubscriptions(config.id) {
+                        try await client.subscribe(filter, qos: .atLeastOnce)
+                    }
+                    subscribed = true
+                } catch {
+                    // The connection went while subscribing; the next `.connected` tries again.
+                    logger.warning("subscribe failed", metadata: ["error": "\(error)"])
+                    return
+                }
+            }
+            epoch += 1
+            connected = true
+            client.publishNoWait(
+                topic: topics.device(config.id, .presence), payload: Presence.online, qos: .atLeastOnce, retain: true)
+            announce()
+            update {
+                $0.online = true
+                $0.connections += 1
+                if $0.status == .rebooting { $0.status = .updated(version) }
+            }
+            logger.debug("online", metadata: ["device.version": "\(version)", "mqtt.connection": "\(epoch)"])
+        case .disconnected(let error):
+            connected = false
+            update { $0.online = false }
+            if let error { logger.info("connection lost", metadata: ["error": "\(error)"]) }
+        }
+    }
+
+    private func announce() {
+        let body = AnnounceMessage(product: config.product, version: version, acceptsUpdates: config.acceptsUpdates)
+        client?.publishNoWait(
+            topic: topics.device(config.id, .announce), payload: WireCodec.encode(body), qos: .atLeastOnce, retain: true)
+    }
+
+    private func goOffline(_ client: MosquittoClient) async {
+        if client.isConnected {
+            client.publishNoWait(
+                topic: topics.device(config.id, .presence), payload: Presence.offline, qos: .atLeastOnce, retain: true)
+        }
+        await client.disconnect()
+        connected = false
+        update { $0.online = false }
+    }
+
+    /// Reports `installed` (waiting for the broker's ack, so it is not lost in the
+    /// disconnect), goes offline, waits, and comes back as the new version.
+    private func reboot(_ client: MosquittoClient, into installed: Installed) async {
+        do {
+            try await client.publish(
+                topic: topics.device(config.id, .progress),
+                payload: WireCodec.encode(ProgressBody(job: installed.job, report: .installed)), qos: .atLeastOnce)
+        } catch {
+            logger.warning("installed report not acknowledged", metadata: ["job.id": "\(installed.job)", "error": "\(error)"])
+        }
+        await goOffline(client)
+        logger.info("rebooting", metadata: ["device.version": "\(installed.version)"])
+        try? await Task.sleep(for: config.rebootDelay)
+        version = installed.version
+        installedSequence = installed.sequence
+        pendingReboot = nil
+        update {
+            $0.version = installed.version
+            $0.installedSequence = installed.sequence
+            $0.job = nil
+        }
+    }
+
+    private nonisolated func tickLoop() async {
+        let interval = max(min(config.requestTimeout / 4, .seconds(1)), .milliseconds(10))
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            await tick(now: .now)
+        }
+    }
+
+    // MARK: Messages
+
+    private func handle(_ message: MosquittoMessage) {
+        guard let (device, kind, rest) = topics.parse(message.topic), device == config.id else { return }
+        switch kind {
+        case .job where rest.isEmpty:
+            received(offer: message.payload)
+        case .chunk where rest.count == 2:
+            received(chunk: message.payload, job: rest[0], offset: rest[1])
+        case .error where rest.isEmpty:
+            received(error: message.payload)
+        default:
+            logger.debug("ignored message", metadata: ["mqtt.topic": "\(message.topic)"])
+        }
+    }
+
+    private func received(offer payload: [UInt8]) {
+        let offer: JobOffer
+        do {
+            offer = try codec.decodeOffer(payload)
+        } catch {
+            logger.warning("unreadable offer", metadata: ["error.code": "\(error.code)", "error.message": "\(error.message)"])
+            return
+        }
+        if pendingReboot != nil || offer.job == endedJob { return }
+        if var active = job, active.offer.job == offer.job {
+            resume(&active, offer: offer)
+            job = active
+            return
+        }
+        if offer.version == version {
+            // The gateway missed our announce: say it again, that ends the job.
+            announce()
+            return
+        }
+        guard config.acceptsUpdates else {
+            announce()
+            return
+        }
+        let check = OfferCheck(
+            releaseKey: config.releaseKey, product: config.product, installedSequence: installedSequence,
+            allowRollback: config.allowRollback, maxImageBytes: config.maxImageBytes)
+        let manifest: Manifest
+        do {
+            manifest = try check.verify(offer)
+        } catch {
+            logger.warning(
+                "offer rejected", metadata: ["job.id": "\(offer.job)", "error.code": "\(error.code)", "error.message": "\(error.message)"])
+            report(.failed(.rejected, detail: error.message), job: offer.job)
+            if job == nil { update { $0.status = .failed(.rejected) } }
+            return
+        }
+        if let previous = job {
+            logger.notice("new job replaces the current one", metadata: ["job.id": "\(offer.job)", "job.previous": "\(previous.offer.job)"])
+            storage?.discardPartial()
+        }
+        start(offer, manifest)
+    }
+
+    private func start(_ offer: JobOffer, _ manifest: Manifest) {
+        var download = ImageDownload(job: offer.job, size: Int(manifest.size), chunkSize: chunkSize(for: offer.chunk))
+        var resumed = false
+        if let kept = storage?.partial(job: offer.job, sha256: manifest.sha256, size: Int(manifest.size)) {
+            download.restore(prefix: kept[...])
+            resumed = download.receivedBytes > 0
+        }
+        var active = ActiveJob(offer: offer, manifest: manifest, download: download)
+        logger.info(
+            "update accepted",
+            metadata: ["job.id": "\(offer.job)", "firmware.version": "\(manifest.version)", "firmware.size": "\(manifest.size)",
+                       "download.offset": "\(download.firstMissingOffset)"])
+        update {
+            $0.job = offer.job
+            $0.status = .downloading(percent: download.percent)
+            if resumed { $0.resumes += 1 }
+        }
+        active.reportedPercent = download.percent
+        report(.downloading(percent: download.percent), job: offer.job)
+        if download.isComplete {
+            finish(active)
+        } else {
+            requestWindow(&active)
+            job = active
+        }
+    }
+
+    /// The offer of the job in progress came again: after a reconnect the gateway resends
+    /// it, and the download continues from the first missing chunk.
+    private func resume(_ active: inout ActiveJob, offer: JobOffer) {
+        active.offer = offer
+        let size = chunkSize(for: offer.chunk, keeping: active.download.chunkSize)
+        if size != active.download.chunkSize {
+            active.download.rechunk(to: size)
+            active.requestEpoch = -1
+        }
+        // Asked on this connection already (offers come in pairs: presence, announce);
+        // a lost window is the stall timer's business.
+        guard active.requestEpoch != epoch else { return }
+        let offset = active.download.firstMissingOffset
+        if offset > 0 {
+            update { $0.resumes += 1 }
+            logger.info("resuming download", metadata: ["job.id": "\(offer.job)", "download.offset": "\(offset)"])
+        }
+        requestWindow(&active)
+    }
+
+    private func received(chunk payload: [UInt8], job jobText: Substring, offset offsetText: Substring) {
+        guard var active = job, jobText == active.offer.job.rawValue, let offset = Int(offsetText) else { return }
+        var bytes = payload
+        let corrupt = config.corruptFirstDownload && !corruptionInjected && !bytes.isEmpty
+        if corrupt { bytes[bytes.count / 2] ^= 0xFF }
+        guard case .accepted(let windowComplete) = active.download.receive(offset: offset, bytes: bytes) else { return }
+        if corrupt {
+            corruptionInjected = true
+            logger.notice("fault injection: corrupted a chunk", metadata: ["download.offset": "\(offset)"])
+        }
+        active.lastActivity = .now
+        active.refusals = 0
+        let percent = active.download.percent
+        update {
+            $0.bytesReceived += bytes.count
+            $0.status = .downloading(percent: percent)
+        }
+        if active.download.isComplete {
+            finish(active)
+            return
+        }
+        if percent / 10 > active.reportedPercent / 10 {
+            active.reportedPercent = percent
+            report(.downloading(percent: percent), job: active.offer.job)
+        }
+        if let at = config.dropConnectionAtPercent, !dropInjected, percent >= at {
+            dropInjected = true
+            logger.notice("fault injection: dropping the connection", metadata: ["download.percent": "\(percent)"])
+            client?.simulateNetworkDrop()
+        }
+        if windowComplete {
+            savePartial(active)
+            requestWindow(&active)
+        }
+        job = active
+    }
+
+    private func received(error payload: [UInt8]) {
+        let reply: ErrorReply
+        do {
+            reply = try codec.decodeError(payload)
+        } catch {
+            logger.warning("unreadable error reply", metadata: ["error.code": "\(error.code)"])
+            return
+        }
+        logger.notice(
+            "gateway refused a message",
+            metadata: ["error.code": "\(reply.code)", "error.message": "\(reply.message)", "job.id": "\(reply.job?.rawValue ?? "-")"])
+        guard var active = job, reply.job == active.offer.job else { return }
+        if reply.code == "unknown_job" {
+            // Canceled, or ended on the gateway: nothing more to fetch.
+            logger.info("job abandoned", metadata: ["job.id": "\(active.offer.job)"])
+            storage?.discardPartial()
+            endedJob = active.offer.job
+            job = nil
+            update {
+                $0.job = nil
+                $0.status = .idle
+            }
+            return
+        }
+        // Only refused download requests carry an offset; a refused report needs no retry.
+        guard reply.offset != nil else { return }
+        active.refusals += 1
+        if active.refusals > config.maxRetries {
+            end(active, .download, detail: "the gateway refused \(active.refusals) download requests: \(reply.message)")
+            return
+        }
+        active.retryAt = .now + config.retryDelay * active.refusals
+        job = active
+    }
+
+    /// Timers: retry after a refusal, and ask again when a window stalls.
+    func tick(now: ContinuousClock.Instant) {
+        guard connected, var active = job else { return }
+        if let retryAt = active.retryAt {
+            guard now >= retryAt else { return }
+            active.retryAt = nil
+        } else {
+            guard now - active.lastActivity >= config.requestTimeout else { return }
+            let offset = active.download.firstMissingOffset
+            logger.info("window stalled; asking again", metadata: ["job.id": "\(active.offer.job)", "download.offset": "\(offset)"])
+            if offset > 0 { update { $0.resumes += 1 } }
+        }
+        requestWindow(&active)
+        job = active
+    }
+
+    // MARK: Download
+
+    private func requestWindow(_ active: inout ActiveJob) {
+        active.lastActivity = .now
+        guard connected, let client,
+            let request = active.download.nextRequest(maxCount: min(config.windowCount, active.offer.chunk.maxCount))
+        else { return }
+        client.publishNoWait(
+            topic: topics.device(config.id, .download), payload: WireCodec.encode(request), qos: .atLeastOnce)
+        active.requestEpoch = epoch
+    }
+
+    /// The configured (or the gateway's preferred) size, within the offer's limits.
+    private func chunkSize(for limits: ChunkLimits, keeping current: Int? = nil) -> Int {
+        if let current, (limits.min...max(limits.min, limits.max)).contains(current) { return current }
+        return min(max(config.chunkSize ?? limits.preferred, limits.min), max(limits.min, limits.max))
+    }
+
+    private func savePartial(_ active: ActiveJob) {
+        guard let storage else { return }
+        do {
+            try storage.savePartial(
+                job: active.offer.job, sha256: active.manifest.sha256, image: active.download.image,
+                bytes: active.download.contiguousBytes)
+        } catch {
+            logger.warning("cannot save the partial download", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The last chunk is in: verify, install, and leave the reboot to `run()`.
+    private func finish(_ active: ActiveJob) {
+        var active = active
+        let jobID = active.offer.job
+        update { $0.status = .verifying }
+        let digest = Digest.sha256Hex(active.download.image)
+        guard digest == active.manifest.sha256.lowercased() else {
+            guard active.verifyRetries < config.maxVerifyRetries else {
+                end(active, .verify, detail: "image sha256 \(digest) does not match the manifest's \(active.manifest.sha256)")
+                return
+            }
+            active.verifyRetries += 1
+            logger.warning("image digest mismatch; downloading again", metadata: ["job.id": "\(jobID)", "attempt": "\(active.verifyRetries)"])
+            storage?.discardPartial()
+            active.download.restart()
+            active.reportedPercent = 0
+            update {
+                $0.verifyRetries += 1
+                $0.status = .downloading(percent: 0)
+            }
+            report(.downloading(percent: 0), job: jobID)
+            requestWindow(&active)
+            job = active
+            return
+        }
+        report(.downloaded, job: jobID)
+        report(.verified, job: jobID)
+        update { $0.status = .installing }
+        report(.installing, job: jobID)
+        do {
+            try install(active.download.image, active.manifest)
+        } catch {
+            end(active, .install, detail: "cannot write the image: \(error)")
+            return
+        }
+        logger.info("installed; rebooting", metadata: ["job.id": "\(jobID)", "firmware.version": "\(active.manifest.version)"])
+        job = nil
+        endedJob = jobID
+        pendingReboot = Installed(job: jobID, version: active.manifest.version, sequence: active.manifest.sequence)
+        update { $0.status = .rebooting }
+    }
+
+    private func install(_ image: [UInt8], _ manifest: Manifest) throws {
+        if let storage {
+            try storage.install(image, as: .init(version: manifest.version, sequence: manifest.sequence, sha256: manifest.sha256))
+            storage.discardPartial()
+        } else if config.retainInstalledImage {
+            installedImage = image
+        }
+    }
+
+    /// The job failed here: report why and go back to waiting.
+    private func end(_ active: ActiveJob, _ reason: FailureReason, detail: String) {
+        logger.warning("update failed", metadata: ["job.id": "\(active.offer.job)", "reason": "\(reason.rawValue)", "detail": "\(detail)"])
+        report(.failed(reason, detail: detail), job: active.offer.job)
+        storage?.discardPartial()
+        endedJob = active.offer.job
+        job = nil
+        update {
+            $0.job = nil
+            $0.status = .failed(reason)
+        }
+    }
+
+    private func report(_ report: DeviceReport, job: JobID) {
+        client?.publishNoWait(
+            topic: topics.device(config.id, .progress), payload: WireCodec.encode(ProgressBody(job: job, report: report)),
+            qos: .atLeastOnce)
+    }
+}
+
+/// The job being downloaded.
+private struct ActiveJob {
+    var offer: JobOffer
+    var manifest: Manifest
+    var download: ImageDownload
+    /// The connection the last window was asked on (see `epoch`).
+    var requestEpoch = -1
+    /// Last new chunk or request: the stall timer counts from here.
+    var lastActivity = ContinuousClock.now
+    var reportedPercent = 0
+    var verifyRetries = 0
+    /// Download requests refused in a row.
+    var refusals = 0
+    var retryAt: ContinuousClock.Instant?
+}
+
+/// Installed and waiting for the reboot.
+private struct Installed {
+    var job: JobID
+    var version: FirmwareVersion
+    var sequence: Int64
+}
+
+private enum Presence {
+    static let online = Array("online".utf8)
+    static let offline = Array("offline".utf8)
+}
+
+/// The announce body. UpdraftMQTT's `AnnounceBody` has this shape but is internal.
+private struct AnnounceMessage: Encodable {
+    var product: ProductID
+    var version: FirmwareVersion
+    var acceptsUpdates: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case product, version
+        case acceptsUpdates = "accepts_updates"
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import UpdraftCore
+
+/// A simulated fleet: `count` devices of one product and version, with a share of them
+/// starting offline and shares that meet injected faults. Which devices are picked is
+/// deterministic (spread evenly over the ids), so a run can be repeated.
+public struct SimulatorConfig: Sendable {
+    public var count: Int
+    /// Device ids are this prefix plus a zero-padded index: `sim-0000`, `sim-0001`, ...
+    public var idPrefix: String = "sim-"
+    public var product: ProductID
+    public var version: FirmwareVersion
+    /// Manifest sequence of `version`, when known (anti-rollback).
+    public var installedSequence: Int64?
+    public var releaseKey: ReleaseVerifyingKey
+
+    public var brokerHost: String = "127.0.0.1"
+    public var brokerPort: Int = 1883
+    /// Shared by all devices; `nil` when the broker allows anonymous devices.
+    public var password: String?
+    public var topicsPrefix: String = "updraft"
+
+    /// Share of devices (0...1) that start offline, until ``FleetSimulator/bringOfflineDevicesOnline()``
+    /// or `offlineDelay`.
+    public var offlineFraction: Double = 0
+    /// Offline devices come online by themselves after this long; `nil` waits for the call.
+    public var offlineDelay: Duration?
+    /// Share of devices whose first download gets one corrupted chunk (verify, then download again).
+    public var corruptFraction: Double = 0
+    /// Share of devices whose connection drops once during the first download (resume).
+    public var disconnectFraction: Double = 0
+    /// Where in the download those connections drop.
+    public var disconnectAtPercent: Int = 50
+
+    /// Bytes per chunk; `nil` takes the gateway's preferred size.
+    public var chunkSize: Int?
+    public var windowCount: Int = 16
+    public var requestTimeout: Duration = .seconds(2)
+    public var rebootDelay: Duration = .milliseconds(500)
+    /// Each device gets `<storageDirectory>/<device id>`; `nil` keeps everything in memory.
+    public var storageDirectory: URL?
+
+    /// Event loop threads; `nil` means `min(4, count)`.
+    public var loopCount: Int?
+    /// Pause between two devices' connects, so a large fleet does not hit the broker at once
+    /// (1000 devices at 2 ms: two seconds).
+    public var connectStagger: Duration = .milliseconds(2)
+
+    public init(count: Int, product: ProductID, version: FirmwareVersion, releaseKey: ReleaseVerifyingKey) {
+        self.count = count
+        self.product = product
+        self.version = version
+        self.releaseKey = releaseKey
+    }
+
+    /// `true` for an even spread of `fraction * count` of the indexes `0..<count`.
+    static func picks(_ index: Int, fraction: Double) -> Bool {
+        let f = min(max(fraction, 0), 1)
+        return Int((Double(index + 1) * f).rounded(.down)) > Int((Double(index) * f).rounded(.down))
+    }
+}

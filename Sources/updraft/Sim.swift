@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import Logging
+import UpdraftApp
+import UpdraftCore
+import UpdraftDevice
+
+struct Sim: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run simulated devices against a broker.",
+        discussion: """
+            Runs N reference devices in this process (a few MQTT event loops, no thread per \
+            device) against mqtt.broker.host:port, verifying manifests with the release public \
+            key (<signing key>.pub). Stop with Ctrl-C.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Number of devices.") var devices = 10
+    @Option(help: "Device id prefix.") var prefix = "sim-"
+    @Option(help: "Product the devices are.") var product = "thermo"
+    @Option(help: "Version they start on.") var version = "1.0.0"
+    @Option(help: "Fraction (0-1) that start offline and connect after --offline-delay seconds.") var offlineFraction = 0.0
+    @Option(help: "Seconds before the offline devices connect.") var offlineDelay = 30
+    @Option(help: "Fraction whose first download gets a corrupted chunk (they re-download).") var corruptFraction = 0.0
+    @Option(help: "Fraction that drop their connection mid-download (they resume).") var disconnectFraction = 0.0
+    @Option(help: "Chunk size to ask for (default: the gateway's preferred).") var chunkSize: Int?
+    @Option(help: "Chunks per request.") var window = 16
+
+    func validate() throws {
+        guard devices > 0 else { throw ValidationError("--devices must be positive.") }
+        for f in [offlineFraction, corruptFraction, disconnectFraction] where !(0...1).contains(f) {
+            throw ValidationError("Fractions are between 0 and 1.")
+        }
+    }
+
+    func run() async throws {
+        try await userFacing {
+            let configuration = try await global.load()
+            let keyPath = Operations.publicKeyPath(for: configuration.resolvedSigningKeyPath)
+            guard let text = try? String(contentsOfFile: keyPath, encoding: .utf8),
+                let raw = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines))
+            else {
+                throw UpdraftError("key_missing", "No release public key at \(keyPath). Run `updraft keys generate` (with the same --data-dir).")
+            }
+            var sim = SimulatorConfig(
+                count: devices, product: try ProductID(validating: product), version: try FirmwareVersion(validating: version),
+                releaseKey: try ReleaseVerifyingKey(rawRepresentation: Array(raw)))
+            sim.idPrefix = prefix
+            sim.brokerHost = configuration.mqtt.broker.host
+            sim.brokerPort = configuration.mqtt.broker.port
+            sim.topicsPrefix = configuration.mqtt.topicPrefix
+            sim.offlineFraction = offlineFraction
+            sim.offlineDelay = .seconds(offlineDelay)
+            sim.corruptFraction = corruptFraction
+            sim.disconnectFraction = disconnectFraction
+            sim.chunkSize = chunkSize
+            sim.windowCount = window
+            let fleet = try FleetSimulator(config: sim, logger: Logger(label: "updraft.sim"))
+            let line = ProgressLine()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await fleet.run() }
+                group.addTask {
+                    while !Task.isCancelled {
+                        let s = fleet.snapshot()
+                        let updated = s.versions.filter { $0.key.rawValue != version }.values.reduce(0, +)
+                        line.update(Double(updated) / Double(max(s.devices, 1)), s.description)
+                        try await Task.sleep(for: .milliseconds(500))
+                    }
+                }
+                try await group.next()
+                group.cancelAll()
+            }
+            line.finish()
+        }
+    }
+}

@@ -1,0 +1,33 @@
+import Foundation
+import UpdraftCore
+
+/// One-line progress bars on stderr: redrawn in place on a terminal, printed every few
+/// seconds otherwise (CI logs).
+final class ProgressLine: @unchecked Sendable {
+    private let isTTY = isatty(STDERR_FILENO) == 1
+    private var lastPlain = Date.distantPast
+    private let lock = NSLock()
+
+    func update(_ fraction: Double, _ text: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        let width = 30
+        let filled = Int((min(max(fraction, 0), 1) * Double(width)).rounded())
+        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+        let line = "\(bar) \(String(format: "%5.1f", fraction * 100))%  \(text)"
+        if isTTY {
+            FileHandle.standardError.write(Data("\r\u{1B}[2K\(line)".utf8))
+        } else if Date().timeIntervalSince(lastPlain) >= 2 {
+            lastPlain = Date()
+            FileHandle.standardError.write(Data("\(line)\n".utf8))
+        }
+    }
+
+    func finish() {
+        if isTTY { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
+
+func describe(_ jobs: [JobState: Int]) -> String {
+    JobState.allCases.compactMap { state in jobs[state].map { "\(state.rawValue) \($0)" } }.joined(separator: ", ")
+}

@@ -1,0 +1,271 @@
+import Foundation
+import Mosquitto
+import Testing
+
+@Suite("MosquittoClient against a real broker")
+struct MosquittoClientTests {
+    @Test("QoS 0 and QoS 1 round trips keep topic and payload bytes, including 64 KiB binary")
+    func roundTrip() async throws {
+        try await withBroker { broker in
+            let subscriber = MosquittoClient(options: broker.options(clientID: "rt-sub"), logger: testLogger)
+            let publisher = MosquittoClient(options: broker.options(clientID: "rt-pub"), logger: testLogger)
+            try await subscriber.connect()
+            try await publisher.connect()
+            #expect(subscriber.isConnected)
+            try await subscriber.subscribe("rt/#", qos: .atLeastOnce)
+
+            var generator = SystemRandomNumberGenerator()
+            let big = (0..<65_536).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let cases: [(topic: String, payload: [UInt8], qos: QoS)] = [
+                ("rt/qos0", [0, 1, 2, 255], .atMostOnce),
+                ("rt/qos1", [9, 8, 7], .atLeastOnce),
+                ("rt/empty", [], .atLeastOnce),
+                ("rt/big0", big, .atMostOnce),
+                ("rt/big1", big, .atLeastOnce),
+            ]
+            for sent in cases {
+                try await publisher.publish(topic: sent.topic, payload: sent.payload, qos: sent.qos)
+                let received = try #require(try await subscriber.nextMessage())
+                #expect(received.topic == sent.topic)
+                #expect(received.payload == sent.payload)
+                #expect(received.qos == sent.qos)
+                #expect(!received.retain)
+            }
+
+            // A slice is published without copying it into an array first.
+            try await publisher.publish(topic: "rt/slice", payload: big[1000..<5096], qos: .atLeastOnce)
+            let slice = try #require(try await subscriber.nextMessage())
+            #expect(slice.payload == Array(big[1000..<5096]))
+
+            await publisher.disconnect()
+            await subscriber.disconnect()
+            #expect(!subscriber.isConnected)
+        }
+    }
+
+    @Test("publishNoWait keeps order and retained messages reach later subscribers")
+    func publishNoWaitAndRetain() async throws {
+        try await withBroker { broker in
+            let subscriber = MosquittoClient(options: broker.options(clientID: "nw-sub"), logger: testLogger)
+            let publisher = MosquittoClient(options: broker.options(clientID: "nw-pub"), logger: testLogger)
+            try await subscriber.connect()
+            try await publisher.connect()
+            try await subscriber.subscribe("nw/stream", qos: .atLeastOnce)
+
+            for index in 0..<200 {
+                publisher.publishNoWait(topic: "nw/stream", payload: Self.encode(index), qos: .atLeastOnce)
+            }
+            for index in 0..<200 {
+                let message = try #require(try await subscriber.nextMessage())
+                #expect(Self.decode(message.payload) == index)
+            }
+            #expect(publisher.failedPublishCount == 0)
+
+            try await publisher.publish(topic: "nw/retained", payload: [42], qos: .atLeastOnce, retain: true)
+            let late = MosquittoClient(options: broker.options(clientID: "nw-late"), logger: testLogger)
+            try await late.connect()
+            try await late.subscribe("nw/retained")
+            let retained = try #require(try await late.nextMessage())
+            #expect(retained.retain)
+            #expect(retained.payload == [42])
+
+            await late.disconnect()
+            await publisher.disconnect()
+            await subscriber.disconnect()
+        }
+    }
+
+    @Test("wrong password: connect throws a typed refusal")
+    func refusedCredentials() async throws {
+        let secured = try TestBroker(config: ["allow_anonymous false"])
+        let passwords = try secured.makePasswordFile(user: "alice", password: "right")
+        secured.extraConfig.append("password_file \(passwords)")
+        try await secured.start()
+        defer { secured.stop() }
+
+        var options = secured.options(clientID: "auth-bad")
+        options.username = "alice"
+        options.password = "wrong"
+        let client = MosquittoClient(options: options, logger: testLogger)
+        let error = try await #require(throws: MosquittoError.self) {
+            try await client.connect(timeout: .seconds(10))
+        }
+        #expect(error.isConnectionRefused)
+        #expect(error.isNotAuthorized)
+        #expect(error.connackCode == 5)
+        #expect(error.operation == "connect")
+        #expect(error.message.contains("not authorised"))
+        #expect(!client.isConnected)
+
+        options.clientID = "auth-good"
+        options.password = "right"
+        let good = MosquittoClient(options: options, logger: testLogger)
+        try await good.connect()
+        #expect(good.isConnected)
+        await good.disconnect()
+    }
+
+    @Test("connect keeps retrying while the broker is down, then times out or succeeds")
+    func connectRetriesUntilTimeout() async throws {
+        let broker = try TestBroker()
+        var options = broker.options(clientID: "retry")
+        options.reconnect = ReconnectPolicy(initialDelay: .milliseconds(20), maxDelay: .milliseconds(200))
+
+        let early = MosquittoClient(options: options, logger: testLogger)
+        let error = try await #require(throws: MosquittoError.self) {
+            try await early.connect(timeout: .milliseconds(500))
+        }
+        #expect(error.isTimeout)
+        #expect(error.message.contains("refused"))
+
+        let client = MosquittoClient(options: options, logger: testLogger)
+        async let connected: Void = client.connect(timeout: .seconds(30))
+        try await broker.start()
+        defer { broker.stop() }
+        try await connected
+        #expect(client.isConnected)
+        await client.disconnect()
+    }
+
+    @Test("the will is published when the connection drops without DISCONNECT")
+    func lastWill() async throws {
+        try await withBroker { broker in
+            let watcher = MosquittoClient(options: broker.options(clientID: "will-watch"), logger: testLogger)
+            try await watcher.connect()
+            try await watcher.subscribe("wills/#", qos: .atLeastOnce)
+
+            var options = broker.options(clientID: "will-device")
+            options.will = .init(topic: "wills/device", payload: [0xDE, 0xAD], qos: .atLeastOnce)
+            options.reconnect = .disabled
+            let device = MosquittoClient(options: options, logger: testLogger)
+            try await device.connect()
+            device.simulateNetworkDrop()
+
+            let will = try #require(try await watcher.nextMessage())
+            #expect(will.topic == "wills/device")
+            #expect(will.payload == [0xDE, 0xAD])
+            #expect(await eventually { !device.isConnected })
+
+            // A clean disconnect publishes no will.
+            var politeOptions = broker.options(clientID: "will-polite")
+            politeOptions.will = .init(topic: "wills/polite", payload: [1])
+            let polite = MosquittoClient(options: politeOptions, logger: testLogger)
+            try await polite.connect()
+            await polite.disconnect()
+            try await device.connect()  // connect again after the drop
+            device.simulateNetworkDrop()
+            let second = try #require(try await watcher.nextMessage())
+            #expect(second.topic == "wills/device")
+            await watcher.disconnect()
+        }
+    }
+
+    @Test("after the broker is killed and restarted, the client reconnects and re-subscribes")
+    func reconnectAndResubscribe() async throws {
+        try await withBroker { broker in
+            var options = broker.options(clientID: "re-sub")
+            options.reconnect = ReconnectPolicy(initialDelay: .milliseconds(20), maxDelay: .milliseconds(300))
+            let subscriber = MosquittoClient(options: options, logger: testLogger)
+            try await subscriber.connect()
+            try await subscriber.subscribe("re/+", qos: .atLeastOnce)
+
+            broker.kill()
+            #expect(await eventually { !subscriber.isConnected })
+            try await broker.start()
+            #expect(await eventually { subscriber.isConnected })
+
+            // persistence is off: the broker forgot the subscription, the client re-sent it.
+            let publisher = MosquittoClient(options: broker.options(clientID: "re-pub"), logger: testLogger)
+            try await publisher.connect()
+            try await publisher.publish(topic: "re/1", payload: Array("after restart".utf8), qos: .atLeastOnce)
+            let message = try #require(try await subscriber.nextMessage())
+            #expect(message.topic == "re/1")
+            #expect(message.payload == Array("after restart".utf8))
+
+            await subscriber.disconnect()
+            var events: [ConnectionEvent] = []
+            for await event in subscriber.connectionEvents {
+                events.append(event)
+            }
+            #expect(events.count == 4)
+            guard events.count == 4 else { return }
+            guard case .connected = events[0], case .disconnected(let lost?) = events[1],
+                case .connected = events[2], case .disconnected(nil) = events[3]
+            else {
+                Issue.record("unexpected events \(events)")
+                return
+            }
+            #expect(lost.isNotConnected)
+            await publisher.disconnect()
+        }
+    }
+
+    @Test("a slow consumer bounds the inbox and still receives all 5000 QoS 1 messages in order")
+    func slowConsumer() async throws {
+        let total = 5000
+        let capacity = 100
+        // The broker must hold what the paused subscriber cannot take yet (default 1000).
+        try await withBroker(config: ["max_queued_messages \(total * 2)"]) { broker in
+            var options = broker.options(clientID: "slow-sub")
+            options.inboxCapacity = capacity
+            let subscriber = MosquittoClient(options: options, logger: testLogger)
+            let publisher = MosquittoClient(options: broker.options(clientID: "slow-pub"), logger: testLogger)
+            try await subscriber.connect()
+            try await publisher.connect()
+            try await subscriber.subscribe("slow/data", qos: .atLeastOnce)
+
+            for index in 0..<(total - 1) {
+                publisher.publishNoWait(topic: "slow/data", payload: Self.encode(index), qos: .atLeastOnce)
+            }
+            // PUBACKs arrive in order: once the last is acknowledged, the broker has all.
+            try await publisher.publish(topic: "slow/data", payload: Self.encode(total - 1), qos: .atLeastOnce)
+            #expect(publisher.failedPublishCount == 0)
+
+            #expect(await eventually { subscriber.bufferedCount == capacity })
+            #expect(subscriber.peakBufferedCount <= capacity)
+
+            let messages = subscriber.messages
+            let received = try await withTimeout(.seconds(120)) {
+                var payloads: [Int] = []
+                for await message in messages {
+                    payloads.append(Self.decode(message.payload))
+                    if payloads.count == total { break }
+                }
+                return payloads
+            }
+            let payloads = try #require(received)
+            #expect(payloads.count == total)
+            #expect(payloads == Array(0..<total))
+            #expect(subscriber.peakBufferedCount <= capacity)
+
+            await publisher.disconnect()
+            await subscriber.disconnect()
+        }
+    }
+
+    @Test("operations fail with typed errors when not connected, and messages end after disconnect")
+    func notConnectedErrors() async throws {
+        let client = MosquittoClient(options: .init(clientID: "idle", port: 1), logger: testLogger)
+        let publishError = try await #require(throws: MosquittoError.self) {
+            try await client.publish(topic: "x", payload: [1], qos: .atLeastOnce)
+        }
+        #expect(publishError.isNotConnected)
+        await #expect(throws: MosquittoError.self) {
+            try await client.subscribe("x")
+        }
+        await client.disconnect()
+        var iterator = client.messages.makeAsyncIterator()
+        #expect(await iterator.next() == nil)
+        await #expect(throws: MosquittoError.self) {
+            try await client.connect(timeout: .seconds(1))
+        }
+    }
+
+    static func encode(_ value: Int) -> [UInt8] {
+        withUnsafeBytes(of: UInt32(value).bigEndian) { Array($0) }
+    }
+
+    static func decode(_ bytes: [UInt8]) -> Int {
+        Int(bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+    }
+}

@@ -1,0 +1,502 @@
+import Foundation
+import Synchronization
+import Testing
+import UpdraftCore
+
+/// A store under test: empty when handed to a check, on a database of its own.
+///
+/// A PostgreSQL store reuses ``StoreContract`` by providing its own fixture (a fresh
+/// schema per check) and running `StoreContract.checks` as a parameterised test.
+protocol StoreFixture: Sendable {
+    var store: any StatusStore { get }
+    /// Another store instance on the same database, as the CLI is next to a running gateway.
+    func openAnother() async throws -> any StatusStore
+}
+
+/// One behaviour every `StatusStore` must have.
+struct StoreContractCheck: Sendable, CustomTestStringConvertible {
+    let name: String
+    let run: @Sendable (any StoreFixture) async throws -> Void
+
+    init(_ name: String, _ run: @escaping @Sendable (any StoreFixture) async throws -> Void) {
+        self.name = name
+        self.run = run
+    }
+
+    var testDescription: String { name }
+}
+
+enum StoreContract {
+    static let checks: [StoreContractCheck] = [
+        StoreContractCheck("empty store", emptyStore),
+        StoreContractCheck("addFirmware numbers versions 1, 2, 3 per product", firmwareSequences),
+        StoreContractCheck("addFirmware of the same content returns the existing entry", firmwareExisting),
+        StoreContractCheck("addFirmware with other content throws firmware_conflict", firmwareConflict),
+        StoreContractCheck("addFirmware appends firmware.added", firmwareEvent),
+        StoreContractCheck("createRelease skips on-target, other-product, active-job and downgrade devices", releaseSkips),
+        StoreContractCheck("createRelease to a product targets only its devices", releaseProductTarget),
+        StoreContractCheck("createRelease gives unknown devices a job and a registry row", releaseUnknownDevices),
+        StoreContractCheck("createRelease appends release.created and one job.created per job", releaseEvents),
+        StoreContractCheck("createRelease of firmware not in the catalog throws firmware_not_found", releaseUnknownFirmware),
+        StoreContractCheck("releases newest first, jobs by release, active jobs", releaseQueries),
+        StoreContractCheck("one active job per device, even through commit", oneActiveJobPerDevice),
+        StoreContractCheck("commit ends a job and starts the next in one batch", commitReplacesActiveJob),
+        StoreContractCheck("commit upserts devices and jobs and numbers events gap-free", commitUpserts),
+        StoreContractCheck("events(after:limit:) pages in order", eventPaging),
+        StoreContractCheck("dates round-trip to the millisecond", dateRoundTrip),
+        StoreContractCheck("a second store instance sees committed writes", secondInstanceSees),
+        StoreContractCheck("two instances writing concurrently keep the event log gap-free", concurrentWriters),
+    ]
+
+    // MARK: Catalog
+
+    static func emptyStore(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        #expect(try await store.lastEventSequence() == 0)
+        #expect(try await store.events(after: 0, limit: 100).isEmpty)
+        #expect(try await store.firmwareList(product: nil).isEmpty)
+        #expect(try await store.devices().isEmpty)
+        #expect(try await store.releases().isEmpty)
+        #expect(try await store.activeJobs().isEmpty)
+        #expect(try await store.firmware(id: "p@1") == nil)
+        #expect(try await store.device("d1") == nil)
+        #expect(try await store.job("j1") == nil)
+    }
+
+    static func firmwareSequences(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        for (product, version) in [("alpha", "1.0"), ("beta", "1.0"), ("alpha", "1.1"), ("alpha", "2.0"), ("beta", "0.9")] {
+            let result = try await addFirmware(store, ProductID(unchecked: product), FirmwareVersion(unchecked: version))
+            guard case .added = result else {
+                Issue.record("expected .added for \(product)@\(version), got \(result)")
+                return
+            }
+        }
+        let alpha = try await store.firmwareList(product: "alpha")
+        #expect(alpha.map(\.version.rawValue) == ["1.0", "1.1", "2.0"])
+        #expect(alpha.map(\.sequence) == [1, 2, 3])
+        let beta = try await store.firmwareList(product: "beta")
+        #expect(beta.map(\.version.rawValue) == ["1.0", "0.9"])
+        #expect(beta.map(\.sequence) == [1, 2])
+        #expect(try await store.firmwareList(product: nil).count == 5)
+        #expect(try await store.firmwareList(product: "gamma").isEmpty)
+
+        let stored = try #require(try await store.firmware(id: "alpha@1.1"))
+        #expect(stored == alpha[1])
+        #expect(stored.manifest == alpha[1].manifest)
+    }
+
+    static func firmwareExisting(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        let first = try await addFirmware(store, "p", "1.0", content: "image")
+        let calls = Counter()
+        let again = try await store.addFirmware(product: "p", version: "1.0", sha256: sha("image")) { sequence in
+            calls.increment()
+            return try makeFirmware("p", "1.0", sequence: sequence, content: "image")
+        }
+        #expect(again == .existing(first.firmware))
+        #expect(calls.value == 0, "make must not run for an existing firmware")
+        #expect(try await store.lastEventSequence() == 1, "no second firmware.added")
+        #expect(try await store.firmwareList(product: "p").count == 1)
+    }
+
+    static func firmwareConflict(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        _ = try await addFirmware(store, "p", "1.0", content: "one")
+        let error = await #expect(throws: UpdraftError.self) {
+            try await addFirmware(store, "p", "1.0", content: "two")
+        }
+        #expect(error?.code == "firmware_conflict")
+        #expect(error?.message.contains("p@1.0 already exists with other content") == true)
+        #expect(error?.message.contains("versions are immutable") == true)
+        #expect(try await store.firmware(id: "p@1.0")?.sha256 == sha("one"))
+        // A failed add leaves no trace and does not use up a sequence number.
+        #expect(try await store.lastEventSequence() == 1)
+        #expect(try await addFirmware(store, "p", "1.1", content: "two").firmware.sequence == 2)
+    }
+
+    static func firmwareEvent(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        let added = try await addFirmware(store, "p", "1.0").firmware
+        let events = try await store.events(after: 0, limit: 10)
+        #expect(events.count == 1)
+        #expect(events.first?.kind == .firmwareAdded)
+        #expect(events.first?.firmwareID == "p@1.0")
+        #expect(events.first?.sequence == 1)
+        #expect(events.first?.time == added.createdAt)
+    }
+
+    // MARK: Releases
+
+    static func releaseSkips(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        for version in ["1", "2", "3"] { _ = try await addFirmware(store, "p", FirmwareVersion(unchecked: version)) }
+        _ = try await addFirmware(store, "q", "1")
+        let target = try #require(try await store.firmware(id: "p@2"))
+        try await store.commit(
+            StoreBatch(devices: [
+                Device(id: "on-target", product: "p", version: "2", online: true),
+                Device(id: "other-product", product: "q", version: "1"),
+                Device(id: "newer", product: "p", version: "3"),
+                Device(id: "older", product: "p", version: "1"),
+                Device(id: "busy", product: "p", version: "1"),
+            ]))
+        let earlier = try await store.createRelease(
+            Release(firmwareID: target.id, target: .devices(["busy"]), createdAt: t0), firmware: target)
+        let busyJob = try #require(earlier.jobs.first)
+
+        let plan = try await store.createRelease(
+            Release(
+                firmwareID: target.id, target: .devices(["on-target", "other-product", "newer", "older", "busy"]),
+                createdAt: t0 + 60),
+            firmware: target)
+        #expect(plan.jobs.map(\.deviceID) == ["older"])
+        #expect(plan.jobs.first?.targetVersion == "2")
+        #expect(plan.jobs.first?.state == .queued)
+        let skipped = Dictionary(uniqueKeysWithValues: plan.skipped.map { ($0.0.rawValue, $0.1) })
+        #expect(skipped["on-target"] == .alreadyOnTarget)
+        #expect(skipped["other-product"] == .otherProduct("q"))
+        #expect(skipped["newer"] == .downgrade(from: "3"))
+        #expect(skipped["busy"] == .hasActiveJob(busyJob.id))
+        #expect(plan.unknownDevices.isEmpty)
+
+        let downgrade = try await store.createRelease(
+            Release(
+                firmwareID: target.id, target: .devices(["newer", "older"]), allowDowngrade: true, createdAt: t0 + 120),
+            firmware: target)
+        #expect(downgrade.jobs.map(\.deviceID) == ["newer"])
+        #expect(downgrade.skipped.map(\.1) == [.hasActiveJob(plan.jobs[0].id)])
+        #expect(Set(try await store.activeJobs().map(\.deviceID)) == ["busy", "older", "newer"])
+    }
+
+    static func releaseProductTarget(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        _ = try await addFirmware(store, "p", "1")
+        let target = try await addFirmware(store, "p", "2").firmware
+        try await store.commit(
+            StoreBatch(devices: [
+                Device(id: "p-b", product: "p", version: "1"),
+                Device(id: "p-a", product: "p", version: "1"),
+                Device(id: "q-c", product: "q", version: "1"),
+                Device(id: "unannounced"),
+            ]))
+        let plan = try await store.createRelease(
+            Release(firmwareID: target.id, target: .product("p"), createdAt: t0), firmware: target)
+        #expect(plan.jobs.map(\.deviceID) == ["p-a", "p-b"])
+        #expect(plan.skipped.isEmpty)
+        #expect(plan.unknownDevices.isEmpty)
+        #expect(try await store.jobs(release: plan.release.id).map(\.deviceID).sorted() == ["p-a", "p-b"])
+    }
+
+    static func releaseUnknownDevices(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        let target = try await addFirmware(store, "p", "1").firmware
+        try await store.commit(StoreBatch(devices: [Device(id: "known", product: "p", version: "0")]))
+        let plan = try await store.createRelease(
+            Release(firmwareID: target.id, target: .devices(["ghost", "known", "ghost"]), createdAt: t0),
+            firmware: target)
+        #expect(plan.unknownDevices == ["ghost"])
+        #expect(plan.jobs.map(\.deviceID) == ["ghost", "known"])
+        #expect(try await store.device("ghost") == Device(id: "ghost"))
+        #expect(try await store.devices().map(\.id) == ["ghost", "known"])
+        let ghostJob = try #require(plan.jobs.first)
+        #expect(try await store.job(ghostJob.id) == ghostJob)
+    }
+
+    static func releaseEvents(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        let target = try await addFirmware(store, "p", "1").firmware
+        try await store.commit(StoreBatch(devices: [Device(id: "d1", product: "p", version: "0"), Device(id: "d2", product: "p", version: "1")]))
+        let before = try await store.lastEventSequence()
+        let release = Release(firmwareID: target.id, target: .devices(["d1", "d2", "d3"]), createdAt: t0 + 5)
+        let plan = try await store.createRelease(release, firmware: target)
+        #expect(plan.jobs.map(\.deviceID) == ["d1", "d3"])
+
+        let events = try await store.events(after: before, limit: 100)
+        #expect(events.map(\.sequence) == Array((before + 1)...(before + 3)))
+        #expect(events.map(\.kind) == [.releaseCreated, .jobCreated, .jobCreated])
+        #expect(events[0].releaseID == release.id)
+        #expect(events[0].firmwareID == target.id)
+        #expect(events[0].detail?.contains("2 jobs") == true)
+        #expect(events[0].time == release.createdAt)
+        #expect(Array(events.dropFirst()) == plan.jobs.enumerated().map { index, job in
+            var event = UpdraftEvent.job(.jobCreated, job, time: release.createdAt)
+            event.sequence = before + 2 + Int64(index)
+            return event
+        })
+    }
+
+    static func releaseUnknownFirmware(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        let ghost = try makeFirmware("p", "9", sequence: 9)
+        let error = await #expect(throws: UpdraftError.self) {
+            try await store.createRelease(
+                Release(firmwareID: ghost.id, target: .devices(["d1"]), createdAt: t0), firmware: ghost)
+        }
+        #expect(error?.code == "firmware_not_found")
+        #expect(try await store.releases().isEmpty)
+        #expect(try await store.devices().isEmpty, "a failed release must not register devices")
+        #expect(try await store.lastEventSequence() == 0)
+    }
+
+    static func releaseQueries(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        let v1 = try await addFirmware(store, "p", "1").firmware
+        let v2 = try await addFirmware(store, "p", "2").firmware
+        let first = try await store.createRelease(
+            Release(firmwareID: v1.id, target: .devices(["a", "b"]), createdAt: t0), firmware: v1)
+        var done = first.jobs[0]
+        done.state = .succeeded
+        done.progress = 100
+        done.updatedAt = t0 + 30
+        try await store.commit(StoreBatch(jobs: [done]))
+        let second = try await store.createRelease(
+            Release(firmwareID: v2.id, target: .devices(["a", "c"]), allowDowngrade: true, createdAt: t0 + 60),
+            firmware: v2)
+
+        #expect(try await store.releases() == [second.release, first.release])
+        #expect(try await store.jobs(release: first.release.id) == [done, first.jobs[1]])
+        #expect(try await store.jobs(release: second.release.id) == second.jobs)
+        #expect(try await store.jobs(release: "r-none").isEmpty)
+        let active = try await store.activeJobs()
+        #expect(Set(active.map(\.id)) == Set([first.jobs[1].id] + second.jobs.map(\.id)))
+        #expect(active.allSatisfy { $0.state.isActive })
+    }
+
+    // MARK: Gateway writes
+
+    static func oneActiveJobPerDevice(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        let target = try await addFirmware(store, "p", "1").firmware
+        let plan = try await store.createRelease(
+            Release(firmwareID: target.id, target: .devices(["d1"]), createdAt: t0), firmware: target)
+        let active = try #require(plan.jobs.first)
+        let before = try await store.lastEventSequence()
+
+        let intruder = Job(
+            releaseID: plan.release.id, deviceID: "d1", firmwareID: target.id, targetVersion: "1", createdAt: t0 + 1)
+        let error = await #expect(throws: UpdraftError.self) {
+            try await store.commit(
+                StoreBatch(
+                    devices: [Device(id: "d1", product: "p", version: "0", online: true)], jobs: [intruder],
+                    events: [UpdraftEvent.job(.jobCreated, intruder, time: t0 + 1)]))
+        }
+        #expect(error?.code == "active_job_exists")
+        #expect(error?.message.contains(active.id.rawValue) == true)
+        // The whole batch rolled back.
+        #expect(try await store.job(intruder.id) == nil)
+        #expect(try await store.lastEventSequence() == before)
+        #expect(try await store.device("d1")?.online == false)
+
+        // Reviving a finished job while another is active is refused too.
+        var finished = intruder
+        finished.state = .failed
+        finished.failure = .download
+        try await store.commit(StoreBatch(jobs: [finished]))
+        var revived = finished
+        revived.state = .downloading
+        let again = await #expect(throws: UpdraftError.self) { try await store.commit(StoreBatch(jobs: [revived])) }
+        #expect(again?.code == "active_job_exists")
+        #expect(try await store.job(intruder.id)?.state == .failed)
+    }
+
+    static func commitReplacesActiveJob(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        let target = try await addFirmware(store, "p", "1").firmware
+        let plan = try await store.createRelease(
+            Release(firmwareID: target.id, target: .devices(["d1"]), createdAt: t0), firmware: target)
+        var old = try #require(plan.jobs.first)
+        old.state = .canceled
+        old.updatedAt = t0 + 10
+        let next = Job(
+            releaseID: plan.release.id, deviceID: "d1", firmwareID: target.id, targetVersion: "1", createdAt: t0 + 10)
+        // The new job comes first in the batch on purpose.
+        try await store.commit(StoreBatch(jobs: [next, old]))
+        #expect(try await store.activeJobs() == [next])
+        #expect(try await store.job(old.id)?.state == .canceled)
+    }
+
+    static func commitUpserts(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        let target = try await addFirmware(store, "p", "2").firmware
+        let plan = try await store.createRelease(
+            Release(firmwareID: target.id, target: .devices(["d1"]), createdAt: t0), firmware: target)
+        let before = try await store.lastEventSequence()
+
+        var device = Device(
+            id: "d1", product: "p", version: "1", acceptsUpdates: false, online: true, firstSeen: t0 + 1,
+            lastSeen: t0 + 2)
+        var job = try #require(plan.jobs.first)
+        job.state = .downloading
+        job.progress = 40
+        job.updatedAt = t0 + 3
+        let sent = [
+            UpdraftEvent(kind: .deviceOnline, time: t0 + 1, deviceID: "d1"),
+            UpdraftEvent.job(.jobTransition, job, from: .queued, time: t0 + 3),
+        ]
+        let stored = try await store.commit(StoreBatch(devices: [device], jobs: [job], events: sent))
+        #expect(stored.map(\.sequence) == [before + 1, before + 2])
+        #expect(zip(stored, sent).allSatisfy { stored, sent in
+            var sent = sent
+            sent.sequence = stored.sequence
+            return sent == stored
+        })
+        #expect(try await store.device("d1") == device)
+        #expect(try await store.job(job.id) == job)
+        #expect(try await store.events(after: before, limit: 10) == stored)
+
+        // Full replace: optional columns go back to NULL.
+        device.online = false
+        device.acceptsUpdates = true
+        device.lastSeen = nil
+        job.state = .failed
+        job.failure = .verify
+        job.detail = "digest mismatch"
+        job.updatedAt = t0 + 4
+        let more = try await store.commit(
+            StoreBatch(devices: [device], jobs: [job], events: [UpdraftEvent.job(.jobTransition, job, from: .downloading, time: t0 + 4)]))
+        #expect(more.map(\.sequence) == [before + 3])
+        #expect(try await store.device("d1") == device)
+        #expect(try await store.job(job.id) == job)
+        job.failure = nil
+        job.detail = nil
+        try await store.commit(StoreBatch(jobs: [job]))
+        #expect(try await store.job(job.id) == job)
+        #expect(try await store.commit(StoreBatch()) == [])
+        #expect(try await store.lastEventSequence() == before + 3)
+    }
+
+    // MARK: Event log
+
+    static func eventPaging(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        for batch in [10, 1, 14] {
+            let events = (0..<batch).map { UpdraftEvent(kind: .deviceAnnounced, time: t0, deviceID: "d1", detail: "n\($0)") }
+            try await store.commit(StoreBatch(events: events))
+        }
+        #expect(try await store.lastEventSequence() == 25)
+        var pages: [[Int64]] = []
+        var cursor: Int64 = 0
+        while true {
+            let page = try await store.events(after: cursor, limit: 10)
+            if page.isEmpty { break }
+            pages.append(page.map(\.sequence))
+            cursor = page.last!.sequence
+        }
+        #expect(pages.map(\.count) == [10, 10, 5])
+        #expect(pages.flatMap { $0 } == Array(1...25))
+        #expect(try await store.events(after: 20, limit: 2).map(\.sequence) == [21, 22])
+        #expect(try await store.events(after: 25, limit: 10).isEmpty)
+        #expect(try await store.events(after: 0, limit: 0).isEmpty)
+    }
+
+    static func dateRoundTrip(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        let when = Date(timeIntervalSince1970: 1_723_456_789.123)
+        try await store.commit(
+            StoreBatch(
+                devices: [Device(id: "d1", firstSeen: when, lastSeen: when)],
+                events: [UpdraftEvent(kind: .deviceOnline, time: when, deviceID: "d1")]))
+        let device = try #require(try await store.device("d1"))
+        #expect(abs(try #require(device.lastSeen).timeIntervalSince(when)) < 0.0005)
+        let event = try #require(try await store.events(after: 0, limit: 1).first)
+        #expect(abs(event.time.timeIntervalSince(when)) < 0.0005)
+    }
+
+    // MARK: Several writers
+
+    static func secondInstanceSees(_ fixture: any StoreFixture) async throws {
+        let other = try await fixture.openAnother()
+        _ = try await addFirmware(fixture.store, "p", "1")
+        #expect(try await other.firmware(id: "p@1") != nil)
+        // Sequences continue across instances.
+        #expect(try await addFirmware(other, "p", "2").firmware.sequence == 2)
+        #expect(try await fixture.store.lastEventSequence() == 2)
+    }
+
+    static func concurrentWriters(_ fixture: any StoreFixture) async throws {
+        let stores = [fixture.store, try await fixture.openAnother()]
+        let tasksPerStore = 6
+        let commitsPerTask = 20
+        let returned = try await withThrowingTaskGroup(of: [UpdraftEvent].self) { group in
+            for (storeIndex, store) in stores.enumerated() {
+                for task in 0..<tasksPerStore {
+                    group.addTask {
+                        var mine: [UpdraftEvent] = []
+                        for commit in 0..<commitsPerTask {
+                            let count = 1 + (commit % 3)
+                            let events = (0..<count).map { n in
+                                UpdraftEvent(
+                                    kind: .deviceAnnounced, time: t0, deviceID: DeviceID(unchecked: "s\(storeIndex)-t\(task)"),
+                                    detail: "s\(storeIndex) t\(task) c\(commit) n\(n)")
+                            }
+                            let stored = try await store.commit(StoreBatch(events: events))
+                            #expect(stored.count == count)
+                            // One batch gets consecutive numbers.
+                            #expect(stored.map(\.sequence) == Array(stored[0].sequence..<(stored[0].sequence + Int64(count))))
+                            mine += stored
+                        }
+                        return mine
+                    }
+                }
+            }
+            var all: [UpdraftEvent] = []
+            for try await events in group {
+                // Later commits of one task get larger numbers.
+                #expect(events.map(\.sequence) == events.map(\.sequence).sorted())
+                all += events
+            }
+            return all
+        }
+        let total = stores.count * tasksPerStore * (0..<commitsPerTask).reduce(0) { $0 + 1 + ($1 % 3) }
+        #expect(returned.count == total)
+
+        var log: [UpdraftEvent] = []
+        while true {
+            let page = try await fixture.store.events(after: log.last?.sequence ?? 0, limit: 97)
+            if page.isEmpty { break }
+            log += page
+        }
+        #expect(log.map(\.sequence) == Array(1...Int64(total)))
+        #expect(Set(log.compactMap(\.detail)).count == total, "no event lost or duplicated")
+        #expect(log == returned.sorted { $0.sequence < $1.sequence })
+        #expect(try await stores[1].lastEventSequence() == Int64(total))
+    }
+}
+
+// MARK: Test data
+
+let t0 = Date(timeIntervalSince1970: 1_700_000_000)
+let signingKey = ReleaseSigningKey()
+
+func sha(_ content: String) -> String { Digest.sha256Hex(Array(content.utf8)) }
+
+func makeFirmware(
+    _ product: ProductID, _ version: FirmwareVersion, sequence: Int64, content: String? = nil
+) throws -> Firmware {
+    let bytes = Array((content ?? "\(product)@\(version)").utf8)
+    let digest = Digest.sha256Hex(bytes)
+    let created = t0 + Double(sequence)
+    let manifest = Manifest(
+        product: product, version: version, sequence: sequence, size: Int64(bytes.count), sha256: digest,
+        created: created, keyID: signingKey.publicKey.keyID)
+    return Firmware(
+        product: product, version: version, sequence: sequence, size: Int64(bytes.count), sha256: digest,
+        md5: String(repeating: "0", count: 32), createdAt: created, manifest: try signingKey.sign(manifest))
+}
+
+@discardableResult
+func addFirmware(
+    _ store: any StatusStore, _ product: ProductID, _ version: FirmwareVersion, content: String? = nil
+) async throws -> FirmwareAddResult {
+    let content = content ?? "\(product)@\(version)"
+    return try await store.addFirmware(product: product, version: version, sha256: sha(content)) { sequence in
+        try makeFirmware(product, version, sequence: sequence, content: content)
+    }
+}
+
+final class Counter: Sendable {
+    private let count = Mutex(0)
+    func increment() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
+}
