@@ -98,7 +98,10 @@ let package = Package(
             ]
         ),
         .testTarget(name: "UpdraftCoreTests", dependencies: ["UpdraftCore"]),
-        .testTarget(name: "UpdraftStoreTests", dependencies: ["UpdraftStore", "UpdraftCore"]),
+        .testTarget(
+            name: "UpdraftStoreTests",
+            dependencies: ["UpdraftStore", "UpdraftCore", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto"]),
         .testTarget(name: "UpdraftMQTTTests", dependencies: ["UpdraftMQTT", "UpdraftCore"]),
         .testTarget(

@@ -29,7 +29,7 @@ public final class ManagedBroker: Service, Sendable {
 
     public let settings: Settings
     private let logger: Logger
-    private let process = Mutex<Process?>(nil)
+    private let process = Mutex<ChildProcess?>(nil)
     private let restarts = Atomic<Int>(0)
 
     public init(settings: Settings, logger: Logger) {
@@ -38,7 +38,7 @@ public final class ManagedBroker: Service, Sendable {
     }
 
     public var restartCount: Int { restarts.load(ordering: .relaxed) }
-    public var pid: Int32? { process.withLock { $0?.processIdentifier } }
+    public var pid: Int32? { process.withLock { $0?.pid } }
 
     /// Writes the configuration, stops a broker left over by a killed gateway, starts
     /// mosquitto and waits until it accepts connections.
@@ -83,13 +83,9 @@ public final class ManagedBroker: Service, Sendable {
 
     /// Stops mosquitto (SIGTERM, then SIGKILL after 5 s) and waits for it.
     public func stop() {
-        guard let child = process.withLock({ p -> Process? in defer { p = nil }; return p }) else { return }
+        guard let child = process.withLock({ p -> ChildProcess? in defer { p = nil }; return p }) else { return }
         guard child.isRunning else { return }
-        child.terminate()
-        let deadline = Date().addingTimeInterval(5)
-        while child.isRunning && Date() < deadline { usleep(20_000) }
-        if child.isRunning { kill(child.processIdentifier, SIGKILL) }
-        child.waitUntilExit()
+        child.stop()
         logger.info("mosquitto stopped")
     }
 
@@ -101,19 +97,10 @@ public final class ManagedBroker: Service, Sendable {
     // MARK: Internals
 
     private func launch(binary: String, conf: String) async throws {
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: binary)
-        child.arguments = ["-c", conf]
-        let logURL = URL(fileURLWithPath: settings.directory + "/mosquitto.log")
-        if !FileManager.default.fileExists(atPath: logURL.path) {
-            FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        }
-        let log = try FileHandle(forWritingTo: logURL)
-        log.seekToEndOfFile()
-        child.standardError = log
-        child.standardOutput = log
+        let logPath = settings.directory + "/mosquitto.log"
+        let child: ChildProcess
         do {
-            try child.run()
+            child = try ChildProcess(executable: binary, arguments: ["-c", conf], outputFile: logPath)
         } catch {
             throw UpdraftError("broker_start_failed", "Could not start \(binary): \(error). Check that it is executable, or set mqtt.broker.external: true to use your own broker.")
         }
@@ -121,17 +108,17 @@ public final class ManagedBroker: Service, Sendable {
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
             if !child.isRunning {
-                let tail = (try? String(contentsOf: logURL, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: " | ") ?? ""
+                let tail = (try? String(contentsOfFile: logPath, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: " | ") ?? ""
                 throw UpdraftError("broker_start_failed", "mosquitto exited at start (status \(child.terminationStatus)): \(tail). Is port \(settings.port) already in use? Change mqtt.broker.port.")
             }
             if PortProbe.accepts(host: "127.0.0.1", port: settings.port) {
-                logger.info("mosquitto started", metadata: ["broker.port": "\(settings.port)", "broker.pid": "\(child.processIdentifier)"])
+                logger.info("mosquitto started", metadata: ["broker.port": "\(settings.port)", "broker.pid": "\(child.pid)"])
                 return
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        child.terminate()
-        throw UpdraftError("broker_start_failed", "mosquitto did not accept connections on 127.0.0.1:\(settings.port) within 10 s; see \(logURL.path).")
+        child.stop()
+        throw UpdraftError("broker_start_failed", "mosquitto did not accept connections on 127.0.0.1:\(settings.port) within 10 s; see \(logPath).")
     }
 
     private func writeConfiguration() throws -> String {

@@ -63,35 +63,44 @@ public final class GatewayService: Service, Sendable {
         try await engine.load()
         try await mqtt.client.connect()
         logger.info("gateway connected", metadata: ["broker": "\(configuration.mqtt.broker.host):\(configuration.mqtt.broker.port)"])
-        try await withGracefulShutdownHandler {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await self.mqtt.run(onSubscribed: { self.ready.store(true, ordering: .releasing) }) }
-                group.addTask {
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: self.flushInterval)
-                        await self.flushLogging()
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await self.mqtt.run(onSubscribed: { self.ready.store(true, ordering: .releasing) }) }
+                    group.addTask {
+                        while !Task.isCancelled {
+                            try? await Task.sleep(for: self.flushInterval)
+                            await self.flushLogging()
+                        }
                     }
-                }
-                group.addTask {
-                    var position = cursor
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: self.tailInterval)
-                        position = await self.followEvents(after: position)
+                    group.addTask {
+                        var position = cursor
+                        while !Task.isCancelled {
+                            try? await Task.sleep(for: self.tailInterval)
+                            position = await self.followEvents(after: position)
+                        }
                     }
+                    try await group.next()
+                    group.cancelAll()
                 }
-                try await group.next()
-                group.cancelAll()
             }
-        } onGracefulShutdown: {
-            Task { await self.mqtt.client.disconnect() }
+        } catch is CancellationError {
+            // Shutdown or cancellation: finish below.
         }
-        await flushLogging()
+        // Outside the cancelled context (a cancelled task cannot write to the store):
+        // write what is pending, then leave the broker cleanly.
+        await Task {
+            await self.flushLogging()
+            await self.mqtt.client.disconnect()
+        }.value
+        ready.store(false, ordering: .releasing)
         logger.info("gateway stopped")
     }
 
     private func flushLogging() async {
         do {
             try await engine.flush()
+        } catch is CancellationError {
         } catch {
             logger.error("store write failed; will retry", metadata: ["error": "\(error)"])
         }
@@ -113,6 +122,8 @@ public final class GatewayService: Service, Sendable {
                 }
                 if events.count < 500 { return cursor }
             }
+        } catch is CancellationError {
+            return cursor
         } catch {
             logger.error("event feed failed; will retry", metadata: ["error": "\(error)"])
             return cursor

@@ -371,6 +371,7 @@ public actor UpdraftDeviceAgent {
             dropInjected = true
             logger.notice("fault injection: dropping the connection", metadata: ["download.percent": "\(percent)"])
             client?.simulateNetworkDrop()
+            connected = false
         }
         if windowComplete {
             savePartial(active)

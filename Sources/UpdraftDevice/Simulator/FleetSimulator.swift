@@ -61,9 +61,8 @@ public final class FleetSimulator: Sendable {
             device.rebootDelay = config.rebootDelay
             device.storageDirectory = config.storageDirectory?.appendingPathComponent(device.id.rawValue)
             device.retainInstalledImage = false
-            device.corruptFirstDownload = SimulatorConfig.picks(index, fraction: config.corruptFraction)
-            // Mirrored, so that corrupt and dropping devices overlap only when the shares are large.
-            if SimulatorConfig.picks(config.count - 1 - index, fraction: config.disconnectFraction) {
+            device.corruptFirstDownload = SimulatorConfig.picks(index, fraction: config.corruptFraction, phase: 0.999)
+            if SimulatorConfig.picks(index, fraction: config.disconnectFraction, phase: 0.3) {
                 device.dropConnectionAtPercent = config.disconnectAtPercent
             }
             devices.append(UpdraftDeviceAgent(config: device, loop: loops[index % loopCount], logger: logger))
@@ -78,8 +77,7 @@ public final class FleetSimulator: Sendable {
     }
 
     private func startsOffline(_ index: Int) -> Bool {
-        // Shifted by half, so offline devices are not the ones picked for faults first.
-        SimulatorConfig.picks((index + config.count / 2) % max(config.count, 1), fraction: config.offlineFraction)
+        SimulatorConfig.picks(index, fraction: config.offlineFraction, phase: 0)
     }
 
     // MARK: Running
@@ -175,7 +173,7 @@ public final class FleetSimulator: Sendable {
     ///   `CancellationError`.
     @discardableResult
     public func waitUntil(
-        timeout: Duration, pollInterval: Duration = .milliseconds(100), _ condition: (FleetSnapshot) -> Bool
+        timeout: Duration, pollInterval: Duration = .milliseconds(100), _ condition: @Sendable (FleetSnapshot) -> Bool
     ) async throws -> FleetSnapshot {
         let deadline = ContinuousClock.now + timeout
         while true {

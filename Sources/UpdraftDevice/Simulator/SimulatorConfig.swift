@@ -53,9 +53,11 @@ public struct SimulatorConfig: Sendable {
         self.releaseKey = releaseKey
     }
 
-    /// `true` for an even spread of `fraction * count` of the indexes `0..<count`.
-    static func picks(_ index: Int, fraction: Double) -> Bool {
+    /// `true` for about `fraction * count` of the indexes `0..<count`, spread evenly.
+    /// `phase` (0..<1) moves the picks within each stretch, so that the faults and the
+    /// offline share land on different devices for the usual fractions.
+    static func picks(_ index: Int, fraction: Double, phase: Double) -> Bool {
         let f = min(max(fraction, 0), 1)
-        return Int((Double(index + 1) * f).rounded(.down)) > Int((Double(index) * f).rounded(.down))
+        return (Double(index + 1) * f + phase).rounded(.down) > (Double(index) * f + phase).rounded(.down)
     }
 }
