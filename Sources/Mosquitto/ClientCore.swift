@@ -54,11 +54,13 @@ final class ClientCore: @unchecked Sendable {
     private var reportedNoWaitFailure = false
     /// Index in `LoopCore.clients`; -1 when not registered.
     var loopIndex = -1
+    /// > 0 while a libmosquitto callback of this client runs.
+    private var callbackDepth = 0
 
     private var connectWaiters: [(completion: Completion<Void>, deadline: ContinuousClock.Instant)] = []
     private var disconnectWaiters: [Completion<Void>] = []
     /// Work waiting for the connection to be announced (publishes during a reconnect).
-    private var parked: [(completion: Completion<Void>?, run: () -> Void)] = []
+    private var parked: [(completion: Completion<Void>, run: () -> Void)] = []
     private var publishWaiters: [Int32: Completion<Void>] = [:]
 
     /// Remembered subscriptions, re-sent after every (re)connect, in order.
@@ -66,6 +68,8 @@ final class ClientCore: @unchecked Sendable {
     private var subscribeWaiters: [String: [Completion<Void>]] = [:]
     private var subscribeMids: [Int32: String] = [:]
     private var resubscribeMids: Set<Int32> = []
+    /// CONNACK's session-present flag, announced once the re-subscriptions are acknowledged.
+    private var pendingSessionPresent = false
     /// Unsubscribes not yet acknowledged; re-sent after a reconnect.
     private var pendingUnsubscribes: [String: [Completion<Void>]] = [:]
     private var unsubscribeMids: [Int32: String] = [:]
@@ -139,24 +143,30 @@ final class ClientCore: @unchecked Sendable {
         }
 
         mosquitto_connect_with_flags_callback_set(handle) { _, userdata, rc, flags in
-            ClientCore.from(userdata).didConnect(rc: rc, flags: flags)
+            let core = ClientCore.from(userdata)
+            core.inCallback { core.didConnect(rc: rc, flags: flags) }
         }
         mosquitto_disconnect_callback_set(handle) { _, userdata, rc in
-            ClientCore.from(userdata).didDisconnect(rc: rc)
+            let core = ClientCore.from(userdata)
+            core.inCallback { core.didDisconnect(rc: rc) }
         }
         mosquitto_publish_callback_set(handle) { _, userdata, mid in
-            ClientCore.from(userdata).didPublish(mid: mid)
+            let core = ClientCore.from(userdata)
+            core.inCallback { core.didPublish(mid: mid) }
         }
         mosquitto_message_callback_set(handle) { _, userdata, message in
             guard let message else { return }
-            ClientCore.from(userdata).didReceive(message.pointee)
+            let core = ClientCore.from(userdata)
+            core.inCallback { core.didReceive(message.pointee) }
         }
         mosquitto_subscribe_callback_set(handle) { _, userdata, mid, count, granted in
             let first: Int32? = (count > 0 && granted != nil) ? granted![0] : nil
-            ClientCore.from(userdata).didSubscribe(mid: mid, granted: first)
+            let core = ClientCore.from(userdata)
+            core.inCallback { core.didSubscribe(mid: mid, granted: first) }
         }
         mosquitto_unsubscribe_callback_set(handle) { _, userdata, mid in
-            ClientCore.from(userdata).didUnsubscribe(mid: mid)
+            let core = ClientCore.from(userdata)
+            core.inCallback { core.didUnsubscribe(mid: mid) }
         }
         // libmosquitto formats a line per packet when a log callback is set.
         if logger.logLevel <= .debug {
@@ -169,6 +179,13 @@ final class ClientCore: @unchecked Sendable {
 
     private static func from(_ userdata: UnsafeMutableRawPointer?) -> ClientCore {
         Unmanaged<ClientCore>.fromOpaque(userdata!).takeUnretainedValue()
+    }
+
+    /// Runs a callback body, marking that libmosquitto is on the stack.
+    private func inCallback(_ body: () -> Void) {
+        callbackDepth += 1
+        defer { callbackDepth -= 1 }
+        body()
     }
 
     /// Called by the loop after `retire`, outside any libmosquitto call.
@@ -251,14 +268,27 @@ final class ClientCore: @unchecked Sendable {
         guard let mosq, isSocketActive, mosquitto_socket(mosq) == fd else { return }
         guard force || mosquitto_want_write(mosq) else { return }
         let rc = mosquitto_loop_write(mosq, 1)
-        if rc != MOSQ_ERR_SUCCESS.rawValue {
+        if rc == MOSQ_ERR_INVAL.rawValue || rc == MOSQ_ERR_NOT_SUPPORTED.rawValue {
+            // A configuration error (e.g. keepAlive 1...4, empty host): retrying cannot help.
+            let reason = MosquittoError(rc: rc, operation: "connect").message
+            goIdle(
+                MosquittoError(
+                    code: rc, operation: "connect",
+                    message: "\(reason) Check host, port (1...65535) and keepAlive (0 or >= 5)."),
+                abort: false)
+        } else if rc != MOSQ_ERR_SUCCESS.rawValue {
             connectionEnded(connectionError(rc))
         }
     }
 
     /// Sends what libmosquitto queued: packets created inside callbacks are
     /// only queued, and a partial write leaves the rest queued.
+    ///
+    /// Not from inside a callback: libmosquitto holds its callback mutex there
+    /// and `loop_write` takes it again (on_publish). The caller of the
+    /// read/write that ran the callback flushes once it returns.
     private func flush() {
+        guard callbackDepth == 0 else { return }
         let fd = socket
         if fd >= 0 {
             write(fd: fd, force: false)
@@ -271,8 +301,15 @@ final class ClientCore: @unchecked Sendable {
     }
 
     /// Keep-alive (PINGREQ, broker timeout). Called about once a second.
+    ///
+    /// Skipped while reading is paused for a slow consumer: the PINGRESP would sit
+    /// unread behind the paused messages and libmosquitto would call the connection
+    /// lost after one keep-alive interval, dropping and re-fetching the whole backlog
+    /// in a loop. A consumer stalled for 1.5 x keep-alive is dropped by the broker
+    /// instead, which is the broker's call to make.
     func misc() {
         guard let mosq, isSocketActive, mosquitto_socket(mosq) >= 0 else { return }
+        guard mayRead else { return }
         let rc = mosquitto_loop_misc(mosq)
         if rc != MOSQ_ERR_SUCCESS.rawValue && rc != MOSQ_ERR_NO_CONN.rawValue {
             connectionEnded(connectionError(rc))
@@ -359,7 +396,15 @@ final class ClientCore: @unchecked Sendable {
             first
             ? mosquitto_connect_async(mosq, options.host, Int32(clamping: options.port), Int32(clamping: options.keepAlive))
             : mosquitto_reconnect_async(mosq)
-        if rc != MOSQ_ERR_SUCCESS.rawValue {
+        if rc == MOSQ_ERR_INVAL.rawValue || rc == MOSQ_ERR_NOT_SUPPORTED.rawValue {
+            // A configuration error (e.g. keepAlive 1...4, empty host): retrying cannot help.
+            let reason = MosquittoError(rc: rc, operation: "connect").message
+            goIdle(
+                MosquittoError(
+                    code: rc, operation: "connect",
+                    message: "\(reason) Check host, port (1...65535) and keepAlive (0 or >= 5)."),
+                abort: false)
+        } else if rc != MOSQ_ERR_SUCCESS.rawValue {
             connectionEnded(connectionError(rc))
         }
     }
@@ -393,7 +438,8 @@ final class ClientCore: @unchecked Sendable {
         subscribeMids.removeAll()
         unsubscribeMids.removeAll()
         resubscribeMids.removeAll()
-        if let error {
+        // Keep the CONNACK refusal: the on_disconnect that follows it says less.
+        if let error, lastError?.connackCode == nil || error.code != MOSQ_ERR_CONN_REFUSED.rawValue {
             lastError = error
         }
         if wasAnnounced {
@@ -421,18 +467,16 @@ final class ClientCore: @unchecked Sendable {
         announced = false
         autoReconnect = false
         status.connected.store(false, ordering: .releasing)
-        failWaiters(error, includingConnect: true)
+        failWaiters(error)
     }
 
-    private func failWaiters(_ error: MosquittoError, includingConnect: Bool) {
-        if includingConnect {
-            let waiters = connectWaiters
-            connectWaiters.removeAll()
-            for waiter in waiters { waiter.completion.fail(error) }
-        }
+    private func failWaiters(_ error: MosquittoError) {
+        let waiters = connectWaiters
+        connectWaiters.removeAll()
+        for waiter in waiters { waiter.completion.fail(error) }
         let parked = self.parked
         self.parked.removeAll()
-        for entry in parked { entry.completion?.fail(error) }
+        for entry in parked { entry.completion.fail(error) }
         let publishes = publishWaiters
         publishWaiters.removeAll()
         for completion in publishes.values { completion.fail(error) }
@@ -501,8 +545,6 @@ final class ClientCore: @unchecked Sendable {
         }
     }
 
-    private var pendingSessionPresent = false
-
     private func announce(sessionPresent: Bool) {
         announced = true
         autoReconnect = true
@@ -519,7 +561,7 @@ final class ClientCore: @unchecked Sendable {
         events.yield(.connected(sessionPresent: sessionPresent))
         let parked = self.parked
         self.parked.removeAll()
-        for entry in parked where entry.completion?.isDone != true {
+        for entry in parked where !entry.completion.isDone {  // skip callers that were cancelled
             entry.run()
         }
     }
@@ -782,7 +824,7 @@ final class ClientCore: @unchecked Sendable {
         autoReconnect = false
         status.connected.store(false, ordering: .releasing)
         let error = MosquittoError.notConnected("disconnect", reason)
-        failWaiters(error, includingConnect: true)
+        failWaiters(error)
         pendingUnsubscribes.removeAll()
         inbox.finish()
         if wasConnected {

@@ -100,7 +100,7 @@ public struct ReconnectPolicy: Sendable, Hashable {
     func delay(attempt: Int) -> Duration {
         var delay = initialDelay
         var step = 0
-        while step < attempt && delay < maxDelay {
+        while step < attempt && delay < maxDelay && delay > .zero {
             delay *= 2
             step += 1
         }

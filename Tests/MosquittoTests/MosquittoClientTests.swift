@@ -2,7 +2,7 @@ import Foundation
 import Mosquitto
 import Testing
 
-@Suite("MosquittoClient against a real broker")
+@Suite("MosquittoClient against a real broker", .timeLimit(.minutes(3)))
 struct MosquittoClientTests {
     @Test("QoS 0 and QoS 1 round trips keep topic and payload bytes, including 64 KiB binary")
     func roundTrip() async throws {
@@ -105,6 +105,37 @@ struct MosquittoClientTests {
         await good.disconnect()
     }
 
+    @Test("TLS: connects with CA verification, round-trips, and rejects an unknown CA")
+    func tls() async throws {
+        let broker = try TestBroker()
+        let files = try broker.makeTLSFiles()
+        broker.extraConfig += ["cafile \(files.caFile)", "certfile \(files.certFile)", "keyfile \(files.keyFile)"]
+        try await broker.start()
+        defer { broker.stop() }
+
+        var options = broker.options(clientID: "tls")
+        options.tls = .init(caFile: files.caFile, tlsVersion: "tlsv1.2")
+        let client = MosquittoClient(options: options, logger: testLogger)
+        try await client.connect()
+        try await client.subscribe("tls/echo")
+        let payload = (0..<20_000).map { UInt8(truncatingIfNeeded: $0) }
+        try await client.publish(topic: "tls/echo", payload: payload, qos: .atLeastOnce)
+        let echo = try #require(try await client.nextMessage())
+        #expect(echo.payload == payload)
+        await client.disconnect()
+
+        // The server certificate does not chain to this CA (the server's own certificate is no CA).
+        var untrusted = broker.options(clientID: "tls-untrusted")
+        untrusted.tls = .init(caFile: files.certFile)
+        let rejected = MosquittoClient(options: untrusted, logger: testLogger)
+        let error = try await #require(throws: MosquittoError.self) {
+            try await rejected.connect(timeout: .seconds(1))
+        }
+        #expect(error.isTimeout)
+        #expect(error.message.contains("TLS"))
+        #expect(!rejected.isConnected)
+    }
+
     @Test("connect keeps retrying while the broker is down, then times out or succeeds")
     func connectRetriesUntilTimeout() async throws {
         let broker = try TestBroker()
@@ -171,8 +202,19 @@ struct MosquittoClientTests {
 
             broker.kill()
             #expect(await eventually { !subscriber.isConnected })
+            // Publishes issued during the outage wait for the connection and then go out.
+            async let parkedQoS0: Void = subscriber.publish(topic: "re/parked0", payload: [0], qos: .atMostOnce)
+            async let parkedQoS1: Void = subscriber.publish(topic: "re/parked1", payload: [1], qos: .atLeastOnce)
             try await broker.start()
             #expect(await eventually { subscriber.isConnected })
+            try await parkedQoS0
+            try await parkedQoS1
+            // They were sent after the re-subscription, so they come back to us.
+            var parkedTopics: Set<String> = []
+            for _ in 0..<2 {
+                parkedTopics.insert(try #require(try await subscriber.nextMessage()).topic)
+            }
+            #expect(parkedTopics == ["re/parked0", "re/parked1"])
 
             // persistence is off: the broker forgot the subscription, the client re-sent it.
             let publisher = MosquittoClient(options: broker.options(clientID: "re-pub"), logger: testLogger)
@@ -197,6 +239,61 @@ struct MosquittoClientTests {
             }
             #expect(lost.isNotConnected)
             await publisher.disconnect()
+        }
+    }
+
+    @Test("QoS 1 messages in flight when the connection drops are re-sent after reconnecting")
+    func qos1SurvivesDrop() async throws {
+        try await withBroker { broker in
+            let subscriber = MosquittoClient(options: broker.options(clientID: "drop-sub"), logger: testLogger)
+            try await subscriber.connect()
+            try await subscriber.subscribe("drop/data", qos: .atLeastOnce)
+            var options = broker.options(clientID: "drop-pub")
+            options.reconnect = ReconnectPolicy(initialDelay: .milliseconds(20), maxDelay: .milliseconds(200))
+            let publisher = MosquittoClient(options: options, logger: testLogger)
+            try await publisher.connect()
+
+            let total = 300
+            for index in 0..<(total - 1) {
+                publisher.publishNoWait(topic: "drop/data", payload: Self.encode(index), qos: .atLeastOnce)
+            }
+            publisher.simulateNetworkDrop()  // most PUBACKs are still outstanding
+            try await publisher.publish(topic: "drop/data", payload: Self.encode(total - 1), qos: .atLeastOnce)
+            #expect(publisher.failedPublishCount == 0)
+
+            let messages = subscriber.messages
+            let seen = try await withTimeout(.seconds(30)) {
+                var seen = Set<Int>()
+                for await message in messages {
+                    seen.insert(Self.decode(message.payload))  // QoS 1 may duplicate
+                    if seen.count == total { break }
+                }
+                return seen
+            }
+            #expect(seen?.count == total)
+            await publisher.disconnect()
+            await subscriber.disconnect()
+        }
+    }
+
+    @Test("a cancelled message iterator returns nil and loses nothing")
+    func iteratorCancellation() async throws {
+        try await withBroker { broker in
+            let client = MosquittoClient(options: broker.options(clientID: "cancel"), logger: testLogger)
+            try await client.connect()
+            try await client.subscribe("cancel/x")
+            let messages = client.messages
+            let waiting = Task {
+                var iterator = messages.makeAsyncIterator()
+                return await iterator.next()
+            }
+            waiting.cancel()
+            #expect(await waiting.value == nil)
+
+            try await client.publish(topic: "cancel/x", payload: [5], qos: .atLeastOnce)
+            let message = try #require(try await client.nextMessage())
+            #expect(message.payload == [5])
+            await client.disconnect()
         }
     }
 
@@ -253,6 +350,15 @@ struct MosquittoClientTests {
         await #expect(throws: MosquittoError.self) {
             try await client.subscribe("x")
         }
+
+        var invalid = MosquittoOptions(clientID: "bad-keepalive", port: 1)
+        invalid.keepAlive = 2
+        let misconfigured = MosquittoClient(options: invalid, logger: testLogger)
+        let configError = try await #require(throws: MosquittoError.self) {
+            try await misconfigured.connect(timeout: .seconds(30))
+        }
+        #expect(configError.code == 3)  // MOSQ_ERR_INVAL, at once rather than after the timeout
+
         await client.disconnect()
         var iterator = client.messages.makeAsyncIterator()
         #expect(await iterator.next() == nil)

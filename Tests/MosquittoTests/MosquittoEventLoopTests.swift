@@ -1,7 +1,7 @@
 import Mosquitto
 import Testing
 
-@Suite("MosquittoEventLoop")
+@Suite("MosquittoEventLoop", .timeLimit(.minutes(3)))
 struct MosquittoEventLoopTests {
     @Test("200 clients on one event loop all receive a message")
     func manyClientsOneLoop() async throws {

@@ -18,7 +18,7 @@ final class TestBroker: @unchecked Sendable {  // used by one test task at a tim
     let directory: URL
     /// Lines appended to the generated configuration; read by `start()`.
     var extraConfig: [String]
-    private var process: Process?
+    private var pid: pid_t?
 
     var logFile: URL { directory.appendingPathComponent("mosquitto.log") }
 
@@ -39,45 +39,53 @@ final class TestBroker: @unchecked Sendable {  // used by one test task at a tim
     /// `mosquitto_passwd -b -c` into the broker directory; returns the file path.
     func makePasswordFile(user: String, password: String) throws -> String {
         let path = directory.appendingPathComponent("passwd").path
-        let tool = Process()
-        tool.executableURL = URL(fileURLWithPath: "/usr/bin/mosquitto_passwd")
-        tool.arguments = ["-b", "-c", path, user, password]
-        try tool.run()
-        tool.waitUntilExit()
-        guard tool.terminationStatus == 0 else {
-            throw Failure(description: "mosquitto_passwd exited with \(tool.terminationStatus)")
-        }
+        try Self.run("/usr/bin/mosquitto_passwd", ["-b", "-c", path, user, password])
         return path
+    }
+
+    /// A throw-away CA and a server certificate for 127.0.0.1, in the broker directory.
+    func makeTLSFiles() throws -> (caFile: String, certFile: String, keyFile: String) {
+        let dir = directory.path
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        try "subjectAltName=IP:127.0.0.1\n".write(toFile: "\(dir)/san.ext", atomically: true, encoding: .utf8)
+        try Self.run("/usr/bin/openssl", ["req", "-x509"] + ec + [
+            "-keyout", "\(dir)/ca.key", "-out", "\(dir)/ca.crt", "-days", "1", "-subj", "/CN=Updraft Test CA"])
+        try Self.run("/usr/bin/openssl", ["req"] + ec + [
+            "-keyout", "\(dir)/server.key", "-out", "\(dir)/server.csr", "-subj", "/CN=127.0.0.1"])
+        try Self.run("/usr/bin/openssl", [
+            "x509", "-req", "-in", "\(dir)/server.csr", "-CA", "\(dir)/ca.crt", "-CAkey", "\(dir)/ca.key",
+            "-CAcreateserial", "-out", "\(dir)/server.crt", "-days", "1", "-extfile", "\(dir)/san.ext"])
+        // mosquitto started as root reads the key after switching to its own user.
+        chmod("\(dir)/server.key", 0o644)
+        return ("\(dir)/ca.crt", "\(dir)/server.crt", "\(dir)/server.key")
+    }
+
+    private static func run(_ path: String, _ arguments: [String]) throws {
+        let status = wait(try spawn(path, arguments, output: "/dev/null"))
+        guard status == 0 else {
+            throw Failure(description: "\(path) \(arguments.joined(separator: " ")) exited with status \(status)")
+        }
     }
 
     /// Starts (or restarts) the broker on `port` and waits until it accepts connections.
     func start() async throws {
-        precondition(process == nil, "broker already running")
+        precondition(pid == nil, "broker already running")
         let config = directory.appendingPathComponent("mosquitto.conf")
         let lines = ["listener \(port) 127.0.0.1", "persistence false", "log_dest stdout", "log_type all"]
             + (extraConfig.contains { $0.hasPrefix("allow_anonymous") } ? [] : ["allow_anonymous true"])
             + extraConfig
         try lines.joined(separator: "\n").appending("\n").write(to: config, atomically: true, encoding: .utf8)
 
-        if !FileManager.default.fileExists(atPath: logFile.path) {
-            _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
-        }
-        let log = try FileHandle(forWritingTo: logFile)
-        log.seekToEndOfFile()
-
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/mosquitto")
-        process.arguments = ["-c", config.path]
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        self.process = process
+        let pid = try Self.spawn("/usr/sbin/mosquitto", ["-c", config.path], output: logFile.path)
+        self.pid = pid
 
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
-            guard process.isRunning else {
-                self.process = nil
-                throw Failure(description: "mosquitto exited at start (port \(port)); see \(logFile.path)")
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                self.pid = nil
+                let log = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
+                throw Failure(description: "mosquitto exited at start (port \(port)):\n\(log.suffix(2000))")
             }
             if Self.accepts(port: port) {
                 return
@@ -99,12 +107,52 @@ final class TestBroker: @unchecked Sendable {  // used by one test task at a tim
     }
 
     private func terminate(signal: Int32) {
-        guard let process else { return }
-        self.process = nil
-        if process.isRunning {
-            Glibc.kill(process.processIdentifier, signal)
+        guard let pid else { return }
+        self.pid = nil
+        Glibc.kill(pid, signal)
+        _ = Self.wait(pid)
+    }
+
+    // MARK: Processes (posix_spawn: Foundation's Process.waitUntilExit spins
+    // a run loop that never sees the exit when called from a task)
+
+    private static func spawn(_ path: String, _ arguments: [String], output: String?) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if let output {
+            posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
         }
-        process.waitUntilExit()
+        // Test tasks run on dispatch threads, which block signals; the child
+        // would inherit that mask and ignore SIGTERM.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] {
+            sigaddset(&defaults, signal)
+        }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+        guard rc == 0 else { throw Failure(description: "posix_spawn \(path): \(rc)") }
+        return pid
+    }
+
+    /// Blocks until `pid` exits; returns its exit status.
+    private static func wait(_ pid: pid_t) -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (status >> 8) & 0xFF
     }
 
     func options(clientID: String) -> MosquittoOptions {
@@ -175,7 +223,9 @@ func withBroker<T>(
 
 let testLogger: Logger = {
     var logger = Logger(label: "MosquittoTests")
-    logger.logLevel = .warning
+    // MOSQUITTO_TEST_LOG=debug shows the client's and libmosquitto's logs.
+    let level = ProcessInfo.processInfo.environment["MOSQUITTO_TEST_LOG"].flatMap(Logger.Level.init(rawValue:))
+    logger.logLevel = level ?? .critical
     return logger
 }()
 

@@ -48,6 +48,7 @@ struct Harness {
         config.idPrefix = prefix
         config.requestTimeout = .milliseconds(800)
         config.rebootDelay = .milliseconds(100)
+        config.retainInstalledImages = true
         tune(&config)
         return try FleetSimulator(config: config, logger: Self.logger)
     }

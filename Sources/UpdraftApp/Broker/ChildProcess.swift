@@ -4,12 +4,13 @@ import Foundation
 /// Process passes on the parent thread's blocked signals; a mosquitto started that way
 /// from a process that blocks SIGTERM (ServiceLifecycle does, to handle it) ignores a
 /// polite stop.
-final class ChildProcess: @unchecked Sendable {
-    let pid: pid_t
+package final class ChildProcess: @unchecked Sendable {
+    package let pid: pid_t
     private let lock = NSLock()
     private var status: Int32?
 
-    init(executable: String, arguments: [String], outputFile: String) throws {
+    /// - Parameter environment: the child's environment; `nil` passes on this process's.
+    package init(executable: String, arguments: [String], outputFile: String, environment: [String: String]? = nil) throws {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -31,13 +32,16 @@ final class ChildProcess: @unchecked Sendable {
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0
-        let rc = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
+        let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+        defer { envp?.forEach { free($0) } }
+        let rc = envp.map { posix_spawn(&child, executable, &actions, &attributes, argv, $0) }
+            ?? posix_spawn(&child, executable, &actions, &attributes, argv, environ)
         guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
         pid = child
     }
 
     /// Non-blocking: reaps the child if it exited.
-    var isRunning: Bool {
+    package var isRunning: Bool {
         lock.lock()
         defer { lock.unlock() }
         if status != nil { return false }
@@ -51,12 +55,12 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// The raw wait status once it exited.
-    var terminationStatus: Int32 { lock.withLock { status ?? -1 } }
+    package var terminationStatus: Int32 { lock.withLock { status ?? -1 } }
 
-    func signal(_ signal: Int32) { if isRunning { kill(pid, signal) } }
+    package func signal(_ signal: Int32) { if isRunning { kill(pid, signal) } }
 
     /// SIGTERM, then SIGKILL after `grace`; returns when the child is gone.
-    func stop(grace: TimeInterval = 5) {
+    package func stop(grace: TimeInterval = 5) {
         signal(SIGTERM)
         let deadline = Date().addingTimeInterval(grace)
         while isRunning && Date() < deadline { usleep(10_000) }
@@ -64,5 +68,15 @@ final class ChildProcess: @unchecked Sendable {
             kill(pid, SIGKILL)
             while isRunning { usleep(10_000) }
         }
+    }
+
+    /// Waits without blocking a thread; `false` when the child still runs after `timeout`.
+    package func waitForExit(timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while isRunning {
+            if ContinuousClock.now >= deadline { return false }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return true
     }
 }

@@ -52,9 +52,10 @@ public struct DeviceState: Sendable, Equatable {
     public var job: JobID?
     /// Image bytes accepted over the device's lifetime (chunks counted once per download attempt).
     public var bytesReceived: Int = 0
-    /// Times a download continued from a non-zero offset after an interruption: a
-    /// reconnect, a stalled window, or a process restart.
+    /// Times a download continued from a non-zero offset after a reconnect or a process restart.
     public var resumes: Int = 0
+    /// Windows asked again because no chunk came for `requestTimeout` (lost chunks, busy gateway).
+    public var stalls: Int = 0
     /// Images that failed the digest check and were downloaded again.
     public var verifyRetries: Int = 0
     /// Connections made, including reconnects after drops and reboots.

@@ -334,11 +334,6 @@ public actor UpdraftDeviceAgent {
         // Asked on this connection already (offers come in pairs: presence, announce);
         // a lost window is the stall timer's business.
         guard active.requestEpoch != epoch else { return }
-        let offset = active.download.firstMissingOffset
-        if offset > 0 {
-            update { $0.resumes += 1 }
-            logger.info("resuming download", metadata: ["job.id": "\(offer.job)", "download.offset": "\(offset)"])
-        }
         requestWindow(&active)
     }
 
@@ -354,6 +349,7 @@ public actor UpdraftDeviceAgent {
         }
         active.lastActivity = .now
         active.refusals = 0
+        active.stalls = 0
         let percent = active.download.percent
         update {
             $0.bytesReceived += bytes.count
@@ -422,10 +418,14 @@ public actor UpdraftDeviceAgent {
             guard now >= retryAt else { return }
             active.retryAt = nil
         } else {
-            guard now - active.lastActivity >= config.requestTimeout else { return }
-            let offset = active.download.firstMissingOffset
-            logger.info("window stalled; asking again", metadata: ["job.id": "\(active.offer.job)", "download.offset": "\(offset)"])
-            if offset > 0 { update { $0.resumes += 1 } }
+            // Each stall in a row waits twice as long (up to 8x): a busy gateway is not flooded with repeats.
+            let timeout = config.requestTimeout * (1 << min(active.stalls, 3))
+            guard now - active.lastActivity >= timeout else { return }
+            active.stalls += 1
+            logger.info(
+                "window stalled; asking again",
+                metadata: ["job.id": "\(active.offer.job)", "download.offset": "\(active.download.firstMissingOffset)"])
+            update { $0.stalls += 1 }
         }
         requestWindow(&active)
         job = active
@@ -438,6 +438,11 @@ public actor UpdraftDeviceAgent {
         guard connected, let client,
             let request = active.download.nextRequest(maxCount: min(config.windowCount, active.offer.chunk.maxCount))
         else { return }
+        if active.requestEpoch >= 0, active.requestEpoch != epoch, request.offset > 0 {
+            // First request on a new connection for a download that had begun.
+            update { $0.resumes += 1 }
+            logger.info("resuming download", metadata: ["job.id": "\(active.offer.job)", "download.offset": "\(request.offset)"])
+        }
         client.publishNoWait(
             topic: topics.device(config.id, .download), payload: WireCodec.encode(request), qos: .atLeastOnce)
         active.requestEpoch = epoch
@@ -544,6 +549,8 @@ private struct ActiveJob {
     var verifyRetries = 0
     /// Download requests refused in a row.
     var refusals = 0
+    /// Windows that stalled in a row.
+    var stalls = 0
     var retryAt: ContinuousClock.Instant?
 }
 

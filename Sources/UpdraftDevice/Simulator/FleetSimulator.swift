@@ -60,7 +60,7 @@ public final class FleetSimulator: Sendable {
             device.requestTimeout = config.requestTimeout
             device.rebootDelay = config.rebootDelay
             device.storageDirectory = config.storageDirectory?.appendingPathComponent(device.id.rawValue)
-            device.retainInstalledImage = false
+            device.retainInstalledImage = config.retainInstalledImages
             device.corruptFirstDownload = SimulatorConfig.picks(index, fraction: config.corruptFraction, phase: 0.999)
             if SimulatorConfig.picks(index, fraction: config.disconnectFraction, phase: 0.3) {
                 device.dropConnectionAtPercent = config.disconnectAtPercent

@@ -12,6 +12,7 @@ public struct FleetSnapshot: Sendable, Equatable, CustomStringConvertible {
     public var versions: [FirmwareVersion: Int] = [:]
     public var bytesReceived = 0
     public var resumes = 0
+    public var stalls = 0
     public var verifyRetries = 0
 
     public init() {}
@@ -25,6 +26,7 @@ public struct FleetSnapshot: Sendable, Equatable, CustomStringConvertible {
             versions[state.version, default: 0] += 1
             bytesReceived += state.bytesReceived
             resumes += state.resumes
+            stalls += state.stalls
             verifyRetries += state.verifyRetries
         }
     }
@@ -38,6 +40,6 @@ public struct FleetSnapshot: Sendable, Equatable, CustomStringConvertible {
             phases[phase].map { "\(phase.rawValue)=\($0)" }
         }.joined(separator: " ")
         let versionText = versions.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        return "devices=\(devices) online=\(online) \(phaseText) versions[\(versionText)] bytes=\(bytesReceived) resumes=\(resumes) verify_retries=\(verifyRetries)"
+        return "devices=\(devices) online=\(online) \(phaseText) versions[\(versionText)] bytes=\(bytesReceived) resumes=\(resumes) stalls=\(stalls) verify_retries=\(verifyRetries)"
     }
 }

@@ -39,6 +39,9 @@ public struct SimulatorConfig: Sendable {
     public var rebootDelay: Duration = .milliseconds(500)
     /// Each device gets `<storageDirectory>/<device id>`; `nil` keeps everything in memory.
     public var storageDirectory: URL?
+    /// Keep each device's installed image in memory (tests compare it byte for byte).
+    /// Off by default: 1000 devices x the image size adds up.
+    public var retainInstalledImages: Bool = false
 
     /// Event loop threads; `nil` means `min(4, count)`.
     public var loopCount: Int?
