@@ -49,7 +49,8 @@ public struct MQTTBench: Sendable {
         let total = options.devices * options.imageBytes
         report("raw broker stream", 0)
         let raw = try await RawThroughput.measure(
-            port: stack.brokerPort, size: options.chunkSize, count: total / options.chunkSize,
+            port: stack.brokerPort, username: stack.configuration.mqtt.username,
+            topic: stack.configuration.topics.prefix + "/bench/raw", size: options.chunkSize, count: total / options.chunkSize,
             window: options.window * 4, logger: logger)
 
         _ = try await stack.startGateway()

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import Mosquitto
+import Synchronization
+import UpdraftCore
 
 /// The reference for `updraft bench mqtt`: one publisher streaming `count` messages of
 /// `size` bytes to one subscriber through the same broker, with the same client library.
@@ -14,32 +16,65 @@ public enum RawThroughput {
 
     /// Keeps at most `window` messages in flight (as devices keep a window of chunks), so
     /// nothing is dropped by broker queue limits and the pipe stays full.
-    public static func measure(port: Int, size: Int, count: Int, window: Int, logger: Logger) async throws -> Result {
+    ///
+    /// - Parameters:
+    ///   - username: a user the broker's ACL lets publish and read `topic` (the gateway's,
+    ///     on the managed broker); QoS 0 publishes the ACL denies vanish without an error.
+    ///   - stallTimeout: gives up when nothing arrives for this long.
+    public static func measure(
+        port: Int, username: String?, topic: String, size: Int, count: Int, window: Int,
+        stallTimeout: Duration = .seconds(10), logger: Logger
+    ) async throws -> Result {
         let loopA = MosquittoEventLoop(name: "bench-pub")
         let loopB = MosquittoEventLoop(name: "bench-sub")
         defer {
             loopA.shutdown()
             loopB.shutdown()
         }
-        let publisher = MosquittoClient(options: MosquittoOptions(clientID: "bench-pub", port: port), loop: loopA, logger: logger)
-        let subscriber = MosquittoClient(options: MosquittoOptions(clientID: "bench-sub", port: port), loop: loopB, logger: logger)
+        var publisherOptions = MosquittoOptions(clientID: "bench-pub", port: port)
+        publisherOptions.username = username
+        var subscriberOptions = MosquittoOptions(clientID: "bench-sub", port: port)
+        subscriberOptions.username = username
+        let publisher = MosquittoClient(options: publisherOptions, loop: loopA, logger: logger)
+        let subscriber = MosquittoClient(options: subscriberOptions, loop: loopB, logger: logger)
         try await publisher.connect()
         try await subscriber.connect()
-        try await subscriber.subscribe("bench/raw/#", qos: .atMostOnce)
+        try await subscriber.subscribe(topic, qos: .atMostOnce)
         let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         let start = ContinuousClock.now
         var received = 0
         var bytes = 0
         var iterator = subscriber.messages.makeAsyncIterator()
         var sent = 0
+        let progress = Atomic<Int>(0)
+        // QoS 0 may be dropped (ACL, broker limits): end the stream rather than wait forever.
+        let watchdog = Task {
+            var last = -1
+            while !Task.isCancelled {
+                try? await Task.sleep(for: stallTimeout)
+                let now = progress.load(ordering: .relaxed)
+                if now == last && !Task.isCancelled {
+                    await subscriber.disconnect()
+                    return
+                }
+                last = now
+            }
+        }
+        defer { watchdog.cancel() }
         while received < count {
             while sent < count && sent - received < window {
-                publisher.publishNoWait(topic: "bench/raw/\(sent)", payload: payload, qos: .atMostOnce, retain: false)
+                publisher.publishNoWait(topic: topic, payload: payload, qos: .atMostOnce, retain: false)
                 sent += 1
             }
             guard let message = await iterator.next() else { break }
             received += 1
             bytes += message.payload.count
+            progress.store(received, ordering: .relaxed)
+        }
+        guard received == count else {
+            throw UpdraftError(
+                "bench_stalled",
+                "The raw stream stalled after \(received) of \(count) messages: the broker dropped QoS 0 messages. Check its log and ACL.")
         }
         let elapsed = ContinuousClock.now - start
         await publisher.disconnect()

@@ -338,11 +338,14 @@ public actor UpdraftDeviceAgent {
     }
 
     private func received(chunk payload: [UInt8], job jobText: Substring, offset offsetText: Substring) {
-        guard var active = job, jobText == active.offer.job.rawValue, let offset = Int(offsetText) else { return }
+        guard let current = job?.offer.job, jobText == current.rawValue, let offset = Int(offsetText) else { return }
         var bytes = payload
         let corrupt = config.corruptFirstDownload && !corruptionInjected && !bytes.isEmpty
         if corrupt { bytes[bytes.count / 2] ^= 0xFF }
-        guard case .accepted(let windowComplete) = active.download.receive(offset: offset, bytes: bytes) else { return }
+        // Written in place in `job`: through a copy, every chunk would copy the whole image.
+        guard case .accepted(let windowComplete)? = job?.download.receive(offset: offset, bytes: bytes),
+            var active = job
+        else { return }
         if corrupt {
             corruptionInjected = true
             logger.notice("fault injection: corrupted a chunk", metadata: ["download.offset": "\(offset)"])
