@@ -104,6 +104,10 @@ struct RawDevice {
             // Out-of-order progress is refused and recorded, and the job is untouched.
             try await evil.send("progress", #"{"job":"\#(job)","state":"installed"}"#)
             #expect(try await evil.nextError()?.code == "transition_refused")
+            // Written by the next batched flush, a few milliseconds after the reply.
+            try await eventually(timeout: .seconds(10), "the refusal in the event log") {
+                try await h.ops.store.events(after: 0, limit: 10_000).contains { $0.kind == .jobRefused && $0.jobID == job }
+            }
             let refused = try await h.ops.store.events(after: 0, limit: 10_000).filter { $0.kind == .jobRefused && $0.jobID == job }
             #expect(refused.count == 1)
             // A valid window still works: exactly the bytes asked for.

@@ -372,9 +372,11 @@ public actor UpdraftDeviceAgent {
             client?.simulateNetworkDrop()
             connected = false
         }
-        if windowComplete {
-            savePartial(active)
-            requestWindow(&active)
+        if windowComplete { savePartial(active) }
+        if let ahead = active.download.aheadRequest(maxCount: windowLimit(active)) {
+            send(ahead, &active)
+        } else if windowComplete {
+            requestWindow(&active)  // the rest has gaps: ask from the first missing chunk
         }
         job = active
     }
@@ -436,11 +438,17 @@ public actor UpdraftDeviceAgent {
 
     // MARK: Download
 
+    private func windowLimit(_ active: ActiveJob) -> Int { min(config.windowCount, active.offer.chunk.maxCount) }
+
+    /// Asks for a window from the first missing chunk: at the start, on resume and after a stall.
     private func requestWindow(_ active: inout ActiveJob) {
         active.lastActivity = .now
-        guard connected, let client,
-            let request = active.download.nextRequest(maxCount: min(config.windowCount, active.offer.chunk.maxCount))
-        else { return }
+        guard connected, client != nil, let request = active.download.nextRequest(maxCount: windowLimit(active)) else { return }
+        send(request, &active)
+    }
+
+    private func send(_ request: DownloadRequest, _ active: inout ActiveJob) {
+        guard connected, let client else { return }
         if active.requestEpoch >= 0, active.requestEpoch != epoch, request.offset > 0 {
             // First request on a new connection for a download that had begun.
             update { $0.resumes += 1 }

@@ -5,9 +5,11 @@ import UpdraftMQTT
 /// for next, and when the image is complete. Pure bookkeeping, no I/O and no clock: the
 /// state a device firmware keeps in RAM next to its flash slot.
 ///
-/// Chunks are indexed by `offset / chunkSize`; a bitmap says which are in. Windows are
-/// always asked from the first missing chunk, so a lost chunk, a dropped connection and
-/// a restarted gateway all resume the same way.
+/// Chunks are indexed by `offset / chunkSize`; a bitmap says which are in. A fresh
+/// window (start, resume, stall) is asked from the first missing chunk, so a lost chunk,
+/// a dropped connection and a restarted gateway all resume the same way. While chunks
+/// flow, the next window is asked for once half of the one in flight has arrived
+/// (``aheadRequest(maxCount:)``), so the pipe never drains between windows.
 struct ImageDownload: Sendable {
     let job: JobID
     let size: Int
@@ -18,6 +20,9 @@ struct ImageDownload: Sendable {
     private(set) var receivedBytes = 0
     /// Chunk indexes of the window asked for last.
     private(set) var window: Range<Int> = 0..<0
+    /// Chunks before this index are all in (kept so that finding the first gap is not a
+    /// scan of the whole bitmap per chunk).
+    private var missingFrom = 0
 
     init(job: JobID, size: Int, chunkSize: Int) {
         precondition(size > 0 && chunkSize > 0)
@@ -33,7 +38,7 @@ struct ImageDownload: Sendable {
     var percent: Int { receivedBytes * 100 / size }
 
     /// The first missing chunk's index, `chunkCount` when complete.
-    var firstMissing: Int { received.firstIndex(of: false) ?? chunkCount }
+    var firstMissing: Int { missingFrom }
     var firstMissingOffset: Int { Swift.min(firstMissing * chunkSize, size) }
 
     /// Bytes from 0 that are all received: what is worth keeping across a restart.
@@ -46,6 +51,21 @@ struct ImageDownload: Sendable {
         let first = firstMissing
         guard first < chunkCount else { return nil }
         let count = Swift.min(Swift.max(maxCount, 1), chunkCount - first)
+        window = first..<(first + count)
+        return DownloadRequest(job: job, offset: first * chunkSize, count: count, size: chunkSize)
+    }
+
+    /// The window after the one in flight, once at most half of that one is still
+    /// outstanding; `nil` when it is too early or nothing lies beyond it. Gaps before the
+    /// window (lost chunks) are left to the next ``nextRequest(maxCount:)``.
+    mutating func aheadRequest(maxCount: Int) -> DownloadRequest? {
+        let maxCount = Swift.max(maxCount, 1)
+        let outstanding = window.reduce(0) { $0 + (received[$1] ? 0 : 1) }
+        guard outstanding <= maxCount / 2 else { return nil }
+        var first = window.upperBound
+        while first < chunkCount && received[first] { first += 1 }
+        guard first < chunkCount else { return nil }
+        let count = Swift.min(maxCount, chunkCount - first)
         window = first..<(first + count)
         return DownloadRequest(job: job, offset: first * chunkSize, count: count, size: chunkSize)
     }
@@ -65,8 +85,7 @@ struct ImageDownload: Sendable {
         guard bytes.count == length(ofChunk: index) else { return .invalid }
         if received[index] { return .duplicate }
         image.replaceSubrange(offset..<(offset + bytes.count), with: bytes)
-        received[index] = true
-        receivedBytes += bytes.count
+        markReceived(index, bytes: bytes.count)
         return .accepted(windowComplete: window.allSatisfy { received[$0] })
     }
 
@@ -79,9 +98,14 @@ struct ImageDownload: Sendable {
             guard end <= bytes.count else { break }
             if received[index] { continue }
             image.replaceSubrange(start..<end, with: bytes[(bytes.startIndex + start)..<(bytes.startIndex + end)])
-            received[index] = true
-            receivedBytes += end - start
+            markReceived(index, bytes: end - start)
         }
+    }
+
+    private mutating func markReceived(_ index: Int, bytes: Int) {
+        received[index] = true
+        receivedBytes += bytes
+        while missingFrom < chunkCount && received[missingFrom] { missingFrom += 1 }
     }
 
     /// Switches to another chunk size (the gateway's limits changed), keeping the bytes
