@@ -33,6 +33,7 @@ struct Bench: AsyncParsableCommand {
 
         func run() async throws {
             Logging.bootstrapOnce(level: logLevel)
+            if let warning = OpenFileLimit.raise(toFit: OpenFileLimit.forDevices(devices)) { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
             var options = MQTTBench.Options()
             options.devices = devices
             options.imageBytes = imageBytes

@@ -30,6 +30,7 @@ struct Demo: AsyncParsableCommand {
 
     func run() async throws {
         Logging.bootstrapOnce(level: logLevel)
+        if let warning = OpenFileLimit.raise(toFit: OpenFileLimit.forDevices(devices)) { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
         var options = DemoRunner.Options()
         options.devices = devices
         options.offline = offline

@@ -34,6 +34,7 @@ struct Sim: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if let warning = OpenFileLimit.raise(toFit: OpenFileLimit.forDevices(devices)) { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
         try await userFacing {
             let configuration = try await global.load()
             let keyPath = Operations.publicKeyPath(for: configuration.resolvedSigningKeyPath)
