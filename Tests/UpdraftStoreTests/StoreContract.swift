@@ -325,7 +325,7 @@ enum StoreContract {
 
         var device = Device(
             id: "d1", product: "p", version: "1", acceptsUpdates: false, online: true, firstSeen: t0 + 1,
-            lastSeen: t0 + 2)
+            lastSeen: t0 + 2, transport: .coap)
         var job = try #require(plan.jobs.first)
         job.state = .downloading
         job.progress = 40
@@ -349,6 +349,7 @@ enum StoreContract {
         device.online = false
         device.acceptsUpdates = true
         device.lastSeen = nil
+        device.transport = nil
         job.state = .failed
         job.failure = .verify
         job.detail = "digest mismatch"

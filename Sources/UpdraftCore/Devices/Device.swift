@@ -11,10 +11,12 @@ public struct Device: Sendable, Equatable, Codable {
     public var online: Bool
     public var firstSeen: Date?
     public var lastSeen: Date?
+    /// How the device last reached the gateway; job offers go out the same way.
+    public var transport: Transport?
 
     public init(
         id: DeviceID, product: ProductID? = nil, version: FirmwareVersion? = nil, acceptsUpdates: Bool = true,
-        online: Bool = false, firstSeen: Date? = nil, lastSeen: Date? = nil
+        online: Bool = false, firstSeen: Date? = nil, lastSeen: Date? = nil, transport: Transport? = nil
     ) {
         self.id = id
         self.product = product
@@ -23,7 +25,15 @@ public struct Device: Sendable, Equatable, Codable {
         self.online = online
         self.firstSeen = firstSeen
         self.lastSeen = lastSeen
+        self.transport = transport
     }
+}
+
+/// The protocol a device speaks to the gateway. The engine is the same for all; only the
+/// adapter that carries offers and chunks differs.
+public enum Transport: String, Sendable, Codable, CaseIterable {
+    case mqtt
+    case coap
 }
 
 /// What a device says about itself each time it connects (and whenever it changes).

@@ -7,7 +7,7 @@ import Logging
 /// MQTT or CoAP.
 public actor UpdateEngine {
     private let store: any StatusStore
-    private let notifier: any DeviceNotifier
+    private let notifiers: [Transport: any DeviceNotifier]
     private let now: @Sendable () -> Date
     private let logger: Logger
 
@@ -20,14 +20,24 @@ public actor UpdateEngine {
     private var pendingJobs: [JobID: Job] = [:]
     private var pendingEvents: [UpdraftEvent] = []
 
+    /// - Parameter notifiers: one per protocol adapter; a device's offers go through the
+    ///   adapter it last spoke through (MQTT when unknown).
+    public init(
+        store: any StatusStore, notifiers: [Transport: any DeviceNotifier], logger: Logger,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.store = store
+        self.notifiers = notifiers
+        self.logger = logger
+        self.now = now
+    }
+
+    /// An engine with one adapter, MQTT.
     public init(
         store: any StatusStore, notifier: any DeviceNotifier, logger: Logger,
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
-        self.store = store
-        self.notifier = notifier
-        self.logger = logger
-        self.now = now
+        self.init(store: store, notifiers: [.mqtt: notifier], logger: logger, now: now)
     }
 
     /// Loads the registry and every unfinished job. Devices count as offline until they
@@ -43,12 +53,13 @@ public actor UpdateEngine {
 
     // MARK: Inputs from devices
 
-    public func presence(_ id: DeviceID, online: Bool) {
+    public func presence(_ id: DeviceID, online: Bool, via transport: Transport = .mqtt) {
         let time = now()
         var device = devices[id] ?? Device(id: id, firstSeen: time)
         let changed = device.online != online
         device.online = online
         device.lastSeen = time
+        if online { device.transport = transport }
         save(device)
         if changed {
             record(UpdraftEvent(kind: online ? .deviceOnline : .deviceOffline, time: time, deviceID: id))
@@ -56,15 +67,16 @@ public actor UpdateEngine {
         if online { offerIfReady(id) }
     }
 
-    public func announced(_ id: DeviceID, _ announcement: Announcement) {
+    public func announced(_ id: DeviceID, _ announcement: Announcement, via transport: Transport = .mqtt) {
         let time = now()
         var device = devices[id] ?? Device(id: id, firstSeen: time)
         let changed =
             device.product != announcement.product || device.version != announcement.version
-            || device.acceptsUpdates != announcement.acceptsUpdates
+            || device.acceptsUpdates != announcement.acceptsUpdates || device.transport != transport
         device.product = announcement.product
         device.version = announcement.version
         device.acceptsUpdates = announcement.acceptsUpdates
+        device.transport = transport
         // A device that speaks is connected, whatever presence said last.
         let cameOnline = !device.online
         device.online = true
@@ -179,6 +191,7 @@ public actor UpdateEngine {
         else { return }
         switch machine.job.state {
         case .queued, .notified, .downloading, .downloaded, .verified:
+            guard let notifier = notifiers[device.transport ?? .mqtt] ?? notifiers[.mqtt] else { return }
             notifier.offer(machine.job, firmware: fw, to: id)
             apply(machine.offered(at: now()), &machine, device: id)
         default:

@@ -67,14 +67,14 @@ enum Rows {
             ])
     }
 
-    static let deviceColumns = "id, product, version, accepts_updates, online, first_seen, last_seen"
+    static let deviceColumns = "id, product, version, accepts_updates, online, first_seen, last_seen, transport"
 
     static func device(_ row: Row) throws -> Device {
         Device(
             id: try row.identifier("id"), product: try row.optionalIdentifier("product"),
             version: try row.optionalIdentifier("version"), acceptsUpdates: try row.bool("accepts_updates"),
             online: try row.bool("online"), firstSeen: try row.optionalDate("first_seen"),
-            lastSeen: try row.optionalDate("last_seen"))
+            lastSeen: try row.optionalDate("last_seen"), transport: try row.optionalEnum("transport"))
     }
 
     static func upsert(_ device: Device, _ db: Database) throws {
@@ -82,15 +82,17 @@ enum Rows {
         // which the jobs' foreign key would refuse.
         try db.execute(
             sql: """
-                INSERT INTO devices (\(deviceColumns)) VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO devices (\(deviceColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (id) DO UPDATE SET
                     product = excluded.product, version = excluded.version,
                     accepts_updates = excluded.accepts_updates, online = excluded.online,
-                    first_seen = excluded.first_seen, last_seen = excluded.last_seen
+                    first_seen = excluded.first_seen, last_seen = excluded.last_seen,
+                    transport = excluded.transport
                 """,
             arguments: [
                 device.id.rawValue, device.product?.rawValue, device.version?.rawValue, device.acceptsUpdates,
                 device.online, device.firstSeen?.storeSeconds, device.lastSeen?.storeSeconds,
+                device.transport?.rawValue,
             ])
     }
 

@@ -105,8 +105,13 @@ enum Schema {
                     """)
         }
 
+        migrator.registerMigration("v2-device-transport") { db in
+            // NULL for devices seen before CoAP existed: they spoke MQTT.
+            try db.execute(sql: "ALTER TABLE devices ADD COLUMN transport TEXT CHECK (transport IN ('mqtt', 'coap'))")
+        }
+
         return migrator
     }
 
-    static let migrationIdentifiers = ["v1-catalog", "v1-registry", "v1-jobs", "v1-events"]
+    static let migrationIdentifiers = ["v1-catalog", "v1-registry", "v1-jobs", "v1-events", "v2-device-transport"]
 }
