@@ -140,6 +140,24 @@ public final class MosquittoClient: Sendable {
         }
     }
 
+    /// Enqueues several publishes in one hand-over to the event loop: one wake-up for a
+    /// window of firmware chunks instead of one per chunk. Same ordering and failure
+    /// accounting as ``publishNoWait(topic:payload:qos:retain:)``.
+    public func publishNoWait<Payload: Collection<UInt8> & Sendable>(
+        _ messages: [(topic: String, payload: Payload)], qos: QoS
+    ) {
+        guard !messages.isEmpty else { return }
+        let core = self.core
+        let accepted = loop.execute {
+            for message in messages {
+                core.publish(topic: message.topic, payload: message.payload, qos: qos, retain: false, nil)
+            }
+        }
+        if !accepted {
+            status.failedPublishes.add(messages.count, ordering: .relaxed)
+        }
+    }
+
     // MARK: -
 
     private func perform(

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import Mosquitto
 
@@ -75,6 +76,8 @@ final class TestBroker: @unchecked Sendable {  // used by one test task at a tim
             + (extraConfig.contains { $0.hasPrefix("allow_anonymous") } ? [] : ["allow_anonymous true"])
             + extraConfig
         try lines.joined(separator: "\n").appending("\n").write(to: config, atomically: true, encoding: .utf8)
+        // Another test's broker on this port would pass the readiness probe for ours.
+        if Self.accepts(port: port) { throw Failure(description: "port \(port) is already taken by another listener") }
 
         let pid = try Self.spawn("/usr/sbin/mosquitto", ["-c", config.path], output: logFile.path)
         self.pid = pid
@@ -161,8 +164,18 @@ final class TestBroker: @unchecked Sendable {  // used by one test task at a tim
 
     // MARK: Sockets
 
-    /// A port the kernel just handed out for 127.0.0.1 and that nobody listens on.
+    /// A port the kernel just handed out for 127.0.0.1, that nobody listens on and that
+    /// no other test of this process got (the kernel may hand out the same one twice).
     static func freePort() throws -> Int {
+        while true {
+            let port = try anyFreePort()
+            if handedOut.withLock({ $0.insert(port).inserted }) { return port }
+        }
+    }
+
+    private static let handedOut = Mutex<Set<Int>>([])
+
+    private static func anyFreePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket: errno \(errno)") }
         defer { close(fd) }

@@ -98,6 +98,13 @@ public final class ManagedBroker: Service, Sendable {
 
     private func launch(binary: String, conf: String) async throws {
         let logPath = settings.directory + "/mosquitto.log"
+        // Something else on the port would answer the readiness probe below in our
+        // broker's place, and the gateway would talk to a stranger.
+        if PortProbe.accepts(host: "127.0.0.1", port: settings.port) {
+            throw UpdraftError(
+                "broker_port_in_use",
+                "Port \(settings.port) on 127.0.0.1 is already taken by another program. Change mqtt.broker.port, or set mqtt.broker.external: true to use that broker.")
+        }
         let child: ChildProcess
         do {
             child = try ChildProcess(executable: binary, arguments: ["-c", conf], outputFile: logPath)
@@ -111,7 +118,7 @@ public final class ManagedBroker: Service, Sendable {
                 let tail = (try? String(contentsOfFile: logPath, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: " | ") ?? ""
                 throw UpdraftError("broker_start_failed", "mosquitto exited at start (status \(child.terminationStatus)): \(tail). Is port \(settings.port) already in use? Change mqtt.broker.port.")
             }
-            if PortProbe.accepts(host: "127.0.0.1", port: settings.port) {
+            if PortProbe.accepts(host: "127.0.0.1", port: settings.port), child.isRunning {
                 logger.info("mosquitto started", metadata: ["broker.port": "\(settings.port)", "broker.pid": "\(child.pid)"])
                 return
             }
@@ -225,7 +232,19 @@ public enum PortProbe {
     }
 
     /// A TCP port on 127.0.0.1 that was free a moment ago.
+    /// A loopback port nobody listens on now and that this process has not handed out
+    /// before: concurrent tests would otherwise be told the same port by the kernel.
     public static func freePort() -> Int {
+        while true {
+            let port = anyFreePort()
+            let fresh = handedOut.withLock { $0.insert(port).inserted }
+            if fresh { return port }
+        }
+    }
+
+    private static let handedOut = Mutex<Set<Int>>([])
+
+    private static func anyFreePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()

@@ -101,12 +101,12 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
             let image = try images.image(for: firmware)
             let ranges = try request.chunkRanges(imageSize: image.count, limits: limits)
             var bytes = 0
-            for range in ranges {
-                client.publishNoWait(
-                    topic: codec.topics.chunk(device, job: request.job, offset: range.lowerBound),
-                    payload: Array(image[range]), qos: .atMostOnce, retain: false)
+            // Slices share the cached image's storage: no copy before libmosquitto's own.
+            let chunks = ranges.map { range in
                 bytes += range.count
+                return (topic: codec.topics.chunk(device, job: request.job, offset: range.lowerBound), payload: image[range])
             }
+            client.publishNoWait(chunks, qos: .atMostOnce)
             counters.increment("chunks.sent", by: ranges.count)
             counters.increment("bytes.sent", by: bytes)
         } catch let error as UpdraftError {
