@@ -11,6 +11,7 @@ import UpdraftDevice
             let fleet = try h.fleet(20)
             fleet.start()
             try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 20 }
+            try await h.waitUntilRegistered(20)
             try await eventually("the gateway to register every device") {
                 try await h.ops.store.devices().filter { $0.product == "thermo" && $0.online }.count == 20
             }
@@ -49,6 +50,7 @@ import UpdraftDevice
             let fleet = try h.fleet(10) { $0.offlineFraction = 0.4 }
             fleet.start()
             try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 6 }
+            try await h.waitUntilRegistered(6)
             let ids = fleet.devices.map(\.config.id)
             let offline = Set(fleet.offlineAtStart.map(\.config.id))
             #expect(offline.count == 4)
@@ -78,6 +80,7 @@ import UpdraftDevice
             }
             fleet.start()
             try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 6 }
+            try await h.waitUntilRegistered(6)
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(fleet.devices.map(\.config.id)), allowDowngrade: false)
             try await h.waitForAllSucceeded(plan.release.id)
             let snapshot = fleet.snapshot()
@@ -94,6 +97,7 @@ import UpdraftDevice
             let fleet = try h.fleet(4) { $0.corruptFraction = 1 }
             fleet.start()
             try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 4 }
+            try await h.waitUntilRegistered(4)
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .product("thermo"), allowDowngrade: false)
             try await h.waitForAllSucceeded(plan.release.id)
             #expect(fleet.snapshot().verifyRetries >= 4)
@@ -108,6 +112,7 @@ import UpdraftDevice
             let fleet = try h.fleet(10) { $0.chunkSize = 512; $0.windowCount = 4 }
             fleet.start()
             try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 10 }
+            try await h.waitUntilRegistered(10)
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .product("thermo"), allowDowngrade: false)
             #expect(plan.jobs.count == 10)
             try await h.waitForJobs(plan.release.id) { jobs in jobs.contains { $0.state == .downloading } }

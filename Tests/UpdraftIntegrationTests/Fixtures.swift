@@ -68,6 +68,14 @@ struct Harness {
         }
     }
 
+    /// Devices count themselves online before the gateway has written them down (batched
+    /// every few milliseconds); a release made in between would not know them yet.
+    func waitUntilRegistered(_ count: Int, timeout: Duration = .seconds(30)) async throws {
+        try await eventually(timeout: timeout, "\(count) announced devices in the registry") {
+            try await ops.store.devices().filter { $0.online && $0.product != nil }.count >= count
+        }
+    }
+
     func waitForAllSucceeded(_ release: ReleaseID, timeout: Duration = .seconds(90)) async throws -> [Job] {
         try await waitForJobs(release, timeout: timeout) { jobs in !jobs.isEmpty && jobs.allSatisfy { $0.state == .succeeded } }
     }

@@ -119,6 +119,7 @@ struct RawDevice {
             let fleet = try h.fleet(3, prefix: "good-")
             fleet.start()
             try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 3 }
+            try await h.waitUntilRegistered(3)
             let good = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(fleet.devices.map(\.config.id)), allowDowngrade: false)
             try await h.waitForAllSucceeded(good.release.id)
             await fleet.stop()

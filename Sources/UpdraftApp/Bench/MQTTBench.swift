@@ -67,8 +67,14 @@ public struct MQTTBench: Sendable {
         let fleet = try FleetSimulator(config: sim, logger: logger)
         fleet.start()
         try await fleet.waitUntil(timeout: .seconds(60)) { $0.online == options.devices }
-        // Let the gateway see every announcement before the release.
-        try await Task.sleep(for: .milliseconds(300))
+        // The release by product only finds devices the registry has: wait for all of them.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while try await stack.operations.store.devices().filter({ $0.online && $0.product != nil }).count < options.devices {
+            guard ContinuousClock.now < deadline else {
+                throw UpdraftError("bench_setup", "The gateway did not register all \(options.devices) devices within 60 s.")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
 
         report("Updraft delivery", 0)
         let start = ContinuousClock.now
