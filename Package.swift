@@ -53,11 +53,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // JSON bodies shared by every protocol adapter and the reference device.
+        .target(
+            name: "UpdraftWire",
+            dependencies: ["UpdraftCore"]
+        ),
         // MQTT adapter: device wire protocol codec and the gateway's MQTT service.
         .target(
             name: "UpdraftMQTT",
             dependencies: [
                 "UpdraftCore",
+                "UpdraftWire",
                 "Mosquitto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -190,7 +190,7 @@ public actor UpdraftDeviceAgent {
     }
 
     private func announce() {
-        let body = AnnounceMessage(product: config.product, version: version, acceptsUpdates: config.acceptsUpdates)
+        let body = AnnounceBody(product: config.product, version: version, acceptsUpdates: config.acceptsUpdates)
         client?.publishNoWait(
             topic: topics.device(config.id, .announce), payload: WireCodec.encode(body), qos: .atLeastOnce, retain: true)
     }
@@ -296,7 +296,7 @@ public actor UpdraftDeviceAgent {
     }
 
     private func start(_ offer: JobOffer, _ manifest: Manifest) {
-        var download = ImageDownload(job: offer.job, size: Int(manifest.size), chunkSize: chunkSize(for: offer.chunk))
+        var download = ImageDownload(job: offer.job, size: Int(manifest.size), chunkSize: chunkSize(for: offer.chunk ?? ChunkLimits()))
         var resumed = false
         if let kept = storage?.partial(job: offer.job, sha256: manifest.sha256, size: Int(manifest.size)) {
             download.restore(prefix: kept[...])
@@ -326,7 +326,7 @@ public actor UpdraftDeviceAgent {
     /// it, and the download continues from the first missing chunk.
     private func resume(_ active: inout ActiveJob, offer: JobOffer) {
         active.offer = offer
-        let size = chunkSize(for: offer.chunk, keeping: active.download.chunkSize)
+        let size = chunkSize(for: offer.chunk ?? ChunkLimits(), keeping: active.download.chunkSize)
         if size != active.download.chunkSize {
             active.download.rechunk(to: size)
             active.requestEpoch = -1
@@ -438,7 +438,7 @@ public actor UpdraftDeviceAgent {
 
     // MARK: Download
 
-    private func windowLimit(_ active: ActiveJob) -> Int { min(config.windowCount, active.offer.chunk.maxCount) }
+    private func windowLimit(_ active: ActiveJob) -> Int { min(config.windowCount, (active.offer.chunk ?? ChunkLimits()).maxCount) }
 
     /// Asks for a window from the first missing chunk: at the start, on resume and after a stall.
     private func requestWindow(_ active: inout ActiveJob) {
@@ -575,16 +575,4 @@ private struct Installed {
 private enum Presence {
     static let online = Array("online".utf8)
     static let offline = Array("offline".utf8)
-}
-
-/// The announce body. UpdraftMQTT's `AnnounceBody` has this shape but is internal.
-private struct AnnounceMessage: Encodable {
-    var product: ProductID
-    var version: FirmwareVersion
-    var acceptsUpdates: Bool
-
-    enum CodingKeys: String, CodingKey {
-        case product, version
-        case acceptsUpdates = "accepts_updates"
-    }
 }

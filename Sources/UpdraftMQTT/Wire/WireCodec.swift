@@ -43,66 +43,25 @@ public struct WireCodec: Sendable {
             }
         case .announce:
             let body: AnnounceBody = try json(payload, "announce", example: #"{"product":"thermo","version":"1.0.0","accepts_updates":true}"#)
-            return .announce(Announcement(product: body.product, version: body.version, acceptsUpdates: body.acceptsUpdates ?? true))
+            return .announce(body.announcement)
         case .download:
             let request: DownloadRequest = try json(payload, "download", example: #"{"job":"j0123456789abcdef","offset":0,"count":16,"size":4096}"#)
             return .download(request)
         case .progress:
             let body: ProgressBody = try json(payload, "progress", example: #"{"job":"j0123456789abcdef","state":"downloading","percent":40}"#)
-            return .progress(body.job, try report(from: body))
+            return .progress(body.job, try body.report())
         case .job, .chunk, .error:
             throw UpdraftError("wrong_direction", "Devices do not publish on '\(kind.rawValue)' topics; the gateway does.")
         }
     }
 
-    private func report(from body: ProgressBody) throws(UpdraftError) -> DeviceReport {
-        switch body.state {
-        case "downloading":
-            guard let percent = body.percent, (0...100).contains(percent) else {
-                throw UpdraftError("malformed_progress", "A downloading report needs \"percent\" between 0 and 100.")
-            }
-            return .downloading(percent: percent)
-        case "downloaded": return .downloaded
-        case "verified": return .verified
-        case "installing": return .installing
-        case "installed": return .installed
-        case "failed":
-            guard let raw = body.reason, let reason = FailureReason(rawValue: raw), reason != .timeout else {
-                throw UpdraftError("malformed_progress", "A failed report needs \"reason\": one of download, verify, install, rejected.")
-            }
-            return .failed(reason, detail: body.detail.map { String($0.prefix(500)) })
-        default:
-            throw UpdraftError("malformed_progress", "Unknown state '\(body.state.prefix(40))': use downloading, downloaded, verified, installing, installed or failed.")
-        }
-    }
-
     private func json<T: Decodable>(_ payload: [UInt8], _ what: String, example: String) throws(UpdraftError) -> T {
-        do {
-            return try JSONDecoder().decode(T.self, from: Data(payload))
-        } catch {
-            throw UpdraftError("malformed_\(what)", "The \(what) message is not valid: \(Self.describe(error)). Expected JSON like \(example).")
-        }
-    }
-
-    static func describe(_ error: any Error) -> String {
-        switch error {
-        case DecodingError.keyNotFound(let key, _): "missing \"\(key.stringValue)\""
-        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
-            "wrong type at \"\(context.codingPath.map(\.stringValue).joined(separator: "."))\""
-        case DecodingError.dataCorrupted(let context):
-            context.codingPath.isEmpty
-                ? "not JSON" : "bad value at \"\(context.codingPath.map(\.stringValue).joined(separator: "."))\": \(context.debugDescription)"
-        default: "\(error)"
-        }
+        try WireJSON.decode(payload, what, example: example)
     }
 
     // MARK: Encoding
 
-    public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array((try? encoder.encode(value)) ?? Data())
-    }
+    public static func encode<T: Encodable>(_ value: T) -> [UInt8] { WireJSON.encode(value) }
 
     public func decodeOffer(_ payload: [UInt8]) throws(UpdraftError) -> JobOffer {
         try json(payload, "offer", example: "a job offer")

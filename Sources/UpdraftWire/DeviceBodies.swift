@@ -1,0 +1,185 @@
+import Foundation
+import UpdraftCore
+
+// The JSON bodies devices and the gateway exchange, whatever carries them (MQTT topics,
+// CoAP resources). Each adapter adds only its own framing: one set of message shapes,
+// one set of checks.
+
+/// Bounds the gateway puts on downloads; sent to devices inside every offer.
+public struct ChunkLimits: Sendable, Equatable, Codable {
+    public var min: Int
+    public var max: Int
+    public var preferred: Int
+    /// Most chunks in one request.
+    public var maxCount: Int
+
+    public init(min: Int = 256, max: Int = 65536, preferred: Int = 4096, maxCount: Int = 64) {
+        self.min = min
+        self.max = max
+        self.preferred = preferred
+        self.maxCount = maxCount
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case min, max, preferred
+        case maxCount = "max_count"
+    }
+}
+
+/// The job offer a device receives: on its MQTT `job` topic (QoS 1), or from its CoAP
+/// `job/<device id>` resource. The same signed manifest either way.
+public struct JobOffer: Sendable, Equatable, Codable {
+    public var job: JobID
+    public var firmware: String
+    public var product: ProductID
+    public var version: FirmwareVersion
+    public var size: Int64
+    public var sha256: String
+    public var sequence: Int64
+    /// Base64 of the exact signed manifest bytes (canonical JSON).
+    public var manifest: String
+    /// Base64 of the Ed25519 signature over those bytes.
+    public var signature: String
+    /// MQTT: the chunk window bounds. Absent over CoAP.
+    public var chunk: ChunkLimits?
+    /// CoAP: the path of the Block2 image resource. Absent over MQTT.
+    public var download: String?
+
+    public init(job: Job, firmware: Firmware, limits: ChunkLimits? = nil, download: String? = nil) {
+        self.job = job.id
+        self.firmware = firmware.id
+        self.product = firmware.product
+        self.version = firmware.version
+        self.size = firmware.size
+        self.sha256 = firmware.sha256
+        self.sequence = firmware.sequence
+        self.manifest = firmware.manifest.payloadBase64
+        self.signature = firmware.manifest.signatureBase64
+        self.chunk = limits
+        self.download = download
+    }
+
+    /// The signed manifest inside, still to be verified.
+    public var signedManifest: SignedManifest? {
+        guard let payload = Data(base64Encoded: manifest), let sig = Data(base64Encoded: signature) else { return nil }
+        return SignedManifest(payload: Array(payload), signature: Array(sig))
+    }
+}
+
+/// What the gateway answers on a device's `error` topic when it refuses a message.
+public struct ErrorReply: Sendable, Equatable, Codable {
+    public var code: String
+    public var message: String
+    public var job: JobID?
+    public var offset: Int?
+
+    public init(code: String, message: String, job: JobID? = nil, offset: Int? = nil) {
+        self.code = code
+        self.message = message
+        self.job = job
+        self.offset = offset
+    }
+
+    public init(_ error: UpdraftError, job: JobID? = nil, offset: Int? = nil) {
+        self.init(code: error.code, message: error.message, job: job, offset: offset)
+    }
+}
+
+/// What a device announces about itself.
+public struct AnnounceBody: Codable, Sendable {
+    public var product: ProductID
+    public var version: FirmwareVersion
+    public var acceptsUpdates: Bool?
+
+    public init(product: ProductID, version: FirmwareVersion, acceptsUpdates: Bool? = nil) {
+        self.product = product
+        self.version = version
+        self.acceptsUpdates = acceptsUpdates
+    }
+
+    public var announcement: Announcement {
+        Announcement(product: product, version: version, acceptsUpdates: acceptsUpdates ?? true)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case product, version
+        case acceptsUpdates = "accepts_updates"
+    }
+}
+
+/// Progress report: `state` is downloading (with `percent`), downloaded, verified,
+/// installing, installed, or failed (with `reason` and optional `detail`).
+public struct ProgressBody: Codable, Sendable {
+    public var job: JobID
+    public var state: String
+    public var percent: Int?
+    public var reason: String?
+    public var detail: String?
+
+    public init(job: JobID, report: DeviceReport) {
+        self.job = job
+        self.state = report.name
+        switch report {
+        case .downloading(let percent): self.percent = percent
+        case .failed(let reason, let detail):
+            self.reason = reason.rawValue
+            self.detail = detail
+        default: break
+        }
+    }
+}
+
+extension ProgressBody {
+    /// The report, checked: percent in range, a known state, a reason devices may give.
+    public func report() throws(UpdraftError) -> DeviceReport {
+        let body = self
+        switch body.state {
+        case "downloading":
+            guard let percent = body.percent, (0...100).contains(percent) else {
+                throw UpdraftError("malformed_progress", "A downloading report needs \"percent\" between 0 and 100.")
+            }
+            return .downloading(percent: percent)
+        case "downloaded": return .downloaded
+        case "verified": return .verified
+        case "installing": return .installing
+        case "installed": return .installed
+        case "failed":
+            guard let raw = body.reason, let reason = FailureReason(rawValue: raw), reason != .timeout else {
+                throw UpdraftError("malformed_progress", "A failed report needs \"reason\": one of download, verify, install, rejected.")
+            }
+            return .failed(reason, detail: body.detail.map { String($0.prefix(500)) })
+        default:
+            throw UpdraftError("malformed_progress", "Unknown state '\(body.state.prefix(40))': use downloading, downloaded, verified, installing, installed or failed.")
+        }
+    }
+}
+
+/// JSON encoding and decoding with errors a device developer can act on.
+public enum WireJSON {
+    /// Decodes a device message; the error names what is wrong and shows an example.
+    public static func decode<T: Decodable>(_ payload: [UInt8], _ what: String, example: String) throws(UpdraftError) -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(payload))
+        } catch {
+            throw UpdraftError("malformed_\(what)", "The \(what) message is not valid: \(Self.describe(error)). Expected JSON like \(example).")
+        }
+    }
+
+    public static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, _): "missing \"\(key.stringValue)\""
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+            "wrong type at \"\(context.codingPath.map(\.stringValue).joined(separator: "."))\""
+        case DecodingError.dataCorrupted(let context):
+            context.codingPath.isEmpty
+                ? "not JSON" : "bad value at \"\(context.codingPath.map(\.stringValue).joined(separator: "."))\": \(context.debugDescription)"
+        default: "\(error)"
+        }
+    }
+
+    public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array((try? encoder.encode(value)) ?? Data())
+    }
+}
