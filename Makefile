@@ -3,7 +3,7 @@
 
 SWIFT ?= swift
 TEST_TIMEOUT ?= 20m
-APT_PACKAGES := mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev libssl-dev pkg-config
+APT_PACKAGES := mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev libssl-dev pkg-config libcoap3-dev libcoap3-bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build test demo bench clean

@@ -36,6 +36,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // C surface of libcoap 4.3.1 (OpenSSL DTLS): module map + shims only.
+        .systemLibrary(
+            name: "CCoAP",
+            pkgConfig: "libcoap-3-openssl",
+            providers: [.apt(["libcoap3-dev"])]
+        ),
+        // CoAP server and client over libcoap, one loop thread per context. Knows CoAP, nothing of firmware.
+        .target(
+            name: "CoAP",
+            dependencies: [
+                "CCoAP",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The domain: devices, firmware, manifests, jobs, events and the ports.
         .target(
             name: "UpdraftCore",
@@ -69,6 +83,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // CoAP adapter: the constrained devices' API over the same engine.
+        .target(
+            name: "UpdraftCoAP",
+            dependencies: [
+                "UpdraftCore",
+                "UpdraftWire",
+                "CoAP",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Reference device implementation and fleet simulator.
         .target(
             name: "UpdraftDevice",
@@ -85,6 +110,8 @@ let package = Package(
             name: "UpdraftApp",
             dependencies: [
                 "UpdraftCore",
+                "UpdraftCoAP",
+                "CoAP",
                 "UpdraftStore",
                 "UpdraftMQTT",
                 "UpdraftDevice",

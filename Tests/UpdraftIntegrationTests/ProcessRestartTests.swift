@@ -20,6 +20,7 @@ import UpdraftDevice
     func serve(_ binary: String, dataDir: String, port: Int) throws -> ChildProcess {
         var environment = ProcessInfo.processInfo.environment
         environment["UPDRAFT_MQTT_BROKER_PORT"] = "\(port)"
+        environment["UPDRAFT_COAP_ENABLED"] = "false"
         return try ChildProcess(
             executable: binary, arguments: ["serve", "--data-dir", dataDir, "--log-level", "warning"],
             outputFile: dataDir + "/serve.log", environment: environment)

@@ -244,8 +244,19 @@ public enum PortProbe {
 
     private static let handedOut = Mutex<Set<Int>>([])
 
-    private static func anyFreePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    /// The same for UDP (CoAP): a port no socket is bound to now, never handed out twice.
+    public static func freeUDPPort() -> Int {
+        while true {
+            let port = anyFreePort(type: Int32(SOCK_DGRAM.rawValue))
+            let fresh = handedOutUDP.withLock { $0.insert(port).inserted }
+            if fresh { return port }
+        }
+    }
+
+    private static let handedOutUDP = Mutex<Set<Int>>([])
+
+    private static func anyFreePort(type: Int32 = Int32(SOCK_STREAM.rawValue)) -> Int {
+        let fd = socket(AF_INET, type, 0)
         defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)

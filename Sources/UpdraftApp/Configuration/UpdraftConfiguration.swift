@@ -20,6 +20,22 @@ public struct UpdraftConfiguration: Sendable {
     public var signingKeyPath: String = ""
 
     public var mqtt = MQTT()
+    public var coap = CoAPSettings()
+
+    /// The CoAP device API (Sources/UpdraftCoAP).
+    public struct CoAPSettings: Sendable {
+        public var enabled: Bool = true
+        /// Listen address; 127.0.0.1 keeps it on this machine, 0.0.0.0 serves the network.
+        public var host: String = "127.0.0.1"
+        /// `coap://` port; 0 disables plain CoAP.
+        public var port: Int = 5683
+        /// `coaps://` (DTLS-PSK) port; 0 disables DTLS.
+        public var securePort: Int = 5684
+        /// `<device id> <key>` per line; empty means `<data_dir>/coap-psk.txt`.
+        public var pskFile: String = ""
+        /// Let plain-CoAP peers name their device with `?d=<id>`. For development only.
+        public var allowUnauthenticated: Bool = false
+    }
 
     public struct MQTT: Sendable {
         public var topicPrefix: String = "updraft"
@@ -62,6 +78,14 @@ public struct UpdraftConfiguration: Sendable {
         sqlitePath = config.string(forKey: "store.sqlite.path", default: d.sqlitePath)
         maxImageBytes = Int64(config.int(forKey: "firmware.max_image_bytes", default: Int(d.maxImageBytes)))
         signingKeyPath = config.string(forKey: "keys.signing_key", default: d.signingKeyPath)
+
+        let c = config.scoped(to: "coap")
+        coap.enabled = c.bool(forKey: "enabled", default: d.coap.enabled)
+        coap.host = c.string(forKey: "host", default: d.coap.host)
+        coap.port = c.int(forKey: "port", default: d.coap.port)
+        coap.securePort = c.int(forKey: "secure_port", default: d.coap.securePort)
+        coap.pskFile = c.string(forKey: "psk_file", default: d.coap.pskFile)
+        coap.allowUnauthenticated = c.bool(forKey: "allow_unauthenticated", default: d.coap.allowUnauthenticated)
 
         let m = config.scoped(to: "mqtt")
         mqtt.topicPrefix = m.string(forKey: "topic_prefix", default: d.mqtt.topicPrefix)
@@ -122,6 +146,9 @@ public struct UpdraftConfiguration: Sendable {
         guard (1...65535).contains(mqtt.broker.port) else {
             throw UpdraftError("config_invalid", "mqtt.broker.port must be 1...65535, not \(mqtt.broker.port).")
         }
+        for (key, port) in [("coap.port", coap.port), ("coap.secure_port", coap.securePort)] where !(0...65535).contains(port) {
+            throw UpdraftError("config_invalid", "\(key) must be 0 (off) or 1...65535, not \(port).")
+        }
         guard maxImageBytes > 0 else { throw UpdraftError("config_invalid", "firmware.max_image_bytes must be positive.") }
     }
 
@@ -131,5 +158,6 @@ public struct UpdraftConfiguration: Sendable {
     }
 
     public var imagesDirectory: String { path("firmware") }
+    public var resolvedPSKFile: String { coap.pskFile.isEmpty ? path("coap-psk.txt") : coap.pskFile }
     public var topics: Topics { Topics(prefix: mqtt.topicPrefix) }
 }

@@ -29,6 +29,10 @@ public final class LocalStack: Sendable {
         var configuration = UpdraftConfiguration()
         configuration.dataDirectory = dir
         configuration.mqtt.broker.port = PortProbe.freePort()
+        // CoAP on free loopback UDP ports; plain CoAP devices name themselves (?d=).
+        configuration.coap.port = PortProbe.freeUDPPort()
+        configuration.coap.securePort = PortProbe.freeUDPPort()
+        configuration.coap.allowUnauthenticated = true
         tune(&configuration)
         self.configuration = configuration
         operations = try Operations(configuration: configuration, logger: logger)

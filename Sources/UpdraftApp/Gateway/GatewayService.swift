@@ -1,8 +1,10 @@
+import CoAP
 import Foundation
 import Logging
 import Mosquitto
 import ServiceLifecycle
 import Synchronization
+import UpdraftCoAP
 import UpdraftCore
 import UpdraftMQTT
 import UpdraftStore
@@ -14,6 +16,8 @@ public final class GatewayService: Service, Sendable {
     public let store: any StatusStore
     public let engine: UpdateEngine
     public let mqtt: MQTTGateway
+    /// The CoAP device API; `nil` when `coap.enabled` is false.
+    public let coap: CoAPGateway?
     private let logger: Logger
     private let flushInterval: Duration
     private let tailInterval: Duration
@@ -53,8 +57,32 @@ public final class GatewayService: Service, Sendable {
         mqtt = MQTTGateway(
             client: client, codec: WireCodec(topics: configuration.topics, maxControlBytes: c.maxControlBytes),
             limits: c.chunk, images: ImageSource(cache: images), logger: logger)
-        engine = UpdateEngine(store: store, notifier: mqtt, logger: logger, now: now)
+        var notifiers: [Transport: any DeviceNotifier] = [.mqtt: mqtt]
+        if configuration.coap.enabled {
+            let coap = try Self.makeCoAP(configuration, images: images, logger: logger)
+            notifiers[.coap] = coap
+            self.coap = coap
+        } else {
+            coap = nil
+        }
+        engine = UpdateEngine(store: store, notifiers: notifiers, logger: logger, now: now)
         mqtt.attach(engine)
+        coap?.attach(engine)
+    }
+
+    private static func makeCoAP(
+        _ configuration: UpdraftConfiguration, images: FirmwareImageCache, logger: Logger
+    ) throws -> CoAPGateway {
+        let c = configuration.coap
+        let keys = PSKFile(path: configuration.resolvedPSKFile)
+        let server = CoAPServer(
+            configuration: CoAPServer.Configuration(
+                host: c.host, port: c.port == 0 ? nil : c.port, securePort: c.securePort == 0 ? nil : c.securePort,
+                psk: c.securePort == 0 ? nil : CoAPServer.PSK(keyForIdentity: { keys.key(for: $0) })),
+            logger: logger)
+        return try CoAPGateway(
+            server: server, settings: .init(allowUnauthenticated: c.allowUnauthenticated),
+            images: { try images.image(sha256: $0.sha256) }, logger: logger)
     }
 
     public func run() async throws {
@@ -67,9 +95,24 @@ public final class GatewayService: Service, Sendable {
             try await cancelWhenGracefulShutdown {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await self.mqtt.run(onSubscribed: { self.ready.store(true, ordering: .releasing) }) }
+                    if let coap = self.coap {
+                        group.addTask {
+                            do {
+                                try await coap.server.run()
+                            } catch let error as CoAPError {
+                                throw UpdraftError(
+                                    "coap_start_failed",
+                                    "The CoAP endpoint could not start: \(error). Change coap.port / coap.secure_port, or set coap.enabled: false.")
+                            }
+                        }
+                    }
                     group.addTask {
                         while !Task.isCancelled {
                             try? await Task.sleep(for: self.flushInterval)
+                            // Fleet rules tick on this beat: after the batch of device and
+                            // operator events since the last one, and when a wakeup is due
+                            // by the engine's (injected) clock.
+                            await self.engine.tickIfDue()
                             await self.flushLogging()
                         }
                     }
@@ -115,8 +158,18 @@ public final class GatewayService: Service, Sendable {
                 let events = try await store.events(after: cursor, limit: 500)
                 for event in events {
                     mqtt.publish(event)
-                    if event.kind == .jobCreated, let job = event.jobID {
-                        try await engine.jobCreated(job)
+                    switch event.kind {
+                    case .jobCreated:
+                        if let job = event.jobID { try await engine.jobCreated(job) }
+                    case .releaseCreated:
+                        if let release = event.releaseID { try await engine.fleetReleaseChanged(release) }
+                    case .fleetCommand:
+                        if let release = event.releaseID { try await engine.fleetReleaseChanged(release) }
+                        if let device = event.deviceID { try await engine.fleetProfileChanged(device) }
+                    case .firmwareAdded:
+                        try await engine.catalogChanged()
+                    default:
+                        break
                     }
                     cursor = event.sequence
                 }

@@ -1,0 +1,164 @@
+#ifndef UPDRAFT_CCOAP_SHIM_H
+#define UPDRAFT_CCOAP_SHIM_H
+
+#include <coap3/coap.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+// The header's version, for comparing with the library loaded at run time.
+static inline unsigned int ccoap_header_version(void) {
+    return LIBCOAP_VERSION;
+}
+
+// `((uint32_t)-1)` is a cast, which Swift does not import.
+static const uint32_t CCOAP_IO_NO_WAIT = COAP_IO_NO_WAIT;
+
+// libcoap's syslog-style levels; spelled out so they do not clash with Glibc's.
+static const int CCOAP_LOG_EMERG = LOG_EMERG;
+static const int CCOAP_LOG_ALERT = LOG_ALERT;
+static const int CCOAP_LOG_CRIT = LOG_CRIT;
+static const int CCOAP_LOG_ERR = LOG_ERR;
+static const int CCOAP_LOG_WARNING = LOG_WARNING;
+static const int CCOAP_LOG_NOTICE = LOG_NOTICE;
+static const int CCOAP_LOG_INFO = LOG_INFO;
+static const int CCOAP_LOG_DEBUG = LOG_DEBUG;
+
+// Wake-up descriptor for the event loop: Glibc's Swift module does not
+// export <sys/eventfd.h>.
+static inline int ccoap_wakefd_create(void) {
+    return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+// Names the calling thread (first 15 bytes); prctl is variadic.
+static inline void ccoap_set_thread_name(const char *name) {
+    prctl(PR_SET_NAME, name, 0, 0, 0);
+}
+
+// Resolves `host` (a name or a numeric IPv4/IPv6 address) into a
+// coap_address_t with `port`. Returns 0 or a getaddrinfo EAI_* code.
+// With `numeric_only`, names fail at once (EAI_NONAME) instead of blocking
+// on a lookup; otherwise call it off the event loop and the Swift
+// cooperative thread pool.
+static inline int ccoap_address_resolve(const char *host, uint16_t port, int numeric_only, coap_address_t *out) {
+    struct addrinfo hints;
+    struct addrinfo *result = NULL;
+    struct addrinfo *entry;
+    int rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_DGRAM;
+    hints.ai_flags = numeric_only ? AI_NUMERICHOST : 0;
+    rc = getaddrinfo(host, NULL, &hints, &result);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = EAI_FAMILY;
+    coap_address_init(out);
+    for (entry = result; entry != NULL; entry = entry->ai_next) {
+        if ((entry->ai_family == AF_INET || entry->ai_family == AF_INET6) &&
+            entry->ai_addrlen <= sizeof(out->addr)) {
+            memcpy(&out->addr, entry->ai_addr, entry->ai_addrlen);
+            out->size = entry->ai_addrlen;
+            coap_address_set_port(out, port);
+            rc = 0;
+            break;
+        }
+    }
+    freeaddrinfo(result);
+    return rc;
+}
+
+// Writes the numeric host of `address` into `buffer` and returns its port,
+// or -1 for an address family other than IPv4/IPv6.
+static inline int ccoap_address_format(const coap_address_t *address, char *buffer, size_t length) {
+    switch (address->addr.sa.sa_family) {
+    case AF_INET:
+        if (inet_ntop(AF_INET, &address->addr.sin.sin_addr, buffer, (socklen_t)length) == NULL) {
+            return -1;
+        }
+        return ntohs(address->addr.sin.sin_port);
+    case AF_INET6:
+        if (inet_ntop(AF_INET6, &address->addr.sin6.sin6_addr, buffer, (socklen_t)length) == NULL) {
+            return -1;
+        }
+        return ntohs(address->addr.sin6.sin6_port);
+    default:
+        return -1;
+    }
+}
+
+// Binds and closes a UDP socket on `address` without SO_REUSEADDR; returns 0
+// or the errno of bind. libcoap sets SO_REUSEADDR on its UDP sockets, and
+// Linux then lets a second endpoint bind a port that is in use: this probe
+// notices what libcoap's own bind would not.
+static inline int ccoap_udp_bind_probe(const coap_address_t *address) {
+    int result;
+    int fd = socket(address->addr.sa.sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return errno;
+    }
+    result = bind(fd, &address->addr.sa, address->size) == 0 ? 0 : errno;
+    close(fd);
+    return result;
+}
+
+// Sets FD_CLOEXEC on libcoap's epoll descriptor and on every descriptor in
+// its interest list (sockets, timerfd), as listed in /proc/self/fdinfo.
+// libcoap 4.3.1 opens them without close-on-exec: a child process spawned
+// by the application would inherit them and keep the ports bound after the
+// context is freed. Returns the number of descriptors found, -1 on error.
+static inline int ccoap_set_cloexec(int epoll_fd) {
+    char path[64];
+    char line[256];
+    int count = 0;
+    int flags;
+    FILE *file;
+
+    if (epoll_fd < 0) {
+        return -1;
+    }
+    flags = fcntl(epoll_fd, F_GETFD);
+    if (flags >= 0) {
+        fcntl(epoll_fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epoll_fd);
+    file = fopen(path, "re");
+    if (file == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), file) != NULL) {
+        int fd;
+        if (sscanf(line, "tfd: %d", &fd) == 1) {
+            flags = fcntl(fd, F_GETFD);
+            if (flags >= 0 && !(flags & FD_CLOEXEC)) {
+                fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+            }
+            count++;
+        }
+    }
+    fclose(file);
+    return count;
+}
+
+// Block2 option of a PDU; coap_block_t has bit fields.
+// Returns 1 and fills `num`/`szx` when the option is present and valid.
+static inline int ccoap_get_block2(const coap_pdu_t *pdu, unsigned int *num, unsigned int *szx) {
+    coap_block_t block;
+    if (!coap_get_block(pdu, COAP_OPTION_BLOCK2, &block)) {
+        return 0;
+    }
+    *num = block.num;
+    *szx = block.szx;
+    return 1;
+}
+
+#endif

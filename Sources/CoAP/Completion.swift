@@ -1,0 +1,66 @@
+import Synchronization
+
+/// A one-shot result the event loop completes and one task awaits.
+///
+/// The first completion wins, so an answer arriving after the waiting task was
+/// cancelled (or the other way round) is harmless. The loop keeps completions
+/// in its tables; waiting tasks never touch loop state.
+final class Completion<Value: Sendable>: Sendable {
+    private enum State {
+        case pending
+        case waiting(CheckedContinuation<Value, any Error>)
+        case done(Result<Value, any Error>)
+    }
+
+    private let state = Mutex(State.pending)
+
+    func succeed(_ value: Value) {
+        complete(.success(value))
+    }
+
+    func fail(_ error: any Error) {
+        complete(.failure(error))
+    }
+
+    func complete(_ result: Result<Value, any Error>) {
+        let waiter: CheckedContinuation<Value, any Error>? = state.withLock { state in
+            switch state {
+            case .pending:
+                state = .done(result)
+                return nil
+            case .waiting(let continuation):
+                state = .done(result)
+                return continuation
+            case .done:
+                return nil
+            }
+        }
+        waiter?.resume(with: result)
+    }
+
+    /// Waits for the result. A cancelled task gets `CancellationError` at once
+    /// and `onCancel` runs (to tell the loop to forget the operation).
+    func wait(onCancel: @escaping @Sendable () -> Void = {}) async throws -> Value {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Value, any Error>) in
+                let ready: Result<Value, any Error>? = state.withLock { state in
+                    switch state {
+                    case .pending:
+                        state = .waiting(continuation)
+                        return nil
+                    case .done(let result):
+                        return result
+                    case .waiting:
+                        preconditionFailure("Completion awaited twice")
+                    }
+                }
+                if let ready {
+                    continuation.resume(with: ready)
+                }
+            }
+        } onCancel: {
+            fail(CancellationError())
+            onCancel()
+        }
+    }
+}

@@ -1,0 +1,454 @@
+import CCoAP
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A registered resource: retained by libcoap as the resource's user data
+/// and released through `coap_resource_release_userdata_handler` when the
+/// context frees it.
+final class ResourceEntry: Sendable {
+    let resource: CoAPResource
+    let references: LibcoapReferences
+
+    init(_ resource: CoAPResource, references: LibcoapReferences) {
+        self.resource = resource
+        self.references = references
+    }
+}
+
+/// The part of a ``CoAPServer`` that lives on its event loop's thread: the
+/// libcoap context, its resources and the deferred requests in flight.
+///
+/// `@unchecked Sendable`: after `init` every method runs on `loop`'s thread,
+/// from a command or a libcoap callback; deferred handlers only post commands.
+final class ServerCore: LoopMember, @unchecked Sendable {
+    /// A request answered by a ``CoAPHandler/deferred(_:)`` handler: libcoap
+    /// keeps the request (`coap_register_async`) and calls the handler again
+    /// once triggered; that second call sends `response` as a separate response.
+    private struct Deferred {
+        let async: OpaquePointer
+        /// The message ID of the original request; libcoap's copy has a new one,
+        /// which tells the triggered call from a retransmission of the request.
+        let requestMID: coap_mid_t
+        let deadline: ContinuousClock.Instant
+        var task: Task<Void, Never>?
+        var response: CoAPResponse?
+        let description: String
+    }
+
+    let configuration: CoAPServer.Configuration
+    let logger: Logger
+    let references: LibcoapReferences
+    let loop: CoAPEventLoop
+
+    private var context: OpaquePointer?
+    private var contextReference: Unmanaged<ServerCore>?
+    private(set) var pollFD: Int32 = -1
+    private var paths: Set<String> = []
+    private var handles: [String: OpaquePointer] = [:]
+    private var deferred: [UInt64: Deferred] = [:]
+    private var deferredByAsync: [OpaquePointer: UInt64] = [:]
+    private var nextDeferredID: UInt64 = 0
+    private var pskHint: UnsafeMutableBufferPointer<UInt8>?
+    /// Where the PSK lookup puts the key it returns; libcoap copies it at once.
+    private let pskKey = UnsafeMutablePointer<coap_bin_const_t>.allocate(capacity: 1)
+    private let pskKeyBytes = UnsafeMutablePointer<UInt8>.allocate(capacity: maxPSKLength)
+
+    /// COAP_DTLS_MAX_PSK in 4.3.1.
+    static let maxPSKLength = 64
+
+    init(configuration: CoAPServer.Configuration, logger: Logger, references: LibcoapReferences, loop: CoAPEventLoop) {
+        self.configuration = configuration
+        self.logger = logger
+        self.references = references
+        self.loop = loop
+        pskKey.initialize(to: coap_bin_const_t(length: 0, s: nil))
+    }
+
+    deinit {
+        pskKey.deallocate()
+        pskKeyBytes.deallocate()
+        pskHint?.deallocate()
+    }
+
+    // MARK: - Lifecycle (loop thread)
+
+    func open(endpoints: [ResolvedEndpoint], resources: [CoAPResource]) throws(CoAPError) {
+        let context = try CoAPError.check(
+            coap_new_context(nil), .libraryFailure, "start",
+            "coap_new_context failed; the process may be out of memory")
+        self.context = context
+        let reference = references.retain(self)
+        contextReference = reference
+        coap_set_app_data(context, reference.toOpaque())
+        coap_context_set_block_mode(context, UInt8(COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY))
+        coap_resource_release_userdata_handler(context, releaseResourceEntry)
+        do throws(CoAPError) {
+            if let psk = configuration.psk {
+                try configurePSK(context, psk, reference: reference)
+            }
+            for endpoint in endpoints {
+                try listen(context, endpoint)
+            }
+            for resource in resources {
+                try register(resource)
+            }
+            pollFD = coap_context_get_coap_fd(context)
+            guard pollFD >= 0 else {
+                throw CoAPError(
+                    code: .libraryFailure, operation: "start",
+                    message:
+                        "libcoap is built without epoll support, which the event loop needs; install Debian's libcoap3")
+            }
+            // libcoap opens its sockets without close-on-exec; see the shim.
+            if ccoap_set_cloexec(pollFD) < 0 {
+                logger.warning("cannot set close-on-exec on libcoap's sockets: /proc/self/fdinfo is unreadable")
+            }
+        } catch {
+            close()
+            throw error
+        }
+        loop.core.add(self)
+        logger.info(
+            "CoAP server listening",
+            metadata: ["coap.endpoints": .array(endpoints.map { .string($0.description) })])
+    }
+
+    private func configurePSK(
+        _ context: OpaquePointer, _ psk: CoAPServer.PSK, reference: Unmanaged<ServerCore>
+    ) throws(CoAPError) {
+        guard coap_dtls_is_supported() != 0 else {
+            throw CoAPError(
+                code: .dtlsUnavailable, operation: "start",
+                message: "this libcoap has no DTLS support; link libcoap-3-openssl or drop the PSK configuration")
+        }
+        var setup = coap_dtls_spsk_t()
+        setup.version = UInt8(COAP_DTLS_SPSK_SETUP_VERSION)
+        setup.validate_id_call_back = serverPSKLookup
+        setup.id_call_back_arg = reference.toOpaque()
+        if let hint = psk.hint, !hint.isEmpty {
+            // libcoap keeps pointing at the hint: it lives as long as this core.
+            let bytes = Array(hint.utf8)
+            let buffer = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: bytes.count)
+            _ = buffer.initialize(from: bytes)
+            pskHint = buffer
+            setup.psk_info.hint = coap_bin_const_t(length: buffer.count, s: buffer.baseAddress)
+        }
+        try CoAPError.check(
+            coap_context_set_psk2(context, &setup), .dtlsUnavailable, "start",
+            "libcoap rejected the PSK setup (coap_context_set_psk2); see the log for the reason")
+    }
+
+    private func listen(_ context: OpaquePointer, _ endpoint: ResolvedEndpoint) throws(CoAPError) {
+        var address = endpoint.address
+        let scheme = endpoint.secure ? "coaps" : "coap"
+        let advice =
+            "cannot listen on UDP \(endpoint.host):\(endpoint.port) for \(scheme): "
+            + "the port is in use or the address is not local; choose another port or address"
+        let probe = ccoap_udp_bind_probe(&address)
+        guard probe == 0 else {
+            throw CoAPError(code: .bindFailed, operation: "start", advice: advice, errno: probe)
+        }
+        errno = 0
+        _ = try CoAPError.check(
+            coap_new_endpoint(context, &address, endpoint.secure ? COAP_PROTO_DTLS : COAP_PROTO_UDP),
+            .bindFailed, "start", advice)
+    }
+
+    /// Adds a resource to the context. Loop thread.
+    func register(_ resource: CoAPResource) throws(CoAPError) {
+        guard let context else { throw .notRunning("addResource", "the server is stopped") }
+        guard !paths.contains(resource.path) else {
+            throw CoAPError(
+                code: .resourceConflict, operation: "addResource",
+                message: "a resource with path \"\(resource.path)\" is already registered; use one resource per path")
+        }
+        let bytes = Array(resource.path.utf8)
+        let uri = try CoAPError.check(
+            bytes.withUnsafeBufferPointer { coap_new_str_const($0.baseAddress, $0.count) },
+            .libraryFailure, "addResource", "coap_new_str_const failed; the process may be out of memory")
+        let notify = resource.confirmableNotifications ? COAP_RESOURCE_FLAGS_NOTIFY_CON : COAP_RESOURCE_FLAGS_NOTIFY_NON
+        // COAP_RESOURCE_FLAGS_RELEASE_URI: the resource owns `uri` from here on.
+        guard let handle = coap_resource_init(uri, Int32(COAP_RESOURCE_FLAGS_RELEASE_URI | notify)) else {
+            coap_delete_str_const(uri)
+            throw CoAPError(
+                code: .libraryFailure, operation: "addResource",
+                message: "coap_resource_init failed for \"\(resource.path)\"; the process may be out of memory")
+        }
+        let entry = references.retain(ResourceEntry(resource, references: references))
+        coap_resource_set_userdata(handle, entry.toOpaque())
+        for method in resource.handlers.keys {
+            let code = coap_request_t(rawValue: UInt32(method.rawValue))
+            coap_register_request_handler(handle, code, serverRequestHandler)
+        }
+        if resource.isObservable {
+            coap_resource_set_get_observable(handle, 1)
+        }
+        coap_add_resource(context, handle)
+        paths.insert(resource.path)
+        handles[resource.path] = handle
+    }
+
+    /// Frees the context: libcoap releases the resource entries and the
+    /// payloads of unfinished transfers through their callbacks. Loop thread,
+    /// never from inside a libcoap callback.
+    func close() {
+        loop.core.remove(self)
+        for request in deferred.values {
+            request.task?.cancel()
+        }
+        deferred.removeAll()
+        deferredByAsync.removeAll()
+        handles.removeAll()
+        paths.removeAll()
+        pollFD = -1
+        if let context {
+            self.context = nil
+            coap_free_context(context)
+        }
+        if let contextReference {
+            self.contextReference = nil
+            references.release(contextReference)
+        }
+    }
+
+    func loopDidShutDown() {
+        close()
+    }
+
+    // MARK: - Loop member
+
+    func process(now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+        guard let context else { return nil }
+        if coap_io_process(context, CCOAP_IO_NO_WAIT) < 0 {
+            logger.error("coap_io_process failed")
+        }
+        var next: ContinuousClock.Instant?
+        var expired: [UInt64] = []
+        for (id, request) in deferred where request.response == nil {
+            if request.deadline <= now {
+                expired.append(id)
+            } else if next == nil || request.deadline < next! {
+                next = request.deadline
+            }
+        }
+        for id in expired {
+            guard let request = deferred[id] else { continue }
+            logger.warning(
+                "CoAP handler timed out, answering 5.03",
+                metadata: ["coap.request": "\(request.description)", "coap.timeout": "\(configuration.handlerTimeout)"])
+            request.task?.cancel()
+            complete(id, .status(.serviceUnavailable, diagnostic: "the handler timed out; retry later"))
+        }
+        return next
+    }
+
+    /// Observers of `path` get the GET handler's new answer. Loop thread.
+    func notifyObservers(path: String) {
+        guard let handle = handles[CoAPResource.normalize(path)] else {
+            logger.debug("notifyObservers: no such resource", metadata: ["coap.path": "\(path)"])
+            return
+        }
+        // libcoap 4.3.1 ignores the query argument: every observer of the resource is notified.
+        coap_resource_notify_observers(handle, nil)
+    }
+
+    // MARK: - Requests (libcoap callback, loop thread)
+
+    fileprivate func handle(
+        _ entry: ResourceEntry, resource: OpaquePointer, session: OpaquePointer, request: OpaquePointer,
+        query: UnsafePointer<coap_string_t>?, response: OpaquePointer
+    ) {
+        guard let method = CoAPMethod(rawValue: PDU.code(request)), let handler = entry.resource.handlers[method] else {
+            PDU.setCode(response, .methodNotAllowed)
+            return
+        }
+        switch handler {
+        case .immediate(let body):
+            let answer = body(makeRequest(method, entry, session: session, pdu: request))
+            write(answer, resource: resource, session: session, request: request, query: query, into: response)
+        case .deferred(let body):
+            handleDeferred(
+                body, method, entry, resource: resource, session: session, request: request, query: query,
+                response: response)
+        }
+    }
+
+    private func handleDeferred(
+        _ body: @escaping @Sendable (CoAPRequest) async throws -> CoAPResponse, _ method: CoAPMethod,
+        _ entry: ResourceEntry, resource: OpaquePointer, session: OpaquePointer, request: OpaquePointer,
+        query: UnsafePointer<coap_string_t>?, response: OpaquePointer
+    ) {
+        if let async = coap_find_async(session, coap_pdu_get_token(request)) {
+            guard let id = deferredByAsync[async], let pending = deferred[id], let answer = pending.response,
+                coap_pdu_get_mid(request) != pending.requestMID
+            else {
+                // A retransmission while the handler runs: no code means libcoap sends an empty ACK again.
+                return
+            }
+            // Triggered by `complete`: libcoap frees `async` when this call returns.
+            deferred[id] = nil
+            deferredByAsync[async] = nil
+            write(answer, resource: resource, session: session, request: request, query: query, into: response)
+            return
+        }
+        guard deferred.count < configuration.maxDeferredRequests else {
+            logger.warning("too many deferred CoAP requests in flight, answering 5.03")
+            write(.status(.serviceUnavailable, diagnostic: "busy; retry later"), resource: resource, session: session,
+                request: request, query: query, into: response)
+            return
+        }
+        // Delay 0: libcoap keeps the request until `coap_async_trigger`; no code here sends an empty ACK.
+        guard let async = coap_register_async(session, request, 0) else {
+            write(.status(.serviceUnavailable), resource: resource, session: session, request: request, query: query,
+                into: response)
+            return
+        }
+        let value = makeRequest(method, entry, session: session, pdu: request)
+        nextDeferredID &+= 1
+        let id = nextDeferredID
+        deferred[id] = Deferred(
+            async: async, requestMID: coap_pdu_get_mid(request),
+            deadline: .now + configuration.handlerTimeout, task: nil, response: nil,
+            description: "\(method) \(entry.resource.path)")
+        deferredByAsync[async] = id
+        let logger = self.logger
+        let loop = self.loop
+        deferred[id]?.task = Task {
+            let answer: CoAPResponse
+            do {
+                answer = try await body(value)
+            } catch {
+                logger.error(
+                    "CoAP handler failed, answering 5.00",
+                    metadata: ["coap.method": "\(method)", "coap.path": "\(value.path)", "error": "\(error)"])
+                answer = .status(.internalServerError)
+            }
+            loop.execute { [self] in complete(id, answer) }
+        }
+    }
+
+    /// The handler of deferred request `id` answered: libcoap calls the
+    /// request handler again on the next `coap_io_process`, which sends it.
+    private func complete(_ id: UInt64, _ answer: CoAPResponse) {
+        guard context != nil, var request = deferred[id], request.response == nil else { return }
+        request.response = answer
+        request.task = nil
+        deferred[id] = request
+        coap_async_trigger(request.async)
+    }
+
+    private func makeRequest(_ method: CoAPMethod, _ entry: ResourceEntry, session: OpaquePointer, pdu: OpaquePointer)
+        -> CoAPRequest
+    {
+        let query = PDU.options(pdu, COAP_OPTION_URI_QUERY).map { String(decoding: $0, as: UTF8.self) }
+        var identity: String?
+        if let bytes = coap_session_get_psk_identity(session)?.pointee, let start = bytes.s {
+            identity = String(decoding: UnsafeBufferPointer(start: start, count: bytes.length), as: UTF8.self)
+        }
+        return CoAPRequest(
+            method: method, path: entry.resource.path, query: query, payload: PDU.payload(pdu),
+            contentFormat: PDU.contentFormat(pdu, COAP_OPTION_CONTENT_FORMAT),
+            accept: PDU.contentFormat(pdu, COAP_OPTION_ACCEPT),
+            pskIdentity: identity,
+            remoteAddress: CoAPAddress(coap_session_get_addr_remote(session)) ?? CoAPAddress(host: "?", port: 0))
+    }
+
+    /// Fills libcoap's response PDU. A payload goes through
+    /// `coap_add_data_large_response`, which does Block2 (the client's block
+    /// size), Size2 and ETag, and keeps the bytes until the transfer ends.
+    private func write(
+        _ answer: CoAPResponse, resource: OpaquePointer, session: OpaquePointer, request: OpaquePointer,
+        query: UnsafePointer<coap_string_t>?, into response: OpaquePointer
+    ) {
+        let payload = answer.payload
+        var blockNumber: UInt32 = 0
+        var blockSZX: UInt32 = 0
+        if !payload.isEmpty, ccoap_get_block2(request, &blockNumber, &blockSZX) != 0, blockNumber > 0,
+            UInt64(payload.count) <= UInt64(blockNumber) << (blockSZX + 4)
+        {
+            // A block past the end. Answered here: libcoap's own 4.00 path would
+            // not call the payload's release callback.
+            PDU.setCode(response, .badRequest)
+            return
+        }
+        PDU.setCode(response, answer.code)
+        let etag = answer.etag ?? (answer.code.isSuccess && !payload.isEmpty ? payload.contentTag : nil)
+        if let etag, etag != 0 {
+            PDU.add(response, COAP_OPTION_ETAG, uint: etag)
+        }
+        if let location = answer.locationPath {
+            PDU.add(response, COAP_OPTION_LOCATION_PATH, path: location)
+        }
+        guard !payload.isEmpty else {
+            if let maxAge = answer.maxAge {
+                PDU.add(response, COAP_OPTION_MAXAGE, uint: UInt64(maxAge))
+            }
+            return
+        }
+        if answer.contentFormat == .textPlain {
+            // libcoap 4.3.1 leaves out Content-Format 0 (text/plain); without it the format is unknown.
+            PDU.add(response, COAP_OPTION_CONTENT_FORMAT, [])
+        }
+        let added = coap_add_data_large_response(
+            resource, session, request, response, query, answer.contentFormat.rawValue,
+            answer.maxAge.map { Int32(clamping: $0) } ?? -1, etag ?? 0, payload.count,
+            payload.storage.buffer.baseAddress, releasePayloadLease,
+            PayloadLease.retained(payload, references: references))
+        if added == 0 {
+            logger.warning("coap_add_data_large_response failed", metadata: ["coap.bytes": "\(payload.count)"])
+        }
+    }
+
+    // MARK: - DTLS PSK (libcoap callback, loop thread)
+
+    /// The key for `identity`, or `nil` to fail the handshake.
+    fileprivate func pskKey(for identity: coap_bin_const_t) -> UnsafePointer<coap_bin_const_t>? {
+        guard let psk = configuration.psk else { return nil }
+        let bytes = UnsafeBufferPointer(start: identity.s, count: identity.s == nil ? 0 : identity.length)
+        guard let name = String(validating: bytes, as: UTF8.self), let key = psk.keyForIdentity(name), !key.isEmpty,
+            key.count <= Self.maxPSKLength
+        else {
+            logger.notice(
+                "DTLS handshake rejected: unknown PSK identity",
+                metadata: ["coap.psk_identity": "\(String(decoding: bytes, as: UTF8.self))"])
+            return nil
+        }
+        pskKeyBytes.update(from: key, count: key.count)
+        pskKey.pointee = coap_bin_const_t(length: key.count, s: pskKeyBytes)
+        return UnsafePointer(pskKey)
+    }
+}
+
+// MARK: - C callbacks
+
+/// `coap_method_handler_t` for every method of every resource.
+private func serverRequestHandler(
+    _ resource: OpaquePointer?, _ session: OpaquePointer?, _ request: OpaquePointer?,
+    _ query: UnsafePointer<coap_string_t>?, _ response: OpaquePointer?
+) {
+    guard let resource, let session, let request, let response,
+        let entryPointer = coap_resource_get_userdata(resource),
+        let context = coap_session_get_context(session), let corePointer = coap_get_app_data(context)
+    else { return }
+    let entry = Unmanaged<ResourceEntry>.fromOpaque(entryPointer).takeUnretainedValue()
+    let core = Unmanaged<ServerCore>.fromOpaque(corePointer).takeUnretainedValue()
+    core.handle(entry, resource: resource, session: session, request: request, query: query, response: response)
+}
+
+/// `coap_resource_release_userdata_handler_t`: the context frees a resource.
+private func releaseResourceEntry(_ pointer: UnsafeMutableRawPointer?) {
+    guard let pointer else { return }
+    let entry = Unmanaged<ResourceEntry>.fromOpaque(pointer)
+    entry.takeUnretainedValue().references.release(entry)
+}
+
+/// `coap_dtls_id_callback_t`: a client presented a PSK identity.
+private func serverPSKLookup(
+    _ identity: UnsafeMutablePointer<coap_bin_const_t>?, _ session: OpaquePointer?, _ argument: UnsafeMutableRawPointer?
+) -> UnsafePointer<coap_bin_const_t>? {
+    guard let identity, let argument else { return nil }
+    return Unmanaged<ServerCore>.fromOpaque(argument).takeUnretainedValue().pskKey(for: identity.pointee)
+}

@@ -1,0 +1,78 @@
+import Foundation
+import Synchronization
+
+/// Device pre-shared keys for CoAP over DTLS: one `<device id> <key>` per line, `#`
+/// comments. Looked up on the CoAP loop thread during handshakes, so answers come from
+/// memory; the file is re-read (at most once a second) when it changed, so keys added
+/// with `updraft device psk` work without a restart.
+public final class PSKFile: Sendable {
+    public let path: String
+    private struct State {
+        var keys: [String: [UInt8]] = [:]
+        var modified: Date?
+        var checked: Date = .distantPast
+    }
+    private let state = Mutex(State())
+
+    public init(path: String) {
+        self.path = path
+        reloadIfChanged(force: true)
+    }
+
+    /// An unknown identity checks the file at once (a device just provisioned); known
+    /// ones at most once a second (a rotated key).
+    public func key(for identity: String) -> [UInt8]? {
+        reloadIfChanged(force: false)
+        if let key = state.withLock({ $0.keys[identity] }) { return key }
+        reloadIfChanged(force: false, throttled: false)
+        return state.withLock { $0.keys[identity] }
+    }
+
+    public var count: Int { state.withLock { $0.keys.count } }
+
+    private func reloadIfChanged(force: Bool, throttled: Bool = true) {
+        let now = Date()
+        let due = state.withLock { state -> Bool in
+            guard force || !throttled || now.timeIntervalSince(state.checked) >= 1 else { return false }
+            state.checked = now
+            return true
+        }
+        guard due else { return }
+        let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+        guard force || modified != state.withLock({ $0.modified }) else { return }
+        let keys = (try? String(contentsOfFile: path, encoding: .utf8)).map(Self.parse) ?? [:]
+        state.withLock {
+            $0.keys = keys
+            $0.modified = modified
+        }
+    }
+
+    static func parse(_ text: String) -> [String: [UInt8]] {
+        var keys: [String: [UInt8]] = [:]
+        for line in text.split(whereSeparator: \.isNewline) {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { continue }
+            let fields = trimmed.split(separator: " ", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard fields.count == 2, !fields[1].isEmpty, fields[1].utf8.count <= 64 else { continue }
+            keys[fields[0]] = Array(fields[1].utf8)
+        }
+        return keys
+    }
+
+    /// Adds (or replaces) a device's key and returns it: 24 random URL-safe characters.
+    public static func issue(for device: String, path: String) throws -> String {
+        let alphabet = Array("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789")
+        var generator = SystemRandomNumberGenerator()
+        let key = String((0..<24).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &generator)] })
+        let existing = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        let kept = existing.split(whereSeparator: \.isNewline).filter { line in
+            line.split(separator: " ", maxSplits: 1).first.map(String.init) != device
+        }
+        let text = (kept.map(String.init) + ["\(device) \(key)"]).joined(separator: "\n") + "\n"
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o600)
+        return key
+    }
+}

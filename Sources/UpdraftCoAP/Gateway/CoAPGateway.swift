@@ -1,0 +1,267 @@
+import CoAP
+import Crypto
+import Foundation
+import Logging
+import Synchronization
+import UpdraftCore
+import UpdraftWire
+
+/// The CoAP device API: translates requests to engine calls and job offers to
+/// resources. Same engine, same state machine, same JSON bodies as MQTT; only the
+/// framing differs (see the DocC article "CoAP device API").
+///
+/// Resources (the device is the DTLS PSK identity, or `?d=<id>` when plain CoAP is allowed):
+/// - `POST announce` — the announce body; answers the pending job (like `GET job/<id>`).
+/// - `GET job/<id>` — the pending job offer or `{}`; observable, so an observer is pushed a
+///   new job at once.
+/// - `POST progress` — the progress body; 2.04, or 4.00 / 4.09 with an error body.
+/// - `GET fw/<key>` — the image, Block2 at any size 16...1024, Size2, ETag from its SHA-256.
+public final class CoAPGateway: DeviceNotifier, Sendable {
+    public struct Settings: Sendable {
+        /// Accept `?d=<device id>` from peers without a DTLS identity (plain `coap://`).
+        /// Off in production: anyone could speak for any device.
+        public var allowUnauthenticated: Bool
+
+        public init(allowUnauthenticated: Bool = false) {
+            self.allowUnauthenticated = allowUnauthenticated
+        }
+    }
+
+    /// What a device is offered right now, kept for the loop thread's immediate handlers.
+    private struct Offer: Sendable {
+        var job: JobID
+        var firmwareKey: String
+        var body: [UInt8]
+    }
+
+    private struct Image: Sendable {
+        var payload: CoAPPayload
+        var etag: UInt64
+    }
+
+    private struct State {
+        var offers: [DeviceID: Offer] = [:]
+        var jobResources: Set<DeviceID> = []
+        var images: [String: Image] = [:]
+        var imageUsers: [String: Int] = [:]
+    }
+
+    public let server: CoAPServer
+    private let settings: Settings
+    private let images: @Sendable (Firmware) throws -> [UInt8]
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let engineBox = Mutex<UpdateEngine?>(nil)
+    private let counters = Mutex<[String: Int]>([:])
+
+    /// - Parameter images: the image bytes of a firmware (from the in-memory cache).
+    public init(
+        server: CoAPServer, settings: Settings = .init(), images: @escaping @Sendable (Firmware) throws -> [UInt8],
+        logger: Logger
+    ) throws {
+        self.server = server
+        self.settings = settings
+        self.images = images
+        self.logger = logger
+        try addResources()
+    }
+
+    /// The engine is made with this gateway as a notifier, so it is attached after both exist.
+    public func attach(_ engine: UpdateEngine) { engineBox.withLock { $0 = engine } }
+
+    private var engine: UpdateEngine? { engineBox.withLock { $0 } }
+
+    /// Requests answered per outcome ("announce", "rejected.<code>", ...).
+    public var counts: [String: Int] { counters.withLock { $0 } }
+
+    // MARK: Resources
+
+    private func addResources() throws {
+        try server.addResource(
+            CoAPResource(path: "announce", handlers: [.post: .deferred { [self] in try await announce($0) }]))
+        try server.addResource(
+            CoAPResource(path: "progress", handlers: [.post: .deferred { [self] in try await progress($0) }]))
+    }
+
+    private func announce(_ request: CoAPRequest) async throws -> CoAPResponse {
+        let id: DeviceID
+        switch identify(request) {
+        case .refused(let refusal): return refusal
+        case .device(let device): id = device
+        }
+        let body: AnnounceBody
+        do {
+            body = try WireJSON.decode(
+                request.payload, "announce", example: #"{"product":"thermo","version":"1.0.0","accepts_updates":true}"#)
+        } catch {
+            return refuse(.badRequest, error)
+        }
+        guard let engine else { return .status(.serviceUnavailable, diagnostic: "starting; retry") }
+        try ensureJobResource(for: id)
+        await engine.announced(id, body.announcement, via: .coap)
+        await refresh(id, engine)
+        count("announce")
+        return jobRepresentation(of: id, code: .changed)
+    }
+
+    private func progress(_ request: CoAPRequest) async throws -> CoAPResponse {
+        let id: DeviceID
+        switch identify(request) {
+        case .refused(let refusal): return refusal
+        case .device(let device): id = device
+        }
+        let report: DeviceReport
+        let body: ProgressBody
+        do {
+            body = try WireJSON.decode(
+                request.payload, "progress", example: #"{"job":"j0123456789abcdef","state":"downloading","percent":40}"#)
+            report = try body.report()
+        } catch {
+            return refuse(.badRequest, error)
+        }
+        guard let engine else { return .status(.serviceUnavailable, diagnostic: "starting; retry") }
+        let refusal = await engine.report(id, job: body.job, report)
+        await refresh(id, engine)
+        if let refusal { return refuse(.conflict, refusal, job: body.job) }
+        count("progress")
+        return CoAPResponse(code: .changed)
+    }
+
+    /// `job/<id>`: observable, so its GET is immediate (on the loop thread, from memory).
+    private func ensureJobResource(for id: DeviceID) throws {
+        let isNew = state.withLock { $0.jobResources.insert(id).inserted }
+        guard isNew else { return }
+        do {
+            try server.addResource(
+                CoAPResource(
+                    path: "job/\(id.rawValue)", observable: true,
+                    handlers: [.get: .immediate { [self] request in jobGET(request, device: id) }]))
+        } catch {
+            state.withLock { _ = $0.jobResources.remove(id) }
+            throw error
+        }
+    }
+
+    private func jobGET(_ request: CoAPRequest, device: DeviceID) -> CoAPResponse {
+        if case .refused(let refusal) = identify(request, expected: device) { return refusal }
+        return jobRepresentation(of: device, code: .content)
+    }
+
+    private func jobRepresentation(of id: DeviceID, code: CoAPResponseCode) -> CoAPResponse {
+        let body = state.withLock { $0.offers[id]?.body } ?? Array("{}".utf8)
+        return CoAPResponse(code: code, payload: body, contentFormat: .json)
+    }
+
+    /// `fw/<key>`: immediate, from the shared payload; libcoap cuts the blocks.
+    private func firmwareGET(_ request: CoAPRequest, key: String) -> CoAPResponse {
+        let id: DeviceID
+        switch identify(request) {
+        case .refused(let refusal): return refusal
+        case .device(let device): id = device
+        }
+        let (offer, image) = state.withLock { ($0.offers[id], $0.images[key]) }
+        guard let image, let offer, offer.firmwareKey == key else {
+            count("rejected.not_your_job")
+            return .status(.forbidden, diagnostic: "not_your_job: this image is not part of your pending job; GET job/\(id.rawValue)")
+        }
+        count("firmware")
+        return CoAPResponse(code: .content, payload: image.payload, contentFormat: .octetStream, etag: image.etag)
+    }
+
+    // MARK: Identity
+
+    private enum Identity {
+        case device(DeviceID)
+        case refused(CoAPResponse)
+    }
+
+    /// The device a request speaks for: its DTLS PSK identity, else (when allowed) `?d=`.
+    private func identify(_ request: CoAPRequest, expected: DeviceID? = nil) -> Identity {
+        let claimed = request.queryValue("d")
+        let raw: String
+        if let identity = request.pskIdentity {
+            if let claimed, claimed != identity {
+                count("rejected.identity_mismatch")
+                return .refused(.status(.forbidden, diagnostic: "identity_mismatch: you are \(identity) (DTLS), not \(claimed)"))
+            }
+            raw = identity
+        } else if settings.allowUnauthenticated, let claimed {
+            raw = claimed
+        } else {
+            count("rejected.unauthenticated")
+            return .refused(
+                .status(
+                    .unauthorized,
+                    diagnostic: settings.allowUnauthenticated
+                        ? "unauthenticated: add ?d=<device id>, or use coaps:// with your PSK"
+                        : "unauthenticated: use coaps:// with your device id as PSK identity"))
+        }
+        guard let id = try? DeviceID(validating: raw) else {
+            count("rejected.bad_device_id")
+            return .refused(.status(.badRequest, diagnostic: "bad_device_id: '\(raw.prefix(64))' is not a valid device id"))
+        }
+        if let expected, expected != id {
+            count("rejected.not_your_job")
+            return .refused(.status(.forbidden, diagnostic: "not_your_job: job/\(expected.rawValue) belongs to another device"))
+        }
+        return .device(id)
+    }
+
+    private func refuse(_ code: CoAPResponseCode, _ error: UpdraftError, job: JobID? = nil) -> CoAPResponse {
+        count("rejected.\(error.code)")
+        logger.notice("refused CoAP request", metadata: ["error.code": "\(error.code)"])
+        return CoAPResponse(code: code, payload: WireJSON.encode(ErrorReply(error, job: job)), contentFormat: .json)
+    }
+
+    private func count(_ key: String) { counters.withLock { $0[key, default: 0] += 1 } }
+
+    // MARK: Offers
+
+    /// Drops the offer of a device whose job ended or changed (the engine has no
+    /// "withdraw" yet, so this runs after every announce and report).
+    private func refresh(_ id: DeviceID, _ engine: UpdateEngine) async {
+        let active = await engine.activeJob(of: id)
+        let stale = state.withLock { state -> Bool in
+            guard let offer = state.offers[id], offer.job != active?.id else { return false }
+            state.offers[id] = nil
+            state.imageUsers[offer.firmwareKey, default: 1] -= 1
+            return true
+        }
+        if stale { server.notifyObservers(path: "job/\(id.rawValue)") }
+    }
+
+    public func offer(_ job: Job, firmware: Firmware, to device: DeviceID) {
+        let key = String(firmware.sha256.prefix(16))
+        do {
+            try ensureImage(firmware, key: key)
+            try ensureJobResource(for: device)
+        } catch {
+            logger.error("cannot offer over CoAP", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
+            return
+        }
+        let body = WireJSON.encode(JobOffer(job: job, firmware: firmware, download: "fw/\(key)"))
+        state.withLock { state in
+            if state.offers[device]?.firmwareKey != key { state.imageUsers[key, default: 0] += 1 }
+            state.offers[device] = Offer(job: job.id, firmwareKey: key, body: body)
+        }
+        count("offers.sent")
+        server.notifyObservers(path: "job/\(device.rawValue)")
+    }
+
+    private func ensureImage(_ firmware: Firmware, key: String) throws {
+        if state.withLock({ $0.images[key] != nil }) { return }
+        let bytes = try images(firmware)
+        let digest = Array(SHA256.hash(data: bytes))
+        let etag = digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let image = Image(payload: CoAPPayload(bytes), etag: etag)
+        let isNew = state.withLock { state -> Bool in
+            guard state.images[key] == nil else { return false }
+            state.images[key] = image
+            return true
+        }
+        if isNew {
+            try server.addResource(
+                CoAPResource(path: "fw/\(key)", handlers: [.get: .immediate { [self] in firmwareGET($0, key: key) }]))
+        }
+    }
+}

@@ -1,0 +1,155 @@
+import Foundation
+import Testing
+import UpdraftApp
+import UpdraftCore
+import UpdraftWire
+
+/// libcoap's own `coap-client-openssl` as the device: it exits 0 even on errors, so
+/// every check reads what it printed or wrote.
+struct CoAPClientTool {
+    static let path = "/usr/bin/coap-client-openssl"
+    let directory: String
+
+    struct Outcome {
+        /// stdout + stderr: libcoap prints error codes such as "4.04 Not Found" there.
+        var log: String
+        /// The response body (-o file).
+        var body: [UInt8]
+        var text: String { String(decoding: body, as: UTF8.self) }
+    }
+
+    func run(_ arguments: [String], uri: String) async throws -> Outcome {
+        let tag = UUID().uuidString.prefix(8)
+        let logFile = directory + "/coap-\(tag).log"
+        let bodyFile = directory + "/coap-\(tag).out"
+        let child = try ChildProcess(
+            executable: Self.path, arguments: ["-B", "10", "-o", bodyFile] + arguments + [uri], outputFile: logFile)
+        guard await child.waitForExit(timeout: .seconds(30)) else {
+            child.stop()
+            throw UpdraftError("test_timeout", "coap-client \(arguments) \(uri) did not finish")
+        }
+        let log = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
+        let body = FileManager.default.contents(atPath: bodyFile).map { [UInt8]($0) } ?? []
+        return Outcome(log: log, body: body)
+    }
+}
+
+@Suite(.timeLimit(.minutes(3))) struct CoAPDeviceAPITests {
+    func uri(_ h: Harness, _ path: String, secure: Bool = false) -> String {
+        let c = h.stack.configuration.coap
+        return secure ? "coaps://127.0.0.1:\(c.securePort)/\(path)" : "coap://127.0.0.1:\(c.port)/\(path)"
+    }
+
+    func announce(_ tool: CoAPClientTool, _ h: Harness, _ device: String, version: String) async throws -> CoAPClientTool.Outcome {
+        try await tool.run(
+            ["-m", "post", "-t", "json", "-e", #"{"product":"thermo","version":"\#(version)","accepts_updates":true}"#],
+            uri: uri(h, "announce?d=\(device)"))
+    }
+
+    @Test func coapClientGetsTheJobAndDownloadsTheImageAtEveryBlockSize() async throws {
+        try await Harness.with { h in
+            let tool = CoAPClientTool(directory: h.stack.directory)
+            let (firmware, image) = try await h.addFirmware(version: "2.0", size: 20_000)
+            let first = try await announce(tool, h, "tiny-1", version: "1.0")
+            #expect(first.text == "{}", "no job yet: \(first.log)")
+            try await h.waitUntilRegistered(1)
+
+            let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(["tiny-1"]), allowDowngrade: false)
+            let job = try #require(plan.jobs.first)
+            // The gateway picks the release up from the event log and fills the job resource.
+            var offer: JobOffer?
+            try await eventually("the job resource to hold the offer") {
+                let got = try await tool.run([], uri: uri(h, "job/tiny-1?d=tiny-1"))
+                offer = try? JSONDecoder().decode(JobOffer.self, from: Data(got.body))
+                return offer != nil
+            }
+            let received = try #require(offer)
+            #expect(received.job == job.id)
+            #expect(received.sha256 == firmware.sha256)
+            #expect(received.signedManifest != nil)
+            let download = try #require(received.download)
+
+            for block in [16, 64, 512, 1024] {
+                let got = try await tool.run(["-b", "\(block)"], uri: uri(h, "\(download)?d=tiny-1"))
+                #expect(got.body == image, "block size \(block): \(got.body.count) bytes, log: \(got.log.prefix(300))")
+            }
+
+            // Progress through the same state machine; success once the new version is announced.
+            for state in [#""state":"downloaded""#, #""state":"verified""#, #""state":"installing""#, #""state":"installed""#] {
+                let got = try await tool.run(
+                    ["-m", "post", "-t", "json", "-e", #"{"job":"\#(job.id)",\#(state)}"#], uri: uri(h, "progress?d=tiny-1"))
+                #expect(!got.log.contains("4."), "\(state): \(got.log)")
+            }
+            _ = try await announce(tool, h, "tiny-1", version: "2.0")
+            try await h.waitForAllSucceeded(plan.release.id, timeout: .seconds(30))
+            let after = try await tool.run([], uri: uri(h, "job/tiny-1?d=tiny-1"))
+            #expect(after.text == "{}")
+            let device = try #require(try await h.ops.store.device("tiny-1"))
+            #expect(device.transport == .coap)
+        }
+    }
+
+    @Test func badRequestsGetCoAPErrorsAndTheEndpointKeepsServing() async throws {
+        try await Harness.with { h in
+            let tool = CoAPClientTool(directory: h.stack.directory)
+            let (firmware, _) = try await h.addFirmware(version: "2.0", size: 5_000)
+            _ = try await announce(tool, h, "tiny-a", version: "1.0")
+            _ = try await announce(tool, h, "tiny-b", version: "1.0")
+            try await h.waitUntilRegistered(2)
+            _ = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(["tiny-a"]), allowDowngrade: false)
+
+            #expect(try await tool.run([], uri: uri(h, "nothing-here?d=tiny-a")).log.contains("4.04"))
+            #expect(try await tool.run(["-m", "delete"], uri: uri(h, "announce?d=tiny-a")).log.contains("4.05"))
+            let malformed = try await tool.run(["-m", "post", "-e", "{not json"], uri: uri(h, "announce?d=tiny-a"))
+            #expect(malformed.log.contains("4.00"))
+            #expect(malformed.log.contains("malformed_announce"))
+            let badProgress = try await tool.run(
+                ["-m", "post", "-e", #"{"job":"j0000000000000000","state":"downloading","percent":400}"#], uri: uri(h, "progress?d=tiny-a"))
+            #expect(badProgress.log.contains("4.00"))
+            // Another device's job, a spoofed identity, no identity at all.
+            #expect(try await tool.run([], uri: uri(h, "job/tiny-a?d=tiny-b")).log.contains("4.03"))
+            #expect(try await tool.run([], uri: uri(h, "job/tiny-a")).log.contains("4.01"))
+            var offer: JobOffer?
+            try await eventually("the offer") {
+                offer = try? JSONDecoder().decode(JobOffer.self, from: Data(try await tool.run([], uri: uri(h, "job/tiny-a?d=tiny-a")).body))
+                return offer != nil
+            }
+            let download = try #require(offer?.download)
+            #expect(try await tool.run([], uri: uri(h, "\(download)?d=tiny-b")).log.contains("4.03"))
+            // An out-of-order report is refused by the state machine: 4.09 with the reason.
+            let refused = try await tool.run(
+                ["-m", "post", "-e", #"{"job":"\#(offer!.job)","state":"installed"}"#], uri: uri(h, "progress?d=tiny-a"))
+            #expect(refused.log.contains("4.09"))
+            #expect(refused.log.contains("transition_refused"))
+            // Still serving.
+            #expect(try await tool.run([], uri: uri(h, "job/tiny-a?d=tiny-a")).body.count > 100)
+        }
+    }
+
+    @Test func dtlsWithTheDevicesPreSharedKey() async throws {
+        try await Harness.with { h in
+            let tool = CoAPClientTool(directory: h.stack.directory)
+            let key = try PSKFile.issue(for: "secure-1", path: h.stack.configuration.resolvedPSKFile)
+            let (firmware, image) = try await h.addFirmware(version: "2.0", size: 3_000)
+            let body = #"{"product":"thermo","version":"1.0"}"#
+            let hello = try await tool.run(
+                ["-u", "secure-1", "-k", key, "-m", "post", "-e", body], uri: uri(h, "announce", secure: true))
+            #expect(hello.text == "{}", "\(hello.log)")
+            try await h.waitUntilRegistered(1)
+            _ = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(["secure-1"]), allowDowngrade: false)
+            var offer: JobOffer?
+            try await eventually("the offer over DTLS") {
+                let got = try await tool.run(["-u", "secure-1", "-k", key], uri: uri(h, "job/secure-1", secure: true))
+                offer = try? JSONDecoder().decode(JobOffer.self, from: Data(got.body))
+                return offer != nil
+            }
+            let download = try #require(offer?.download)
+            let got = try await tool.run(["-u", "secure-1", "-k", key, "-b", "64"], uri: uri(h, download, secure: true))
+            #expect(got.body == image)
+            // Claiming another device over DTLS is refused; a wrong key fails the handshake.
+            #expect(try await tool.run(["-u", "secure-1", "-k", key], uri: uri(h, "job/secure-1?d=other", secure: true)).log.contains("4.03"))
+            let wrong = try await tool.run(["-u", "secure-1", "-k", "not-the-key"], uri: uri(h, "job/secure-1", secure: true))
+            #expect(wrong.body.isEmpty)
+        }
+    }
+}
