@@ -136,6 +136,7 @@ let package = Package(
             dependencies: ["UpdraftStore", "UpdraftCore", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto"]),
+        .testTarget(name: "CoAPTests", dependencies: ["CoAP"]),
         .testTarget(name: "UpdraftMQTTTests", dependencies: ["UpdraftMQTT", "UpdraftCore"]),
         .testTarget(
             name: "UpdraftIntegrationTests",

@@ -14,7 +14,15 @@ import Glibc
 final class ClientCore: LoopMember, @unchecked Sendable {
     enum Waiter {
         case single(Completion<CoAPClientResponse>)
-        case observation(AsyncThrowingStream<CoAPClientResponse, any Error>.Continuation)
+        case observation(ObservationSink)
+
+        /// The caller gave up before the exchange started.
+        var isAbandoned: Bool {
+            switch self {
+            case .single(let completion): completion.isDone
+            case .observation(let sink): sink.isTerminated
+            }
+        }
     }
 
     /// A response is matched by libcoap session and token.
@@ -84,8 +92,6 @@ final class ClientCore: LoopMember, @unchecked Sendable {
     private var sessionIDs: [OpaquePointer: UInt64] = [:]
     private var exchanges: [UInt64: Exchange] = [:]
     private var exchangeIDs: [TokenKey: UInt64] = [:]
-    /// Exchanges given up before their start command ran.
-    private var abandoned: Set<UInt64> = []
 
     init(logger: Logger, references: LibcoapReferences, loop: CoAPEventLoop) {
         self.logger = logger
@@ -138,7 +144,6 @@ final class ClientCore: LoopMember, @unchecked Sendable {
         for id in Array(exchanges.keys) {
             finish(id, .failure(error))
         }
-        abandoned.removeAll()
         for state in sessions.values {
             release(state)
         }
@@ -228,9 +233,7 @@ final class ClientCore: LoopMember, @unchecked Sendable {
         _ request: CoAPClientRequest, exchange id: UInt64, session sessionID: UInt64, waiter: Waiter, timeout: Duration
     ) {
         let operation = "\(request.method) \(request.path)"
-        if abandoned.remove(id) != nil {
-            return
-        }
+        guard !waiter.isAbandoned else { return }
         guard let state = sessions[sessionID] else {
             Self.finish(waiter, .failure(CoAPError.notRunning(operation, "the session is closed")))
             return
@@ -317,14 +320,10 @@ final class ClientCore: LoopMember, @unchecked Sendable {
         return (pdu, token)
     }
 
-    /// The caller stopped waiting (task cancelled, stream ended).
+    /// The caller stopped waiting (task cancelled, iteration stopped). An
+    /// exchange not started yet is skipped by `start` (`Waiter.isAbandoned`).
     func abandon(_ id: UInt64) {
-        guard let exchange = exchanges[id] else {
-            if !closed {
-                abandoned.insert(id)
-            }
-            return
-        }
+        guard let exchange = exchanges[id] else { return }
         if case .observation = exchange.waiter, exchange.deadline == nil,
             let state = sessions[exchange.session], state.handle == exchange.key.session, !state.failed
         {
@@ -352,16 +351,16 @@ final class ClientCore: LoopMember, @unchecked Sendable {
             completion.fail(error)
         case (.single(let completion), .success(nil)):
             completion.fail(CancellationError())
-        case (.observation(let continuation), .success(let response)):
+        case (.observation(let sink), .success(let response)):
             if let response {
-                continuation.yield(response)
+                sink.continuation.yield(response)
             }
-            continuation.finish()
-        case (.observation(let continuation), .failure(let error)):
+            sink.continuation.finish()
+        case (.observation(let sink), .failure(let error)):
             if error is CancellationError {
-                continuation.finish()
+                sink.continuation.finish()
             } else {
-                continuation.finish(throwing: error)
+                sink.continuation.finish(throwing: error)
             }
         }
     }
@@ -421,7 +420,7 @@ final class ClientCore: LoopMember, @unchecked Sendable {
         switch exchange.waiter {
         case .single:
             finish(id, .success(response))
-        case .observation(let continuation):
+        case .observation(let sink):
             let established = exchange.deadline == nil
             if !response.code.isSuccess || (!established && response.observe == nil) {
                 // Refused or not observable: the server will send nothing more.
@@ -429,7 +428,7 @@ final class ClientCore: LoopMember, @unchecked Sendable {
             } else {
                 exchange.deadline = nil
                 exchanges[id] = exchange
-                continuation.yield(response)
+                sink.continuation.yield(response)
             }
         }
         return COAP_RESPONSE_OK
@@ -511,6 +510,23 @@ final class ClientCore: LoopMember, @unchecked Sendable {
         guard let session, let context = coap_session_get_context(session), let pointer = coap_get_app_data(context)
         else { return nil }
         return Unmanaged<ClientCore>.fromOpaque(pointer).takeUnretainedValue()
+    }
+}
+
+/// The consumer side of an observation: the stream's continuation, and
+/// whether the consumer stopped iterating.
+final class ObservationSink: Sendable {
+    let continuation: AsyncThrowingStream<CoAPClientResponse, any Error>.Continuation
+    private let terminated = Atomic<Bool>(false)
+
+    init(_ continuation: AsyncThrowingStream<CoAPClientResponse, any Error>.Continuation) {
+        self.continuation = continuation
+    }
+
+    var isTerminated: Bool { terminated.load(ordering: .acquiring) }
+
+    func markTerminated() {
+        terminated.store(true, ordering: .releasing)
     }
 }
 

@@ -278,12 +278,15 @@ public final class CoAPClientSession: Sendable {
         let exchange = core.makeID()
         let session = id
         let timeout = timeout ?? client.configuration.requestTimeout
-        continuation.onTermination = { _ in
+        let sink = ObservationSink(continuation)
+        continuation.onTermination = { termination in
+            // `.finished` comes from the loop, which already forgot the exchange.
+            guard case .cancelled = termination else { return }
+            sink.markTerminated()
             loop.execute { core.abandon(exchange) }
         }
         let accepted = loop.execute {
-            core.start(
-                request, exchange: exchange, session: session, waiter: .observation(continuation), timeout: timeout)
+            core.start(request, exchange: exchange, session: session, waiter: .observation(sink), timeout: timeout)
         }
         if !accepted {
             continuation.finish(throwing: CoAPError.notRunning("observe \(path)", "the client is shut down"))

@@ -14,6 +14,11 @@ final class Completion<Value: Sendable>: Sendable {
 
     private let state = Mutex(State.pending)
 
+    /// `true` once completed, also by the cancellation of the waiting task.
+    var isDone: Bool {
+        state.withLock { if case .done = $0 { true } else { false } }
+    }
+
     func succeed(_ value: Value) {
         complete(.success(value))
     }

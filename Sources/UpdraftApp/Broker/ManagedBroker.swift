@@ -244,16 +244,32 @@ public enum PortProbe {
 
     private static let handedOut = Mutex<Set<Int>>([])
 
-    /// The same for UDP (CoAP): a port no socket is bound to now, never handed out twice.
+    /// The same for UDP (CoAP): a port no socket is bound to now, never handed out twice,
+    /// and below the kernel's ephemeral range: libcoap binds client sockets with
+    /// SO_REUSEADDR, so a client could otherwise be given a server's port.
     public static func freeUDPPort() -> Int {
         while true {
-            let port = anyFreePort(type: Int32(SOCK_DGRAM.rawValue))
+            let candidate = Int.random(in: 20_000..<32_000)
+            guard bindable(port: candidate, type: Int32(SOCK_DGRAM.rawValue)) else { continue }
+            let port = candidate
             let fresh = handedOutUDP.withLock { $0.insert(port).inserted }
             if fresh { return port }
         }
     }
 
     private static let handedOutUDP = Mutex<Set<Int>>([])
+
+    private static func bindable(port: Int, type: Int32) -> Bool {
+        let fd = socket(AF_INET, type, 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
 
     private static func anyFreePort(type: Int32 = Int32(SOCK_STREAM.rawValue)) -> Int {
         let fd = socket(AF_INET, type, 0)

@@ -4,7 +4,7 @@ import Synchronization
 /// Device pre-shared keys for CoAP over DTLS: one `<device id> <key>` per line, `#`
 /// comments. Looked up on the CoAP loop thread during handshakes, so answers come from
 /// memory; the file is re-read (at most once a second) when it changed, so keys added
-/// with `updraft device psk` work without a restart.
+/// to the file work without a restart.
 public final class PSKFile: Sendable {
     public let path: String
     private struct State {

@@ -1,0 +1,100 @@
+import Logging
+import Testing
+
+@testable import CoAP
+
+/// libcoap's levels are syslog's (RFC 5424 severities).
+enum Syslog {
+    static let emergency: Int32 = 0
+    static let alert: Int32 = 1
+    static let critical: Int32 = 2
+    static let error: Int32 = 3
+    static let warning: Int32 = 4
+    static let notice: Int32 = 5
+    static let info: Int32 = 6
+    static let debug: Int32 = 7
+}
+
+@Suite("libcoap log levels map to swift-log levels", .timeLimit(.minutes(3)))
+struct CoAPLoggingTests {
+    @Test("each syslog level of libcoap has a swift-log level")
+    func coapToLogger() {
+        #expect(CoAPLibrary.loggerLevel(forCoAP: Syslog.emergency) == .critical)
+        // libcoap 4.3.1 logs a peer's reset at LOG_ALERT: a warning, not an emergency.
+        #expect(CoAPLibrary.loggerLevel(forCoAP: Syslog.alert) == .warning)
+        #expect(CoAPLibrary.loggerLevel(forCoAP: Syslog.critical) == .critical)
+        #expect(CoAPLibrary.loggerLevel(forCoAP: Syslog.error) == .error)
+        #expect(CoAPLibrary.loggerLevel(forCoAP: Syslog.warning) == .warning)
+        #expect(CoAPLibrary.loggerLevel(forCoAP: Syslog.notice) == .notice)
+        #expect(CoAPLibrary.loggerLevel(forCoAP: Syslog.info) == .info)
+        #expect(CoAPLibrary.loggerLevel(forCoAP: Syslog.debug) == .debug)
+        #expect(CoAPLibrary.loggerLevel(forCoAP: Syslog.debug + 2) == .trace)
+    }
+
+    @Test("a logger's level sets how much libcoap formats")
+    func loggerToCoAP() {
+        #expect(CoAPLibrary.coapLevel(for: .trace) == Syslog.debug)
+        #expect(CoAPLibrary.coapLevel(for: .debug) == Syslog.debug)
+        #expect(CoAPLibrary.coapLevel(for: .info) == Syslog.info)
+        #expect(CoAPLibrary.coapLevel(for: .notice) == Syslog.notice)
+        #expect(CoAPLibrary.coapLevel(for: .warning) == Syslog.warning)
+        #expect(CoAPLibrary.coapLevel(for: .error) == Syslog.error)
+        #expect(CoAPLibrary.coapLevel(for: .critical) == Syslog.critical)
+        for level in Logger.Level.allCases {
+            // What a level asks libcoap for comes back at that level or above.
+            #expect(CoAPLibrary.loggerLevel(forCoAP: CoAPLibrary.coapLevel(for: level)) >= level)
+        }
+    }
+
+    @Test("libcoap's messages reach the logger of the loop that logged them")
+    func forwarding() async throws {
+        let recorder = RecordingLogHandler.Records()
+        var logger = Logger(label: "forwarding") { _ in RecordingLogHandler(records: recorder) }
+        logger.logLevel = .info
+        let port = try freeUDPPort()
+        let server = CoAPServer(configuration: .init(host: "127.0.0.1", port: port), logger: logger)
+        try server.addResource(CoAPResource(path: "x", handlers: [.get: .immediate { _ in CoAPResponse() }]))
+        try server.start()
+        // A reset for a message the server never sent: libcoap logs "got RST".
+        try sendDatagrams([[0x70, 0x00, 0x12, 0x34]], to: port)
+        #expect(await eventually { recorder.messages.contains { $0.contains("got RST") } }, "\(recorder.messages)")
+        server.stop()
+        let reset = recorder.entries.first { $0.message.contains("got RST") }
+        #expect(reset?.level == .warning)
+        #expect(reset?.source == "libcoap")
+    }
+}
+
+/// Keeps what is logged, for assertions.
+struct RecordingLogHandler: LogHandler {
+    final class Records: Sendable {
+        struct Entry: Sendable {
+            let level: Logger.Level
+            let message: String
+            let source: String?
+        }
+
+        private let entriesLock = Locked<[Entry]>([])
+
+        func append(_ entry: Entry) {
+            entriesLock.withLock { $0.append(entry) }
+        }
+
+        var entries: [Entry] { entriesLock.withLock { $0 } }
+        var messages: [String] { entries.map(\.message) }
+    }
+
+    let records: Records
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let source = event.metadata?["coap.source"].map { "\($0)" }
+        records.append(.init(level: event.level, message: "\(event.message)", source: source))
+    }
+}
