@@ -37,7 +37,7 @@ struct FirmwareCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "firmware",
         abstract: "Manage the firmware catalog.",
-        subcommands: [Add.self, List.self])
+        subcommands: [Add.self, List.self, Show.self, Verify.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -82,6 +82,57 @@ struct FirmwareCommand: AsyncParsableCommand {
                 for fw in list {
                     print("\(fw.id)\tseq \(fw.sequence)\t\(fw.size) B\t\(fw.sha256.prefix(16))…")
                 }
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a firmware and its verification status.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Firmware id, PRODUCT@VERSION.") var id: String
+
+        func run() async throws {
+            try await userFacing {
+                let ops = try await global.operations()
+                let fw = try await ops.firmware(id)
+                let verification = try await ops.verification(of: fw.id)
+                print("firmware:     \(fw.id)")
+                print("sequence:     \(fw.sequence)")
+                print("size:         \(fw.size) bytes")
+                print("sha256:       \(fw.sha256)")
+                print("verification: \(verification.status.rawValue)")
+                if let device = verification.verifiedBy { print("verified by:  \(device)") }
+                if let release = verification.releaseID { print("verification release: \(release)") }
+                if !verification.failedDevices.isEmpty {
+                    print("failed on:    \(verification.failedDevices.map(\.rawValue).joined(separator: ","))")
+                }
+                if verification.status != .verified {
+                    print("Fleet releases need verified firmware: `updraft firmware verify \(fw.id) --devices ID[,ID...]` (or release with --force).")
+                }
+            }
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Verify a firmware on test devices before releasing it to the fleet.",
+            discussion: """
+                Creates a verification release to the named devices (development devices included). \
+                The firmware becomes verified as soon as one device installs it and comes back on it, \
+                failed if every test device fails. Fleet releases of firmware that is not verified are \
+                refused unless forced. Follow it with `updraft release watch RELEASE`.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Firmware id, PRODUCT@VERSION.") var id: String
+        @Option(help: "Test devices, comma-separated.") var devices: String
+
+        func run() async throws {
+            try await userFacing {
+                let ops = try await global.operations()
+                let release = try await ops.verifyFirmware(id, devices: try parseList(devices, DeviceID.self, flag: "--devices"))
+                print("verification release: \(release.id)")
+                print("test devices: \(release.staticMembers?.map(\.rawValue).joined(separator: ",") ?? "-")")
+                print("Follow it with `updraft release watch \(release.id)`; `updraft firmware show \(id)` tells the result.")
             }
         }
     }

@@ -6,48 +6,168 @@ import UpdraftCore
 struct ReleaseCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "release",
-        abstract: "Release firmware to devices.",
-        subcommands: [Create.self, List.self, Show.self])
+        abstract: "Release firmware to devices, and steer fleet rollouts.",
+        discussion: """
+            A fleet release (made when you pass --groups, --fleet or any batch or rollout option) \
+            follows the fleet rules: precedence (lock > device list > groups > product default), the \
+            verification gate, batches, schedules, retries and staged rollouts; the gateway's \
+            planner creates and paces its jobs. Without those options, `release create` makes one \
+            job per target device at once (a one-off release).
+            """,
+        subcommands: [Create.self, List.self, Show.self, Watch.self, Pause.self, Resume.self, Advance.self, Cancel.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Create one update job per target device.",
+            abstract: "Release a firmware to devices, groups or a product.",
             discussion: """
-                Online devices are offered the job at once; offline ones when they next connect, \
-                also after a gateway restart. Devices already on the target version are skipped, \
-                and so are devices with an active job (one job per device). Works whether or not \
-                the gateway runs.
+                One-off: `--devices a,b` or `--product P` alone creates one job per target device now. \
+                Online devices are offered the job at once; offline ones when they next connect. Devices \
+                on the target version, and devices with an active job, are skipped.
+
+                Fleet: add --fleet, --groups or any option below. `--product P` then sets the product \
+                default; `--groups` releases to groups (the highest version released to a device's \
+                groups wins); `--devices` names devices (wins over groups and defaults). The firmware \
+                must be verified (`updraft firmware verify`), or pass --force. Examples:
+                  updraft release create --firmware thermo@2.0 --product thermo --fleet
+                  updraft release create --firmware thermo@2.0 --groups beta \\
+                    --stages 10,50,100 --success-threshold 0.9 --error-threshold 0.2
+                  updraft release create --firmware thermo@2.0 --product thermo \\
+                    --source-versions 1.0,1.1 --static --rate 100 --max-retries 3 \\
+                    --start-at 2026-12-01T02:00:00Z --retry-interval 5m
+
+                Works whether or not the gateway runs; its planner acts on the release within \
+                milliseconds when it does.
                 """)
         @OptionGroup var global: GlobalOptions
         @Option(help: "Firmware id, PRODUCT@VERSION (see `updraft firmware list`).") var firmware: String
         @Option(help: "Comma-separated device ids.") var devices: String?
-        @Option(help: "Every known device of this product.") var product: String?
+        @Option(help: "One-off: every known device of this product. Fleet: the product default.") var product: String?
+        @Option(help: "Fleet: comma-separated groups (see `updraft device group`).") var groups: String?
+        @Flag(help: "Make a fleet release even without other fleet options.") var fleet = false
+
+        @Option(help: "Only devices in this group (comma-separated for several).") var selectGroup: String?
+        @Option(help: "Only these devices, comma-separated.") var selectDevices: String?
+        @Option(help: "Gray release: only this percentage (0-100] of the matching devices.") var percent: Double?
+        @Option(help: "Only devices running one of these versions, comma-separated.") var sourceVersions: String?
+        @Flag(help: "Static: only devices that match now. Dynamic (default): also devices that match later.")
+        var membership: BatchPolicy.Membership?
+        @Option(help: "Start at this time, ISO 8601 (2026-12-01T02:00:00Z).") var startAt: String?
+        @Option(help: "Wait this long after a failure before retrying (seconds, or 30s, 5m, 1h).") var retryInterval: String?
+        @Option(help: "Retries per device after a failure (0-10).") var maxRetries: Int?
+        @Option(help: "Fail a device's job this long after its first progress report (seconds, or 30s, 5m, 1h).")
+        var deviceTimeout: String?
+        @Option(help: "At most this many offers per minute.") var rate: Int?
+        @Flag(help: "Immediate (default): offer online devices now. Gradual: at each device's next session.")
+        var delivery: BatchPolicy.Delivery?
+        @Option(help: "Cumulative rollout stages in percent, ending at 100 (e.g. 1,10,50,100).") var stages: String?
+        @Option(help: "Advance a stage once this fraction (0-1) of its devices succeeded.") var successThreshold: Double?
+        @Option(help: "Stop once more than this fraction (0-1) of devices failed.") var errorThreshold: Double?
+        @Option(help: "What the error threshold does: pause or abort.") var onError: RolloutPolicy.ErrorAction?
+        @Option(help: "A stage runs at least this long before advancing on its own (seconds, or 30s, 5m, 1h).")
+        var minStageDuration: String?
+        @Flag(help: "Fleet: release firmware that is not verified (recorded as forced).") var force = false
         @Flag(help: "Allow releasing a lower sequence than a device runs.") var allowDowngrade = false
 
+        var isFleet: Bool {
+            fleet || groups != nil || selectGroup != nil || selectDevices != nil || percent != nil || sourceVersions != nil
+                || membership != nil || startAt != nil || retryInterval != nil || maxRetries != nil || deviceTimeout != nil
+                || rate != nil || delivery != nil || stages != nil || successThreshold != nil || errorThreshold != nil
+                || onError != nil || minStageDuration != nil || force
+        }
+
         func validate() throws {
-            if (devices == nil) == (product == nil) {
-                throw ValidationError("Give exactly one of --devices a,b,c or --product P.")
+            let targets = [devices, product, groups].compactMap { $0 }.count
+            if targets != 1 {
+                throw ValidationError("Give exactly one target: --devices a,b,c, --groups g1,g2 or --product P.")
+            }
+            if [selectGroup, selectDevices].compactMap({ $0 }).count + (percent == nil ? 0 : 1) > 1 {
+                throw ValidationError("Give at most one of --select-group, --select-devices and --percent.")
             }
         }
 
         func run() async throws {
             try await userFacing {
                 let ops = try await global.operations()
-                let target: ReleaseTarget
-                if let devices {
-                    let ids = try devices.split(separator: ",").map { try DeviceID(validating: $0.trimmingCharacters(in: .whitespaces)) }
-                    guard !ids.isEmpty else { throw UpdraftError("no_devices", "--devices is empty.") }
-                    target = .devices(ids)
+                if isFleet {
+                    try await createFleet(ops)
                 } else {
-                    target = .product(try ProductID(validating: product!))
+                    try await createOneOff(ops)
                 }
-                let plan = try await ops.createRelease(firmwareID: firmware, target: target, allowDowngrade: allowDowngrade)
-                print("release: \(plan.release.id)")
-                print("jobs:    \(plan.jobs.count)")
-                for (device, reason) in plan.skipped { print("skipped \(device): \(reason.text)") }
-                for device in plan.unknownDevices { print("note: \(device) has never connected; its job waits for it") }
-                if plan.jobs.isEmpty { print("No device needs this firmware.") }
             }
+        }
+
+        func createOneOff(_ ops: Operations) async throws {
+            let target: ReleaseTarget
+            if let devices {
+                target = .devices(try parseList(devices, DeviceID.self, flag: "--devices"))
+            } else {
+                target = .product(try ProductID(validating: product!))
+            }
+            let plan = try await ops.createRelease(firmwareID: firmware, target: target, allowDowngrade: allowDowngrade)
+            print("release: \(plan.release.id)")
+            print("jobs:    \(plan.jobs.count)")
+            for (device, reason) in plan.skipped { print("skipped \(device): \(reason.text)") }
+            for device in plan.unknownDevices { print("note: \(device) has never connected; its job waits for it") }
+            if plan.jobs.isEmpty { print("No device needs this firmware.") }
+        }
+
+        func createFleet(_ ops: Operations) async throws {
+            let fw = try await ops.firmware(firmware)
+            let target: FleetTarget
+            if let devices {
+                target = .devices(try parseList(devices, DeviceID.self, flag: "--devices"))
+            } else if let groups {
+                target = .groups(try parseList(groups, GroupID.self, flag: "--groups"))
+            } else {
+                target = .productDefault(try ProductID(validating: product!))
+            }
+            var policy = BatchPolicy()
+            if let selectGroup { policy.selection = .groups(try parseList(selectGroup, GroupID.self, flag: "--select-group")) }
+            if let selectDevices { policy.selection = .devices(try parseList(selectDevices, DeviceID.self, flag: "--select-devices")) }
+            if let percent { policy.selection = .percentage(percent) }
+            if let sourceVersions {
+                policy = BatchPolicy(
+                    sourceVersions: try parseList(sourceVersions, FirmwareVersion.self, flag: "--source-versions"),
+                    membership: policy.membership, selection: policy.selection)
+            }
+            if let membership { policy.membership = membership }
+            if let startAt {
+                guard let date = try? Date(startAt, strategy: .iso8601) else {
+                    throw UpdraftError("invalid_start", "--start-at '\(startAt)' is not an ISO 8601 time; write it like 2026-12-01T02:00:00Z.")
+                }
+                policy.start = .at(date)
+            }
+            if retryInterval != nil || maxRetries != nil {
+                policy.retry = RetryPolicy(
+                    interval: try retryInterval.map { try seconds($0, flag: "--retry-interval") } ?? 60, maxRetries: maxRetries ?? 3)
+            }
+            policy.deviceTimeout = try deviceTimeout.map { try seconds($0, flag: "--device-timeout") }
+            policy.notificationsPerMinute = rate
+            if let delivery { policy.delivery = delivery }
+            var rollout = RolloutPolicy()
+            if let stages {
+                rollout.stages = try stages.split(separator: ",").map { part in
+                    guard let value = Int(part.trimmingCharacters(in: .whitespaces)) else {
+                        throw UpdraftError("invalid_stages", "--stages takes percentages like 1,10,50,100 (got '\(stages)').")
+                    }
+                    return value
+                }
+            }
+            rollout.successThreshold = successThreshold
+            rollout.errorThreshold = errorThreshold
+            if let onError { rollout.onError = onError }
+            if let minStageDuration { rollout.minimumStageDuration = try seconds(minStageDuration, flag: "--min-stage-duration") }
+            let request = FleetReleaseRequest(
+                firmware: FirmwareRef(fw), target: target, policy: policy, rollout: rollout, allowDowngrade: allowDowngrade,
+                force: force)
+            let release = try await ops.createFleetRelease(request)
+            print("release: \(release.id)")
+            print("target:  \(release.target.summary)")
+            print("batch:   \(release.policy.membership.rawValue)\(release.staticMembers.map { ", \($0.count) devices" } ?? "")")
+            print("starts:  \(release.startsAt.formatted(.iso8601))")
+            if release.rollout.policy.stages.count > 1 { print("stages:  \(release.rollout.policy.stages.map { "\($0)%" }.joined(separator: " → "))") }
+            if let forced = release.forcedFrom { print("note: forced release of \(forced.rawValue) firmware (recorded)") }
+            print("Follow it with `updraft release watch \(release.id)`.")
         }
     }
 
@@ -58,22 +178,43 @@ struct ReleaseCommand: AsyncParsableCommand {
         func run() async throws {
             try await userFacing {
                 let ops = try await global.operations()
-                for release in try await ops.store.releases() {
-                    print("\(release.id)\t\(release.firmwareID)\t\(release.target.summary)\t\(release.createdAt)")
+                var rows: [(Date, String)] = []
+                for release in try await ops.store.fleetReleases() {
+                    rows.append(
+                        (release.createdAt,
+                            "\(release.id)\t\(release.firmware.id)\t\(release.kind.rawValue): \(release.target.summary)\t\(describe(release.rollout))\t\(release.createdAt.formatted(.iso8601))"))
                 }
+                for release in try await ops.store.releases() {
+                    rows.append((release.createdAt, "\(release.id)\t\(release.firmwareID)\tone-off: \(release.target.summary)\t-\t\(release.createdAt.formatted(.iso8601))"))
+                }
+                if rows.isEmpty { print("No releases yet. Create one with `updraft release create --firmware ID ...`.") }
+                for row in rows.sorted(by: { $0.0 > $1.0 }) { print(row.1) }
             }
         }
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a release's jobs by state.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show a release: devices per state and where each device stands.",
+            discussion: "Pending devices say why they wait: scheduled, rollout stage, busy with another job, offline, no consent, delivery (next session or rate), retry.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "Release id.") var id: String
+        @Argument(help: "Release id (see `updraft release list`).") var id: String
 
         func run() async throws {
             try await userFacing {
                 let ops = try await global.operations()
-                let jobs = try await ops.releaseStatus(try ReleaseID(validating: id))
+                let releaseID = try ReleaseID(validating: id)
+                if try await ops.store.fleetRelease(releaseID) != nil {
+                    let status = try await ops.fleetReleaseStatus(releaseID)
+                    printHeader(status)
+                    for (name, count) in stateCounts(status.counts) where count > 0 { print("  \(name): \(count)") }
+                    for (reason, count) in status.counts.failedByReason.sorted(by: { $0.key < $1.key }) { print("  failed (\(reason)): \(count)") }
+                    for entry in status.devices {
+                        print("\(entry.device)\t\(describe(entry.state))\t\(entry.job?.rawValue ?? "-")\tattempts \(entry.attempts)")
+                    }
+                    return
+                }
+                let jobs = try await ops.releaseStatus(releaseID)
                 if jobs.isEmpty { throw UpdraftError.notFound("release", id, hint: "List releases with `updraft release list`.") }
                 let counts = Dictionary(grouping: jobs, by: \.state).mapValues(\.count)
                 for state in JobState.allCases where counts[state] != nil { print("\(state.rawValue): \(counts[state]!)") }
@@ -85,50 +226,173 @@ struct ReleaseCommand: AsyncParsableCommand {
             }
         }
     }
-}
 
-struct DeviceCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "device", abstract: "Inspect the device registry.", subcommands: [List.self])
-
-    struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List known devices.")
+    struct Watch: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Watch a fleet release live: one progress bar per state.",
+            discussion: "Redraws until the release completes, is aborted or canceled, or you press Ctrl-C. Bars show the share of the release's devices in each state; updating shows the mean download percent.")
         @OptionGroup var global: GlobalOptions
+        @Argument(help: "Release id (see `updraft release list`).") var id: String
+        @Option(help: "Seconds between redraws.") var interval: Double = 1
+        @Flag(help: "Draw once and exit.") var once = false
 
         func run() async throws {
             try await userFacing {
                 let ops = try await global.operations()
-                for d in try await ops.store.devices() {
-                    print("\(d.id)\t\(d.product?.rawValue ?? "-")\t\(d.version?.rawValue ?? "-")\t\(d.online ? "online" : "offline")\t\(d.lastSeen.map { "\($0)" } ?? "never")")
+                let releaseID = try ReleaseID(validating: id)
+                let board = ProgressBoard()
+                while true {
+                    let status = try await ops.fleetReleaseStatus(releaseID)
+                    var lines = ["release \(status.release) · \(status.firmware.id) · \(describe(status.phase)) · stage \(status.stagePercent)%"]
+                    let total = max(status.counts.total, 1)
+                    for (name, count) in stateCounts(status.counts) where count > 0 || ["succeeded", "updating", "failed"].contains(name) {
+                        var label = "\(name) \(count)"
+                        if name == "updating", let percent = status.counts.updatingPercent { label += " (mean \(percent)%)" }
+                        lines.append(ProgressBoard.bar(Double(count) / Double(total), label))
+                    }
+                    board.draw(lines)
+                    let done: Bool =
+                        switch status.phase {
+                        case .completed, .aborted, .canceled: true
+                        case .running, .paused: false
+                        }
+                    if once || done { return }
+                    try await Task.sleep(for: .milliseconds(Int(max(interval, 0.1) * 1000)))
                 }
             }
         }
     }
+
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Pause a fleet release: no new devices, retries or first offers.",
+            discussion: "Jobs already offered continue. Resume with `updraft release resume ID`.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Release id.") var id: String
+        func run() async throws { try await runCommand(.pause, id: id, global: global) }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Resume a paused fleet release.",
+            discussion: "After an automatic pause on errors, failures from before the resume no longer count toward the threshold.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Release id.") var id: String
+        func run() async throws { try await runCommand(.resume, id: id, global: global) }
+    }
+
+    struct Advance: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move a staged rollout to its next stage now.",
+            discussion: "Without a success threshold, stages only advance this way.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Release id.") var id: String
+        func run() async throws { try await runCommand(.advance, id: id, global: global) }
+    }
+
+    struct Cancel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Cancel a fleet release for good.",
+            discussion: "Jobs that have not finished downloading are canceled; installs in progress finish. Its devices fall back to the next rule (group, product default). A canceled verification returns the firmware to unverified.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Release id.") var id: String
+        func run() async throws { try await runCommand(.cancel, id: id, global: global) }
+    }
 }
 
-struct Events: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Print the event log as JSON lines.",
-        discussion: "Every accepted job transition, refusal, release and device change, with a gap-free sequence number. Backends can also subscribe to the <prefix>/events MQTT topic.")
-    @OptionGroup var global: GlobalOptions
-    @Option(help: "Start after this sequence number.") var after: Int64 = 0
-    @Flag(help: "Keep printing new events as they are committed.") var follow = false
-
-    func run() async throws {
-        try await userFacing {
-            let ops = try await global.operations()
-            var cursor = after
-            while true {
-                let events = try await ops.store.events(after: cursor, limit: 1000)
-                for event in events {
-                    print(event.jsonLine())
-                    cursor = event.sequence
-                }
-                if events.count == 1000 { continue }
-                guard follow else { return }
-                fflush(nil)
-                try await Task.sleep(for: .milliseconds(200))
+func runCommand(_ command: RolloutStateMachine.Command, id: String, global: GlobalOptions) async throws {
+    try await userFacing {
+        let ops = try await global.operations()
+        let releaseID = try ReleaseID(validating: id)
+        guard try await ops.store.fleetRelease(releaseID) != nil else {
+            if try await ops.store.releases().contains(where: { $0.id == releaseID }) {
+                throw UpdraftError(
+                    "not_a_fleet_release",
+                    "Release \(id) is a one-off release; only fleet releases can be paused, resumed, advanced or canceled.")
             }
+            throw UpdraftError.notFound("release", id, hint: "List releases with `updraft release list`.")
+        }
+        if let change = try await ops.command(command, release: releaseID) {
+            print("release \(id): \(change.summary)")
+        } else {
+            print("release \(id): nothing to do (already \(command == .pause ? "paused" : command == .resume ? "running" : "canceled"))")
         }
     }
 }
+
+func printHeader(_ status: ReleaseStatus) {
+    print("release:  \(status.release)")
+    print("firmware: \(status.firmware.id)\(status.forced ? " (forced)" : "")")
+    print("phase:    \(describe(status.phase))\(status.started ? "" : " (not started yet)")")
+    print("stage:    \(status.stagePercent)%")
+    print("devices:  \(status.counts.total)")
+}
+
+func stateCounts(_ c: ReleaseStatus.Counts) -> [(String, Int)] {
+    [
+        ("succeeded", c.succeeded), ("updating", c.updating), ("notified", c.notified),
+        ("pending offline", c.pendingOffline), ("pending consent", c.pendingConsent), ("pending delivery", c.pendingDelivery),
+        ("pending scheduled", c.pendingScheduled), ("pending rollout", c.pendingRollout), ("pending busy", c.pendingBusy),
+        ("pending retry", c.pendingRetry), ("failed", c.failed), ("canceled", c.canceled), ("up to date", c.upToDate),
+        ("skipped (downgrade)", c.skippedDowngrade),
+    ]
+}
+
+func describe(_ phase: RolloutStateMachine.Phase) -> String {
+    switch phase {
+    case .running: "running"
+    case .paused(.operatorRequest): "paused (operator)"
+    case .paused(.errorThreshold(let failed, let of)): "paused (\(failed) of \(of) failed)"
+    case .completed: "completed"
+    case .aborted(let failed, let of): "aborted (\(failed) of \(of) failed)"
+    case .canceled: "canceled"
+    }
+}
+
+func describe(_ rollout: RolloutStateMachine) -> String {
+    "\(describe(rollout.phase)), stage \(rollout.stagePercent)%"
+}
+
+func describe(_ state: DeviceUpdateState) -> String {
+    switch state {
+    case .pendingScheduled: "pending (scheduled)"
+    case .pendingRollout: "pending (rollout stage or paused)"
+    case .pendingBusy: "pending (busy with another release's job)"
+    case .pendingOffline: "pending (offline)"
+    case .pendingConsent: "pending (device does not accept updates now)"
+    case .pendingDelivery: "pending (next session or rate limit)"
+    case .pendingRetry(let at): "pending (retry at \(at.formatted(.iso8601)))"
+    case .notified: "notified"
+    case .updating(let state, let percent): "updating (\(state.rawValue), \(percent)%)"
+    case .succeeded: "succeeded"
+    case .upToDate: "up to date"
+    case .failed(let reason): "failed (\(reason?.rawValue ?? "unknown"))"
+    case .canceled: "canceled"
+    case .skippedDowngrade: "skipped (would downgrade; --allow-downgrade)"
+    }
+}
+
+func parseList<T: ValidatedIdentifier>(_ text: String, _ type: T.Type, flag: String) throws -> [T] {
+    let items = try text.split(separator: ",").map { try T(validating: $0.trimmingCharacters(in: .whitespaces)) }
+    guard !items.isEmpty else { throw UpdraftError("empty_list", "\(flag) is empty; give one or more values separated by commas.") }
+    return items
+}
+
+/// Seconds from "90", "90s", "5m", "2h" or "1d".
+func seconds(_ text: String, flag: String) throws -> TimeInterval {
+    let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+    var number = Substring(text.trimmingCharacters(in: .whitespaces))
+    var unit = 1.0
+    if let last = number.last, let factor = units[last] {
+        unit = factor
+        number = number.dropLast()
+    }
+    guard let value = Double(number), value >= 0 else {
+        throw UpdraftError("invalid_duration", "\(flag) '\(text)' is not a duration; write seconds (90) or 30s, 5m, 2h, 1d.")
+    }
+    return value * unit
+}
+
+extension BatchPolicy.Membership: EnumerableFlag {}
+extension BatchPolicy.Delivery: EnumerableFlag {}
+extension RolloutPolicy.ErrorAction: ExpressibleByArgument {}

@@ -31,3 +31,26 @@ final class ProgressLine: @unchecked Sendable {
 func describe(_ jobs: [JobState: Int]) -> String {
     JobState.allCases.compactMap { state in jobs[state].map { "\(state.rawValue) \($0)" } }.joined(separator: ", ")
 }
+
+/// Several progress bars redrawn in place on a terminal (stdout), or printed as a block
+/// when the output is not a terminal.
+final class ProgressBoard {
+    private let isTTY = isatty(STDOUT_FILENO) == 1
+    private var drawn = 0
+
+    static func bar(_ fraction: Double, _ text: String) -> String {
+        let width = 30
+        let filled = Int((min(max(fraction, 0), 1) * Double(width)).rounded())
+        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+        return "\(bar) \(String(format: "%5.1f", fraction * 100))%  \(text)"
+    }
+
+    func draw(_ lines: [String]) {
+        var out = ""
+        if isTTY && drawn > 0 { out += "\u{1B}[\(drawn)A" }
+        for line in lines { out += (isTTY ? "\u{1B}[2K" : "") + line + "\n" }
+        if !isTTY { out += "\n" }
+        drawn = lines.count
+        FileHandle.standardOutput.write(Data(out.utf8))
+    }
+}

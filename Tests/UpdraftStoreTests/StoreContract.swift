@@ -46,7 +46,7 @@ enum StoreContract {
         StoreContractCheck("dates round-trip to the millisecond", dateRoundTrip),
         StoreContractCheck("a second store instance sees committed writes", secondInstanceSees),
         StoreContractCheck("two instances writing concurrently keep the event log gap-free", concurrentWriters),
-    ]
+    ] + FleetStoreContract.checks
 
     // MARK: Catalog
 

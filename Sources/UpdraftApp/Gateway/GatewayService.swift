@@ -109,6 +109,10 @@ public final class GatewayService: Service, Sendable {
                     group.addTask {
                         while !Task.isCancelled {
                             try? await Task.sleep(for: self.flushInterval)
+                            // Fleet rules tick on this beat: after the batch of device and
+                            // operator events since the last one, and when a wakeup is due
+                            // by the engine's (injected) clock.
+                            await self.engine.tickIfDue()
                             await self.flushLogging()
                         }
                     }
@@ -154,8 +158,18 @@ public final class GatewayService: Service, Sendable {
                 let events = try await store.events(after: cursor, limit: 500)
                 for event in events {
                     mqtt.publish(event)
-                    if event.kind == .jobCreated, let job = event.jobID {
-                        try await engine.jobCreated(job)
+                    switch event.kind {
+                    case .jobCreated:
+                        if let job = event.jobID { try await engine.jobCreated(job) }
+                    case .releaseCreated:
+                        if let release = event.releaseID { try await engine.fleetReleaseChanged(release) }
+                    case .fleetCommand:
+                        if let release = event.releaseID { try await engine.fleetReleaseChanged(release) }
+                        if let device = event.deviceID { try await engine.fleetProfileChanged(device) }
+                    case .firmwareAdded:
+                        try await engine.catalogChanged()
+                    default:
+                        break
                     }
                     cursor = event.sequence
                 }

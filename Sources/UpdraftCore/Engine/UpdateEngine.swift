@@ -6,38 +6,46 @@ import Logging
 /// batches every change for the store. Protocol adapters call in; nothing here knows
 /// MQTT or CoAP.
 public actor UpdateEngine {
-    private let store: any StatusStore
-    private let notifiers: [Transport: any DeviceNotifier]
-    private let now: @Sendable () -> Date
-    private let logger: Logger
+    let store: any StatusStore
+    let notifiers: [Transport: any DeviceNotifier]
+    let now: @Sendable () -> Date
+    let logger: Logger
 
-    private var devices: [DeviceID: Device] = [:]
+    var devices: [DeviceID: Device] = [:]
     /// The active job of each device (at most one).
-    private var active: [DeviceID: JobStateMachine] = [:]
-    private var firmware: [String: Firmware] = [:]
+    var active: [DeviceID: JobStateMachine] = [:]
+    var firmware: [String: Firmware] = [:]
+    /// Fleet rules: releases, profiles, verification, job history and activity.
+    var fleet = FleetState()
+    var planner: FleetPlanner
 
-    private var pendingDevices: [DeviceID: Device] = [:]
-    private var pendingJobs: [JobID: Job] = [:]
-    private var pendingEvents: [UpdraftEvent] = []
+    var pendingDevices: [DeviceID: Device] = [:]
+    var pendingJobs: [JobID: Job] = [:]
+    var pendingEvents: [UpdraftEvent] = []
+    var pendingFleetReleases: [ReleaseID: FleetRelease] = [:]
+    var pendingVerifications: [String: FirmwareVerification] = [:]
+    var pendingActivity: [JobID: JobActivity] = [:]
+    var pendingPlanner = false
 
     /// - Parameter notifiers: one per protocol adapter; a device's offers go through the
     ///   adapter it last spoke through (MQTT when unknown).
     public init(
         store: any StatusStore, notifiers: [Transport: any DeviceNotifier], logger: Logger,
-        now: @escaping @Sendable () -> Date = { Date() }
+        now: @escaping @Sendable () -> Date = { Date() }, planner: FleetPlanner = FleetPlanner()
     ) {
         self.store = store
         self.notifiers = notifiers
         self.logger = logger
         self.now = now
+        self.planner = planner
     }
 
     /// An engine with one adapter, MQTT.
     public init(
         store: any StatusStore, notifier: any DeviceNotifier, logger: Logger,
-        now: @escaping @Sendable () -> Date = { Date() }
+        now: @escaping @Sendable () -> Date = { Date() }, planner: FleetPlanner = FleetPlanner()
     ) {
-        self.init(store: store, notifiers: [.mqtt: notifier], logger: logger, now: now)
+        self.init(store: store, notifiers: [.mqtt: notifier], logger: logger, now: now, planner: planner)
     }
 
     /// Loads the registry and every unfinished job. Devices count as offline until they
@@ -48,6 +56,7 @@ public actor UpdateEngine {
             devices[device.id] = device
         }
         for job in try await store.activeJobs() { try await adopt(job) }
+        try await loadFleet()
         logger.info("engine loaded", metadata: ["devices": "\(devices.count)", "jobs.active": "\(active.count)"])
     }
 
@@ -65,6 +74,7 @@ public actor UpdateEngine {
             record(UpdraftEvent(kind: online ? .deviceOnline : .deviceOffline, time: time, deviceID: id))
         }
         if online { offerIfReady(id) }
+        fleet.dirty = true
     }
 
     public func announced(_ id: DeviceID, _ announcement: Announcement, via transport: Transport = .mqtt) {
@@ -82,6 +92,8 @@ public actor UpdateEngine {
         device.online = true
         device.lastSeen = time
         save(device)
+        fleet.lastAnnounced[id] = time
+        fleet.dirty = true
         if cameOnline { record(UpdraftEvent(kind: .deviceOnline, time: time, deviceID: id)) }
         if changed {
             record(
@@ -109,6 +121,12 @@ public actor UpdateEngine {
             record(UpdraftEvent(kind: .jobRefused, time: time, deviceID: id, jobID: jobID, detail: error.message))
             return error
         }
+        if fleet.jobs[jobID] != nil {
+            let first = fleet.activity[jobID]?.firstProgressAt == nil
+            fleet.activity[jobID, default: JobActivity()].progressed(at: time)
+            // The first report starts the per-device timeout: keep it across restarts.
+            if first { pendingActivity[jobID] = fleet.activity[jobID] }
+        }
         let outcome = machine.report(report, at: time)
         apply(outcome, &machine, device: id)
         if case .refused(let why) = outcome { return UpdraftError("transition_refused", "Report refused: \(why).") }
@@ -124,6 +142,7 @@ public actor UpdateEngine {
         case .installing, .installed:
             return .failure(UpdraftError("job_installing", "Job \(jobID) is already installing; nothing to download."))
         default:
+            if fleet.jobs[jobID] != nil { fleet.activity[jobID, default: JobActivity()].chunkRequested(at: now()) }
             return .success(fw)
         }
     }
@@ -132,6 +151,9 @@ public actor UpdateEngine {
 
     /// A job was created (by the CLI, possibly in another process): take it over.
     public func jobCreated(_ jobID: JobID) async throws {
+        // Jobs the planner made here come back through the log too, perhaps after they
+        // already ended in memory: the stored copy is older and must not be adopted again.
+        if fleet.jobs[jobID] != nil { return }
         guard let job = try await store.job(jobID), job.state.isActive else { return }
         if active[job.deviceID]?.job.id == jobID { return }
         try await adopt(job)
@@ -154,27 +176,48 @@ public actor UpdateEngine {
     @discardableResult
     public func flush() async throws -> [UpdraftEvent] {
         let batch = StoreBatch(
-            devices: Array(pendingDevices.values), jobs: Array(pendingJobs.values), events: pendingEvents)
+            devices: Array(pendingDevices.values), jobs: Array(pendingJobs.values), events: pendingEvents,
+            fleetReleases: Array(pendingFleetReleases.values),
+            fleetReleaseBases: fleet.stored.filter { pendingFleetReleases[$0.key] != nil },
+            verifications: Array(pendingVerifications.values), activity: pendingActivity,
+            plannerState: pendingPlanner ? planner : nil)
         if batch.isEmpty { return [] }
         pendingDevices = [:]
         pendingJobs = [:]
         pendingEvents = []
+        pendingFleetReleases = [:]
+        pendingVerifications = [:]
+        pendingActivity = [:]
+        pendingPlanner = false
         do {
-            return try await store.commit(batch)
+            let events = try await store.commit(batch)
+            for release in batch.fleetReleases { fleet.stored[release.id] = release }
+            return events
         } catch {
             // Newer changes made while committing win over the failed batch.
             for device in batch.devices where pendingDevices[device.id] == nil { pendingDevices[device.id] = device }
             for job in batch.jobs where pendingJobs[job.id] == nil { pendingJobs[job.id] = job }
+            for release in batch.fleetReleases where pendingFleetReleases[release.id] == nil {
+                pendingFleetReleases[release.id] = release
+            }
+            for verification in batch.verifications where pendingVerifications[verification.firmwareID] == nil {
+                pendingVerifications[verification.firmwareID] = verification
+            }
+            for (job, activity) in batch.activity where pendingActivity[job] == nil { pendingActivity[job] = activity }
+            if batch.plannerState != nil { pendingPlanner = true }
             pendingEvents = batch.events + pendingEvents
             throw error
         }
     }
 
-    public var hasPendingWrites: Bool { !(pendingDevices.isEmpty && pendingJobs.isEmpty && pendingEvents.isEmpty) }
+    public var hasPendingWrites: Bool {
+        !(pendingDevices.isEmpty && pendingJobs.isEmpty && pendingEvents.isEmpty && pendingFleetReleases.isEmpty
+            && pendingVerifications.isEmpty && pendingActivity.isEmpty && !pendingPlanner)
+    }
 
     // MARK: Internals
 
-    private func adopt(_ job: Job) async throws {
+    func adopt(_ job: Job) async throws {
         if firmware[job.firmwareID] == nil {
             guard let fw = try await store.firmware(id: job.firmwareID) else {
                 logger.error("job names missing firmware", metadata: ["job.id": "\(job.id)", "firmware.id": "\(job.firmwareID)"])
@@ -189,6 +232,9 @@ public actor UpdateEngine {
         guard let device = devices[id], device.online, device.acceptsUpdates, var machine = active[id],
             let fw = firmware[machine.job.firmwareID]
         else { return }
+        // The planner decides first offers and per-session re-offers of fleet jobs (consent,
+        // gradual delivery, rate); downloads in progress are resumed here as for any job.
+        if fleet.jobs[machine.job.id] != nil, machine.job.state == .queued || machine.job.state == .notified { return }
         switch machine.job.state {
         case .queued, .notified, .downloading, .downloaded, .verified:
             guard let notifier = notifiers[device.transport ?? .mqtt] ?? notifiers[.mqtt] else { return }
@@ -199,13 +245,16 @@ public actor UpdateEngine {
         }
     }
 
-    private func apply(_ outcome: JobStateMachine.Outcome, _ machine: inout JobStateMachine, device id: DeviceID) {
+    func apply(
+        _ outcome: JobStateMachine.Outcome, _ machine: inout JobStateMachine, device id: DeviceID, detail: String? = nil
+    ) {
         let time = now()
         switch outcome {
         case .transitioned(let from, _):
             let job = machine.job
             pendingJobs[job.id] = job
-            record(.job(.jobTransition, job, from: from, time: time))
+            record(.job(.jobTransition, job, from: from, detail: detail, time: time))
+            jobChanged(job, at: time)
             if job.state.isTerminal {
                 active[id] = nil
                 logger.info(
@@ -222,16 +271,16 @@ public actor UpdateEngine {
         }
     }
 
-    private func touch(_ id: DeviceID, at time: Date) {
+    func touch(_ id: DeviceID, at time: Date) {
         guard var device = devices[id] else { return }
         device.lastSeen = time
         devices[id] = device
     }
 
-    private func save(_ device: Device) {
+    func save(_ device: Device) {
         devices[device.id] = device
         pendingDevices[device.id] = device
     }
 
-    private func record(_ event: UpdraftEvent) { pendingEvents.append(event) }
+    func record(_ event: UpdraftEvent) { pendingEvents.append(event) }
 }

@@ -12,6 +12,14 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     case deviceOnline = "device.online"
     case deviceOffline = "device.offline"
     case deviceAnnounced = "device.announced"
+    /// A fleet release's rollout changed (stage advanced, paused, resumed, completed,
+    /// aborted, canceled), by the planner or by an operator command.
+    case rolloutChanged = "release.rollout"
+    /// An operator changed a fleet release or a device's fleet profile (group, development,
+    /// lock) from the CLI: the running gateway reloads it.
+    case fleetCommand = "fleet.command"
+    /// A firmware's verification status changed.
+    case verificationStatus = "firmware.verification"
 }
 
 /// One entry of the event log. The store assigns `sequence`: gap-free, starting at 1,

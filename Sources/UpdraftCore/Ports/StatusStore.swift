@@ -41,6 +41,41 @@ public protocol StatusStore: Sendable {
     @discardableResult
     func commit(_ batch: StoreBatch) async throws -> [UpdraftEvent]
 
+    // MARK: Fleet
+
+    /// The fleet profile of every device that has one (devices without one have the default).
+    func fleetProfiles() async throws -> [DeviceID: DeviceFleetProfile]
+    /// Every fleet release (lock releases included), oldest first.
+    func fleetReleases() async throws -> [FleetRelease]
+    func fleetRelease(_ id: ReleaseID) async throws -> FleetRelease?
+    /// The verification record of a firmware; `nil` when none was stored (unverified).
+    func verification(firmwareID: String) async throws -> FirmwareVerification?
+    func verifications() async throws -> [FirmwareVerification]
+    /// The engine's activity record of each active job that has one.
+    func jobActivity() async throws -> [JobID: JobActivity]
+    /// The planner's state (its rate limiters) as last committed.
+    func plannerState() async throws -> FleetPlanner?
+
+    /// Reads a fleet release, lets `body` change it, and writes it back with the events
+    /// `body` returns, in one transaction. Throws `release_not_found` when it does not exist.
+    @discardableResult
+    func updateFleetRelease(
+        _ id: ReleaseID, _ body: @Sendable (inout FleetRelease) throws -> [UpdraftEvent]
+    ) async throws -> FleetRelease
+    /// Reads a device's fleet profile (the default if none), lets `body` change it, and
+    /// writes it, with the batch `body` returns (a lock's release, events), in one
+    /// transaction. A device not in the registry gets a row.
+    @discardableResult
+    func updateFleetProfile(
+        _ device: DeviceID, _ body: @Sendable (inout DeviceFleetProfile) throws -> StoreBatch
+    ) async throws -> DeviceFleetProfile
+    /// Reads a firmware's verification (a fresh one if none), lets `body` change it, and
+    /// writes it with the batch `body` returns, in one transaction.
+    @discardableResult
+    func updateVerification(
+        firmwareID: String, _ body: @Sendable (inout FirmwareVerification) throws -> StoreBatch
+    ) async throws -> FirmwareVerification
+
     // MARK: Event log
 
     func events(after sequence: Int64, limit: Int) async throws -> [UpdraftEvent]
@@ -63,14 +98,37 @@ public struct StoreBatch: Sendable, Equatable {
     public var devices: [Device]
     public var jobs: [Job]
     public var events: [UpdraftEvent]
+    /// Fleet releases to insert or replace. A new one also gets a `releases` row (its jobs
+    /// refer to it) and a registry row for each device it names that the registry lacks.
+    public var fleetReleases: [FleetRelease]
+    /// The version of each release the writer last read or wrote. A release whose stored
+    /// version differs (an operator changed it meanwhile) is left as stored: the writer
+    /// learns of the change from the event log and reloads it.
+    public var fleetReleaseBases: [ReleaseID: FleetRelease]
+    public var verifications: [FirmwareVerification]
+    /// Activity records to store, per job (written after the jobs they belong to).
+    public var activity: [JobID: JobActivity]
+    public var plannerState: FleetPlanner?
 
-    public init(devices: [Device] = [], jobs: [Job] = [], events: [UpdraftEvent] = []) {
+    public init(
+        devices: [Device] = [], jobs: [Job] = [], events: [UpdraftEvent] = [], fleetReleases: [FleetRelease] = [],
+        fleetReleaseBases: [ReleaseID: FleetRelease] = [:], verifications: [FirmwareVerification] = [],
+        activity: [JobID: JobActivity] = [:], plannerState: FleetPlanner? = nil
+    ) {
         self.devices = devices
         self.jobs = jobs
         self.events = events
+        self.fleetReleases = fleetReleases
+        self.fleetReleaseBases = fleetReleaseBases
+        self.verifications = verifications
+        self.activity = activity
+        self.plannerState = plannerState
     }
 
-    public var isEmpty: Bool { devices.isEmpty && jobs.isEmpty && events.isEmpty }
+    public var isEmpty: Bool {
+        devices.isEmpty && jobs.isEmpty && events.isEmpty && fleetReleases.isEmpty && verifications.isEmpty
+            && activity.isEmpty && plannerState == nil
+    }
 }
 
 /// Where firmware images are kept, by SHA-256 (content-addressed).

@@ -285,7 +285,11 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
     public func releases() async throws -> [Release] {
         try await read { db in
             try Row.fetchAll(
-                db, sql: "SELECT \(Rows.releaseColumns) FROM releases ORDER BY created_at DESC, rowid DESC"
+                db,
+                sql: """
+                    SELECT \(Rows.releaseColumns) FROM releases WHERE id NOT IN (SELECT id FROM fleet_releases)
+                    ORDER BY created_at DESC, rowid DESC
+                    """
             ).map(Rows.release)
         }
     }
@@ -323,8 +327,13 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
     @discardableResult
     public func commit(_ batch: StoreBatch) async throws -> [UpdraftEvent] {
         if batch.isEmpty { return [] }
-        return try await write { db in
+        return try await write { db in try Self.apply(batch, db) }
+    }
+
+    /// The body of ``commit(_:)``, inside an open write transaction.
+    static func apply(_ batch: StoreBatch, _ db: Database) throws -> [UpdraftEvent] {
             for device in batch.devices { try Rows.upsert(device, db) }
+            try FleetRows.write(batch, db)
             // Terminal jobs first: a batch that ends a device's job and creates its next
             // one must free the one-active-job slot before taking it.
             let jobs = batch.jobs.filter(\.state.isTerminal) + batch.jobs.filter { !$0.state.isTerminal }
@@ -335,8 +344,8 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
                     throw try Self.explain(error, writing: job, db)
                 }
             }
+            try FleetRows.writeActivity(batch, db)
             return try Rows.append(batch.events, db)
-        }
     }
 
     static func explain(_ error: DatabaseError, writing job: Job, _ db: Database) throws -> any Error {

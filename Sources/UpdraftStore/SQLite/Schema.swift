@@ -110,8 +110,48 @@ enum Schema {
             try db.execute(sql: "ALTER TABLE devices ADD COLUMN transport TEXT CHECK (transport IN ('mqtt', 'coap'))")
         }
 
+        migrator.registerMigration("v3-fleet") { db in
+            // Fleet rules keep their state as JSON documents of the core's Codable types:
+            // the planner reads them whole and nothing queries inside them. A fleet
+            // release also has its `releases` row, which its jobs refer to.
+            try db.execute(
+                sql: """
+                    CREATE TABLE fleet_releases (
+                        id TEXT PRIMARY KEY NOT NULL REFERENCES releases(id),
+                        body TEXT NOT NULL,
+                        created_at REAL NOT NULL
+                    ) STRICT;
+                    CREATE TABLE fleet_profiles (
+                        device_id TEXT PRIMARY KEY NOT NULL REFERENCES devices(id),
+                        body TEXT NOT NULL
+                    ) STRICT;
+                    CREATE TABLE firmware_verification (
+                        firmware_id TEXT PRIMARY KEY NOT NULL REFERENCES firmware(id),
+                        body TEXT NOT NULL
+                    ) STRICT;
+                    """)
+        }
+
+        migrator.registerMigration("v4-fleet-activity") { db in
+            // What the engine tracks next to jobs for timeouts and re-offers, and the
+            // planner's rate limiters: without them a restart would restart those clocks.
+            try db.execute(
+                sql: """
+                    CREATE TABLE job_activity (
+                        job_id TEXT PRIMARY KEY NOT NULL REFERENCES jobs(id),
+                        body TEXT NOT NULL
+                    ) STRICT;
+                    CREATE TABLE planner_state (
+                        id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+                        body TEXT NOT NULL
+                    ) STRICT;
+                    """)
+        }
+
         return migrator
     }
 
-    static let migrationIdentifiers = ["v1-catalog", "v1-registry", "v1-jobs", "v1-events", "v2-device-transport"]
+    static let migrationIdentifiers = [
+        "v1-catalog", "v1-registry", "v1-jobs", "v1-events", "v2-device-transport", "v3-fleet", "v4-fleet-activity",
+    ]
 }
