@@ -183,3 +183,20 @@ public enum WireJSON {
         return Array((try? encoder.encode(value)) ?? Data())
     }
 }
+
+/// The answer to "is an update pending for me?": lets a device that declined updates
+/// (`accepts_updates: false`) see what waits for it before it says yes.
+public struct PendingBody: Codable, Sendable, Equatable {
+    public var pending: Bool
+    public var job: JobID?
+    public var firmware: String?
+    /// The job's state, e.g. `queued` (waiting for consent, or not yet offered).
+    public var state: String?
+
+    public init(job: Job?) {
+        pending = job != nil
+        self.job = job?.id
+        firmware = job?.firmwareID
+        state = job?.state.rawValue
+    }
+}

@@ -15,6 +15,8 @@ import UpdraftWire
 /// - `GET job/<id>` — the pending job offer or `{}`; observable, so an observer is pushed a
 ///   new job at once.
 /// - `POST progress` — the progress body; 2.04, or 4.00 / 4.09 with an error body.
+/// - `GET pending` — `{"pending":true,"job":...}` or `{"pending":false}`, even while the
+///   device declines updates.
 /// - `GET fw/<key>` — the image, Block2 at any size 16...1024, Size2, ETag from its SHA-256.
 public final class CoAPGateway: DeviceNotifier, Sendable {
     public struct Settings: Sendable {
@@ -81,6 +83,21 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
             CoAPResource(path: "announce", handlers: [.post: .deferred { [self] in try await announce($0) }]))
         try server.addResource(
             CoAPResource(path: "progress", handlers: [.post: .deferred { [self] in try await progress($0) }]))
+        try server.addResource(
+            CoAPResource(path: "pending", handlers: [.get: .deferred { [self] in try await pending($0) }]))
+    }
+
+    /// "Is an update pending for me?", also while the device declines updates.
+    private func pending(_ request: CoAPRequest) async throws -> CoAPResponse {
+        let id: DeviceID
+        switch identify(request) {
+        case .refused(let refusal): return refusal
+        case .device(let device): id = device
+        }
+        guard let engine else { return .status(.serviceUnavailable, diagnostic: "starting; retry") }
+        count("pending")
+        return CoAPResponse(
+            code: .content, payload: WireJSON.encode(PendingBody(job: await engine.activeJob(of: id))), contentFormat: .json)
     }
 
     private func announce(_ request: CoAPRequest) async throws -> CoAPResponse {

@@ -86,6 +86,10 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
             }
         case .download(let request):
             await serve(request, to: device)
+        case .pendingQuery:
+            let job = await engine.activeJob(of: device)
+            client.publishNoWait(
+                topic: codec.topics.device(device, .pending), payload: WireCodec.encode(PendingBody(job: job)), qos: .atLeastOnce)
         }
     }
 

@@ -8,6 +8,8 @@ public enum DeviceMessage: Sendable, Equatable {
     case presence(online: Bool)
     case download(DownloadRequest)
     case progress(JobID, DeviceReport)
+    /// "Is an update pending for me?" (answered on the `pending` topic).
+    case pendingQuery
 }
 
 /// "Send me `count` chunks of `size` bytes starting at byte `offset` of the job's image."

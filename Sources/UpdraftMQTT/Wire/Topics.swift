@@ -10,9 +10,9 @@ public struct Topics: Sendable, Equatable {
     /// What a device topic carries.
     public enum Kind: String, Sendable, CaseIterable {
         // Device to gateway.
-        case announce, presence, download, progress
+        case announce, presence, download, progress, query
         // Gateway to device.
-        case job, chunk, error
+        case job, chunk, error, pending
     }
 
     public func device(_ id: DeviceID, _ kind: Kind) -> String { "\(prefix)/d/\(id.rawValue)/\(kind.rawValue)" }
@@ -27,12 +27,12 @@ public struct Topics: Sendable, Equatable {
 
     /// What the gateway subscribes to.
     public var gatewaySubscriptions: [String] {
-        [Kind.announce, .presence, .download, .progress].map { "\(prefix)/d/+/\($0.rawValue)" }
+        [Kind.announce, .presence, .download, .progress, .query].map { "\(prefix)/d/+/\($0.rawValue)" }
     }
 
     /// What a device subscribes to.
     public func deviceSubscriptions(_ id: DeviceID) -> [String] {
-        [device(id, .job), device(id, .error), "\(prefix)/d/\(id.rawValue)/chunk/#"]
+        [device(id, .job), device(id, .error), device(id, .pending), "\(prefix)/d/\(id.rawValue)/chunk/#"]
     }
 
     /// Splits a device topic into device id, kind and the remaining levels.

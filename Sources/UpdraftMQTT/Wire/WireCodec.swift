@@ -50,7 +50,9 @@ public struct WireCodec: Sendable {
         case .progress:
             let body: ProgressBody = try json(payload, "progress", example: #"{"job":"j0123456789abcdef","state":"downloading","percent":40}"#)
             return .progress(body.job, try body.report())
-        case .job, .chunk, .error:
+        case .query:
+            return .pendingQuery
+        case .job, .chunk, .error, .pending:
             throw UpdraftError("wrong_direction", "Devices do not publish on '\(kind.rawValue)' topics; the gateway does.")
         }
     }
