@@ -5,8 +5,11 @@ SWIFT ?= swift
 TEST_TIMEOUT ?= 20m
 APT_PACKAGES := mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev libssl-dev pkg-config libcoap3-dev libcoap3-bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# aiocoap: the independent CoAP peer of the integration tests, in a venv of its own.
+PYVENV := .build/pyvenv
+AIOCOAP_VERSION := 0.4.17
 
-.PHONY: all deps build test demo bench clean
+.PHONY: all deps pyvenv build test demo bench clean
 
 all: build
 
@@ -20,10 +23,24 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
+# Debian's python3 lacks venv/ensurepip until python3-venv is installed.
+pyvenv: $(PYVENV)/.aiocoap-$(AIOCOAP_VERSION)
+
+$(PYVENV)/.aiocoap-$(AIOCOAP_VERSION):
+	@missing=""; command -v python3 >/dev/null || missing="python3"; \
+	python3 -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	python3 -m venv $(PYVENV)
+	$(PYVENV)/bin/python -m pip install -q --disable-pip-version-check aiocoap==$(AIOCOAP_VERSION)
+	touch $@
+
 build: deps
 	$(SWIFT) build
 
-test: deps
+test: deps pyvenv
 	$(SWIFT) build --build-tests
 	@# A hung test must fail the run, not stall it: Swift Testing's time limits only
 	@# record an issue when a test ignores cancellation (a blocking call).

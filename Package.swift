@@ -99,8 +99,10 @@ let package = Package(
             name: "UpdraftDevice",
             dependencies: [
                 "UpdraftCore",
+                "UpdraftWire",
                 "UpdraftMQTT",
                 "Mosquitto",
+                "CoAP",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -140,7 +142,9 @@ let package = Package(
         .testTarget(name: "UpdraftMQTTTests", dependencies: ["UpdraftMQTT", "UpdraftCore"]),
         .testTarget(
             name: "UpdraftIntegrationTests",
-            dependencies: ["UpdraftApp", "UpdraftCore", "UpdraftStore", "UpdraftMQTT", "UpdraftDevice", "Mosquitto"]
+            dependencies: ["UpdraftApp", "UpdraftCore", "UpdraftStore", "UpdraftMQTT", "UpdraftDevice", "Mosquitto", "CoAP"],
+            // Peers/: scripts run by non-Swift peers (aiocoap), not sources of the target.
+            exclude: ["Peers"]
         ),
     ]
 )

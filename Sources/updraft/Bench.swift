@@ -6,7 +6,7 @@ import UpdraftApp
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput against a reference taken in the same run.",
-        subcommands: [MQTT.self])
+        subcommands: [MQTT.self, CoAP.self])
 
     struct MQTT: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -53,6 +53,77 @@ struct Bench: AsyncParsableCommand {
             print(String(format: "| raw mosquitto 1 pub → 1 sub | %d | %.3f | %.1f |", r.bytes, r.seconds, r.megabytesPerSecond))
             print(String(format: "| Updraft delivery to %d devices | %d | %.3f | %.1f |", devices, result.deliveryBytes, result.deliverySeconds, result.deliveryMegabytesPerSecond))
             print(String(format: "ratio Updraft / raw: %.2f", result.ratio))
+        }
+    }
+
+    struct CoAP: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "coap",
+            abstract: "libcoap's coap-server vs Updraft's Block2 download of the same image.",
+            discussion: """
+                Starts libcoap's coap-server-openssl on a free loopback port and PUTs the image to it, \
+                then starts the gateway (CoAP on a free port) with a job for each client device. The \
+                same client, coap-client-openssl, then downloads the image from each server: one \
+                client and N clients at once, at each block size, each client --rounds times in a \
+                row; every download is checked byte for byte. Prints a table and the ratios \
+                Updraft / libcoap (throughput).
+                """)
+
+        @Option(help: "Image size in bytes.") var imageBytes = 256 * 1024
+        @Option(help: "Block sizes, comma separated (16, 32, ..., 1024).") var blockSizes = "64,1024"
+        @Option(help: "Concurrent client counts, comma separated.") var clients = "1,50"
+        @Option(help: "Downloads per client, one after the other.") var rounds = 2
+        @Option(help: "Log level.") var logLevel: Logger.Level = .warning
+
+        private var blocks: [Int] { blockSizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+        private var clientCounts: [Int] { clients.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+        func validate() throws {
+            guard !blocks.isEmpty, blocks.allSatisfy({ (16...1024).contains($0) && $0 & ($0 - 1) == 0 }) else {
+                throw ValidationError("--block-sizes takes sizes among 16, 32, 64, 128, 256, 512, 1024.")
+            }
+            guard !clientCounts.isEmpty, clientCounts.allSatisfy({ (1...500).contains($0) }) else {
+                throw ValidationError("--clients takes counts between 1 and 500.")
+            }
+            guard imageBytes > 0, rounds >= 1 else { throw ValidationError("Need image-bytes > 0 and rounds >= 1.") }
+        }
+
+        func run() async throws {
+            Logging.bootstrapOnce(level: logLevel)
+            if let warning = OpenFileLimit.raise(toFit: OpenFileLimit.forDevices(clientCounts.max() ?? 1)) {
+                FileHandle.standardError.write(Data((warning + "\n").utf8))
+            }
+            var options = CoAPBench.Options()
+            options.imageBytes = imageBytes
+            options.blockSizes = blocks
+            options.clientCounts = clientCounts
+            options.rounds = rounds
+            let line = ProgressLine()
+            let result = try await userFacing {
+                try await CoAPBench(options: options, logger: Logger(label: "updraft.bench")).run { phase, fraction in
+                    line.update(fraction, phase)
+                }
+            }
+            line.finish()
+            print("updraft bench coap: \(imageBytes) B image, \(rounds) download(s) per client, coap-client-openssl as the client")
+            print("| server | block | clients | bytes | seconds | MiB/s | failed downloads |")
+            print("|---|---:|---:|---:|---:|---:|---:|")
+            for m in result.measurements {
+                let server = m.side == .libcoap ? "libcoap coap-server-openssl" : "Updraft gateway"
+                print("| \(server) " + String(format: "| %d | %d | %d | %.3f | %.2f | %d |", m.blockSize, m.clients, m.bytes, m.seconds, m.megabytesPerSecond, m.failures))
+            }
+            for m in result.measurements {
+                if let failure = m.firstFailure {
+                    print("\(m.side.rawValue), \(m.blockSize) B blocks, \(m.clients) client(s): \(m.failures) failed, first: \(failure)")
+                }
+            }
+            for block in blocks {
+                for count in clientCounts {
+                    if let ratio = result.ratio(block: block, clients: count) {
+                        print(String(format: "ratio Updraft / libcoap, %d B blocks, %d client(s): %.2f", block, count, ratio))
+                    }
+                }
+            }
         }
     }
 }

@@ -7,11 +7,14 @@ import UpdraftDevice
 
 struct Sim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run simulated devices against a broker.",
+        abstract: "Run simulated devices against a gateway.",
         discussion: """
-            Runs N reference devices in this process (a few MQTT event loops, no thread per \
-            device) against mqtt.broker.host:port, verifying manifests with the release public \
-            key (<signing key>.pub). Stop with Ctrl-C.
+            Runs N reference devices in this process (a few MQTT event loops and CoAP client \
+            loops, no thread per device), verifying manifests with the release public key \
+            (<signing key>.pub). MQTT devices use mqtt.broker.host:port; CoAP devices use \
+            coap.host:coap.port over plain CoAP and name themselves with ?d=<id>, which needs \
+            coap.allow_unauthenticated on the gateway. --protocol mixed alternates the two. \
+            Stop with Ctrl-C.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -23,13 +26,18 @@ struct Sim: AsyncParsableCommand {
     @Option(help: "Seconds before the offline devices connect.") var offlineDelay = 30
     @Option(help: "Fraction whose first download gets a corrupted chunk (they re-download).") var corruptFraction = 0.0
     @Option(help: "Fraction that drop their connection mid-download (they resume).") var disconnectFraction = 0.0
-    @Option(help: "Chunk size to ask for (default: the gateway's preferred).") var chunkSize: Int?
+    @Option(help: "What the devices speak: mqtt, coap or mixed (alternating).") var `protocol`: FleetProtocol = .mqtt
+    @Option(help: "Chunk size MQTT devices ask for (default: the gateway's preferred).") var chunkSize: Int?
+    @Option(help: "Block2 size CoAP devices ask for (16, 32, ..., 1024).") var blockSize = 1024
     @Option(help: "Chunks per request.") var window = 16
 
     func validate() throws {
         guard devices > 0 else { throw ValidationError("--devices must be positive.") }
         for f in [offlineFraction, corruptFraction, disconnectFraction] where !(0...1).contains(f) {
             throw ValidationError("Fractions are between 0 and 1.")
+        }
+        guard (16...1024).contains(blockSize), blockSize & (blockSize - 1) == 0 else {
+            throw ValidationError("--block-size must be one of 16, 32, 64, 128, 256, 512, 1024.")
         }
     }
 
@@ -50,6 +58,18 @@ struct Sim: AsyncParsableCommand {
             sim.brokerHost = configuration.mqtt.broker.host
             sim.brokerPort = configuration.mqtt.broker.port
             sim.topicsPrefix = configuration.mqtt.topicPrefix
+            sim.protocol = `protocol`
+            if `protocol` != .mqtt {
+                guard configuration.coap.enabled, configuration.coap.port != 0 else {
+                    throw UpdraftError(
+                        "coap_disabled", "CoAP devices need the gateway's plain CoAP endpoint: set coap.enabled: true and a coap.port.")
+                }
+                // A wildcard listen address is reached on loopback.
+                let host = configuration.coap.host
+                sim.coapHost = ["0.0.0.0", "::", ""].contains(host) ? "127.0.0.1" : host
+                sim.coapPort = configuration.coap.port
+                sim.blockSize = blockSize
+            }
             sim.offlineFraction = offlineFraction
             sim.offlineDelay = .seconds(offlineDelay)
             sim.corruptFraction = corruptFraction

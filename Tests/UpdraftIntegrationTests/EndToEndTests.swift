@@ -51,8 +51,8 @@ import UpdraftDevice
             fleet.start()
             try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 6 }
             try await h.waitUntilRegistered(6)
-            let ids = fleet.devices.map(\.config.id)
-            let offline = Set(fleet.offlineAtStart.map(\.config.id))
+            let ids = fleet.devices.map(\.id)
+            let offline = Set(fleet.offlineAtStart.map(\.id))
             #expect(offline.count == 4)
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(ids), allowDowngrade: false)
             #expect(plan.jobs.count == 10)
@@ -81,7 +81,7 @@ import UpdraftDevice
             fleet.start()
             try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 6 }
             try await h.waitUntilRegistered(6)
-            let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(fleet.devices.map(\.config.id)), allowDowngrade: false)
+            let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(fleet.devices.map(\.id)), allowDowngrade: false)
             try await h.waitForAllSucceeded(plan.release.id)
             let snapshot = fleet.snapshot()
             #expect(snapshot.resumes >= 6)

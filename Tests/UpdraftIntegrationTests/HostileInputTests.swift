@@ -120,7 +120,7 @@ struct RawDevice {
             fleet.start()
             try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 3 }
             try await h.waitUntilRegistered(3)
-            let good = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(fleet.devices.map(\.config.id)), allowDowngrade: false)
+            let good = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(fleet.devices.map(\.id)), allowDowngrade: false)
             try await h.waitForAllSucceeded(good.release.id)
             await fleet.stop()
             #expect((h.stack.gateway?.mqtt.counters["rejected.malformed_announce"] ?? 0) >= 2)

@@ -11,6 +11,10 @@ public struct DemoRunner: Sendable {
         public var offline = 10
         public var imageBytes = 256 * 1024
         public var chunkSize = 4096
+        /// What the devices speak; mixed alternates MQTT and CoAP devices.
+        public var `protocol`: FleetProtocol = .mixed
+        /// Block2 size of the CoAP devices.
+        public var blockSize = 1024
         public var timeout: Duration = .seconds(180)
         public var keepDirectory: String?
         public init() {}
@@ -26,6 +30,12 @@ public struct DemoRunner: Sendable {
 
     public struct Summary: Sendable {
         public var jobs: [JobState: Int]
+        /// The jobs by the transport their device announced over.
+        public var jobsByTransport: [Transport: [JobState: Int]]
+        /// Devices by transport, as the gateway's registry has them.
+        public var devicesByTransport: [Transport: Int]
+        /// Whole images served over CoAP (Block2 transfers).
+        public var coapDownloads: Int
         public var failures: [String]
         public var bytesSent: Int
         public var seconds: Double
@@ -68,6 +78,9 @@ public struct DemoRunner: Sendable {
 
         var sim = SimulatorConfig(count: options.devices, product: "demo-thermo", version: "1.0.0", releaseKey: try ops.publicKey())
         sim.brokerPort = stack.brokerPort
+        sim.protocol = options.protocol
+        sim.coapPort = stack.configuration.coap.port
+        sim.blockSize = options.blockSize
         sim.topicsPrefix = stack.configuration.mqtt.topicPrefix
         sim.offlineFraction = Double(options.offline) / Double(max(options.devices, 1))
         sim.chunkSize = options.chunkSize
@@ -78,7 +91,7 @@ public struct DemoRunner: Sendable {
         report(Progress(phase: "devices connecting", jobs: [:], total: options.devices, percent: 0))
         try await fleet.waitUntil(timeout: .seconds(60)) { $0.online >= onlineAtStart }
 
-        let ids = fleet.devices.map(\.config.id)
+        let ids = fleet.devices.map(\.id)
         let plan = try await ops.createRelease(firmwareID: firmware.id, target: .devices(ids), allowDowngrade: false)
         let release = plan.release.id
         logger.info("demo release created", metadata: ["release.id": "\(release)", "jobs": "\(plan.jobs.count)"])
@@ -107,7 +120,15 @@ public struct DemoRunner: Sendable {
         let failures = final.filter { $0.state == .failed }.map { "\($0.deviceID): \($0.failure?.rawValue ?? "?") \($0.detail ?? "")" }
         let bytes = gateway.mqtt.counters["bytes.sent"]
         await fleet.stop()
-        return Summary(jobs: jobs, failures: failures, bytesSent: bytes, seconds: (ContinuousClock.now - started).seconds, devices: options.devices)
+        let transports = Dictionary(
+            try await ops.store.devices().compactMap { d in d.transport.map { (d.id, $0) } }, uniquingKeysWith: { a, _ in a })
+        let jobsByTransport = Dictionary(grouping: final) { transports[$0.deviceID] ?? .mqtt }
+            .mapValues { Dictionary(grouping: $0, by: \.state).mapValues(\.count) }
+        let devicesByTransport = Dictionary(grouping: ids) { transports[$0] ?? .mqtt }.mapValues(\.count)
+        return Summary(
+            jobs: jobs, jobsByTransport: jobsByTransport, devicesByTransport: devicesByTransport,
+            coapDownloads: gateway.coap?.counts["firmware"] ?? 0, failures: failures, bytesSent: bytes,
+            seconds: (ContinuousClock.now - started).seconds, devices: options.devices)
     }
 }
 

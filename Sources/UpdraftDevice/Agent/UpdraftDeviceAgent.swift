@@ -481,8 +481,7 @@ public actor UpdraftDeviceAgent {
         var active = active
         let jobID = active.offer.job
         update { $0.status = .verifying }
-        let digest = Digest.sha256Hex(active.download.image)
-        guard digest == active.manifest.sha256.lowercased() else {
+        if let digest = ImageInstaller.digestMismatch(active.download.image, active.manifest) {
             guard active.verifyRetries < config.maxVerifyRetries else {
                 end(active, .verify, detail: "image sha256 \(digest) does not match the manifest's \(active.manifest.sha256)")
                 return
@@ -519,12 +518,8 @@ public actor UpdraftDeviceAgent {
     }
 
     private func install(_ image: [UInt8], _ manifest: Manifest) throws {
-        if let storage {
-            try storage.install(image, as: .init(version: manifest.version, sequence: manifest.sequence, sha256: manifest.sha256))
-            storage.discardPartial()
-        } else if config.retainInstalledImage {
-            installedImage = image
-        }
+        let kept = try ImageInstaller(storage: storage, retainImage: config.retainInstalledImage).install(image, manifest)
+        if let kept { installedImage = kept }
     }
 
     /// The job failed here: report why and go back to waiting.

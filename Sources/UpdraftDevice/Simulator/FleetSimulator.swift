@@ -1,13 +1,15 @@
+import CoAP
 import Foundation
 import Logging
 import Mosquitto
 import Synchronization
 import UpdraftCore
 
-/// Many ``UpdraftDeviceAgent``s in one process, for demos, integration tests and benches.
+/// Many reference devices in one process, for demos, integration tests and benches:
+/// ``UpdraftDeviceAgent``s (MQTT), ``CoAPDeviceAgent``s, or both (``SimulatorConfig/protocol``).
 ///
-/// Devices share a few ``MosquittoEventLoop`` threads (never a thread per device), and
-/// connect a little apart. Use it structured:
+/// Devices share a few ``MosquittoEventLoop`` threads and ``CoAPClient``s (never a thread
+/// per device), and connect a little apart. Use it structured:
 ///
 /// ```swift
 /// let fleet = try FleetSimulator(config: config, logger: logger)
@@ -22,8 +24,9 @@ import UpdraftCore
 public final class FleetSimulator: Sendable {
     public let config: SimulatorConfig
     /// The devices, in id order.
-    public let devices: [UpdraftDeviceAgent]
+    public let devices: [any SimulatedDevice]
     private let loops: [MosquittoEventLoop]
+    private let coapClients: [CoAPClient]
     private let logger: Logger
     private let signals: AsyncStream<Signal>
     private let signalInput: AsyncStream<Signal>.Continuation
@@ -42,13 +45,35 @@ public final class FleetSimulator: Sendable {
     public init(config: SimulatorConfig, logger: Logger) throws(UpdraftError) {
         self.config = config
         self.logger = logger
-        let loopCount = max(1, config.loopCount ?? min(4, config.count))
+        let transports = (0..<config.count).map(config.protocol.transport(ofDevice:))
+        let mqttCount = transports.filter { $0 == .mqtt }.count
+        let coapCount = config.count - mqttCount
+        let loopCount = mqttCount == 0 ? 0 : max(1, config.loopCount ?? min(4, mqttCount))
         loops = (0..<loopCount).map { MosquittoEventLoop(name: "sim-loop-\($0)", logger: logger) }
+        let clientCount = coapCount == 0 ? 0 : max(1, config.coapLoopCount ?? min(2, coapCount))
+        coapClients = (0..<clientCount).map { _ in CoAPClient(logger: logger) }
         let width = String(max(config.count - 1, 0)).count
-        var devices: [UpdraftDeviceAgent] = []
+        var devices: [any SimulatedDevice] = []
         devices.reserveCapacity(config.count)
         for index in 0..<config.count {
             let number = String(index).leftPadded(to: max(width, 4))
+            if transports[index] == .coap {
+                var device = CoAPDeviceConfig(
+                    id: try DeviceID(validating: config.idPrefix + number), product: config.product, version: config.version,
+                    releaseKey: config.releaseKey, host: config.coapHost, port: config.coapPort)
+                device.installedSequence = config.installedSequence
+                device.blockSize = config.blockSize
+                device.rebootDelay = config.rebootDelay
+                device.retryDelay = config.requestTimeout
+                device.storageDirectory = config.storageDirectory?.appendingPathComponent(device.id.rawValue)
+                device.retainInstalledImage = config.retainInstalledImages
+                device.corruptFirstDownload = SimulatorConfig.picks(index, fraction: config.corruptFraction, phase: 0.999)
+                if SimulatorConfig.picks(index, fraction: config.rebootFraction, phase: 0.3) {
+                    device.rebootDuringFirstDownloadAfter = config.rebootAfter
+                }
+                devices.append(CoAPDeviceAgent(config: device, client: coapClients[index % clientCount], logger: logger))
+                continue
+            }
             var device = DeviceConfig(
                 id: try DeviceID(validating: config.idPrefix + number), product: config.product, version: config.version,
                 releaseKey: config.releaseKey, brokerHost: config.brokerHost, brokerPort: config.brokerPort)
@@ -72,7 +97,7 @@ public final class FleetSimulator: Sendable {
     }
 
     /// The devices that start offline.
-    public var offlineAtStart: [UpdraftDeviceAgent] {
+    public var offlineAtStart: [any SimulatedDevice] {
         devices.indices.filter(startsOffline).map { devices[$0] }
     }
 
@@ -93,7 +118,10 @@ public final class FleetSimulator: Sendable {
         let online = devices.indices.filter { !startsOffline($0) }
         logger.info(
             "fleet starting",
-            metadata: ["fleet.devices": "\(devices.count)", "fleet.offline": "\(devices.count - online.count)", "fleet.loops": "\(loops.count)"])
+            metadata: [
+                "fleet.devices": "\(devices.count)", "fleet.offline": "\(devices.count - online.count)",
+                "fleet.loops": "\(loops.count)", "fleet.coap_clients": "\(coapClients.count)",
+            ])
 
         await withTaskGroup(of: Void.self) { group in
             launch(online, in: &group)
@@ -118,6 +146,7 @@ public final class FleetSimulator: Sendable {
             group.cancelAll()
         }
         for loop in loops { loop.shutdown() }
+        for client in coapClients { client.shutdown() }
         logger.info("fleet stopped", metadata: ["fleet.snapshot": "\(snapshot())"])
     }
 
@@ -136,7 +165,7 @@ public final class FleetSimulator: Sendable {
                 do {
                     try await device.run()
                 } catch {
-                    self.logger.error("device stopped", metadata: ["device.id": "\(device.config.id)", "error": "\(error)"])
+                    self.logger.error("device stopped", metadata: ["device.id": "\(device.id)", "error": "\(error)"])
                 }
             }
         }
@@ -166,6 +195,11 @@ public final class FleetSimulator: Sendable {
 
     public func snapshot() -> FleetSnapshot {
         FleetSnapshot(devices.lazy.map(\.state))
+    }
+
+    /// A snapshot per protocol the fleet speaks.
+    public func snapshotByTransport() -> [Transport: FleetSnapshot] {
+        Dictionary(grouping: devices, by: \.transport).mapValues { FleetSnapshot($0.lazy.map(\.state)) }
     }
 
     /// Polls the snapshot until `condition` holds.

@@ -14,11 +14,27 @@ public struct SimulatorConfig: Sendable {
     public var installedSequence: Int64?
     public var releaseKey: ReleaseVerifyingKey
 
+    /// What the devices speak: all MQTT, all CoAP, or alternating (even indexes MQTT, odd CoAP).
+    public var `protocol`: FleetProtocol = .mqtt
+
     public var brokerHost: String = "127.0.0.1"
     public var brokerPort: Int = 1883
     /// Shared by all devices; `nil` when the broker allows anonymous devices.
     public var password: String?
     public var topicsPrefix: String = "updraft"
+
+    /// The gateway's plain `coap://` endpoint; CoAP devices name themselves with `?d=<id>`
+    /// (the gateway needs `coap.allow_unauthenticated`).
+    public var coapHost: String = "127.0.0.1"
+    public var coapPort: Int = 5683
+    /// Block2 size CoAP devices ask for: 16, 32, ..., 1024.
+    public var blockSize: Int = 1024
+    /// CoAP client event loops shared by the CoAP devices; `nil` means `min(2, CoAP devices)`.
+    public var coapLoopCount: Int?
+    /// Share of CoAP devices that reboot once during their first download (they fetch again).
+    public var rebootFraction: Double = 0
+    /// How long into the first download those devices reboot.
+    public var rebootAfter: Duration = .milliseconds(30)
 
     /// Share of devices (0...1) that start offline, until ``FleetSimulator/bringOfflineDevicesOnline()``
     /// or `offlineDelay`.
@@ -62,5 +78,22 @@ public struct SimulatorConfig: Sendable {
     static func picks(_ index: Int, fraction: Double, phase: Double) -> Bool {
         let f = min(max(fraction, 0), 1)
         return (Double(index + 1) * f + phase).rounded(.down) > (Double(index) * f + phase).rounded(.down)
+    }
+}
+
+/// The protocol of a simulated fleet.
+public enum FleetProtocol: String, Sendable, CaseIterable {
+    case mqtt
+    case coap
+    /// Alternating: even device indexes speak MQTT, odd ones CoAP.
+    case mixed
+
+    /// The transport of the device at `index`.
+    public func transport(ofDevice index: Int) -> Transport {
+        switch self {
+        case .mqtt: .mqtt
+        case .coap: .coap
+        case .mixed: index.isMultiple(of: 2) ? .mqtt : .coap
+        }
     }
 }

@@ -78,7 +78,23 @@ struct DeviceStorage: Sendable {
     func discardPartial() {
         try? FileManager.default.removeItem(at: partialMeta)
         try? FileManager.default.removeItem(at: partialData)
+        try? FileManager.default.removeItem(at: downloadMeta)
     }
+
+    // MARK: Whole-body download in progress (CoAP Block2)
+
+    /// A Block2 download that began: the job and the ETag its image must come with. A
+    /// device that finds it after a restart knows it is fetching the same image again.
+    struct Download: Codable, Equatable {
+        var job: JobID
+        var etag: UInt64
+    }
+
+    private var downloadMeta: URL { directory.appendingPathComponent("download.json") }
+
+    func download() -> Download? { read(downloadMeta) }
+
+    func recordDownload(_ download: Download) throws { try write(download, to: downloadMeta) }
 
     // MARK: Files
 

@@ -1,0 +1,226 @@
+import CoAP
+import Foundation
+import Logging
+import UpdraftCore
+import UpdraftWire
+
+/// `updraft bench coap`: in one run, libcoap's own `coap-server-openssl` serving an image
+/// (uploaded to it by PUT) against the gateway's Block2 download of the same bytes, with
+/// the same client on both sides: `coap-client-openssl` processes, one and many at once,
+/// at each block size. Every download is checked byte for byte.
+public struct CoAPBench: Sendable {
+    public struct Options: Sendable {
+        public var imageBytes = 256 * 1024
+        public var blockSizes = [64, 1024]
+        public var clientCounts = [1, 50]
+        /// Downloads each client makes one after the other (evens out process start-up).
+        public var rounds = 2
+        public var serverPath = "/usr/bin/coap-server-openssl"
+        public var clientPath = "/usr/bin/coap-client-openssl"
+        public init() {}
+    }
+
+    public enum Side: String, Sendable, CaseIterable {
+        case libcoap
+        case updraft
+    }
+
+    public struct Measurement: Sendable {
+        public var side: Side
+        public var blockSize: Int
+        public var clients: Int
+        /// Bytes of the downloads that returned the whole image.
+        public var bytes: Int
+        public var seconds: Double
+        /// Downloads that did not return the image (timed out, cut short); not in `bytes`.
+        public var failures: Int
+        /// What the first failed client printed.
+        public var firstFailure: String?
+        public var megabytesPerSecond: Double { Double(bytes) / 1_048_576 / seconds }
+    }
+
+    public struct Result: Sendable {
+        public var measurements: [Measurement]
+
+        public func measurement(_ side: Side, block: Int, clients: Int) -> Measurement? {
+            measurements.first { $0.side == side && $0.blockSize == block && $0.clients == clients }
+        }
+
+        /// Updraft's throughput over libcoap's, for one block size and client count.
+        public func ratio(block: Int, clients: Int) -> Double? {
+            guard let u = measurement(.updraft, block: block, clients: clients),
+                let l = measurement(.libcoap, block: block, clients: clients)
+            else { return nil }
+            return u.megabytesPerSecond / l.megabytesPerSecond
+        }
+    }
+
+    public let options: Options
+    public let logger: Logger
+
+    public init(options: Options, logger: Logger) {
+        self.options = options
+        self.logger = logger
+    }
+
+    public func run(report: @escaping @Sendable (String, Double) -> Void) async throws -> Result {
+        for tool in [options.serverPath, options.clientPath] where !FileManager.default.isExecutableFile(atPath: tool) {
+            throw UpdraftError("bench_tool_missing", "\(tool) is missing: install Debian's libcoap3-bin (`make deps`).")
+        }
+        let stack = try await LocalStack(logger: logger)
+        let work = stack.directory + "/coap-bench"
+        do {
+            try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+            var generator = SplitMix64(seed: 7)
+            let image = (0..<options.imageBytes).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+            let imageFile = work + "/image.bin"
+            FileManager.default.createFile(atPath: imageFile, contents: Data(image))
+
+            let total = Double(options.blockSizes.count * options.clientCounts.count * 2)
+            var done = 0.0
+            var measurements: [Measurement] = []
+
+            // libcoap's reference server, holding the image as a dynamic resource.
+            report("libcoap server", 0)
+            let libcoapPort = PortProbe.freeUDPPort()
+            let server = try ChildProcess(
+                executable: options.serverPath, arguments: ["-A", "127.0.0.1", "-p", "\(libcoapPort)", "-d", "10", "-v", "0"],
+                outputFile: work + "/coap-server.log")
+            defer { server.stop() }
+            let libcoapURI = "coap://127.0.0.1:\(libcoapPort)/bench-image"
+            try await upload(imageFile, to: libcoapURI, work: work, image: image)
+
+            // The gateway, with a job for each client device.
+            report("Updraft gateway", 0)
+            try await stack.startGateway()
+            let firmware = try await stack.operations.addFirmware(file: imageFile, product: "bench", version: "2.0").firmware
+            let devices = (0..<(options.clientCounts.max() ?? 1)).map { "bench-\($0)" }
+            let downloadPath = try await prepareJobs(stack, firmware: firmware, devices: devices)
+            let gatewayPort = stack.configuration.coap.port
+
+            for block in options.blockSizes {
+                for clients in options.clientCounts {
+                    for side in Side.allCases {
+                        report("\(side.rawValue) \(clients) client(s), \(block) B blocks", done / total)
+                        let uri: @Sendable (Int) -> String =
+                            switch side {
+                            case .libcoap: { _ in libcoapURI }
+                            case .updraft: { "coap://127.0.0.1:\(gatewayPort)/\(downloadPath)?d=\(devices[$0])" }
+                            }
+                        let (seconds, failures) = try await download(
+                            clients: clients, block: block, uri: uri, image: image, work: work + "/\(side.rawValue)")
+                        measurements.append(
+                            Measurement(
+                                side: side, blockSize: block, clients: clients,
+                                bytes: (clients * options.rounds - failures.count) * image.count, seconds: seconds,
+                                failures: failures.count, firstFailure: failures.first))
+                        done += 1
+                    }
+                }
+            }
+            await stack.stop()
+            return Result(measurements: measurements)
+        } catch {
+            await stack.stop()
+            throw error
+        }
+    }
+
+    /// PUTs the image to libcoap's server (`-d` creates the resource) and reads it back.
+    private func upload(_ file: String, to uri: String, work: String, image: [UInt8]) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while true {
+            _ = try await runClient(["-m", "put", "-b", "1024", "-f", file, uri], work: work, tag: "put")
+            let check = work + "/check.bin"
+            try? FileManager.default.removeItem(atPath: check)
+            _ = try await runClient(["-b", "1024", "-o", check, uri], work: work, tag: "check")
+            if FileManager.default.contents(atPath: check).map({ [UInt8]($0) }) == image { return }
+            guard ContinuousClock.now < deadline else {
+                throw UpdraftError(
+                    "bench_setup", "coap-server-openssl did not take the image by PUT within 10 s; see \(work)/coap-server.log.")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    /// Announces every device, releases the image to them, and waits until each job
+    /// resource holds the offer. Returns the image's download path.
+    private func prepareJobs(_ stack: LocalStack, firmware: Firmware, devices: [String]) async throws -> String {
+        let client = CoAPClient(logger: logger)
+        defer { client.shutdown() }
+        let session = try await client.session(host: "127.0.0.1", port: stack.configuration.coap.port)
+        let announce = Array(#"{"product":"bench","version":"1.0"}"#.utf8)
+        for device in devices {
+            let answer = try await session.post("announce", payload: announce, contentFormat: .json, query: ["d=\(device)"])
+            guard answer.code.isSuccess else {
+                throw UpdraftError("bench_setup", "The gateway refused the announce of \(device): \(answer.code).")
+            }
+        }
+        let ids = try devices.map { try DeviceID(validating: $0) }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try await stack.operations.store.devices().filter({ $0.online && $0.product == "bench" }).count < devices.count {
+            guard ContinuousClock.now < deadline else {
+                throw UpdraftError("bench_setup", "The gateway did not register all \(devices.count) devices within 30 s.")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        _ = try await stack.operations.createRelease(firmwareID: firmware.id, target: .devices(ids), allowDowngrade: false)
+        var path: String?
+        for device in devices {
+            while true {
+                let job = try await session.get("job/\(device)", query: ["d=\(device)"])
+                if let offer = try? JSONDecoder().decode(JobOffer.self, from: Data(job.payload)), let download = offer.download {
+                    path = download
+                    break
+                }
+                guard ContinuousClock.now < deadline else {
+                    throw UpdraftError("bench_setup", "\(device) got no job offer within 30 s.")
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        guard let path else { throw UpdraftError("bench_setup", "No device to download with.") }
+        return path
+    }
+
+    /// `clients` coap-client processes at once, each downloading `rounds` times in a row;
+    /// returns the wall time and what the clients that did not get the image printed.
+    private func download(
+        clients: Int, block: Int, uri: @escaping @Sendable (Int) -> String, image: [UInt8], work: String
+    ) async throws -> (seconds: Double, failures: [String]) {
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let rounds = options.rounds
+        let start = ContinuousClock.now
+        let failures = try await withThrowingTaskGroup(of: [String].self) { group in
+            for index in 0..<clients {
+                group.addTask {
+                    var failures: [String] = []
+                    for round in 0..<rounds {
+                        let out = work + "/c\(index)-r\(round)-b\(block).bin"
+                        try? FileManager.default.removeItem(atPath: out)
+                        let log = try await runClient(["-b", "\(block)", "-o", out, uri(index)], work: work, tag: "c\(index)")
+                        let body = FileManager.default.contents(atPath: out).map { [UInt8]($0) } ?? []
+                        if body != image {
+                            failures.append("client \(index): \(body.count) of \(image.count) bytes; \(log.prefix(200))")
+                        }
+                    }
+                    return failures
+                }
+            }
+            return try await group.reduce(into: [String]()) { $0 += $1 }
+        }
+        return ((ContinuousClock.now - start).seconds, failures)
+    }
+
+    /// Runs coap-client-openssl to its end and returns what it printed.
+    private func runClient(_ arguments: [String], work: String, tag: String) async throws -> String {
+        let logFile = work + "/\(tag)-\(UUID().uuidString.prefix(8)).log"
+        let child = try ChildProcess(executable: options.clientPath, arguments: ["-B", "60"] + arguments, outputFile: logFile)
+        guard await child.waitForExit(timeout: .seconds(180)) else {
+            child.stop()
+            throw UpdraftError("bench_timeout", "coap-client \(arguments.joined(separator: " ")) did not finish in 180 s.")
+        }
+        defer { try? FileManager.default.removeItem(atPath: logFile) }
+        return (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
+    }
+}
