@@ -46,10 +46,11 @@ enum CoAPLibrary {
     ///
     /// One deviation from the syslog reading: libcoap 4.3.1 logs at LOG_ALERT
     /// when a peer answers with a reset ("got RST for mid=...") and when a
-    /// socket option cannot be set; both are warnings, not a reason to page anyone.
+    /// socket option cannot be set. A reset is how a peer says it forgot an exchange
+    /// (an observer that rebooted): routine, so notice, not a reason to page anyone.
     static func loggerLevel(forCoAP level: Int32) -> Logger.Level {
         switch level {
-        case CCOAP_LOG_ALERT: .warning
+        case CCOAP_LOG_ALERT: .notice
         case ...CCOAP_LOG_CRIT: .critical
         case CCOAP_LOG_ERR: .error
         case CCOAP_LOG_WARNING: .warning

@@ -21,7 +21,7 @@ struct CoAPLoggingTests {
     func coapToLogger() {
         #expect(CoAPLibrary.loggerLevel(forCoAP: Syslog.emergency) == .critical)
         // libcoap 4.3.1 logs a peer's reset at LOG_ALERT: a warning, not an emergency.
-        #expect(CoAPLibrary.loggerLevel(forCoAP: Syslog.alert) == .warning)
+        #expect(CoAPLibrary.loggerLevel(forCoAP: Syslog.alert) == .notice)
         #expect(CoAPLibrary.loggerLevel(forCoAP: Syslog.critical) == .critical)
         #expect(CoAPLibrary.loggerLevel(forCoAP: Syslog.error) == .error)
         #expect(CoAPLibrary.loggerLevel(forCoAP: Syslog.warning) == .warning)
@@ -60,7 +60,7 @@ struct CoAPLoggingTests {
         #expect(await eventually { recorder.messages.contains { $0.contains("got RST") } }, "\(recorder.messages)")
         server.stop()
         let reset = recorder.entries.first { $0.message.contains("got RST") }
-        #expect(reset?.level == .warning)
+        #expect(reset?.level == .notice)
         #expect(reset?.source == "libcoap")
     }
 }
