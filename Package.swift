@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
+        // What the C-library wrappers share: the one-shot completion a loop thread hands a task.
+        .target(name: "LoopSupport"),
         // C surface of libmosquitto: module map + shims only.
         .systemLibrary(
             name: "CMosquitto",
@@ -33,6 +35,7 @@ let package = Package(
             name: "Mosquitto",
             dependencies: [
                 "CMosquitto",
+                "LoopSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -47,6 +50,7 @@ let package = Package(
             name: "CoAP",
             dependencies: [
                 "CCoAP",
+                "LoopSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

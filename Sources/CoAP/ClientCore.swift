@@ -4,6 +4,7 @@ import Synchronization
 
 #if canImport(Glibc)
 import Glibc
+import LoopSupport
 #endif
 
 /// The part of a ``CoAPClient`` that lives on its event loop's thread: the

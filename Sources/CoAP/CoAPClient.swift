@@ -1,4 +1,5 @@
 import Logging
+import LoopSupport
 
 /// A CoAP client over libcoap 4.3.1: one libcoap context on an event loop
 /// thread, hosting any number of sessions (one per server and set of credentials).

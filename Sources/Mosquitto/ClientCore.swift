@@ -4,6 +4,7 @@ import Synchronization
 
 #if canImport(Glibc)
 import Glibc
+import LoopSupport
 #endif
 
 /// State of one client shared with any thread.

@@ -1,4 +1,5 @@
 import Logging
+import LoopSupport
 
 /// A change of a client's connection.
 public enum ConnectionEvent: Sendable {

@@ -1,11 +1,12 @@
 import Synchronization
 
-/// A one-shot result the event loop completes and one task awaits.
+/// A one-shot result an event loop thread (libmosquitto's, libcoap's) completes and
+/// one task awaits. Shared by the Mosquitto and CoAP wrappers.
 ///
-/// The first completion wins, so a waiter cancelled by its task and later
-/// answered by the broker (or the other way round) is harmless. The loop keeps
-/// completions in its tables; awaiting tasks never touch loop state.
-final class Completion<Value: Sendable>: Sendable {
+/// The first completion wins, so an answer arriving after the waiting task was
+/// cancelled (or the other way round) is harmless. The loop keeps completions
+/// in its tables; waiting tasks never touch loop state.
+package final class Completion<Value: Sendable>: Sendable {
     private enum State {
         case pending
         case waiting(CheckedContinuation<Value, any Error>)
@@ -14,20 +15,22 @@ final class Completion<Value: Sendable>: Sendable {
 
     private let state = Mutex(State.pending)
 
-    /// `true` once completed (including by cancellation of the waiting task).
-    var isDone: Bool {
+    /// `true` once completed, also by the cancellation of the waiting task.
+    package init() {}
+
+    package var isDone: Bool {
         state.withLock { if case .done = $0 { true } else { false } }
     }
 
-    func succeed(_ value: Value) {
+    package func succeed(_ value: Value) {
         complete(.success(value))
     }
 
-    func fail(_ error: any Error) {
+    package func fail(_ error: any Error) {
         complete(.failure(error))
     }
 
-    func complete(_ result: Result<Value, any Error>) {
+    package func complete(_ result: Result<Value, any Error>) {
         let waiter: CheckedContinuation<Value, any Error>? = state.withLock { state in
             switch state {
             case .pending:
@@ -43,8 +46,9 @@ final class Completion<Value: Sendable>: Sendable {
         waiter?.resume(with: result)
     }
 
-    /// Waits for the result; a cancelled task gets `CancellationError`.
-    func wait() async throws -> Value {
+    /// Waits for the result. A cancelled task gets `CancellationError` at once
+    /// and `onCancel` runs (to tell the loop to forget the operation).
+    package func wait(onCancel: @escaping @Sendable () -> Void = {}) async throws -> Value {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Value, any Error>) in
                 let ready: Result<Value, any Error>? = state.withLock { state in
@@ -64,12 +68,13 @@ final class Completion<Value: Sendable>: Sendable {
             }
         } onCancel: {
             fail(CancellationError())
+            onCancel()
         }
     }
 }
 
 extension Completion where Value == Void {
-    func succeed() {
+    package func succeed() {
         complete(.success(()))
     }
 }
