@@ -45,7 +45,6 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         var offers: [DeviceID: Offer] = [:]
         var jobResources: Set<DeviceID> = []
         var images: [String: Image] = [:]
-        var imageUsers: [String: Int] = [:]
     }
 
     public let server: CoAPServer
@@ -116,7 +115,6 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         guard let engine else { return .status(.serviceUnavailable, diagnostic: "starting; retry") }
         try ensureJobResource(for: id)
         await engine.announced(id, body.announcement, via: .coap)
-        await refresh(id, engine)
         count("announce")
         return jobRepresentation(of: id, code: .changed)
     }
@@ -138,7 +136,6 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         }
         guard let engine else { return .status(.serviceUnavailable, diagnostic: "starting; retry") }
         let refusal = await engine.report(id, job: body.job, report)
-        await refresh(id, engine)
         if let refusal { return refuse(.conflict, refusal, job: body.job) }
         count("progress")
         return CoAPResponse(code: .changed)
@@ -234,17 +231,13 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
 
     // MARK: Offers
 
-    /// Drops the offer of a device whose job ended or changed (the engine has no
-    /// "withdraw" yet, so this runs after every announce and report).
-    private func refresh(_ id: DeviceID, _ engine: UpdateEngine) async {
-        let active = await engine.activeJob(of: id)
-        let stale = state.withLock { state -> Bool in
-            guard let offer = state.offers[id], offer.job != active?.id else { return false }
-            state.offers[id] = nil
-            state.imageUsers[offer.firmwareKey, default: 1] -= 1
+    public func withdraw(_ job: JobID, from device: DeviceID) {
+        let dropped = state.withLock { state -> Bool in
+            guard let offer = state.offers[device], offer.job == job else { return false }
+            state.offers[device] = nil
             return true
         }
-        if stale { server.notifyObservers(path: "job/\(id.rawValue)") }
+        if dropped { server.notifyObservers(path: "job/\(device.rawValue)") }
     }
 
     public func offer(_ job: Job, firmware: Firmware, to device: DeviceID) {
@@ -258,7 +251,6 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         }
         let body = WireJSON.encode(JobOffer(job: job, firmware: firmware, download: "fw/\(key)"))
         state.withLock { state in
-            if state.offers[device]?.firmwareKey != key { state.imageUsers[key, default: 0] += 1 }
             state.offers[device] = Offer(job: job.id, firmwareKey: key, body: body)
         }
         count("offers.sent")

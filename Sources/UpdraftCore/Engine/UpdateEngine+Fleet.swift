@@ -215,8 +215,7 @@ extension UpdateEngine {
 
     private func sendFleetOffer(_ id: DeviceID, nudge: Bool, at time: Date) {
         guard var machine = active[id], let fw = firmware[machine.job.firmwareID] else { return }
-        let transport = devices[id]?.transport ?? .mqtt
-        guard let notifier = notifiers[transport] ?? notifiers[.mqtt] else { return }
+        guard let notifier = notifier(for: id) else { return }
         notifier.offer(machine.job, firmware: fw, to: id)
         fleet.activity[machine.job.id, default: JobActivity()].offered(at: time, nudge: nudge)
         pendingActivity[machine.job.id] = fleet.activity[machine.job.id]

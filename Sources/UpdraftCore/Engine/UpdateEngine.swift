@@ -237,7 +237,7 @@ public actor UpdateEngine {
         if fleet.jobs[machine.job.id] != nil, machine.job.state == .queued || machine.job.state == .notified { return }
         switch machine.job.state {
         case .queued, .notified, .downloading, .downloaded, .verified:
-            guard let notifier = notifiers[device.transport ?? .mqtt] ?? notifiers[.mqtt] else { return }
+            guard let notifier = notifier(for: id) else { return }
             notifier.offer(machine.job, firmware: fw, to: id)
             apply(machine.offered(at: now()), &machine, device: id)
         default:
@@ -257,6 +257,7 @@ public actor UpdateEngine {
             jobChanged(job, at: time)
             if job.state.isTerminal {
                 active[id] = nil
+                notifier(for: id)?.withdraw(job.id, from: id)
                 logger.info(
                     "job ended",
                     metadata: ["job.id": "\(job.id)", "device.id": "\(id)", "job.state": "\(job.state.rawValue)"])
@@ -269,6 +270,11 @@ public actor UpdateEngine {
         case .unchanged, .resendOffer:
             break
         }
+    }
+
+    /// The adapter a device last spoke through (MQTT when unknown).
+    func notifier(for id: DeviceID) -> (any DeviceNotifier)? {
+        notifiers[devices[id]?.transport ?? .mqtt] ?? notifiers[.mqtt]
     }
 
     func touch(_ id: DeviceID, at time: Date) {

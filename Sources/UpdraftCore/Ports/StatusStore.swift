@@ -142,4 +142,12 @@ public protocol DeviceNotifier: Sendable {
     /// Sends the job offer (the signed manifest and how to download) to a device. Must
     /// not block: the adapter queues it.
     func offer(_ job: Job, firmware: Firmware, to device: DeviceID)
+    /// The job ended (succeeded, failed, canceled): adapters that keep offers for devices
+    /// to fetch (CoAP) drop it. Must not block.
+    func withdraw(_ job: JobID, from device: DeviceID)
+}
+
+extension DeviceNotifier {
+    /// Pushed offers (MQTT) have nothing to take back.
+    public func withdraw(_ job: JobID, from device: DeviceID) {}
 }
