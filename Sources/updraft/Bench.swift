@@ -13,21 +13,26 @@ struct Bench: AsyncParsableCommand {
             commandName: "mqtt",
             abstract: "Raw broker stream vs Updraft firmware delivery to N devices.",
             discussion: """
-                Starts a managed mosquitto on a free loopback port. First streams devices × image-bytes \
-                of chunk-size messages from one publisher to one subscriber (the reference), then has \
-                the gateway deliver an image of image-bytes to each of N simulated devices asking for \
-                windows of chunk-size chunks. Prints both figures and their ratio.
+                Starts a managed mosquitto on a free loopback port, a gateway and N simulated devices \
+                in this process. Each round first streams devices × image-bytes of chunk-size messages \
+                from one publisher to one subscriber (the reference), then releases a new image of \
+                image-bytes to the N devices, which download it in windows of chunk-size chunks; the \
+                delivery time runs from the release to the last byte at the last device. Devices then \
+                verify, install and reboot (not timed) before the next round. Prints every round, the \
+                medians and their ratio.
                 """)
 
         @Option(help: "Simulated devices.") var devices = 100
         @Option(help: "Image size in bytes.") var imageBytes = 1 << 20
         @Option(help: "Chunk size in bytes.") var chunkSize = 4096
         @Option(help: "Chunks per device request.") var window = 16
+        @Option(help: "Rounds of raw stream + delivery; the medians are compared.") var rounds = 3
         @Option(help: "Log level.") var logLevel: Logger.Level = .warning
 
         func validate() throws {
-            guard devices > 0, imageBytes >= chunkSize, (256...65536).contains(chunkSize), window >= 1 else {
-                throw ValidationError("Need devices > 0, 256 <= chunk-size <= 65536, image-bytes >= chunk-size, window >= 1.")
+            guard devices > 0, imageBytes >= chunkSize, (256...65536).contains(chunkSize), window >= 1, (1...20).contains(rounds) else {
+                throw ValidationError(
+                    "Need devices > 0, 256 <= chunk-size <= 65536, image-bytes >= chunk-size, window >= 1, 1 <= rounds <= 20.")
             }
         }
 
@@ -39,6 +44,7 @@ struct Bench: AsyncParsableCommand {
             options.imageBytes = imageBytes
             options.chunkSize = chunkSize
             options.window = window
+            options.rounds = rounds
             let line = ProgressLine()
             let result = try await userFacing {
                 try await MQTTBench(options: options, logger: Logger(label: "updraft.bench")).run { phase, fraction in
@@ -46,13 +52,18 @@ struct Bench: AsyncParsableCommand {
                 }
             }
             line.finish()
-            let r = result.raw
-            print("updraft bench mqtt: \(devices) devices × \(imageBytes) B, \(chunkSize) B chunks, window \(window)")
-            print("| measure | bytes | seconds | MiB/s |")
-            print("|---|---:|---:|---:|")
-            print(String(format: "| raw mosquitto 1 pub → 1 sub | %d | %.3f | %.1f |", r.bytes, r.seconds, r.megabytesPerSecond))
-            print(String(format: "| Updraft delivery to %d devices | %d | %.3f | %.1f |", devices, result.deliveryBytes, result.deliverySeconds, result.deliveryMegabytesPerSecond))
-            print(String(format: "ratio Updraft / raw: %.2f", result.ratio))
+            print("updraft bench mqtt: \(devices) devices × \(imageBytes) B, \(chunkSize) B chunks, window \(window), \(rounds) round(s)")
+            print("| round | raw 1 pub → 1 sub, s | raw MiB/s | Updraft → \(devices) devices, s | Updraft MiB/s | ratio |")
+            print("|---:|---:|---:|---:|---:|---:|")
+            for (index, round) in result.rounds.enumerated() {
+                print(String(
+                    format: "| %d | %.3f | %.1f | %.3f | %.1f | %.2f |", index + 1, round.raw.seconds, round.raw.megabytesPerSecond,
+                    round.deliverySeconds, round.deliveryMegabytesPerSecond, round.deliveryMegabytesPerSecond / round.raw.megabytesPerSecond))
+            }
+            print(String(
+                format: "| median | | %.1f | | %.1f | %.2f |", result.rawMegabytesPerSecond, result.deliveryMegabytesPerSecond, result.ratio))
+            print("\(devices * imageBytes) B per measure; resumes \(result.resumes), stalled windows \(result.stalls)")
+            print(String(format: "ratio Updraft / raw (medians): %.2f", result.ratio))
         }
     }
 

@@ -114,4 +114,27 @@ import UpdraftCore
         #expect(parsed?.0 == "d1" && parsed?.1 == .chunk && parsed?.2 == ["j1", "4096"])
         #expect(topics.parse("fleet/d/d1/job") == nil)
     }
+
+    /// The byte-walking parser agrees with the plain definition: split on "/", the
+    /// prefix levels, "d", a valid id, a known kind, then whatever levels remain.
+    @Test(arguments: [
+        "fleet/eu/d/d1/job", "fleet/eu/d/d1/job/", "fleet/eu/d/d1/chunk/j1/0", "fleet/eu/d/d1/chunk//",
+        "fleet/eu/d/d1", "fleet/eu/d/d1/", "fleet/eu/d//job", "fleet/eu/d/d+1/job", "fleet/eu/d/d1/jobs",
+        "fleet/eu/x/d1/job", "fleet/eud/d1/job", "fleet/eu/d/", "fleet/eu", "", "/", "fleet/eu/d/é/job",
+        "fleet/eu/d/d1/progress/extra/levels", "fleet/eu/d/\(String(repeating: "x", count: 65))/job",
+    ])
+    func topicParseMatchesTheLevelDefinition(topic: String) {
+        let topics = Topics(prefix: "fleet/eu")
+        let levels = topic.split(separator: "/", omittingEmptySubsequences: false)
+        var expected: (DeviceID, Topics.Kind, [Substring])?
+        if levels.count >= 5, levels[0] == "fleet", levels[1] == "eu", levels[2] == "d",
+            let id = DeviceID(rawValue: String(levels[3])), let kind = Topics.Kind(rawValue: String(levels[4]))
+        {
+            expected = (id, kind, Array(levels[5...]))
+        }
+        let parsed = topics.parse(topic)
+        #expect(parsed?.0 == expected?.0)
+        #expect(parsed?.1 == expected?.1)
+        #expect(parsed?.2 == expected?.2)
+    }
 }

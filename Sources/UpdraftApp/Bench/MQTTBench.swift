@@ -11,16 +11,27 @@ public struct MQTTBench: Sendable {
         public var imageBytes = 1 << 20
         public var chunkSize = 4096
         public var window = 16
+        /// Raw stream and delivery alternate this many times; the figures are the medians.
+        public var rounds = 3
         public init() {}
     }
 
-    public struct Result: Sendable {
+    /// One raw stream followed by one release delivered to every device.
+    public struct Round: Sendable {
         public var raw: RawThroughput.Result
         public var deliveryBytes: Int
         public var deliverySeconds: Double
-        public var resumes: Int
         public var deliveryMegabytesPerSecond: Double { Double(deliveryBytes) / 1_048_576 / deliverySeconds }
-        public var ratio: Double { deliveryMegabytesPerSecond / raw.megabytesPerSecond }
+    }
+
+    public struct Result: Sendable {
+        public var rounds: [Round]
+        public var resumes: Int
+        public var stalls: Int
+        public var rawMegabytesPerSecond: Double { median(rounds.map(\.raw.megabytesPerSecond)) }
+        public var deliveryMegabytesPerSecond: Double { median(rounds.map(\.deliveryMegabytesPerSecond)) }
+        /// Median delivery over median raw: one slow round on either side does not decide it.
+        public var ratio: Double { deliveryMegabytesPerSecond / rawMegabytesPerSecond }
     }
 
     public let options: Options
@@ -47,44 +58,90 @@ public struct MQTTBench: Sendable {
 
     private func run(on stack: LocalStack, report: @escaping @Sendable (String, Double) -> Void) async throws -> Result {
         let total = options.devices * options.imageBytes
-        report("raw broker stream", 0)
-        let raw = try await RawThroughput.measure(
-            port: stack.brokerPort, username: stack.configuration.mqtt.username,
-            topic: stack.configuration.topics.prefix + "/bench/raw", size: options.chunkSize, count: total / options.chunkSize,
-            window: options.window * 4, logger: logger)
-
         _ = try await stack.startGateway()
-        let file = stack.directory + "/bench.bin"
-        var generator = SplitMix64(seed: 7)
-        FileManager.default.createFile(atPath: file, contents: Data((0..<options.imageBytes).map { _ in UInt8(truncatingIfNeeded: generator.next()) }))
-        let firmware = try await stack.operations.addFirmware(file: file, product: "bench", version: "2.0").firmware
+        // Every round releases a newer version; all are signed before anything is timed.
+        var firmware: [Firmware] = []
+        for round in 1...options.rounds {
+            let file = stack.directory + "/bench-\(round).bin"
+            var generator = SplitMix64(seed: UInt64(round))
+            FileManager.default.createFile(
+                atPath: file, contents: Data((0..<options.imageBytes).map { _ in UInt8(truncatingIfNeeded: generator.next()) }))
+            firmware.append(try await stack.operations.addFirmware(file: file, product: "bench", version: "\(round + 1).0").firmware)
+        }
         var sim = SimulatorConfig(count: options.devices, product: "bench", version: "1.0", releaseKey: try stack.operations.publicKey())
         sim.brokerPort = stack.brokerPort
         sim.chunkSize = options.chunkSize
         sim.windowCount = options.window
         sim.requestTimeout = .seconds(5)
+        sim.rebootDelay = .milliseconds(10)
         sim.idPrefix = "bench-"
         let fleet = try FleetSimulator(config: sim, logger: logger)
         fleet.start()
+        do {
+            let result = try await measure(stack, fleet, firmware, total: total, report: report)
+            await fleet.stop()
+            return result
+        } catch {
+            await fleet.stop()
+            throw error
+        }
+    }
+
+    private func measure(
+        _ stack: LocalStack, _ fleet: FleetSimulator, _ firmware: [Firmware], total: Int,
+        report: @escaping @Sendable (String, Double) -> Void
+    ) async throws -> Result {
         try await fleet.waitUntil(timeout: .seconds(60)) { $0.online == options.devices }
-        // The release by product only finds devices the registry has: wait for all of them.
+        var rounds: [Round] = []
+        for (index, image) in firmware.enumerated() {
+            let label = "round \(index + 1)/\(firmware.count)"
+            report("\(label): raw broker stream", 0)
+            let raw = try await RawThroughput.measure(
+                port: stack.brokerPort, username: stack.configuration.mqtt.username,
+                topic: stack.configuration.topics.prefix + "/bench/raw", size: options.chunkSize, count: total / options.chunkSize,
+                window: options.window * 4, logger: logger)
+            // The release by product only finds devices the registry has on the previous version.
+            try await waitForRegistry(stack, version: index == 0 ? "1.0" : firmware[index - 1].version)
+
+            report("\(label): Updraft delivery", 0)
+            let before = fleet.snapshot().bytesReceived
+            let start = ContinuousClock.now
+            _ = try await stack.operations.createRelease(firmwareID: image.id, target: .product("bench"), allowDowngrade: false)
+            let done = try await fleet.waitUntil(timeout: .seconds(600), pollInterval: .milliseconds(5)) { snapshot in
+                report("\(label): Updraft delivery", Double(snapshot.bytesReceived - before) / Double(total))
+                return snapshot.bytesReceived - before >= total
+            }
+            let seconds = (ContinuousClock.now - start).seconds
+            rounds.append(Round(raw: raw, deliveryBytes: done.bytesReceived - before, deliverySeconds: seconds))
+            // Not timed: every device verifies, installs, reboots and runs the new version.
+            report("\(label): devices installing", 1)
+            let settled = try await fleet.waitUntil(timeout: .seconds(120)) {
+                $0.count(running: image.version) == options.devices && $0.online == options.devices
+            }
+            guard settled.failures.isEmpty else {
+                throw UpdraftError("bench_failed", "Devices failed the update in \(label): \(settled)")
+            }
+        }
+        let last = fleet.snapshot()
+        return Result(rounds: rounds, resumes: last.resumes, stalls: last.stalls)
+    }
+
+    private func waitForRegistry(_ stack: LocalStack, version: FirmwareVersion) async throws {
         let deadline = ContinuousClock.now + .seconds(60)
-        while try await stack.operations.store.devices().filter({ $0.online && $0.product != nil }).count < options.devices {
+        while try await stack.operations.store.devices().filter({ $0.online && $0.version == version }).count < options.devices {
             guard ContinuousClock.now < deadline else {
-                throw UpdraftError("bench_setup", "The gateway did not register all \(options.devices) devices within 60 s.")
+                throw UpdraftError(
+                    "bench_setup", "The gateway did not register all \(options.devices) devices on \(version) within 60 s.")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-
-        report("Updraft delivery", 0)
-        let start = ContinuousClock.now
-        _ = try await stack.operations.createRelease(firmwareID: firmware.id, target: .product("bench"), allowDowngrade: false)
-        let done = try await fleet.waitUntil(timeout: .seconds(600), pollInterval: .milliseconds(5)) { snapshot in
-            report("Updraft delivery", Double(snapshot.bytesReceived) / Double(total))
-            return snapshot.bytesReceived >= total
-        }
-        let seconds = (ContinuousClock.now - start).seconds
-        await fleet.stop()
-        return Result(raw: raw, deliveryBytes: done.bytesReceived, deliverySeconds: seconds, resumes: done.resumes)
     }
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+func median(_ values: [Double]) -> Double {
+    guard !values.isEmpty else { return .nan }
+    let sorted = values.sorted()
+    let middle = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }

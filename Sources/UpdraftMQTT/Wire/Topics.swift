@@ -5,7 +5,13 @@ import UpdraftCore
 public struct Topics: Sendable, Equatable {
     public let prefix: String
 
-    public init(prefix: String = "updraft") { self.prefix = prefix }
+    /// `<prefix>/d/` as bytes: where every device topic starts.
+    private let rootBytes: [UInt8]
+
+    public init(prefix: String = "updraft") {
+        self.prefix = prefix
+        self.rootBytes = Array("\(prefix)/d/".utf8)
+    }
 
     /// What a device topic carries.
     public enum Kind: String, Sendable, CaseIterable {
@@ -36,15 +42,22 @@ public struct Topics: Sendable, Equatable {
     }
 
     /// Splits a device topic into device id, kind and the remaining levels.
+    ///
+    /// Runs for every chunk a device receives and every message the gateway gets, so it
+    /// walks the UTF-8 bytes once instead of splitting the whole topic into levels.
     public func parse(_ topic: String) -> (DeviceID, Kind, [Substring])? {
-        let levels = topic.split(separator: "/", omittingEmptySubsequences: false)
-        let prefixLevels = prefix.split(separator: "/", omittingEmptySubsequences: false)
-        guard levels.count >= prefixLevels.count + 3,
-            levels.starts(with: prefixLevels),
-            levels[prefixLevels.count] == "d",
-            let id = DeviceID(rawValue: String(levels[prefixLevels.count + 1])),
-            let kind = Kind(rawValue: String(levels[prefixLevels.count + 2]))
+        let utf8 = topic.utf8
+        guard utf8.starts(with: rootBytes) else { return nil }
+        let idStart = utf8.index(utf8.startIndex, offsetBy: rootBytes.count)
+        guard let idEnd = utf8[idStart...].firstIndex(of: Self.slash) else { return nil }
+        let kindStart = utf8.index(after: idEnd)
+        let kindEnd = utf8[kindStart...].firstIndex(of: Self.slash) ?? utf8.endIndex
+        guard let id = DeviceID(rawValue: String(topic[idStart..<idEnd])),
+            let kind = Kind(rawValue: String(topic[kindStart..<kindEnd]))
         else { return nil }
-        return (id, kind, Array(levels[(prefixLevels.count + 3)...]))
+        guard kindEnd < utf8.endIndex else { return (id, kind, []) }
+        return (id, kind, topic[utf8.index(after: kindEnd)...].split(separator: "/", omittingEmptySubsequences: false))
     }
+
+    private static let slash = UInt8(ascii: "/")
 }

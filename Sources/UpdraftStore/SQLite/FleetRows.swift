@@ -58,15 +58,15 @@ enum FleetRows {
     /// Ended jobs drop their activity: it only matters while a job runs.
     static func writeActivity(_ batch: StoreBatch, _ db: Database) throws {
         for (job, activity) in batch.activity {
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO job_activity (job_id, body) VALUES (?, ?)
                     ON CONFLICT (job_id) DO UPDATE SET body = excluded.body
-                    """,
+                    """).execute(
                 arguments: [job.rawValue, try encode(activity)])
         }
         for job in batch.jobs where job.state.isTerminal {
-            try db.execute(sql: "DELETE FROM job_activity WHERE job_id = ?", arguments: [job.id.rawValue])
+            try db.cachedStatement(sql: "DELETE FROM job_activity WHERE job_id = ?").execute(arguments: [job.id.rawValue])
         }
         if let planner = batch.plannerState {
             try db.execute(
@@ -96,8 +96,8 @@ enum FleetRows {
 
     /// Devices named before they ever connected: the registry knows them from now on.
     static func ensureDevice(_ id: DeviceID, _ db: Database) throws {
-        try db.execute(
-            sql: "INSERT INTO devices (id, accepts_updates, online) VALUES (?, 1, 0) ON CONFLICT (id) DO NOTHING",
+        try db.cachedStatement(
+            sql: "INSERT INTO devices (id, accepts_updates, online) VALUES (?, 1, 0) ON CONFLICT (id) DO NOTHING").execute(
             arguments: [id.rawValue])
     }
 

@@ -80,7 +80,7 @@ enum Rows {
     static func upsert(_ device: Device, _ db: Database) throws {
         // ON CONFLICT DO UPDATE, not INSERT OR REPLACE: a replace deletes the row first,
         // which the jobs' foreign key would refuse.
-        try db.execute(
+        try db.cachedStatement(
             sql: """
                 INSERT INTO devices (\(deviceColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (id) DO UPDATE SET
@@ -88,7 +88,7 @@ enum Rows {
                     accepts_updates = excluded.accepts_updates, online = excluded.online,
                     first_seen = excluded.first_seen, last_seen = excluded.last_seen,
                     transport = excluded.transport
-                """,
+                """).execute(
             arguments: [
                 device.id.rawValue, device.product?.rawValue, device.version?.rawValue, device.acceptsUpdates,
                 device.online, device.firstSeen?.storeSeconds, device.lastSeen?.storeSeconds,
@@ -165,7 +165,7 @@ enum Rows {
     }
 
     static func upsert(_ job: Job, _ db: Database) throws {
-        try db.execute(
+        try db.cachedStatement(
             sql: """
                 INSERT INTO jobs (\(jobColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (id) DO UPDATE SET
@@ -173,7 +173,7 @@ enum Rows {
                     firmware_id = excluded.firmware_id, target_version = excluded.target_version,
                     state = excluded.state, progress = excluded.progress, failure = excluded.failure,
                     detail = excluded.detail, created_at = excluded.created_at, updated_at = excluded.updated_at
-                """,
+                """).execute(
             arguments: [
                 job.id.rawValue, job.releaseID.rawValue, job.deviceID.rawValue, job.firmwareID,
                 job.targetVersion.rawValue, job.state.rawValue, job.progress, job.failure?.rawValue, job.detail,
