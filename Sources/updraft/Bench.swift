@@ -63,8 +63,17 @@ struct Bench: AsyncParsableCommand {
             print(String(
                 format: "| median | | %.1f | | %.1f | %.2f |", result.rawMegabytesPerSecond, result.deliveryMegabytesPerSecond, result.ratio))
             print("\(devices * imageBytes) B per measure; resumes \(result.resumes), stalled windows \(result.stalls)")
+            print("CPU seconds per measure (broker / this process: raw publisher+subscriber, or gateway+devices):")
+            for (index, round) in result.rounds.enumerated() {
+                print("  round \(index + 1): raw \(Bench.cpu(round.rawCPU)), delivery \(Bench.cpu(round.deliveryCPU))")
+            }
             print(String(format: "ratio Updraft / raw (medians): %.2f", result.ratio))
         }
+    }
+
+    static func cpu(_ pair: (broker: Double?, process: Double?)) -> String {
+        func text(_ value: Double?) -> String { value.map { String(format: "%.2f", $0) } ?? "?" }
+        return "\(text(pair.broker)) / \(text(pair.process))"
     }
 
     struct CoAP: AsyncParsableCommand {

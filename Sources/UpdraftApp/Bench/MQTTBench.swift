@@ -21,6 +21,10 @@ public struct MQTTBench: Sendable {
         public var raw: RawThroughput.Result
         public var deliveryBytes: Int
         public var deliverySeconds: Double
+        /// CPU seconds of the broker and of this process (gateway and devices, or the raw
+        /// publisher and subscriber) during each measure.
+        public var rawCPU: (broker: Double?, process: Double?)
+        public var deliveryCPU: (broker: Double?, process: Double?)
         public var deliveryMegabytesPerSecond: Double { Double(deliveryBytes) / 1_048_576 / deliverySeconds }
     }
 
@@ -96,23 +100,38 @@ public struct MQTTBench: Sendable {
         for (index, image) in firmware.enumerated() {
             let label = "round \(index + 1)/\(firmware.count)"
             report("\(label): raw broker stream", 0)
-            let raw = try await RawThroughput.measure(
-                port: stack.brokerPort, username: stack.configuration.mqtt.username,
-                topic: stack.configuration.topics.prefix + "/bench/raw", size: options.chunkSize, count: total / options.chunkSize,
-                window: options.window * 4, logger: logger)
+            let brokerPID = stack.broker.pid
+            let (raw, rawBrokerCPU, rawProcessCPU) = try await CPUTime.measure(broker: brokerPID) {
+                try await RawThroughput.measure(
+                    port: stack.brokerPort, username: stack.configuration.mqtt.username,
+                    topic: stack.configuration.topics.prefix + "/bench/raw", size: options.chunkSize, count: total / options.chunkSize,
+                    window: options.window * 4, logger: logger)
+            }
             // The release by product only finds devices the registry has on the previous version.
             try await waitForRegistry(stack, version: index == 0 ? "1.0" : firmware[index - 1].version)
 
             report("\(label): Updraft delivery", 0)
-            let before = fleet.snapshot().bytesReceived
+            let before = fleet.bytesReceived
             let start = ContinuousClock.now
-            _ = try await stack.operations.createRelease(firmwareID: image.id, target: .product("bench"), allowDowngrade: false)
-            let done = try await fleet.waitUntil(timeout: .seconds(600), pollInterval: .milliseconds(5)) { snapshot in
-                report("\(label): Updraft delivery", Double(snapshot.bytesReceived - before) / Double(total))
-                return snapshot.bytesReceived - before >= total
+            let (delivered, brokerCPU, processCPU) = try await CPUTime.measure(broker: brokerPID) {
+                _ = try await stack.operations.createRelease(firmwareID: image.id, target: .product("bench"), allowDowngrade: false)
+                // Polls the byte counters only: a full snapshot every 5 ms would cost the devices' time.
+                let deadline = ContinuousClock.now + .seconds(600)
+                while true {
+                    let bytes = fleet.bytesReceived - before
+                    report("\(label): Updraft delivery", Double(bytes) / Double(total))
+                    if bytes >= total { return bytes }
+                    guard ContinuousClock.now < deadline else {
+                        throw UpdraftError("bench_stalled", "Delivery stalled at \(bytes) of \(total) bytes: \(fleet.snapshot())")
+                    }
+                    try await Task.sleep(for: .milliseconds(5))
+                }
             }
             let seconds = (ContinuousClock.now - start).seconds
-            rounds.append(Round(raw: raw, deliveryBytes: done.bytesReceived - before, deliverySeconds: seconds))
+            rounds.append(
+                Round(
+                    raw: raw, deliveryBytes: delivered, deliverySeconds: seconds,
+                    rawCPU: (rawBrokerCPU, rawProcessCPU), deliveryCPU: (brokerCPU, processCPU)))
             // Not timed: every device verifies, installs, reboots and runs the new version.
             report("\(label): devices installing", 1)
             let settled = try await fleet.waitUntil(timeout: .seconds(120)) {

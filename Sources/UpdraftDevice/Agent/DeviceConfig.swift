@@ -36,6 +36,9 @@ public struct DeviceConfig: Sendable {
     public var maxRetries: Int = 5
     /// Extra downloads from 0 after a digest mismatch before reporting `failed`/`verify`.
     public var maxVerifyRetries: Int = 2
+    /// `downloading` progress goes out at each 10 % step, but not more often than this: on a
+    /// fast link ten reports a second would cost the gateway more than they tell anyone.
+    public var progressInterval: Duration = .milliseconds(500)
     /// Offers for larger images are refused.
     public var maxImageBytes: Int64 = 64 << 20
 

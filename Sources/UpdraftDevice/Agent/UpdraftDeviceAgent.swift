@@ -362,8 +362,9 @@ public actor UpdraftDeviceAgent {
             finish(active)
             return
         }
-        if percent / 10 > active.reportedPercent / 10 {
+        if percent / 10 > active.reportedPercent / 10, active.lastActivity - active.reportedAt >= config.progressInterval {
             active.reportedPercent = percent
+            active.reportedAt = active.lastActivity
             report(.downloading(percent: percent), job: active.offer.job)
         }
         if let at = config.dropConnectionAtPercent, !dropInjected, percent >= at {
@@ -552,6 +553,8 @@ private struct ActiveJob {
     /// Last new chunk or request: the stall timer counts from here.
     var lastActivity = ContinuousClock.now
     var reportedPercent = 0
+    /// When the last `downloading` report went out (see `DeviceConfig.progressInterval`).
+    var reportedAt = ContinuousClock.now
     var verifyRetries = 0
     /// Download requests refused in a row.
     var refusals = 0

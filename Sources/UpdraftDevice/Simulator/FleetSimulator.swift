@@ -197,6 +197,9 @@ public final class FleetSimulator: Sendable {
         FleetSnapshot(devices.lazy.map(\.state))
     }
 
+    /// Bytes of firmware all devices have received so far: cheaper to poll than ``snapshot()``.
+    public var bytesReceived: Int { devices.reduce(0) { $0 + $1.state.bytesReceived } }
+
     /// A snapshot per protocol the fleet speaks.
     public func snapshotByTransport() -> [Transport: FleetSnapshot] {
         Dictionary(grouping: devices, by: \.transport).mapValues { FleetSnapshot($0.lazy.map(\.state)) }

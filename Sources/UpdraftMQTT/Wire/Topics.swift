@@ -52,11 +52,19 @@ public struct Topics: Sendable, Equatable {
         guard let idEnd = utf8[idStart...].firstIndex(of: Self.slash) else { return nil }
         let kindStart = utf8.index(after: idEnd)
         let kindEnd = utf8[kindStart...].firstIndex(of: Self.slash) ?? utf8.endIndex
-        guard let id = DeviceID(rawValue: String(topic[idStart..<idEnd])),
-            let kind = Kind(rawValue: String(topic[kindStart..<kindEnd]))
+        // UTF-8 views, not Character ranges: no grapheme checks on the hot path.
+        guard let id = DeviceID(rawValue: String(Substring(utf8[idStart..<idEnd]))),
+            let kind = Kind(rawValue: String(Substring(utf8[kindStart..<kindEnd])))
         else { return nil }
         guard kindEnd < utf8.endIndex else { return (id, kind, []) }
-        return (id, kind, topic[utf8.index(after: kindEnd)...].split(separator: "/", omittingEmptySubsequences: false))
+        var rest: [Substring] = []
+        var start = utf8.index(after: kindEnd)
+        while let end = utf8[start...].firstIndex(of: Self.slash) {
+            rest.append(Substring(utf8[start..<end]))
+            start = utf8.index(after: end)
+        }
+        rest.append(Substring(utf8[start...]))
+        return (id, kind, rest)
     }
 
     private static let slash = UInt8(ascii: "/")
