@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,6 +36,23 @@ static const int CCOAP_LOG_DEBUG = LOG_DEBUG;
 // export <sys/eventfd.h>.
 static inline int ccoap_wakefd_create(void) {
     return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+// Adds `fd` to libcoap's epoll set `epfd` with a null data pointer: libcoap 4.3.1
+// takes such an event for its timer trigger, which only ends its epoll_wait.
+// The event loop uses it to wake a thread sleeping in coap_io_process.
+static inline int ccoap_epoll_add_wake(int epfd, int fd) {
+    struct epoll_event event;
+    memset(&event, 0, sizeof(event));
+    event.events = EPOLLIN;
+    event.data.ptr = NULL;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event);
+}
+
+static inline int ccoap_epoll_remove(int epfd, int fd) {
+    struct epoll_event event;
+    memset(&event, 0, sizeof(event));
+    return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &event);
 }
 
 // Names the calling thread (first 15 bytes); prctl is variadic.
@@ -147,18 +165,6 @@ static inline int ccoap_set_cloexec(int epoll_fd) {
     }
     fclose(file);
     return count;
-}
-
-// Block2 option of a PDU; coap_block_t has bit fields.
-// Returns 1 and fills `num`/`szx` when the option is present and valid.
-static inline int ccoap_get_block2(const coap_pdu_t *pdu, unsigned int *num, unsigned int *szx) {
-    coap_block_t block;
-    if (!coap_get_block(pdu, COAP_OPTION_BLOCK2, &block)) {
-        return 0;
-    }
-    *num = block.num;
-    *szx = block.szx;
-    return 1;
 }
 
 #endif

@@ -368,9 +368,9 @@ final class ClientCore: LoopMember, @unchecked Sendable {
 
     // MARK: - Loop member
 
-    func process(now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+    func process(now: ContinuousClock.Instant, ioTimeout: UInt32) -> ContinuousClock.Instant? {
         guard let context else { return nil }
-        if coap_io_process(context, CCOAP_IO_NO_WAIT) < 0 {
+        if coap_io_process(context, ioTimeout) < 0 {
             logger.error("coap_io_process failed")
         }
         var next: ContinuousClock.Instant?

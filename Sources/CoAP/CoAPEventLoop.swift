@@ -12,11 +12,18 @@ import Glibc
 /// libcoap 4.3.1 is not thread-safe: every call for a context happens on its
 /// loop's thread. Other threads hand work over as closures through a
 /// mutex-protected queue and wake the loop with an eventfd. Each iteration the
-/// loop runs the queued commands, lets every context do its I/O and timers
-/// (`coap_io_process` without waiting), then sleeps in `poll()` on the wake
-/// descriptor and each context's epoll descriptor (`coap_context_get_coap_fd`),
-/// which becomes readable for network input and for libcoap's own timers
-/// (retransmissions, observe notifications, separate responses).
+/// loop runs the queued commands, then lets the contexts do their I/O and timers.
+///
+/// With one context on the loop (the usual case: a server, or a client) the loop
+/// sleeps inside `coap_io_process`, with the wake eventfd added to the context's
+/// own epoll set: a request costs one `epoll_wait`, as in libcoap's own server.
+/// libcoap takes the eventfd's event for its timer trigger (a null pointer),
+/// which only makes it return; the loop clears the eventfd when it takes the
+/// commands. With several contexts each one runs `coap_io_process` without
+/// waiting, and the loop sleeps in `poll()` on the wake descriptor and every
+/// context's epoll descriptor (`coap_context_get_coap_fd`), which becomes readable
+/// for network input and for libcoap's own timers (retransmissions, observe
+/// notifications, separate responses).
 ///
 /// A ``CoAPServer`` or ``CoAPClient`` created without a loop makes its own. Put
 /// several on one loop to keep all libcoap calls of a process on one thread.
@@ -111,9 +118,10 @@ public final class CoAPEventLoop: Sendable {
 protocol LoopMember: AnyObject {
     /// libcoap's epoll descriptor of the context, or -1 when there is none.
     var pollFD: Int32 { get }
-    /// Lets libcoap do its I/O and timers without waiting, then handles the
+    /// Lets libcoap do its I/O and timers (`coap_io_process` with `ioTimeout`:
+    /// milliseconds to wait for input, or `CCOAP_IO_NO_WAIT`), then handles the
     /// member's own deadlines. Returns when the member next needs a call.
-    func process(now: ContinuousClock.Instant) -> ContinuousClock.Instant?
+    func process(now: ContinuousClock.Instant, ioTimeout: UInt32) -> ContinuousClock.Instant?
     /// The loop is shutting down: free the context, fail what waits.
     func loopDidShutDown()
 }
@@ -154,9 +162,16 @@ final class LoopQueue: Sendable {
         }
     }
 
-    /// Takes the queued commands. Loop thread only.
+    /// Takes the queued commands and clears the wake-up. Loop thread only.
+    ///
+    /// The eventfd is read under the lock, where no `wakeLocked` can write between
+    /// the flag and the read: a wake-up for a later command is never swallowed.
     func drain() -> (commands: [@Sendable () -> Void], shutdown: Bool) {
         state.withLock { state in
+            if state.wakePending, state.wakeFD >= 0 {
+                var value: UInt64 = 0
+                _ = read(state.wakeFD, &value, MemoryLayout<UInt64>.size)
+            }
             state.wakePending = false
             defer { state.commands.removeAll(keepingCapacity: true) }
             return (state.commands, state.shutdownRequested)
@@ -180,12 +195,6 @@ final class LoopQueue: Sendable {
         var one: UInt64 = 1
         _ = write(state.wakeFD, &one, MemoryLayout<UInt64>.size)
     }
-
-    /// Clears the eventfd after poll reported it readable. Loop thread only.
-    func consumeWake() {
-        var value: UInt64 = 0
-        _ = read(loopWakeFD, &value, MemoryLayout<UInt64>.size)
-    }
 }
 
 /// The loop thread's own state.
@@ -199,6 +208,8 @@ final class LoopCore: @unchecked Sendable {
 
     private var members: [any LoopMember] = []
     private var pollFDs: [pollfd] = []
+    /// When the sole member next needs a call (one-member mode).
+    private var soleDue: ContinuousClock.Instant?
 
     /// Upper bound of a poll: libcoap's timers wake the loop through the epoll
     /// descriptor; this only bounds the damage of a missed wake-up.
@@ -212,12 +223,41 @@ final class LoopCore: @unchecked Sendable {
 
     var logger: Logger { loggerBox.logger }
 
+    /// The member whose epoll set holds the wake eventfd (one-member mode).
+    private var wakeHost: (any LoopMember)?
+
     func add(_ member: any LoopMember) {
         members.append(member)
     }
 
     func remove(_ member: any LoopMember) {
+        if let host = wakeHost, host === member { unregisterWake() }
         members.removeAll { $0 === member }
+    }
+
+    /// The member to sleep in, with the wake eventfd in its epoll set; `nil` when
+    /// the loop has several members (or none) and sleeps in `poll()`.
+    private func soleMember() -> (any LoopMember)? {
+        guard members.count == 1, let member = members.first, member.pollFD >= 0 else {
+            if wakeHost != nil { unregisterWake() }
+            return nil
+        }
+        if let host = wakeHost, host === member { return member }
+        if wakeHost != nil { unregisterWake() }
+        // A null data pointer is libcoap's timer trigger: its event ends the wait and nothing more.
+        guard ccoap_epoll_add_wake(member.pollFD, queue.loopWakeFD) == 0 else {
+            logger.warning("cannot add the wake descriptor to libcoap's epoll set; polling", metadata: ["errno": "\(errno)"])
+            return nil
+        }
+        wakeHost = member
+        return member
+    }
+
+    private func unregisterWake() {
+        if let host = wakeHost, host.pollFD >= 0 {
+            _ = ccoap_epoll_remove(host.pollFD, queue.loopWakeFD)
+        }
+        wakeHost = nil
     }
 
     func run() {
@@ -236,10 +276,21 @@ final class LoopCore: @unchecked Sendable {
                 break
             }
 
+            if let member = soleMember() {
+                // Sleeps in libcoap's epoll_wait: network input, libcoap's timers and the wake eventfd end it.
+                let now = ContinuousClock.now
+                var deadline = now + Self.maxSleep
+                if let due = soleDue, due < deadline { deadline = due }
+                let wait = Self.milliseconds(until: deadline, from: now)
+                soleDue = member.process(now: now, ioTimeout: wait > 0 ? UInt32(wait) : CCOAP_IO_NO_WAIT)
+                continue
+            }
+            soleDue = nil
+
             let now = ContinuousClock.now
             var deadline = now + Self.maxSleep
             for member in members {
-                if let due = member.process(now: now), due < deadline {
+                if let due = member.process(now: now, ioTimeout: CCOAP_IO_NO_WAIT), due < deadline {
                     deadline = due
                 }
             }
@@ -254,11 +305,10 @@ final class LoopCore: @unchecked Sendable {
             if ready < 0 && errno != EINTR {
                 logger.error("poll failed", metadata: ["errno": "\(errno)"])
             }
-            if ready > 0 && pollFDs[0].revents != 0 {
-                queue.consumeWake()
-            }
+            // A readable wake descriptor is cleared by the next `drain`.
         }
 
+        unregisterWake()
         let remaining = members
         members.removeAll()
         for member in remaining {

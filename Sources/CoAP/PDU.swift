@@ -21,6 +21,40 @@ enum PDU {
         return values
     }
 
+    /// What a server reads from every request, gathered in one pass over the options
+    /// (one lookup per option would walk them four times).
+    struct RequestOptions {
+        var query: [String] = []
+        var contentFormat: CoAPContentFormat?
+        var accept: CoAPContentFormat?
+        /// Block2 number and SZX, when the request has the option.
+        var block2: (num: UInt32, szx: UInt32)?
+    }
+
+    static func requestOptions(_ pdu: OpaquePointer) -> RequestOptions {
+        var result = RequestOptions()
+        var iterator = coap_opt_iterator_t()
+        guard coap_option_iterator_init(pdu, &iterator, nil) != nil else { return result }
+        while let option = coap_option_next(&iterator) {
+            let length = Int(coap_opt_length(option))
+            let bytes = UnsafeBufferPointer(start: length > 0 ? coap_opt_value(option) : nil, count: length)
+            switch Int32(iterator.number) {
+            case COAP_OPTION_URI_QUERY:
+                result.query.append(String(decoding: bytes, as: UTF8.self))
+            case COAP_OPTION_CONTENT_FORMAT:
+                result.contentFormat = CoAPContentFormat(rawValue: UInt16(truncatingIfNeeded: decode(bytes)))
+            case COAP_OPTION_ACCEPT:
+                result.accept = CoAPContentFormat(rawValue: UInt16(truncatingIfNeeded: decode(bytes)))
+            case COAP_OPTION_BLOCK2 where length <= 3:
+                let value = decode(bytes)
+                result.block2 = (UInt32(truncatingIfNeeded: value >> 4), UInt32(truncatingIfNeeded: value & 0x7))
+            default:
+                break
+            }
+        }
+        return result
+    }
+
     /// The first option `number` of `pdu`, if present.
     static func option(_ pdu: OpaquePointer, _ number: Int32) -> [UInt8]? {
         var iterator = coap_opt_iterator_t()
@@ -44,7 +78,7 @@ enum PDU {
         return Array(UnsafeBufferPointer(start: start, count: length))
     }
 
-    static func decode(_ bytes: [UInt8]) -> UInt64 {
+    static func decode(_ bytes: some Collection<UInt8>) -> UInt64 {
         bytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
     }
 
@@ -108,11 +142,12 @@ enum PDU {
 
     /// `nil` for a family other than IPv4/IPv6.
     static func address(_ address: UnsafePointer<coap_address_t>) -> CoAPAddress? {
-        var buffer = [CChar](repeating: 0, count: 64)
-        let port = ccoap_address_format(address, &buffer, buffer.count)
-        guard port >= 0 else { return nil }
-        let host = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        return CoAPAddress(host: host, port: Int(port))
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
+            buffer.initialize(repeating: 0)
+            let port = ccoap_address_format(address, buffer.baseAddress!, buffer.count)
+            guard port >= 0 else { return nil }
+            return CoAPAddress(host: String(cString: buffer.baseAddress!), port: Int(port))
+        }
     }
 }
 

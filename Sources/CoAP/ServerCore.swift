@@ -220,9 +220,9 @@ final class ServerCore: LoopMember, @unchecked Sendable {
 
     // MARK: - Loop member
 
-    func process(now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+    func process(now: ContinuousClock.Instant, ioTimeout: UInt32) -> ContinuousClock.Instant? {
         guard let context else { return nil }
-        if coap_io_process(context, CCOAP_IO_NO_WAIT) < 0 {
+        if coap_io_process(context, ioTimeout) < 0 {
             logger.error("coap_io_process failed")
         }
         var next: ContinuousClock.Instant?
@@ -267,8 +267,11 @@ final class ServerCore: LoopMember, @unchecked Sendable {
         }
         switch handler {
         case .immediate(let body):
-            let answer = body(makeRequest(method, entry, session: session, pdu: request))
-            write(answer, resource: resource, session: session, request: request, query: query, into: response)
+            let options = PDU.requestOptions(request)
+            let answer = body(makeRequest(method, entry, session: session, pdu: request, options: options))
+            write(
+                answer, resource: resource, session: session, request: request, query: query, into: response,
+                block2: options.block2)
         case .deferred(let body):
             handleDeferred(
                 body, method, entry, resource: resource, session: session, request: request, query: query,
@@ -306,7 +309,7 @@ final class ServerCore: LoopMember, @unchecked Sendable {
                 into: response)
             return
         }
-        let value = makeRequest(method, entry, session: session, pdu: request)
+        let value = makeRequest(method, entry, session: session, pdu: request, options: PDU.requestOptions(request))
         nextDeferredID &+= 1
         let id = nextDeferredID
         deferred[id] = Deferred(
@@ -340,18 +343,17 @@ final class ServerCore: LoopMember, @unchecked Sendable {
         coap_async_trigger(request.async)
     }
 
-    private func makeRequest(_ method: CoAPMethod, _ entry: ResourceEntry, session: OpaquePointer, pdu: OpaquePointer)
-        -> CoAPRequest
-    {
-        let query = PDU.options(pdu, COAP_OPTION_URI_QUERY).map { String(decoding: $0, as: UTF8.self) }
+    private func makeRequest(
+        _ method: CoAPMethod, _ entry: ResourceEntry, session: OpaquePointer, pdu: OpaquePointer,
+        options: PDU.RequestOptions
+    ) -> CoAPRequest {
         var identity: String?
         if let bytes = coap_session_get_psk_identity(session)?.pointee, let start = bytes.s {
             identity = String(decoding: UnsafeBufferPointer(start: start, count: bytes.length), as: UTF8.self)
         }
         return CoAPRequest(
-            method: method, path: entry.resource.path, query: query, payload: PDU.payload(pdu),
-            contentFormat: PDU.contentFormat(pdu, COAP_OPTION_CONTENT_FORMAT),
-            accept: PDU.contentFormat(pdu, COAP_OPTION_ACCEPT),
+            method: method, path: entry.resource.path, query: options.query, payload: PDU.payload(pdu),
+            contentFormat: options.contentFormat, accept: options.accept,
             pskIdentity: identity,
             remoteAddress: CoAPAddress(coap_session_get_addr_remote(session)) ?? CoAPAddress(host: "?", port: 0))
     }
@@ -359,16 +361,14 @@ final class ServerCore: LoopMember, @unchecked Sendable {
     /// Fills libcoap's response PDU. A payload goes through
     /// `coap_add_data_large_response`, which does Block2 (the client's block
     /// size), Size2 and ETag, and keeps the bytes until the transfer ends.
+    /// - Parameter block2: the request's Block2 option when already read; otherwise it is read here.
     private func write(
         _ answer: CoAPResponse, resource: OpaquePointer, session: OpaquePointer, request: OpaquePointer,
-        query: UnsafePointer<coap_string_t>?, into response: OpaquePointer
+        query: UnsafePointer<coap_string_t>?, into response: OpaquePointer, block2: (num: UInt32, szx: UInt32)?? = .none
     ) {
         let payload = answer.payload
-        var blockNumber: UInt32 = 0
-        var blockSZX: UInt32 = 0
-        if !payload.isEmpty, ccoap_get_block2(request, &blockNumber, &blockSZX) != 0, blockNumber > 0,
-            UInt64(payload.count) <= UInt64(blockNumber) << (blockSZX + 4)
-        {
+        let block = payload.isEmpty ? nil : (block2 ?? PDU.requestOptions(request).block2)
+        if let block, block.num > 0, UInt64(payload.count) <= UInt64(block.num) << (block.szx + 4) {
             // A block past the end. Answered here: libcoap's own 4.00 path would
             // not call the payload's release callback.
             PDU.setCode(response, .badRequest)

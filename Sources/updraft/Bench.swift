@@ -85,14 +85,16 @@ struct Bench: AsyncParsableCommand {
                 then starts the gateway (CoAP on a free port) with a job for each client device. The \
                 same client, coap-client-openssl, then downloads the image from each server: one \
                 client and N clients at once, at each block size, each client --rounds times in a \
-                row; every download is checked byte for byte. Prints a table and the ratios \
-                Updraft / libcoap (throughput).
+                row; every download is checked byte for byte. Each configuration is measured \
+                --repeats times with the servers taking turns. Prints every measure, the medians \
+                and the ratios Updraft / libcoap of the median throughputs.
                 """)
 
         @Option(help: "Image size in bytes.") var imageBytes = 256 * 1024
         @Option(help: "Block sizes, comma separated (16, 32, ..., 1024).") var blockSizes = "64,1024"
         @Option(help: "Concurrent client counts, comma separated.") var clients = "1,50"
-        @Option(help: "Downloads per client, one after the other.") var rounds = 2
+        @Option(help: "Downloads per client, one after the other.") var rounds = 4
+        @Option(help: "Measures of each configuration per server; medians are compared.") var repeats = 3
         @Option(help: "Log level.") var logLevel: Logger.Level = .warning
 
         private var blocks: [Int] { blockSizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
@@ -105,7 +107,9 @@ struct Bench: AsyncParsableCommand {
             guard !clientCounts.isEmpty, clientCounts.allSatisfy({ (1...500).contains($0) }) else {
                 throw ValidationError("--clients takes counts between 1 and 500.")
             }
-            guard imageBytes > 0, rounds >= 1 else { throw ValidationError("Need image-bytes > 0 and rounds >= 1.") }
+            guard imageBytes > 0, rounds >= 1, (1...20).contains(repeats) else {
+                throw ValidationError("Need image-bytes > 0, rounds >= 1 and 1 <= repeats <= 20.")
+            }
         }
 
         func run() async throws {
@@ -118,6 +122,7 @@ struct Bench: AsyncParsableCommand {
             options.blockSizes = blocks
             options.clientCounts = clientCounts
             options.rounds = rounds
+            options.repeats = repeats
             let line = ProgressLine()
             let result = try await userFacing {
                 try await CoAPBench(options: options, logger: Logger(label: "updraft.bench")).run { phase, fraction in
@@ -125,12 +130,19 @@ struct Bench: AsyncParsableCommand {
                 }
             }
             line.finish()
-            print("updraft bench coap: \(imageBytes) B image, \(rounds) download(s) per client, coap-client-openssl as the client")
-            print("| server | block | clients | bytes | seconds | MiB/s | failed downloads |")
-            print("|---|---:|---:|---:|---:|---:|---:|")
-            for m in result.measurements {
-                let server = m.side == .libcoap ? "libcoap coap-server-openssl" : "Updraft gateway"
-                print("| \(server) " + String(format: "| %d | %d | %d | %.3f | %.2f | %d |", m.blockSize, m.clients, m.bytes, m.seconds, m.megabytesPerSecond, m.failures))
+            print("updraft bench coap: \(imageBytes) B image, \(rounds) download(s) per client, \(repeats) measure(s) each, coap-client-openssl as the client")
+            print("| server | block | clients | MiB/s per measure | median MiB/s | failed downloads |")
+            print("|---|---:|---:|---|---:|---:|")
+            for block in blocks {
+                for count in clientCounts {
+                    for side in CoAPBench.Side.allCases {
+                        let runs = result.measurements(side, block: block, clients: count)
+                        let server = side == .libcoap ? "libcoap coap-server-openssl" : "Updraft gateway"
+                        let each = runs.map { String(format: "%.2f", $0.megabytesPerSecond) }.joined(separator: ", ")
+                        let medianText = result.medianMegabytesPerSecond(side, block: block, clients: count).map { String(format: "%.2f", $0) } ?? "?"
+                        print("| \(server) | \(block) | \(count) | \(each) | \(medianText) | \(runs.reduce(0) { $0 + $1.failures }) |")
+                    }
+                }
             }
             for m in result.measurements {
                 if let failure = m.firstFailure {

@@ -14,7 +14,9 @@ public struct CoAPBench: Sendable {
         public var blockSizes = [64, 1024]
         public var clientCounts = [1, 50]
         /// Downloads each client makes one after the other (evens out process start-up).
-        public var rounds = 2
+        public var rounds = 4
+        /// Measures of each configuration, the two servers taking turns; medians are compared.
+        public var repeats = 3
         public var serverPath = "/usr/bin/coap-server-openssl"
         public var clientPath = "/usr/bin/coap-client-openssl"
         public init() {}
@@ -29,6 +31,8 @@ public struct CoAPBench: Sendable {
         public var side: Side
         public var blockSize: Int
         public var clients: Int
+        /// Which of the ``Options/repeats`` measures of this configuration.
+        public var repeatIndex: Int
         /// Bytes of the downloads that returned the whole image.
         public var bytes: Int
         public var seconds: Double
@@ -42,16 +46,22 @@ public struct CoAPBench: Sendable {
     public struct Result: Sendable {
         public var measurements: [Measurement]
 
-        public func measurement(_ side: Side, block: Int, clients: Int) -> Measurement? {
-            measurements.first { $0.side == side && $0.blockSize == block && $0.clients == clients }
+        public func measurements(_ side: Side, block: Int, clients: Int) -> [Measurement] {
+            measurements.filter { $0.side == side && $0.blockSize == block && $0.clients == clients }
         }
 
-        /// Updraft's throughput over libcoap's, for one block size and client count.
+        /// The median throughput of one server in one configuration.
+        public func medianMegabytesPerSecond(_ side: Side, block: Int, clients: Int) -> Double? {
+            let values = measurements(side, block: block, clients: clients).map(\.megabytesPerSecond)
+            return values.isEmpty ? nil : median(values)
+        }
+
+        /// Updraft's median throughput over libcoap's, for one block size and client count.
         public func ratio(block: Int, clients: Int) -> Double? {
-            guard let u = measurement(.updraft, block: block, clients: clients),
-                let l = measurement(.libcoap, block: block, clients: clients)
+            guard let u = medianMegabytesPerSecond(.updraft, block: block, clients: clients),
+                let l = medianMegabytesPerSecond(.libcoap, block: block, clients: clients)
             else { return nil }
-            return u.megabytesPerSecond / l.megabytesPerSecond
+            return u / l
         }
     }
 
@@ -76,7 +86,7 @@ public struct CoAPBench: Sendable {
             let imageFile = work + "/image.bin"
             FileManager.default.createFile(atPath: imageFile, contents: Data(image))
 
-            let total = Double(options.blockSizes.count * options.clientCounts.count * 2)
+            let total = Double(options.blockSizes.count * options.clientCounts.count * 2 * options.repeats)
             var done = 0.0
             var measurements: [Measurement] = []
 
@@ -100,21 +110,25 @@ public struct CoAPBench: Sendable {
 
             for block in options.blockSizes {
                 for clients in options.clientCounts {
-                    for side in Side.allCases {
-                        report("\(side.rawValue) \(clients) client(s), \(block) B blocks", done / total)
-                        let uri: @Sendable (Int) -> String =
-                            switch side {
-                            case .libcoap: { _ in libcoapURI }
-                            case .updraft: { "coap://127.0.0.1:\(gatewayPort)/\(downloadPath)?d=\(devices[$0])" }
-                            }
-                        let (seconds, failures) = try await download(
-                            clients: clients, block: block, uri: uri, image: image, work: work + "/\(side.rawValue)")
-                        measurements.append(
-                            Measurement(
-                                side: side, blockSize: block, clients: clients,
-                                bytes: (clients * options.rounds - failures.count) * image.count, seconds: seconds,
-                                failures: failures.count, firstFailure: failures.first))
-                        done += 1
+                    // The servers take turns, so a slow spell of the machine hits both.
+                    for repeatIndex in 0..<options.repeats {
+                        let order = repeatIndex % 2 == 0 ? Side.allCases : Side.allCases.reversed()
+                        for side in order {
+                            report("\(side.rawValue) \(clients) client(s), \(block) B blocks", done / total)
+                            let uri: @Sendable (Int) -> String =
+                                switch side {
+                                case .libcoap: { _ in libcoapURI }
+                                case .updraft: { "coap://127.0.0.1:\(gatewayPort)/\(downloadPath)?d=\(devices[$0])" }
+                                }
+                            let (seconds, failures) = try await download(
+                                clients: clients, block: block, uri: uri, image: image, work: work + "/\(side.rawValue)")
+                            measurements.append(
+                                Measurement(
+                                    side: side, blockSize: block, clients: clients, repeatIndex: repeatIndex,
+                                    bytes: (clients * options.rounds - failures.count) * image.count, seconds: seconds,
+                                    failures: failures.count, firstFailure: failures.first))
+                            done += 1
+                        }
                     }
                 }
             }
