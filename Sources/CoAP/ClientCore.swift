@@ -93,6 +93,9 @@ final class ClientCore: LoopMember, @unchecked Sendable {
     private var sessionIDs: [OpaquePointer: UInt64] = [:]
     private var exchanges: [UInt64: Exchange] = [:]
     private var exchangeIDs: [TokenKey: UInt64] = [:]
+    /// Observations cancelled here, until the server's answer to the deregistering GET
+    /// (or a notification already on its way) is in: acknowledged, not reset.
+    private var cancelledObservations: [TokenKey: ContinuousClock.Instant] = [:]
 
     init(logger: Logger, references: LibcoapReferences, loop: CoAPEventLoop) {
         self.logger = logger
@@ -333,6 +336,7 @@ final class ClientCore: LoopMember, @unchecked Sendable {
                 var binary = coap_binary_t(length: buffer.count, s: buffer.baseAddress)
                 _ = coap_cancel_observe(exchange.key.session, &binary, COAP_MESSAGE_CON)
             }
+            cancelledObservations[exchange.key] = .now + .seconds(30)
         }
         finish(id, .failure(CancellationError()))
     }
@@ -372,6 +376,9 @@ final class ClientCore: LoopMember, @unchecked Sendable {
         guard let context else { return nil }
         if coap_io_process(context, ioTimeout) < 0 {
             logger.error("coap_io_process failed")
+        }
+        if !cancelledObservations.isEmpty {
+            cancelledObservations = cancelledObservations.filter { $0.value > now }
         }
         var next: ContinuousClock.Instant?
         var expired: [UInt64] = []
@@ -414,6 +421,11 @@ final class ClientCore: LoopMember, @unchecked Sendable {
     fileprivate func didReceive(_ session: OpaquePointer, _ pdu: OpaquePointer) -> coap_response_t {
         let key = TokenKey(session: session, token: PDU.token(pdu))
         guard let id = exchangeIDs[key], var exchange = exchanges[id] else {
+            if cancelledObservations[key] != nil {
+                // The answer to our deregistration (no Observe option) ends it.
+                if PDU.option(pdu, COAP_OPTION_OBSERVE) == nil { cancelledObservations[key] = nil }
+                return COAP_RESPONSE_OK
+            }
             // Unknown token (late answer, stale observation): a reset stops the peer.
             return COAP_RESPONSE_FAIL
         }

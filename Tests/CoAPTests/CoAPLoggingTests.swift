@@ -63,6 +63,37 @@ struct CoAPLoggingTests {
         #expect(reset?.level == .notice)
         #expect(reset?.source == "libcoap")
     }
+
+    @Test("a client that stops observing deregisters, and answers the last response without a reset")
+    func cancelledObservationIsNotReset() async throws {
+        let recorder = RecordingLogHandler.Records()
+        var logger = Logger(label: "observe-cancel") { _ in RecordingLogHandler(records: recorder) }
+        logger.logLevel = .info
+        let port = try freeUDPPort()
+        let server = CoAPServer(configuration: .init(host: "127.0.0.1", port: port), logger: logger)
+        let gets = Locked(0)
+        try server.addResource(
+            CoAPResource(
+                path: "state", observable: true,
+                handlers: [.get: .immediate { _ in
+                    gets.withLock { $0 += 1 }
+                    return CoAPResponse(payload: Array("v".utf8))
+                }]))
+        try server.start()
+        let client = CoAPClient(logger: testLogger)
+        let session = try await client.session(host: "127.0.0.1", port: port)
+        for try await first in session.observe("state") {
+            #expect(first.observe != nil)
+            break  // ends the observation: the client sends the deregistering GET
+        }
+        // The deregistering GET reaches the handler (registration + deregistration)...
+        #expect(await eventually { gets.withLock { $0 } >= 2 }, "the server saw \(gets.withLock { $0 }) GETs")
+        // ...and its answer is acknowledged, not reset.
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(!recorder.messages.contains { $0.contains("got RST") }, "\(recorder.messages)")
+        client.shutdown()
+        server.stop()
+    }
 }
 
 /// Keeps what is logged, for assertions.
