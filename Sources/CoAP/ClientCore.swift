@@ -91,16 +91,18 @@ final class ClientCore: LoopMember, @unchecked Sendable {
     private var closed = false
     private var sessions: [UInt64: SessionState] = [:]
     private var sessionIDs: [OpaquePointer: UInt64] = [:]
+    private let blockTransfers: CoAPClient.BlockTransfers
     private var exchanges: [UInt64: Exchange] = [:]
     private var exchangeIDs: [TokenKey: UInt64] = [:]
     /// Observations cancelled here, until the server's answer to the deregistering GET
     /// (or a notification already on its way) is in: acknowledged, not reset.
     private var cancelledObservations: [TokenKey: ContinuousClock.Instant] = [:]
 
-    init(logger: Logger, references: LibcoapReferences, loop: CoAPEventLoop) {
+    init(logger: Logger, references: LibcoapReferences, loop: CoAPEventLoop, blockTransfers: CoAPClient.BlockTransfers) {
         self.logger = logger
         self.references = references
         self.loop = loop
+        self.blockTransfers = blockTransfers
     }
 
     /// A process-unique ID for a session or exchange. Any thread.
@@ -120,7 +122,9 @@ final class ClientCore: LoopMember, @unchecked Sendable {
             "coap_new_context failed; the process may be out of memory")
         let reference = references.retain(self)
         coap_set_app_data(context, reference.toOpaque())
-        coap_context_set_block_mode(context, UInt8(COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY))
+        if blockTransfers == .byLibcoap {
+            coap_context_set_block_mode(context, UInt8(COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY))
+        }
         coap_register_response_handler(context, clientResponseHandler)
         coap_register_nack_handler(context, clientNackHandler)
         coap_register_event_handler(context, clientEventHandler)
@@ -296,8 +300,9 @@ final class ClientCore: LoopMember, @unchecked Sendable {
             added = added && PDU.add(pdu, COAP_OPTION_ACCEPT, uint: UInt64(accept.rawValue))
         }
         if let szx = request.blockSize.flatMap(BlockSize.szx) {
-            // Block number 0 with the wanted size: libcoap asks for the next blocks in the same size.
-            added = added && PDU.add(pdu, COAP_OPTION_BLOCK2, uint: UInt64(szx))
+            // Block 0 with the wanted size: libcoap asks for the next blocks in the same size;
+            // with blocks transferred by the caller, the block the caller wants.
+            added = added && PDU.add(pdu, COAP_OPTION_BLOCK2, uint: UInt64(request.blockNumber) << 4 | UInt64(szx))
             if !request.payload.isEmpty {
                 added = added && PDU.add(pdu, COAP_OPTION_BLOCK1, uint: UInt64(szx))
             }
@@ -516,7 +521,8 @@ final class ClientCore: LoopMember, @unchecked Sendable {
             size2: PDU.uintOption(pdu, COAP_OPTION_SIZE2).map { Int(truncatingIfNeeded: $0) },
             maxAge: PDU.uintOption(pdu, COAP_OPTION_MAXAGE).map { UInt32(truncatingIfNeeded: $0) },
             observe: PDU.uintOption(pdu, COAP_OPTION_OBSERVE).map { UInt32(truncatingIfNeeded: $0) },
-            locationPath: location.isEmpty ? nil : location.joined(separator: "/"))
+            locationPath: location.isEmpty ? nil : location.joined(separator: "/"),
+            block2: PDU.uintOption(pdu, COAP_OPTION_BLOCK2).flatMap(CoAPBlock.init(optionValue:)))
     }
 
     fileprivate static func from(_ session: OpaquePointer?) -> ClientCore? {

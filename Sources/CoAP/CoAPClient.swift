@@ -15,14 +15,28 @@ import LoopSupport
 /// ```
 ///
 /// Block-wise transfers (Block1 uploads, Block2 downloads, large notifications)
-/// are done by libcoap; the caller sees whole bodies.
+/// are done by libcoap and the caller sees whole bodies, unless the client is made
+/// with ``BlockTransfers/byCaller``: then a GET asks for one block
+/// (``CoAPClientSession/getBlock(_:number:size:query:timeout:)``) and its response
+/// carries the block's number (``CoAPClientResponse/block2``), which lets a device
+/// resume a download at the block where it stopped.
 public final class CoAPClient: Sendable {
+    /// Who splits and reassembles bodies larger than one datagram.
+    public enum BlockTransfers: Sendable {
+        /// libcoap: requests and responses are whole bodies.
+        case byLibcoap
+        /// The caller: one block per request and response, no reassembly.
+        case byCaller
+    }
+
     public struct Configuration: Sendable {
         /// Default time a request may take until its response (all blocks) arrived.
         public var requestTimeout: Duration
+        public var blockTransfers: BlockTransfers
 
-        public init(requestTimeout: Duration = .seconds(60)) {
+        public init(requestTimeout: Duration = .seconds(60), blockTransfers: BlockTransfers = .byLibcoap) {
             self.requestTimeout = requestTimeout
+            self.blockTransfers = blockTransfers
         }
     }
 
@@ -51,7 +65,8 @@ public final class CoAPClient: Sendable {
         self.loop = eventLoop
         self.ownsLoop = loop == nil
         self.references = references
-        self.core = ClientCore(logger: logger, references: references, loop: eventLoop)
+        self.core = ClientCore(
+            logger: logger, references: references, loop: eventLoop, blockTransfers: configuration.blockTransfers)
     }
 
     deinit {
@@ -119,6 +134,9 @@ public struct CoAPClientRequest: Sendable {
     /// Block size to ask for (Block2) and to upload with (Block1): 16, 32, ..., 1024.
     /// `nil` lets the server (downloads) and libcoap (uploads) choose.
     public var blockSize: Int?
+    /// The Block2 number to ask for (with `blockSize`); above 0 only for a client whose
+    /// blocks are transferred ``CoAPClient/BlockTransfers/byCaller``.
+    public var blockNumber: Int = 0
     /// CON (acknowledged and retransmitted) or NON.
     public var confirmable: Bool
 
@@ -141,6 +159,9 @@ public struct CoAPClientRequest: Sendable {
         if let blockSize, BlockSize.szx(blockSize) == nil {
             throw .invalid(operation, "block size \(blockSize) is not one of 16, 32, 64, 128, 256, 512, 1024")
         }
+        guard (0..<(1 << 20)).contains(blockNumber), blockNumber == 0 || blockSize != nil else {
+            throw .invalid(operation, "block number \(blockNumber) needs a block size and must be below 2^20")
+        }
         let segments = path.split(separator: "/")
         guard segments.allSatisfy({ $0.utf8.count <= 255 }), query.allSatisfy({ $0.utf8.count <= 255 }) else {
             throw .invalid(operation, "a path segment or query item is longer than 255 bytes; shorten it")
@@ -161,11 +182,16 @@ public struct CoAPClientResponse: Sendable {
     public var observe: UInt32?
     /// Location-Path of a created resource.
     public var locationPath: String?
+    /// The response's Block2 option: which block `payload` is. Only a client whose
+    /// blocks are transferred ``CoAPClient/BlockTransfers/byCaller`` sees it.
+    public var block2: CoAPBlock?
 
     public init(
         code: CoAPResponseCode, payload: [UInt8] = [], contentFormat: CoAPContentFormat? = nil, etag: [UInt8]? = nil,
-        size2: Int? = nil, maxAge: UInt32? = nil, observe: UInt32? = nil, locationPath: String? = nil
+        size2: Int? = nil, maxAge: UInt32? = nil, observe: UInt32? = nil, locationPath: String? = nil,
+        block2: CoAPBlock? = nil
     ) {
+        self.block2 = block2
         self.code = code
         self.payload = payload
         self.contentFormat = contentFormat
@@ -210,6 +236,9 @@ public final class CoAPClientSession: Sendable {
     public func request(_ request: CoAPClientRequest, timeout: Duration? = nil) async throws -> CoAPClientResponse {
         let operation = "\(request.method) \(request.path)"
         try request.validate(operation)
+        guard request.blockNumber == 0 || client.configuration.blockTransfers == .byCaller else {
+            throw CoAPError.invalid(operation, "a block number above 0 needs a CoAPClient made with blockTransfers: .byCaller")
+        }
         let core = client.core
         let loop = client.loop
         let exchange = core.makeID()
@@ -232,6 +261,19 @@ public final class CoAPClientSession: Sendable {
         try await request(
             CoAPClientRequest(method: .get, path: path, query: query, accept: accept, blockSize: blockSize),
             timeout: timeout)
+    }
+
+    /// GET block `number` of `size` bytes of `path` (Block2, RFC 7959): one request, one
+    /// block. Needs a client whose blocks are transferred ``CoAPClient/BlockTransfers/byCaller``.
+    public func getBlock(
+        _ path: String, number: Int, size: Int, query: [String] = [], timeout: Duration? = nil
+    ) async throws -> CoAPClientResponse {
+        guard client.configuration.blockTransfers == .byCaller else {
+            throw CoAPError.invalid("GET \(path)", "getBlock needs a CoAPClient made with blockTransfers: .byCaller")
+        }
+        var request = CoAPClientRequest(method: .get, path: path, query: query, blockSize: size)
+        request.blockNumber = number
+        return try await self.request(request, timeout: timeout)
     }
 
     /// POST `payload` (sent block-wise when large).

@@ -103,6 +103,27 @@ public struct CoAPAddress: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// A Block2 option as a response carries it (RFC 7959): which block of the body the
+/// payload is, and whether more follow.
+public struct CoAPBlock: Sendable, Hashable {
+    public var number: Int
+    public var more: Bool
+    /// 16, 32, ..., 1024 bytes.
+    public var size: Int
+
+    public init(number: Int, more: Bool, size: Int) {
+        self.number = number
+        self.more = more
+        self.size = size
+    }
+
+    /// From the option's value: NUM << 4 | M << 3 | SZX; `nil` for SZX 7 (BERT, reserved here).
+    init?(optionValue value: UInt64) {
+        guard value & 0x7 != 7 else { return nil }
+        self.init(number: Int(value >> 4), more: value & 0x8 != 0, size: 16 << Int(value & 0x7))
+    }
+}
+
 /// The block sizes of RFC 7959: 16, 32, ..., 1024 bytes.
 enum BlockSize {
     /// SZX of a block size (16 -> 0 ... 1024 -> 6), `nil` if `size` is not one.
