@@ -14,13 +14,17 @@ import UpdraftWire
 /// ETag (the image hash's first 8 bytes) and the digest (``ImageInstaller``), reports
 /// progress by POST, installs, reboots and announces the new version.
 ///
-/// A reboot in the middle of a download loses the transfer; the device fetches the whole
-/// image again after the announce, and the ETag proves it is the same image.
+/// The image comes one Block2 block per request (a client with blocks transferred by the
+/// caller), so the device knows which block it has: with a storage directory it keeps
+/// the blocks in, and after a reboot asks from the first block it lacks; the ETag on every
+/// block proves it is still the same image.
 ///
 /// Many agents share one ``CoAPClient`` (one event loop thread); each has its own session.
 public actor CoAPDeviceAgent: SimulatedDevice {
     public nonisolated let config: CoAPDeviceConfig
     private nonisolated let client: CoAPClient
+    /// Blocks transferred by the caller: the firmware download, block by block.
+    private nonisolated let downloads: CoAPClient
     private let logger: Logger
     private let published: Mutex<DeviceState>
 
@@ -44,11 +48,17 @@ public actor CoAPDeviceAgent: SimulatedDevice {
     public nonisolated var id: DeviceID { config.id }
     public nonisolated var transport: Transport { .coap }
 
-    public init(config: CoAPDeviceConfig, client: CoAPClient, logger: Logger) {
+    /// - Parameters:
+    ///   - client: announces, reports and the job observation (whole bodies).
+    ///   - downloads: a client made with `blockTransfers: .byCaller`, for the image. Both
+    ///     may be shared by many agents, and may share one event loop.
+    public init(config: CoAPDeviceConfig, client: CoAPClient, downloads: CoAPClient, logger: Logger) {
+        precondition(downloads.configuration.blockTransfers == .byCaller, "the download client must transfer blocks by the caller")
         var logger = logger
         logger[metadataKey: "device.id"] = "\(config.id)"
         self.config = config
         self.client = client
+        self.downloads = downloads
         self.logger = logger
         self.version = config.version
         self.installedSequence = config.installedSequence
@@ -135,8 +145,6 @@ public actor CoAPDeviceAgent: SimulatedDevice {
 
     /// One boot: a session, an announce, an observation, and offers handled one at a time.
     private func boot() async -> BootOutcome {
-        let security: CoAPClient.Security =
-            config.psk.map { .psk(identity: config.id.rawValue, key: $0) } ?? .none
         let session: CoAPClientSession
         do {
             session = try await client.session(host: config.host, port: config.port, security: security)
@@ -274,7 +282,7 @@ public actor CoAPDeviceAgent: SimulatedDevice {
         startedDownloads.insert(job)
         try? storage?.recordDownload(.init(job: job, etag: etag))
         logger.info(
-            resumed ? "fetching the image again after a reboot" : "update accepted",
+            resumed ? "download begun before a reboot; going on" : "update accepted",
             metadata: ["job.id": "\(job)", "firmware.version": "\(manifest.version)", "firmware.size": "\(manifest.size)",
                        "coap.block": "\(config.blockSize)"])
         update {
@@ -284,72 +292,21 @@ public actor CoAPDeviceAgent: SimulatedDevice {
         }
         await report(.downloading(percent: 0), job: job, on: session)
 
-        var failures = 0
         var verifyRetries = 0
-        var image: [UInt8] = []
+        var image: [UInt8]
         while true {
-            if stopRequested || Task.isCancelled { return .stopped }
-            let response: CoAPClientResponse
-            do {
-                if let after = config.rebootDuringFirstDownloadAfter, !rebootInjected {
-                    rebootInjected = true
-                    do {
-                        response = try await get(path, on: session, timeout: after)
-                    } catch let error as CoAPError where error.code == .timeout {
-                        logger.notice("fault injection: rebooting mid-download", metadata: ["job.id": "\(job)"])
-                        return .reboot(nil)
-                    }
-                } else {
-                    response = try await get(path, on: session, timeout: config.requestTimeout)
-                }
-            } catch {
-                if stopRequested || error is CancellationError { return .stopped }
-                failures += 1
-                logger.info("download failed", metadata: ["job.id": "\(job)", "error": "\(error)", "attempt": "\(failures)"])
-                if failures > config.maxRetries {
-                    await end(job, .download, detail: "\(failures) downloads failed; last: \(error)", on: session)
-                    return nil
-                }
-                try? await Task.sleep(for: config.retryDelay)
-                continue
+            switch await download(job, manifest, etag: etag, from: path, on: session) {
+            case .ended(let outcome):
+                return outcome
+            case .image(let bytes):
+                image = bytes
             }
-            if response.code == .forbidden || response.code == .notFound {
-                // The job ended on the gateway (canceled, replaced): nothing more to fetch.
-                logger.info("job abandoned", metadata: ["job.id": "\(job)", "coap.code": "\(response.code)"])
-                abandon(job)
-                return nil
-            }
-            let problem: String? =
-                if !response.code.isSuccess {
-                    "the gateway answered \(response.code)"
-                } else if let got = response.etagValue, got != etag {
-                    "ETag \(String(got, radix: 16)) is not the manifest image's \(String(etag, radix: 16))"
-                } else if response.payload.count != Int(manifest.size) {
-                    "got \(response.payload.count) bytes, the manifest says \(manifest.size)"
-                } else {
-                    nil
-                }
-            if let problem {
-                failures += 1
-                logger.info("download refused", metadata: ["job.id": "\(job)", "problem": "\(problem)", "attempt": "\(failures)"])
-                if failures > config.maxRetries {
-                    await end(job, .download, detail: problem, on: session)
-                    return nil
-                }
-                try? await Task.sleep(for: config.retryDelay)
-                continue
-            }
-            image = response.payload
             if config.corruptFirstDownload && !corruptionInjected {
                 corruptionInjected = true
                 image[image.count / 2] ^= 0xFF
                 logger.notice("fault injection: corrupted the image", metadata: ["job.id": "\(job)"])
             }
-            let received = image.count
-            update {
-                $0.bytesReceived += received
-                $0.status = .verifying
-            }
+            update { $0.status = .verifying }
             guard let digest = ImageInstaller.digestMismatch(image, manifest) else { break }
             guard verifyRetries < config.maxVerifyRetries else {
                 await end(job, .verify, detail: "image sha256 \(digest) does not match the manifest's \(manifest.sha256)", on: session)
@@ -357,6 +314,7 @@ public actor CoAPDeviceAgent: SimulatedDevice {
             }
             verifyRetries += 1
             logger.warning("image digest mismatch; downloading again", metadata: ["job.id": "\(job)", "attempt": "\(verifyRetries)"])
+            storage?.discardPartial()
             update {
                 $0.verifyRetries += 1
                 $0.status = .downloading(percent: 0)
@@ -382,9 +340,128 @@ public actor CoAPDeviceAgent: SimulatedDevice {
         return .reboot(Installed(job: job, version: manifest.version, sequence: manifest.sequence))
     }
 
-    private func get(_ path: String, on session: CoAPClientSession, timeout: Duration) async throws -> CoAPClientResponse {
-        try await session.get(path, query: identityQuery, blockSize: config.blockSize, timeout: timeout)
+    private enum DownloadOutcome {
+        case image([UInt8])
+        /// The download ended without an image; `update` returns this.
+        case ended(BootOutcome?)
     }
+
+    /// Fetches the image one Block2 block at a time from the first block not yet kept
+    /// (the storage keeps the blocks in across reboots), checking every block's ETag and
+    /// number; reports `downloading` progress as it goes.
+    private func download(
+        _ job: JobID, _ manifest: Manifest, etag: UInt64, from path: String, on session: CoAPClientSession
+    ) async -> DownloadOutcome {
+        let size = Int(manifest.size)
+        var download = ImageDownload(job: job, size: size, chunkSize: config.blockSize)
+        if let kept = storage?.partial(job: job, sha256: manifest.sha256, size: size) {
+            download.restore(prefix: kept[...])
+            if download.receivedBytes > 0 {
+                logger.info("resuming the download", metadata: ["job.id": "\(job)", "download.offset": "\(download.firstMissingOffset)"])
+            }
+        }
+        let blocks: CoAPClientSession
+        do {
+            blocks = try await downloads.session(host: config.host, port: config.port, security: security)
+        } catch {
+            logger.warning("cannot open a CoAP session for the download", metadata: ["error": "\(error)"])
+            return .ended(.retry)
+        }
+        defer { blocks.close() }
+        let started = ContinuousClock.now
+        var reportedPercent = download.percent
+        var reportedAt = started
+        var savedBytes = download.contiguousBytes
+        var failures = 0
+        while !download.isComplete {
+            if stopRequested || Task.isCancelled { return .ended(.stopped) }
+            if let after = config.rebootDuringFirstDownloadAfter, !rebootInjected, ContinuousClock.now - started >= after {
+                rebootInjected = true
+                savePartial(download, manifest)
+                logger.notice("fault injection: rebooting mid-download", metadata: ["job.id": "\(job)", "download.offset": "\(download.firstMissingOffset)"])
+                return .ended(.reboot(nil))
+            }
+            let number = download.firstMissing
+            let problem: String
+            do {
+                let response = try await blocks.getBlock(
+                    path, number: number, size: download.chunkSize, query: identityQuery, timeout: config.requestTimeout)
+                if response.code == .forbidden || response.code == .notFound {
+                    // The job ended on the gateway (canceled, replaced): nothing more to fetch.
+                    logger.info("job abandoned", metadata: ["job.id": "\(job)", "coap.code": "\(response.code)"])
+                    abandon(job)
+                    return .ended(nil)
+                }
+                if let block = response.block2, block.size < download.chunkSize {
+                    // The server may choose smaller blocks (RFC 7959); go on in its size.
+                    download.rechunk(to: block.size)
+                    continue
+                }
+                switch check(response, block: number, of: download, etag: etag) {
+                case .some(let why):
+                    problem = why
+                case nil:
+                    _ = download.receive(offset: number * download.chunkSize, bytes: response.payload)
+                    let received = response.payload.count
+                    let percent = download.percent
+                    update {
+                        $0.bytesReceived += received
+                        $0.status = .downloading(percent: percent)
+                    }
+                    failures = 0
+                    if download.contiguousBytes - savedBytes >= max(size / 10, download.chunkSize) {
+                        savePartial(download, manifest)
+                        savedBytes = download.contiguousBytes
+                    }
+                    let now = ContinuousClock.now
+                    if percent / 10 > reportedPercent / 10, now - reportedAt >= config.progressInterval, !download.isComplete {
+                        reportedPercent = percent
+                        reportedAt = now
+                        await report(.downloading(percent: percent), job: job, on: session)
+                    }
+                    continue
+                }
+            } catch {
+                if stopRequested || error is CancellationError { return .ended(.stopped) }
+                problem = "\(error)"
+            }
+            failures += 1
+            logger.info("block refused or lost", metadata: ["job.id": "\(job)", "coap.block": "\(number)", "problem": "\(problem)", "attempt": "\(failures)"])
+            if failures > config.maxRetries {
+                await end(job, .download, detail: "\(failures) block requests failed in a row; last: \(problem)", on: session)
+                return .ended(nil)
+            }
+            try? await Task.sleep(for: config.retryDelay)
+        }
+        return .image(download.image)
+    }
+
+    /// Why `response` is not block `number` of the image, `nil` when it is.
+    private func check(_ response: CoAPClientResponse, block number: Int, of download: ImageDownload, etag: UInt64) -> String? {
+        let expected = min(download.chunkSize, download.size - number * download.chunkSize)
+        if !response.code.isSuccess { return "the gateway answered \(response.code)" }
+        if let got = response.etagValue, got != etag {
+            return "ETag \(String(got, radix: 16)) is not the manifest image's \(String(etag, radix: 16))"
+        }
+        guard let block = response.block2 ?? (download.size <= download.chunkSize ? CoAPBlock(number: 0, more: false, size: download.chunkSize) : nil)
+        else { return "no Block2 option in the answer" }
+        if block.number != number || block.size != download.chunkSize {
+            return "got block \(block.number) of \(block.size) bytes, asked for \(number) of \(download.chunkSize)"
+        }
+        if response.payload.count != expected { return "block \(number) has \(response.payload.count) bytes, expected \(expected)" }
+        return nil
+    }
+
+    private func savePartial(_ download: ImageDownload, _ manifest: Manifest) {
+        guard let storage else { return }
+        do {
+            try storage.savePartial(job: download.job, sha256: manifest.sha256, image: download.image, bytes: download.contiguousBytes)
+        } catch {
+            logger.warning("cannot save the partial download", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private var security: CoAPClient.Security { config.psk.map { .psk(identity: config.id.rawValue, key: $0) } ?? .none }
 
     /// The ETag the gateway gives an image: the first 8 bytes of its SHA-256, big-endian.
     static func etag(of manifest: Manifest) -> UInt64 {

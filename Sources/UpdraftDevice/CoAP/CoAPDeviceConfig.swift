@@ -23,11 +23,13 @@ public struct CoAPDeviceConfig: Sendable {
 
     /// Block2 size asked for: 16, 32, ..., 1024 bytes.
     public var blockSize: Int = 1024
-    /// Time one request (a whole Block2 download included) may take.
+    /// Time one request (one block of the image) may take; libcoap retransmits within it.
     public var requestTimeout: Duration = .seconds(60)
+    /// `downloading` progress goes out at each 10 % step, but not more often than this.
+    public var progressInterval: Duration = .milliseconds(500)
     /// Wait before trying again after the gateway could not be reached or refused.
     public var retryDelay: Duration = .seconds(1)
-    /// Downloads in a row that fail (timeout, refusal, wrong ETag) before the job is reported `failed`/`download`.
+    /// Block requests in a row that fail (timeout, refusal, wrong ETag) before the job is reported `failed`/`download`.
     public var maxRetries: Int = 5
     /// Extra downloads after a digest mismatch before reporting `failed`/`verify`.
     public var maxVerifyRetries: Int = 2
@@ -50,8 +52,9 @@ public struct CoAPDeviceConfig: Sendable {
 
     /// Flip one byte of the first downloaded image, to exercise verify and re-download.
     public var corruptFirstDownload: Bool = false
-    /// Reboot once when the first download has run this long without finishing: the
-    /// transfer is lost and fetched again after the device comes back (ETag checked).
+    /// Reboot once when the first download has run this long without finishing. With a
+    /// storage directory the blocks in so far are kept and the download resumes from the
+    /// first missing block (ETag checked); without one it starts again from block 0.
     public var rebootDuringFirstDownloadAfter: Duration?
 
     public init(

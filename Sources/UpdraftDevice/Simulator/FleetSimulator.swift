@@ -27,6 +27,8 @@ public final class FleetSimulator: Sendable {
     public let devices: [any SimulatedDevice]
     private let loops: [MosquittoEventLoop]
     private let coapClients: [CoAPClient]
+    /// The image downloads, block by block, on the loops of `coapClients`.
+    private let coapDownloadClients: [CoAPClient]
     private let logger: Logger
     private let signals: AsyncStream<Signal>
     private let signalInput: AsyncStream<Signal>.Continuation
@@ -52,6 +54,7 @@ public final class FleetSimulator: Sendable {
         loops = (0..<loopCount).map { MosquittoEventLoop(name: "sim-loop-\($0)", logger: logger) }
         let clientCount = coapCount == 0 ? 0 : max(1, config.coapLoopCount ?? min(2, coapCount))
         coapClients = (0..<clientCount).map { _ in CoAPClient(logger: logger) }
+        coapDownloadClients = coapClients.map { CoAPClient(configuration: .init(blockTransfers: .byCaller), loop: $0.loop, logger: logger) }
         let width = String(max(config.count - 1, 0)).count
         var devices: [any SimulatedDevice] = []
         devices.reserveCapacity(config.count)
@@ -71,7 +74,10 @@ public final class FleetSimulator: Sendable {
                 if SimulatorConfig.picks(index, fraction: config.rebootFraction, phase: 0.3) {
                     device.rebootDuringFirstDownloadAfter = config.rebootAfter
                 }
-                devices.append(CoAPDeviceAgent(config: device, client: coapClients[index % clientCount], logger: logger))
+                devices.append(
+                    CoAPDeviceAgent(
+                        config: device, client: coapClients[index % clientCount],
+                        downloads: coapDownloadClients[index % clientCount], logger: logger))
                 continue
             }
             var device = DeviceConfig(
@@ -146,6 +152,8 @@ public final class FleetSimulator: Sendable {
             group.cancelAll()
         }
         for loop in loops { loop.shutdown() }
+        // The download clients run on the others' loops: shut them down first.
+        for client in coapDownloadClients { client.shutdown() }
         for client in coapClients { client.shutdown() }
         logger.info("fleet stopped", metadata: ["fleet.snapshot": "\(snapshot())"])
     }
