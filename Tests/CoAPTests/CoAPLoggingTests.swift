@@ -48,13 +48,8 @@ struct CoAPLoggingTests {
 
     @Test("libcoap's messages reach the logger of the loop that logged them")
     func forwarding() async throws {
-        let recorder = RecordingLogHandler.Records()
-        var logger = Logger(label: "forwarding") { _ in RecordingLogHandler(records: recorder) }
-        logger.logLevel = .info
-        let port = try freeUDPPort()
-        let server = CoAPServer(configuration: .init(host: "127.0.0.1", port: port), logger: logger)
-        try server.addResource(CoAPResource(path: "x", handlers: [.get: .immediate { _ in CoAPResponse() }]))
-        try server.start()
+        let (server, port, recorder) = try recordingServer(
+            CoAPResource(path: "x", handlers: [.get: .immediate { _ in CoAPResponse() }]))
         // A reset for a message the server never sent: libcoap logs "got RST".
         try sendDatagrams([[0x70, 0x00, 0x12, 0x34]], to: port)
         #expect(await eventually { recorder.messages.contains { $0.contains("got RST") } }, "\(recorder.messages)")
@@ -66,20 +61,14 @@ struct CoAPLoggingTests {
 
     @Test("a client that stops observing deregisters, and answers the last response without a reset")
     func cancelledObservationIsNotReset() async throws {
-        let recorder = RecordingLogHandler.Records()
-        var logger = Logger(label: "observe-cancel") { _ in RecordingLogHandler(records: recorder) }
-        logger.logLevel = .info
-        let port = try freeUDPPort()
-        let server = CoAPServer(configuration: .init(host: "127.0.0.1", port: port), logger: logger)
         let gets = Locked(0)
-        try server.addResource(
+        let (server, port, recorder) = try recordingServer(
             CoAPResource(
                 path: "state", observable: true,
                 handlers: [.get: .immediate { _ in
                     gets.withLock { $0 += 1 }
                     return CoAPResponse(payload: Array("v".utf8))
                 }]))
-        try server.start()
         let client = CoAPClient(logger: testLogger)
         let session = try await client.session(host: "127.0.0.1", port: port)
         for try await first in session.observe("state") {
@@ -94,6 +83,18 @@ struct CoAPLoggingTests {
         client.shutdown()
         server.stop()
     }
+}
+
+/// A started server on a free port whose logs (libcoap's included) are recorded from `.info`.
+private func recordingServer(_ resource: CoAPResource) throws -> (CoAPServer, Int, RecordingLogHandler.Records) {
+    let recorder = RecordingLogHandler.Records()
+    var logger = Logger(label: "recording") { _ in RecordingLogHandler(records: recorder) }
+    logger.logLevel = .info
+    let port = try freeUDPPort()
+    let server = CoAPServer(configuration: .init(host: "127.0.0.1", port: port), logger: logger)
+    try server.addResource(resource)
+    try server.start()
+    return (server, port, recorder)
 }
 
 /// Keeps what is logged, for assertions.
