@@ -22,7 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
-        // What the C-library wrappers share: the one-shot completion a loop thread hands a task.
+        // What the C-library wrappers share: the wake queue into a loop thread, and the
+        // one-shot completion a loop thread hands back to a task.
         .target(name: "LoopSupport"),
         // C surface of libmosquitto: module map + shims only.
         .systemLibrary(

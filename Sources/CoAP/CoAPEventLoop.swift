@@ -1,6 +1,7 @@
 import CCoAP
 import Dispatch
 import Logging
+import LoopSupport
 import Synchronization
 
 #if canImport(Glibc)
@@ -29,10 +30,9 @@ import Glibc
 /// several on one loop to keep all libcoap calls of a process on one thread.
 public final class CoAPEventLoop: Sendable {
     public let name: String
-    let queue: LoopQueue
+    let queue: WakeQueue
     let core: LoopCore
-    private let thread: pthread_t
-    private let joined = Atomic<Bool>(false)
+    private let thread: LoopThread
 
     /// Starts the loop's thread.
     /// - Parameters:
@@ -46,23 +46,12 @@ public final class CoAPEventLoop: Sendable {
         let wakeFD = ccoap_wakefd_create()
         precondition(wakeFD >= 0, "eventfd failed: errno \(errno)")
         self.name = name
-        let queue = LoopQueue(wakeFD: wakeFD)
+        let queue = WakeQueue(wakeFD: wakeFD)
         self.queue = queue
         let core = LoopCore(queue: queue, name: name, logger: logger)
         self.core = core
 
-        var thread = pthread_t()
-        let rc = pthread_create(
-            &thread, nil,
-            { argument in
-                let core = Unmanaged<LoopCore>.fromOpaque(argument!).takeRetainedValue()
-                core.run()
-                return nil
-            },
-            Unmanaged.passRetained(core).toOpaque()
-        )
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-        self.thread = thread
+        self.thread = LoopThread { core.run() }
     }
 
     deinit {
@@ -73,19 +62,11 @@ public final class CoAPEventLoop: Sendable {
     /// stops the thread and waits for it. Idempotent.
     public func shutdown() {
         queue.requestShutdown()
-        guard !joined.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        if isCurrentThread {
-            // From a command or callback on the loop itself: it exits after this iteration.
-            pthread_detach(thread)
-        } else {
-            pthread_join(thread, nil)
-        }
+        thread.join()
     }
 
     /// `true` on the loop's own thread.
-    var isCurrentThread: Bool {
-        pthread_equal(pthread_self(), thread) != 0
-    }
+    var isCurrentThread: Bool { thread.isCurrent }
 
     /// Runs `body` on the loop thread. Returns `false` once the loop is shut down.
     @discardableResult
@@ -126,83 +107,12 @@ protocol LoopMember: AnyObject {
     func loopDidShutDown()
 }
 
-/// The hand-over point between any thread and a loop thread.
-final class LoopQueue: Sendable {
-    private struct State {
-        var commands: [@Sendable () -> Void] = []
-        var wakePending = false
-        var shutdownRequested = false
-        /// -1 once the loop closed it, so a late wake-up cannot hit a reused descriptor.
-        var wakeFD: Int32
-    }
-
-    private let state: Mutex<State>
-    /// The eventfd as the loop polls it; valid until the loop closes it.
-    let loopWakeFD: Int32
-
-    init(wakeFD: Int32) {
-        state = Mutex(State(wakeFD: wakeFD))
-        loopWakeFD = wakeFD
-    }
-
-    /// Appends a command and wakes the loop. `false` once shut down.
-    func enqueue(_ command: @escaping @Sendable () -> Void) -> Bool {
-        state.withLock { state in
-            guard !state.shutdownRequested else { return false }
-            state.commands.append(command)
-            Self.wakeLocked(&state)
-            return true
-        }
-    }
-
-    func requestShutdown() {
-        state.withLock { state in
-            state.shutdownRequested = true
-            Self.wakeLocked(&state)
-        }
-    }
-
-    /// Takes the queued commands and clears the wake-up. Loop thread only.
-    ///
-    /// The eventfd is read under the lock, where no `wakeLocked` can write between
-    /// the flag and the read: a wake-up for a later command is never swallowed.
-    func drain() -> (commands: [@Sendable () -> Void], shutdown: Bool) {
-        state.withLock { state in
-            if state.wakePending, state.wakeFD >= 0 {
-                var value: UInt64 = 0
-                _ = read(state.wakeFD, &value, MemoryLayout<UInt64>.size)
-            }
-            state.wakePending = false
-            defer { state.commands.removeAll(keepingCapacity: true) }
-            return (state.commands, state.shutdownRequested)
-        }
-    }
-
-    /// Loop thread, at exit.
-    func closeWakeFD() {
-        state.withLock { state in
-            if state.wakeFD >= 0 {
-                close(state.wakeFD)
-                state.wakeFD = -1
-            }
-        }
-    }
-
-    /// Written under the lock: one non-blocking syscall, and `closeWakeFD` cannot race it.
-    private static func wakeLocked(_ state: inout State) {
-        guard !state.wakePending, state.wakeFD >= 0 else { return }
-        state.wakePending = true
-        var one: UInt64 = 1
-        _ = write(state.wakeFD, &one, MemoryLayout<UInt64>.size)
-    }
-}
-
 /// The loop thread's own state.
 ///
 /// `@unchecked Sendable`: created on the constructing thread, then touched only
 /// by the loop thread (handed over once through `pthread_create`).
 final class LoopCore: @unchecked Sendable {
-    let queue: LoopQueue
+    let queue: WakeQueue
     let name: String
     let loggerBox: LoggerBox
 
@@ -215,7 +125,7 @@ final class LoopCore: @unchecked Sendable {
     /// descriptor; this only bounds the damage of a missed wake-up.
     private static let maxSleep: Duration = .seconds(1)
 
-    init(queue: LoopQueue, name: String, logger: Logger) {
+    init(queue: WakeQueue, name: String, logger: Logger) {
         self.queue = queue
         self.name = name
         self.loggerBox = LoggerBox(logger)

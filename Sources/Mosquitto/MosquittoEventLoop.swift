@@ -1,5 +1,6 @@
 import CMosquitto
 import Logging
+import LoopSupport
 import Synchronization
 
 #if canImport(Glibc)
@@ -26,11 +27,10 @@ public final class MosquittoEventLoop: Sendable {
     public static let shared = MosquittoEventLoop(name: "mosquitto")
 
     public let name: String
-    let queue: CommandQueue
+    let queue: WakeQueue
     /// Loop-thread state; clients keep a reference but use it only on the loop thread.
     let core: LoopCore
-    private let thread: pthread_t
-    private let joined = Atomic<Bool>(false)
+    private let thread: LoopThread
 
     /// Starts the loop's thread.
     /// - Parameters:
@@ -45,22 +45,11 @@ public final class MosquittoEventLoop: Sendable {
         let wakeFD = cmosquitto_wakefd_create()
         precondition(wakeFD >= 0, "eventfd failed: errno \(errno)")
         self.name = name
-        self.queue = CommandQueue(wakeFD: wakeFD)
+        self.queue = WakeQueue(wakeFD: wakeFD)
         let core = LoopCore(queue: queue, name: name, logger: logger)
         self.core = core
 
-        var thread = pthread_t()
-        let rc = pthread_create(
-            &thread, nil,
-            { argument in
-                let core = Unmanaged<LoopCore>.fromOpaque(argument!).takeRetainedValue()
-                core.run()
-                return nil
-            },
-            Unmanaged.passRetained(core).toOpaque()
-        )
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-        self.thread = thread
+        self.thread = LoopThread { core.run() }
     }
 
     deinit {
@@ -72,13 +61,7 @@ public final class MosquittoEventLoop: Sendable {
     /// submitted afterwards fail with "event loop is shut down". Idempotent.
     public func shutdown() {
         queue.requestShutdown()
-        guard !joined.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        if pthread_equal(pthread_self(), thread) != 0 {
-            // Called from a command on the loop itself: it exits after this iteration.
-            pthread_detach(thread)
-        } else {
-            pthread_join(thread, nil)
-        }
+        thread.join()
     }
 
     /// Runs `body` on the loop thread. Returns `false` if the loop is shut down.
@@ -101,88 +84,12 @@ public final class MosquittoEventLoop: Sendable {
     }
 }
 
-/// The hand-over point between any thread and a loop thread.
-final class CommandQueue: Sendable {
-    private struct State {
-        var commands: [@Sendable () -> Void] = []
-        var wakePending = false
-        var shutdownRequested = false
-        /// -1 once the loop thread closed it, so late wake-ups cannot hit a reused descriptor.
-        var wakeFD: Int32
-    }
-
-    private let state: Mutex<State>
-    /// The eventfd as the loop thread polls it; valid until the loop closes it.
-    let loopWakeFD: Int32
-
-    init(wakeFD: Int32) {
-        state = Mutex(State(wakeFD: wakeFD))
-        loopWakeFD = wakeFD
-    }
-
-    /// Appends a command and wakes the loop. `false` once shut down.
-    func enqueue(_ command: @escaping @Sendable () -> Void) -> Bool {
-        state.withLock { state in
-            guard !state.shutdownRequested else { return false }
-            state.commands.append(command)
-            Self.wakeLocked(&state)
-            return true
-        }
-    }
-
-    /// Makes the loop run an iteration, e.g. to poll a socket for reading again.
-    func wake() {
-        state.withLock { Self.wakeLocked(&$0) }
-    }
-
-    func requestShutdown() {
-        state.withLock { state in
-            state.shutdownRequested = true
-            Self.wakeLocked(&state)
-        }
-    }
-
-    /// Takes the queued commands. Loop thread only.
-    func drain() -> (commands: [@Sendable () -> Void], shutdown: Bool) {
-        state.withLock { state in
-            state.wakePending = false
-            defer { state.commands.removeAll(keepingCapacity: true) }
-            return (state.commands, state.shutdownRequested)
-        }
-    }
-
-    /// Loop thread, at exit.
-    func closeWakeFD() {
-        state.withLock { state in
-            if state.wakeFD >= 0 {
-                close(state.wakeFD)
-                state.wakeFD = -1
-            }
-        }
-    }
-
-    /// The eventfd is written while holding the lock: a write is one cheap
-    /// non-blocking syscall, and it keeps `closeWakeFD` from racing it.
-    private static func wakeLocked(_ state: inout State) {
-        guard !state.wakePending, state.wakeFD >= 0 else { return }
-        state.wakePending = true
-        var one: UInt64 = 1
-        _ = write(state.wakeFD, &one, MemoryLayout<UInt64>.size)
-    }
-
-    /// Clears the eventfd after poll reported it readable. Loop thread only.
-    func consumeWake(fd: Int32) {
-        var value: UInt64 = 0
-        _ = read(fd, &value, MemoryLayout<UInt64>.size)
-    }
-}
-
 /// The loop thread's own state.
 ///
 /// `@unchecked Sendable`: created on the constructing thread, then touched
 /// only by the loop thread (handed over once through `pthread_create`).
 final class LoopCore: @unchecked Sendable {
-    let queue: CommandQueue
+    let queue: WakeQueue
     let name: String
     let logger: Logger
 
@@ -196,7 +103,7 @@ final class LoopCore: @unchecked Sendable {
     /// How often `mosquitto_loop_misc` runs: keep-alive has one-second resolution.
     private static let miscInterval: Duration = .seconds(1)
 
-    init(queue: CommandQueue, name: String, logger: Logger) {
+    init(queue: WakeQueue, name: String, logger: Logger) {
         self.queue = queue
         self.name = name
         self.logger = logger
@@ -283,9 +190,7 @@ final class LoopCore: @unchecked Sendable {
             if ready == 0 {
                 continue
             }
-            if pollFDs[0].revents != 0 {
-                queue.consumeWake(fd: wakeFD)
-            }
+            // A readable wake descriptor is cleared by the next `drain`.
             for index in 1..<pollFDs.count {
                 let revents = Int32(pollFDs[index].revents)
                 if revents != 0 {

@@ -68,8 +68,10 @@ public struct MQTTBench: Sendable {
         for round in 1...options.rounds {
             let file = stack.directory + "/bench-\(round).bin"
             var generator = SplitMix64(seed: UInt64(round))
-            FileManager.default.createFile(
-                atPath: file, contents: Data((0..<options.imageBytes).map { _ in UInt8(truncatingIfNeeded: generator.next()) }))
+            let bytes = Data((0..<options.imageBytes).map { _ in UInt8(truncatingIfNeeded: generator.next()) })
+            guard FileManager.default.createFile(atPath: file, contents: bytes) else {
+                throw UpdraftError("bench_setup", "Cannot write the bench image to \(file); check the free space in \(stack.directory).")
+            }
             firmware.append(try await stack.operations.addFirmware(file: file, product: "bench", version: "\(round + 1).0").firmware)
         }
         var sim = SimulatorConfig(count: options.devices, product: "bench", version: "1.0", releaseKey: try stack.operations.publicKey())

@@ -73,7 +73,9 @@ public struct DemoRunner: Sendable {
         let file = stack.directory + "/demo-1.1.0.bin"
         var generator = SplitMix64(seed: 2026)
         let image = (0..<options.imageBytes).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
-        FileManager.default.createFile(atPath: file, contents: Data(image))
+        guard FileManager.default.createFile(atPath: file, contents: Data(image)) else {
+            throw UpdraftError("demo_setup", "Cannot write the demo image to \(file); check the free space there.")
+        }
         let firmware = try await ops.addFirmware(file: file, product: "demo-thermo", version: "1.1.0").firmware
 
         var sim = SimulatorConfig(count: options.devices, product: "demo-thermo", version: "1.0.0", releaseKey: try ops.publicKey())
