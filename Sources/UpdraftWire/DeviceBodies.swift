@@ -90,11 +90,18 @@ public struct AnnounceBody: Codable, Sendable {
     public var product: ProductID
     public var version: FirmwareVersion
     public var acceptsUpdates: Bool?
+    /// CoAP only: seconds the device may stay silent before the gateway takes it for
+    /// offline (it announces again before that). MQTT devices have their will instead.
+    public var lifetime: Int?
 
-    public init(product: ProductID, version: FirmwareVersion, acceptsUpdates: Bool? = nil) {
+    /// The lifetimes a device may announce, in seconds: up to 31 days.
+    public static let lifetimes = 1...(31 * 86_400)
+
+    public init(product: ProductID, version: FirmwareVersion, acceptsUpdates: Bool? = nil, lifetime: Int? = nil) {
         self.product = product
         self.version = version
         self.acceptsUpdates = acceptsUpdates
+        self.lifetime = lifetime
     }
 
     public var announcement: Announcement {
@@ -102,7 +109,7 @@ public struct AnnounceBody: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case product, version
+        case product, version, lifetime
         case acceptsUpdates = "accepts_updates"
     }
 }

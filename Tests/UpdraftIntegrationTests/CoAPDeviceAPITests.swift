@@ -46,6 +46,38 @@ struct CoAPClientTool {
             uri: uri(h, "announce?d=\(device)"))
     }
 
+    /// A CoAP device has no will: one that stays silent past the lifetime it announced is
+    /// taken for offline; one that announces again within it stays online.
+    @Test func aSilentCoAPDeviceGoesOfflineAfterItsLifetimeAndAChattyOneStaysOnline() async throws {
+        try await Harness.with { h in
+            let tool = CoAPClientTool(directory: h.stack.directory)
+            let refused = try await tool.run(
+                ["-m", "post", "-t", "json", "-e", #"{"product":"thermo","version":"1.0","lifetime":0}"#],
+                uri: uri(h, "announce?d=quiet-0"))
+            #expect(refused.log.contains("4.00") && refused.log.contains("lifetime"), "\(refused.log)")
+
+            let fleet = try h.fleet(1, prefix: "chatty-") { config in
+                config.protocol = .coap
+                config.coapPort = h.stack.configuration.coap.port
+                config.coapLifetime = .seconds(1)
+            }
+            fleet.start()
+            _ = try await tool.run(
+                ["-m", "post", "-t", "json", "-e", #"{"product":"thermo","version":"1.0","lifetime":1}"#],
+                uri: uri(h, "announce?d=quiet-1"))
+            try await h.waitUntilRegistered(2)
+            try await eventually(timeout: .seconds(10), "quiet-1 offline") {
+                try await h.ops.store.device("quiet-1")?.online == false
+            }
+            let events = try await h.ops.store.events(after: 0, limit: 1000)
+            #expect(events.contains { $0.kind == .deviceOffline && $0.deviceID == "quiet-1" })
+            // The reference device announces every half lifetime: still online three lifetimes on.
+            try await Task.sleep(for: .seconds(3))
+            #expect(try await h.ops.store.device("chatty-0000")?.online == true)
+            await fleet.stop()
+        }
+    }
+
     @Test func coapClientGetsTheJobAndDownloadsTheImageAtEveryBlockSize() async throws {
         try await Harness.with { h in
             let tool = CoAPClientTool(directory: h.stack.directory)

@@ -35,6 +35,9 @@ public struct UpdraftConfiguration: Sendable {
         public var pskFile: String = ""
         /// Let plain-CoAP peers name their device with `?d=<id>`. For development only.
         public var allowUnauthenticated: Bool = false
+        /// Seconds a CoAP device that announced no lifetime may stay silent before it is
+        /// taken for offline.
+        public var defaultLifetime: Int = 86_400
     }
 
     public struct MQTT: Sendable {
@@ -86,6 +89,7 @@ public struct UpdraftConfiguration: Sendable {
         coap.securePort = c.int(forKey: "secure_port", default: d.coap.securePort)
         coap.pskFile = c.string(forKey: "psk_file", default: d.coap.pskFile)
         coap.allowUnauthenticated = c.bool(forKey: "allow_unauthenticated", default: d.coap.allowUnauthenticated)
+        coap.defaultLifetime = c.int(forKey: "default_lifetime", default: d.coap.defaultLifetime)
 
         let m = config.scoped(to: "mqtt")
         mqtt.topicPrefix = m.string(forKey: "topic_prefix", default: d.mqtt.topicPrefix)
@@ -150,6 +154,9 @@ public struct UpdraftConfiguration: Sendable {
             throw UpdraftError("config_invalid", "\(key) must be 0 (off) or 1...65535, not \(port).")
         }
         guard maxImageBytes > 0 else { throw UpdraftError("config_invalid", "firmware.max_image_bytes must be positive.") }
+        guard coap.defaultLifetime > 0 else {
+            throw UpdraftError("config_invalid", "coap.default_lifetime must be a positive number of seconds (86400 is a day).")
+        }
     }
 
     /// A path inside the data directory.

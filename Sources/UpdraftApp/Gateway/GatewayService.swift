@@ -81,7 +81,8 @@ public final class GatewayService: Service, Sendable {
                 psk: c.securePort == 0 ? nil : CoAPServer.PSK(keyForIdentity: { keys.key(for: $0) })),
             logger: logger)
         return try CoAPGateway(
-            server: server, settings: .init(allowUnauthenticated: c.allowUnauthenticated),
+            server: server,
+            settings: .init(allowUnauthenticated: c.allowUnauthenticated, defaultLifetime: .seconds(c.defaultLifetime)),
             images: { try images.image(sha256: $0.sha256) }, logger: logger)
     }
 
@@ -96,6 +97,7 @@ public final class GatewayService: Service, Sendable {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await self.mqtt.run(onSubscribed: { self.ready.store(true, ordering: .releasing) }) }
                     if let coap = self.coap {
+                        group.addTask { await coap.watchPresence() }
                         group.addTask {
                             do {
                                 try await coap.server.run()

@@ -23,10 +23,25 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         /// Accept `?d=<device id>` from peers without a DTLS identity (plain `coap://`).
         /// Off in production: anyone could speak for any device.
         public var allowUnauthenticated: Bool
+        /// Silence after which a device that announced no `lifetime` is taken for offline.
+        public var defaultLifetime: Duration
+        /// How often ``watchPresence()`` looks for devices silent past their lifetime.
+        public var presenceCheckInterval: Duration
 
-        public init(allowUnauthenticated: Bool = false) {
+        public init(
+            allowUnauthenticated: Bool = false, defaultLifetime: Duration = .seconds(86_400),
+            presenceCheckInterval: Duration = .seconds(1)
+        ) {
             self.allowUnauthenticated = allowUnauthenticated
+            self.defaultLifetime = defaultLifetime
+            self.presenceCheckInterval = presenceCheckInterval
         }
+    }
+
+    /// When a device last spoke, and how long it may stay silent.
+    private struct Heard: Sendable {
+        var at: ContinuousClock.Instant
+        var lifetime: Duration
     }
 
     /// What a device is offered right now, kept for the loop thread's immediate handlers.
@@ -45,6 +60,8 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         var offers: [DeviceID: Offer] = [:]
         var jobResources: Set<DeviceID> = []
         var images: [String: Image] = [:]
+        /// Devices online over CoAP, for ``watchPresence()``.
+        var heard: [DeviceID: Heard] = [:]
     }
 
     public let server: CoAPServer
@@ -112,8 +129,18 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         } catch {
             return refuse(.badRequest, error)
         }
+        if let lifetime = body.lifetime, !AnnounceBody.lifetimes.contains(lifetime) {
+            return refuse(
+                .badRequest,
+                UpdraftError(
+                    "malformed_announce",
+                    "lifetime \(lifetime) is out of range: give 1...\(AnnounceBody.lifetimes.upperBound) seconds, or leave it out for the gateway's default."
+                ))
+        }
         guard let engine else { return .status(.serviceUnavailable, diagnostic: "starting; retry") }
         try ensureJobResource(for: id)
+        let lifetime = body.lifetime.map { Duration.seconds($0) } ?? settings.defaultLifetime
+        state.withLock { $0.heard[id] = Heard(at: .now, lifetime: lifetime) }
         await engine.announced(id, body.announcement, via: .coap)
         count("announce")
         return jobRepresentation(of: id, code: .changed)
@@ -182,6 +209,46 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         return CoAPResponse(code: .content, payload: image.payload, contentFormat: .octetStream, etag: image.etag)
     }
 
+    // MARK: Presence
+
+    /// Takes CoAP devices that stayed silent past their lifetime (announced, or
+    /// ``Settings/defaultLifetime``) for offline, until they announce again; any request
+    /// of a device counts as hearing from it. Runs until cancelled. Devices the registry
+    /// had online over CoAP before a restart get a full lifetime from the start.
+    public func watchPresence() async {
+        var seeded = false
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: settings.presenceCheckInterval) } catch { return }
+            guard let engine else { continue }
+            if !seeded {
+                seeded = true
+                let start = ContinuousClock.now
+                for id in await engine.onlineDevices(via: .coap) {
+                    state.withLock { state in
+                        if state.heard[id] == nil { state.heard[id] = Heard(at: start, lifetime: settings.defaultLifetime) }
+                    }
+                }
+            }
+            let now = ContinuousClock.now
+            let silent: [DeviceID] = state.withLock { state in
+                let expired = state.heard.filter { $0.value.at + $0.value.lifetime <= now }.map(\.key)
+                for id in expired { state.heard[id] = nil }
+                return expired
+            }
+            for id in silent {
+                logger.info("CoAP device silent past its lifetime; taken for offline", metadata: ["device.id": "\(id)"])
+                count("offline.silent")
+                await engine.presence(id, online: false, via: .coap)
+            }
+        }
+    }
+
+    private func heard(_ id: DeviceID) {
+        state.withLock { state in
+            if state.heard[id] != nil { state.heard[id]?.at = .now }
+        }
+    }
+
     // MARK: Identity
 
     private enum Identity {
@@ -218,6 +285,7 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
             count("rejected.not_your_job")
             return .refused(.status(.forbidden, diagnostic: "not_your_job: job/\(expected.rawValue) belongs to another device"))
         }
+        heard(id)
         return .device(id)
     }
 

@@ -168,6 +168,10 @@ public actor UpdateEngine {
     public func activeJob(of id: DeviceID) -> Job? { active[id]?.job }
     public func device(_ id: DeviceID) -> Device? { devices[id] }
     public var onlineCount: Int { devices.values.filter(\.online).count }
+    /// Devices the registry has online whose last transport is `transport`.
+    public func onlineDevices(via transport: Transport) -> [DeviceID] {
+        devices.values.filter { $0.online && $0.transport == transport }.map(\.id)
+    }
 
     // MARK: Persistence
 

@@ -73,6 +73,8 @@ public actor CoAPDeviceAgent: SimulatedDevice {
 
     private enum Input: Sendable {
         case offer([UInt8])
+        /// Time to announce again, within the lifetime.
+        case reannounce
         /// The observation ended (session lost, gateway restarted): boot again.
         case observationLost
         case stop
@@ -187,6 +189,14 @@ public actor CoAPDeviceAgent: SimulatedDevice {
                 return nil
             }
             group.addTask { await self.serve(inputs, on: session) }
+            if let lifetime = self.config.lifetime {
+                group.addTask {
+                    while true {
+                        do { try await Task.sleep(for: lifetime / 2) } catch { return nil }
+                        inbox.yield(.reannounce)
+                    }
+                }
+            }
             var outcome = BootOutcome.stopped
             for await result in group {
                 if let result {
@@ -205,6 +215,9 @@ public actor CoAPDeviceAgent: SimulatedDevice {
             switch input {
             case .stop: return .stopped
             case .observationLost: return .retry
+            case .reannounce:
+                guard let answer = await announce(on: session) else { continue }
+                if let outcome = await received(offer: answer, on: session) { return outcome }
             case .offer(let payload):
                 if let outcome = await received(offer: payload, on: session) { return outcome }
             }
@@ -216,7 +229,9 @@ public actor CoAPDeviceAgent: SimulatedDevice {
 
     /// POSTs the announce; the answer's body is the pending job or `{}`. `nil` when the gateway did not answer 2.xx.
     private func announce(on session: CoAPClientSession) async -> [UInt8]? {
-        let body = AnnounceBody(product: config.product, version: version, acceptsUpdates: config.acceptsUpdates)
+        let body = AnnounceBody(
+            product: config.product, version: version, acceptsUpdates: config.acceptsUpdates,
+            lifetime: config.lifetime.map { max(1, Int(($0 / .seconds(1)).rounded(.up))) })
         do {
             let response = try await session.post(
                 "announce", payload: WireJSON.encode(body), contentFormat: .json, query: identityQuery,

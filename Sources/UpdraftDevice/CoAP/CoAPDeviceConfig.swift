@@ -38,6 +38,10 @@ public struct CoAPDeviceConfig: Sendable {
 
     /// Time "rebooting" between the install and announcing the new version.
     public var rebootDelay: Duration = .milliseconds(500)
+    /// Sent in the announce: how long the device may stay silent before the gateway takes
+    /// it for offline; the device announces again every half of it. `nil`: the gateway's
+    /// default (`coap.default_lifetime`), and no announce between boots.
+    public var lifetime: Duration?
     /// `false`: the device announces it is busy.
     public var acceptsUpdates: Bool = true
     /// `true` accepts manifests whose sequence is not above the installed one.

@@ -66,6 +66,7 @@ public final class FleetSimulator: Sendable {
                     releaseKey: config.releaseKey, host: config.coapHost, port: config.coapPort)
                 device.installedSequence = config.installedSequence
                 device.blockSize = config.blockSize
+                device.lifetime = config.coapLifetime
                 device.rebootDelay = config.rebootDelay
                 device.retryDelay = config.requestTimeout
                 device.storageDirectory = config.storageDirectory?.appendingPathComponent(device.id.rawValue)

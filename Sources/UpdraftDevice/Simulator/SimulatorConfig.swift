@@ -29,6 +29,9 @@ public struct SimulatorConfig: Sendable {
     public var coapPort: Int = 5683
     /// Block2 size CoAP devices ask for: 16, 32, ..., 1024.
     public var blockSize: Int = 1024
+    /// CoAP devices: the lifetime they announce (they announce again every half of it);
+    /// `nil`: the gateway's default.
+    public var coapLifetime: Duration?
     /// CoAP client event loops shared by the CoAP devices; `nil` means `min(2, CoAP devices)`.
     public var coapLoopCount: Int?
     /// Share of CoAP devices that reboot once during their first download (they fetch again).
