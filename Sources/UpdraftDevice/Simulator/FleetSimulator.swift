@@ -59,19 +59,22 @@ public final class FleetSimulator: Sendable {
         var devices: [any SimulatedDevice] = []
         devices.reserveCapacity(config.count)
         for index in 0..<config.count {
-            let number = String(index).leftPadded(to: max(width, 4))
+            let id = try DeviceID(validating: config.idPrefix + String(index).leftPadded(to: max(width, 4)))
+            // What both kinds of device share.
+            var behavior = DeviceBehavior(releaseKey: config.releaseKey)
+            behavior.rebootDelay = config.rebootDelay
+            behavior.storageDirectory = config.storageDirectory?.appendingPathComponent(id.rawValue)
+            behavior.retainInstalledImage = config.retainInstalledImages
+            behavior.corruptFirstDownload = SimulatorConfig.picks(index, fraction: config.corruptFraction, phase: 0.999)
             if transports[index] == .coap {
                 var device = CoAPDeviceConfig(
-                    id: try DeviceID(validating: config.idPrefix + number), product: config.product, version: config.version,
-                    releaseKey: config.releaseKey, host: config.coapHost, port: config.coapPort)
+                    id: id, product: config.product, version: config.version, releaseKey: config.releaseKey,
+                    host: config.coapHost, port: config.coapPort)
+                device.behavior = behavior
                 device.installedSequence = config.installedSequence
                 device.blockSize = config.blockSize
                 device.lifetime = config.coapLifetime
-                device.rebootDelay = config.rebootDelay
                 device.retryDelay = config.requestTimeout
-                device.storageDirectory = config.storageDirectory?.appendingPathComponent(device.id.rawValue)
-                device.retainInstalledImage = config.retainInstalledImages
-                device.corruptFirstDownload = SimulatorConfig.picks(index, fraction: config.corruptFraction, phase: 0.999)
                 if SimulatorConfig.picks(index, fraction: config.rebootFraction, phase: 0.3) {
                     device.rebootDuringFirstDownloadAfter = config.rebootAfter
                 }
@@ -82,18 +85,15 @@ public final class FleetSimulator: Sendable {
                 continue
             }
             var device = DeviceConfig(
-                id: try DeviceID(validating: config.idPrefix + number), product: config.product, version: config.version,
-                releaseKey: config.releaseKey, brokerHost: config.brokerHost, brokerPort: config.brokerPort)
+                id: id, product: config.product, version: config.version, releaseKey: config.releaseKey,
+                brokerHost: config.brokerHost, brokerPort: config.brokerPort)
+            device.behavior = behavior
             device.installedSequence = config.installedSequence
             device.password = config.password
             device.topicsPrefix = config.topicsPrefix
             device.chunkSize = config.chunkSize
             device.windowCount = config.windowCount
             device.requestTimeout = config.requestTimeout
-            device.rebootDelay = config.rebootDelay
-            device.storageDirectory = config.storageDirectory?.appendingPathComponent(device.id.rawValue)
-            device.retainInstalledImage = config.retainInstalledImages
-            device.corruptFirstDownload = SimulatorConfig.picks(index, fraction: config.corruptFraction, phase: 0.999)
             if SimulatorConfig.picks(index, fraction: config.disconnectFraction, phase: 0.3) {
                 device.dropConnectionAtPercent = config.disconnectAtPercent
             }

@@ -1,0 +1,46 @@
+import Foundation
+import UpdraftCore
+
+/// What every reference device does the same way, whatever protocol it speaks: the key it
+/// trusts, how it retries, verifies, reports and installs, and the faults it can inject.
+/// ``DeviceConfig`` (MQTT) and ``CoAPDeviceConfig`` hold one each and forward its fields
+/// (`config.maxRetries` is `config.behavior.maxRetries`).
+public struct DeviceBehavior: Sendable {
+    /// The release public key: manifests not signed by its private half are refused.
+    public var releaseKey: ReleaseVerifyingKey
+    /// First delay before asking again after the gateway refused or lost a download
+    /// request (MQTT: grows linearly), and before booting again after it was unreachable.
+    public var retryDelay: Duration = .seconds(1)
+    /// Download requests in a row that are refused or lost before the job is reported
+    /// `failed`/`download`.
+    public var maxRetries: Int = 5
+    /// Extra downloads after a digest mismatch before reporting `failed`/`verify`.
+    public var maxVerifyRetries: Int = 2
+    /// `downloading` progress goes out at each 10 % step, but not more often than this: on a
+    /// fast link ten reports a second would cost the gateway more than they tell anyone.
+    public var progressInterval: Duration = .milliseconds(500)
+    /// Offers for larger images are refused.
+    public var maxImageBytes: Int64 = 64 << 20
+
+    /// Time "rebooting" between the install and announcing the new version.
+    public var rebootDelay: Duration = .milliseconds(500)
+    /// `false`: the device announces it is busy; offers that still arrive are ignored.
+    public var acceptsUpdates: Bool = true
+    /// `true` accepts manifests whose sequence is not above the installed one.
+    public var allowRollback: Bool = false
+
+    /// Keeps partial downloads, the installed image and its version across restarts.
+    /// `nil`: everything stays in memory.
+    public var storageDirectory: URL?
+    /// Without a storage directory, keep the installed image in memory (`installedImage`).
+    /// A simulated fleet turns this off to save memory.
+    public var retainInstalledImage: Bool = true
+
+    /// Fault injection: flip one byte of the first downloaded image, to exercise verify
+    /// and re-download.
+    public var corruptFirstDownload: Bool = false
+
+    public init(releaseKey: ReleaseVerifyingKey) {
+        self.releaseKey = releaseKey
+    }
+}
