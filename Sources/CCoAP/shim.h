@@ -55,6 +55,28 @@ static inline int ccoap_epoll_remove(int epfd, int fd) {
     return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &event);
 }
 
+// Certificates (PKI) for a server context, from PEM files: the server presents
+// cert_file/key_file, and clients must present a certificate signed by the CA in
+// ca_file (verified, unexpired, chain depth 3); cn_callback gets each peer's CN.
+// libcoap may keep the file names: they must outlive the context.
+static inline int ccoap_context_set_pki_pem(coap_context_t *ctx, const char *ca_file, const char *cert_file,
+                                            const char *key_file, coap_dtls_cn_callback_t cn_callback, void *arg) {
+    coap_dtls_pki_t setup;
+    memset(&setup, 0, sizeof(setup));
+    setup.version = COAP_DTLS_PKI_SETUP_VERSION;
+    setup.verify_peer_cert = 1;
+    setup.check_common_ca = 1;
+    setup.cert_chain_validation = 1;
+    setup.cert_chain_verify_depth = 3;
+    setup.validate_cn_call_back = cn_callback;
+    setup.cn_call_back_arg = arg;
+    setup.pki_key.key_type = COAP_PKI_KEY_PEM;
+    setup.pki_key.key.pem.ca_file = ca_file;
+    setup.pki_key.key.pem.public_cert = cert_file;
+    setup.pki_key.key.pem.private_key = key_file;
+    return coap_context_set_pki(ctx, &setup);
+}
+
 // Names the calling thread (first 15 bytes); prctl is variadic.
 static inline void ccoap_set_thread_name(const char *name) {
     prctl(PR_SET_NAME, name, 0, 0, 0);

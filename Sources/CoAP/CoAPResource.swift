@@ -11,13 +11,17 @@ public struct CoAPRequest: Sendable {
     public var accept: CoAPContentFormat?
     /// The PSK identity the peer authenticated with over DTLS; `nil` over plain UDP.
     public var pskIdentity: String?
+    /// The subject CN of the certificate the peer authenticated with over DTLS (verified
+    /// against the server's CA); `nil` for PSK and plain UDP.
+    public var certificateName: String?
     public var remoteAddress: CoAPAddress
 
     public init(
         method: CoAPMethod, path: String, query: [String] = [], payload: [UInt8] = [],
         contentFormat: CoAPContentFormat? = nil, accept: CoAPContentFormat? = nil,
-        pskIdentity: String? = nil, remoteAddress: CoAPAddress
+        pskIdentity: String? = nil, certificateName: String? = nil, remoteAddress: CoAPAddress
     ) {
+        self.certificateName = certificateName
         self.method = method
         self.path = path
         self.query = query

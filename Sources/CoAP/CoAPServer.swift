@@ -23,10 +23,12 @@ public final class CoAPServer: Sendable {
         public var host: String
         /// UDP port for `coap://`; `nil` disables plain CoAP.
         public var port: Int?
-        /// UDP port for `coaps://` (DTLS); needs ``psk``. `nil` disables DTLS.
+        /// UDP port for `coaps://` (DTLS); needs ``psk``, ``pki`` or both. `nil` disables DTLS.
         public var securePort: Int?
         /// Pre-shared keys for DTLS.
         public var psk: PSK?
+        /// Certificates for DTLS: clients present one signed by the CA.
+        public var pki: PKI?
         /// How long a ``CoAPHandler/deferred(_:)`` handler may take before the
         /// request is answered 5.03 and the handler's task cancelled.
         public var handlerTimeout: Duration
@@ -62,6 +64,20 @@ public final class CoAPServer: Sendable {
         public init(hint: String? = nil, keyForIdentity: @escaping @Sendable (String) -> [UInt8]?) {
             self.hint = hint
             self.keyForIdentity = keyForIdentity
+        }
+    }
+
+    /// DTLS with certificates (PEM files). A client must present a certificate signed by
+    /// the CA in `caFile`; its subject CN is the request's ``CoAPRequest/certificateName``.
+    public struct PKI: Sendable {
+        public var caFile: String
+        public var certificateFile: String
+        public var privateKeyFile: String
+
+        public init(caFile: String, certificateFile: String, privateKeyFile: String) {
+            self.caFile = caFile
+            self.certificateFile = certificateFile
+            self.privateKeyFile = privateKeyFile
         }
     }
 
@@ -272,8 +288,8 @@ public final class CoAPServer: Sendable {
                 try ResolvedEndpoint.resolve(configuration.host, port: port, secure: false, operation: "start"))
         }
         if let port = configuration.securePort {
-            guard configuration.psk != nil else {
-                throw .invalid("start", "securePort is set but psk is not; DTLS needs pre-shared keys")
+            guard configuration.psk != nil || configuration.pki != nil else {
+                throw .invalid("start", "securePort is set but neither psk nor pki is; DTLS needs pre-shared keys or certificates")
             }
             guard port != configuration.port else {
                 throw .invalid("start", "port and securePort are both \(port); use two ports (e.g. 5683 and 5684)")

@@ -56,6 +56,11 @@ final class ServerCore: LoopMember, @unchecked Sendable {
     private let pskKey = UnsafeMutablePointer<coap_bin_const_t>.allocate(capacity: 1)
     private let pskKeyBytes = UnsafeMutablePointer<UInt8>.allocate(capacity: maxPSKLength)
 
+    /// Verified certificate CNs of DTLS sessions, until the session closes.
+    private var certificateNames: [OpaquePointer: String] = [:]
+    /// The PKI file names as C strings: libcoap may keep pointing at them.
+    private var pkiStrings: [UnsafeMutablePointer<CChar>] = []
+
     /// COAP_DTLS_MAX_PSK in 4.3.1.
     static let maxPSKLength = 64
 
@@ -71,6 +76,7 @@ final class ServerCore: LoopMember, @unchecked Sendable {
         pskKey.deallocate()
         pskKeyBytes.deallocate()
         pskHint?.deallocate()
+        for string in pkiStrings { free(string) }
     }
 
     // MARK: - Lifecycle (loop thread)
@@ -89,6 +95,10 @@ final class ServerCore: LoopMember, @unchecked Sendable {
             if let psk = configuration.psk {
                 try configurePSK(context, psk, reference: reference)
             }
+            if let pki = configuration.pki {
+                try configurePKI(context, pki, reference: reference)
+            }
+            coap_register_event_handler(context, serverEventHandler)
             for endpoint in endpoints {
                 try listen(context, endpoint)
             }
@@ -139,6 +149,29 @@ final class ServerCore: LoopMember, @unchecked Sendable {
         try CoAPError.check(
             coap_context_set_psk2(context, &setup), .dtlsUnavailable, "start",
             "libcoap rejected the PSK setup (coap_context_set_psk2); see the log for the reason")
+    }
+
+    private func configurePKI(
+        _ context: OpaquePointer, _ pki: CoAPServer.PKI, reference: Unmanaged<ServerCore>
+    ) throws(CoAPError) {
+        guard coap_dtls_is_supported() != 0 else {
+            throw CoAPError(
+                code: .dtlsUnavailable, operation: "start",
+                message: "this libcoap has no DTLS support; link libcoap-3-openssl or drop the certificate configuration")
+        }
+        for (what, path) in [("CA", pki.caFile), ("certificate", pki.certificateFile), ("private key", pki.privateKeyFile)]
+        where access(path, R_OK) != 0 {
+            throw CoAPError(
+                code: .invalidArgument, operation: "start",
+                message: "the DTLS \(what) file '\(path)' is missing or unreadable; check the path (Certs/make-dev-certs.sh makes development ones)")
+        }
+        let paths: [String] = [pki.caFile, pki.certificateFile, pki.privateKeyFile]
+        let strings = paths.map { path in path.withCString { strdup($0)! } }
+        pkiStrings += strings
+        try CoAPError.check(
+            ccoap_context_set_pki_pem(context, strings[0], strings[1], strings[2], serverCertificateName, reference.toOpaque()),
+            .dtlsUnavailable, "start",
+            "libcoap rejected the certificate setup (coap_context_set_pki); check that the certificate and key match and are PEM")
     }
 
     private func listen(_ context: OpaquePointer, _ endpoint: ResolvedEndpoint) throws(CoAPError) {
@@ -354,7 +387,7 @@ final class ServerCore: LoopMember, @unchecked Sendable {
         return CoAPRequest(
             method: method, path: entry.resource.path, query: options.query, payload: PDU.payload(pdu),
             contentFormat: options.contentFormat, accept: options.accept,
-            pskIdentity: identity,
+            pskIdentity: identity, certificateName: identity == nil ? certificateNames[session] : nil,
             remoteAddress: CoAPAddress(coap_session_get_addr_remote(session)) ?? CoAPAddress(host: "?", port: 0))
     }
 
@@ -402,6 +435,19 @@ final class ServerCore: LoopMember, @unchecked Sendable {
         }
     }
 
+    // MARK: - DTLS certificates and sessions (libcoap callbacks, loop thread)
+
+    /// A peer's certificate passed the TLS checks; depth 0 is the peer's own.
+    fileprivate func certificateChecked(name: String, session: OpaquePointer, depth: UInt32, validated: Bool) -> Bool {
+        guard validated else { return false }
+        if depth == 0 { certificateNames[session] = name }
+        return true
+    }
+
+    fileprivate func sessionEnded(_ session: OpaquePointer) {
+        certificateNames[session] = nil
+    }
+
     // MARK: - DTLS PSK (libcoap callback, loop thread)
 
     /// The key for `identity`, or `nil` to fail the handshake.
@@ -443,6 +489,25 @@ private func releaseResourceEntry(_ pointer: UnsafeMutableRawPointer?) {
     guard let pointer else { return }
     let entry = Unmanaged<ResourceEntry>.fromOpaque(pointer)
     entry.takeUnretainedValue().references.release(entry)
+}
+
+/// `coap_dtls_cn_callback_t`: a peer's certificate (or a CA above it) passed the TLS checks.
+private func serverCertificateName(
+    _ cn: UnsafePointer<CChar>?, _ certificate: UnsafePointer<UInt8>?, _ length: Int, _ session: OpaquePointer?,
+    _ depth: UInt32, _ validated: Int32, _ argument: UnsafeMutableRawPointer?
+) -> Int32 {
+    guard let cn, let session, let argument else { return 0 }
+    let core = Unmanaged<ServerCore>.fromOpaque(argument).takeUnretainedValue()
+    return core.certificateChecked(name: String(cString: cn), session: session, depth: depth, validated: validated != 0) ? 1 : 0
+}
+
+/// `coap_event_handler_t`: forgets what was kept of a session that ended.
+private func serverEventHandler(_ session: OpaquePointer?, _ event: coap_event_t) -> Int32 {
+    guard let session, event == COAP_EVENT_DTLS_CLOSED || event == COAP_EVENT_SESSION_CLOSED,
+        let context = coap_session_get_context(session), let data = coap_get_app_data(context)
+    else { return 0 }
+    Unmanaged<ServerCore>.fromOpaque(data).takeUnretainedValue().sessionEnded(session)
+    return 0
 }
 
 /// `coap_dtls_id_callback_t`: a client presented a PSK identity.

@@ -184,4 +184,42 @@ struct CoAPClientTool {
             #expect(wrong.body.isEmpty)
         }
     }
+
+    /// DTLS with certificates from the project's own Certs/make-dev-certs.sh: the device's
+    /// certificate CN is its id.
+    @Test func dtlsWithADeviceCertificate() async throws {
+        let certs = FileManager.default.temporaryDirectory.appendingPathComponent("updraft-certs-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: certs) }
+        let script = try ChildProcess(
+            executable: "/bin/bash", arguments: ["Certs/make-dev-certs.sh", certs.path, "localhost", "cert-1"],
+            outputFile: FileManager.default.temporaryDirectory.appendingPathComponent("certs-\(UUID().uuidString).log").path)
+        #expect(await script.waitForExit(timeout: .seconds(60)))
+        let file = { (name: String) in certs.appendingPathComponent(name).path }
+        try await Harness.with(tune: { c in
+            c.coap.caFile = file("ca.crt")
+            c.coap.certificateFile = file("server.crt")
+            c.coap.privateKeyFile = file("server.key")
+        }) { h in
+            let tool = CoAPClientTool(directory: h.stack.directory)
+            let identity = ["-c", file("device-cert-1.crt"), "-j", file("device-cert-1.key"), "-C", file("ca.crt")]
+            let (firmware, image) = try await h.addFirmware(version: "2.0", size: 5_000)
+            let hello = try await tool.run(
+                identity + ["-m", "post", "-e", #"{"product":"thermo","version":"1.0"}"#], uri: uri(h, "announce", secure: true))
+            #expect(hello.text == "{}", "\(hello.log)")
+            try await h.waitUntilRegistered(1)
+            #expect(try await h.ops.store.device("cert-1")?.online == true)
+            _ = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(["cert-1"]), allowDowngrade: false)
+            var offer: JobOffer?
+            try await eventually("the offer over DTLS with a certificate") {
+                let got = try await tool.run(identity, uri: uri(h, "job/cert-1", secure: true))
+                offer = try? JSONDecoder().decode(JobOffer.self, from: Data(got.body))
+                return offer != nil
+            }
+            let download = try #require(offer?.download)
+            let got = try await tool.run(identity + ["-b", "1024"], uri: uri(h, download, secure: true))
+            #expect(got.body == image)
+            // The certificate names the device: claiming another one is refused.
+            #expect(try await tool.run(identity, uri: uri(h, "job/cert-1?d=other", secure: true)).log.contains("4.03"))
+        }
+    }
 }

@@ -15,15 +15,17 @@ struct Harness {
         return logger
     }()
 
-    static func start(gateway: Bool = true) async throws -> Harness {
-        let harness = Harness(stack: try await LocalStack(logger: logger))
+    static func start(gateway: Bool = true, tune: (inout UpdraftConfiguration) -> Void = { _ in }) async throws -> Harness {
+        let harness = Harness(stack: try await LocalStack(logger: logger, tune: tune))
         if gateway { try await harness.stack.startGateway() }
         return harness
     }
 
     /// Runs `body`, then stops everything the harness started, whatever happened.
-    static func with(gateway: Bool = true, _ body: (Harness) async throws -> Void) async throws {
-        let harness = try await start(gateway: gateway)
+    static func with(
+        gateway: Bool = true, tune: (inout UpdraftConfiguration) -> Void = { _ in }, _ body: (Harness) async throws -> Void
+    ) async throws {
+        let harness = try await start(gateway: gateway, tune: tune)
         do {
             try await body(harness)
         } catch {

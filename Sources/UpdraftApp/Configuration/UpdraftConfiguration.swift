@@ -33,6 +33,12 @@ public struct UpdraftConfiguration: Sendable {
         public var securePort: Int = 5684
         /// `<device id> <key>` per line; empty means `<data_dir>/coap-psk.txt`.
         public var pskFile: String = ""
+        /// DTLS with certificates on `securePort` (all three set, or none): the CA that signs
+        /// device certificates (a device's id is its certificate's CN), and the gateway's
+        /// own certificate and key, PEM.
+        public var caFile: String = ""
+        public var certificateFile: String = ""
+        public var privateKeyFile: String = ""
         /// Let plain-CoAP peers name their device with `?d=<id>`. For development only.
         public var allowUnauthenticated: Bool = false
         /// Seconds a CoAP device that announced no lifetime may stay silent before it is
@@ -88,6 +94,9 @@ public struct UpdraftConfiguration: Sendable {
         coap.port = c.int(forKey: "port", default: d.coap.port)
         coap.securePort = c.int(forKey: "secure_port", default: d.coap.securePort)
         coap.pskFile = c.string(forKey: "psk_file", default: d.coap.pskFile)
+        coap.caFile = c.string(forKey: "ca_file", default: d.coap.caFile)
+        coap.certificateFile = c.string(forKey: "certificate_file", default: d.coap.certificateFile)
+        coap.privateKeyFile = c.string(forKey: "private_key_file", default: d.coap.privateKeyFile)
         coap.allowUnauthenticated = c.bool(forKey: "allow_unauthenticated", default: d.coap.allowUnauthenticated)
         coap.defaultLifetime = c.int(forKey: "default_lifetime", default: d.coap.defaultLifetime)
 
@@ -154,6 +163,12 @@ public struct UpdraftConfiguration: Sendable {
             throw UpdraftError("config_invalid", "\(key) must be 0 (off) or 1...65535, not \(port).")
         }
         guard maxImageBytes > 0 else { throw UpdraftError("config_invalid", "firmware.max_image_bytes must be positive.") }
+        let pkiFiles = [coap.caFile, coap.certificateFile, coap.privateKeyFile]
+        guard pkiFiles.allSatisfy(\.isEmpty) || pkiFiles.allSatisfy({ !$0.isEmpty }) else {
+            throw UpdraftError(
+                "config_invalid",
+                "coap.ca_file, coap.certificate_file and coap.private_key_file go together: set all three for DTLS with certificates, or none.")
+        }
         guard coap.defaultLifetime > 0 else {
             throw UpdraftError("config_invalid", "coap.default_lifetime must be a positive number of seconds (86400 is a day).")
         }

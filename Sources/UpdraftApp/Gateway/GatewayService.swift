@@ -75,11 +75,13 @@ public final class GatewayService: Service, Sendable {
     ) throws -> CoAPGateway {
         let c = configuration.coap
         let keys = PSKFile(path: configuration.resolvedPSKFile)
-        let server = CoAPServer(
-            configuration: CoAPServer.Configuration(
-                host: c.host, port: c.port == 0 ? nil : c.port, securePort: c.securePort == 0 ? nil : c.securePort,
-                psk: c.securePort == 0 ? nil : CoAPServer.PSK(keyForIdentity: { keys.key(for: $0) })),
-            logger: logger)
+        var settings = CoAPServer.Configuration(
+            host: c.host, port: c.port == 0 ? nil : c.port, securePort: c.securePort == 0 ? nil : c.securePort,
+            psk: c.securePort == 0 ? nil : CoAPServer.PSK(keyForIdentity: { keys.key(for: $0) }))
+        if c.securePort != 0, !c.caFile.isEmpty {
+            settings.pki = CoAPServer.PKI(caFile: c.caFile, certificateFile: c.certificateFile, privateKeyFile: c.privateKeyFile)
+        }
+        let server = CoAPServer(configuration: settings, logger: logger)
         return try CoAPGateway(
             server: server,
             settings: .init(allowUnauthenticated: c.allowUnauthenticated, defaultLifetime: .seconds(c.defaultLifetime)),

@@ -10,7 +10,8 @@ import UpdraftWire
 /// resources. Same engine, same state machine, same JSON bodies as MQTT; only the
 /// framing differs (see the DocC article "CoAP device API").
 ///
-/// Resources (the device is the DTLS PSK identity, or `?d=<id>` when plain CoAP is allowed):
+/// Resources (the device is the DTLS PSK identity or client certificate CN, or `?d=<id>`
+/// when plain CoAP is allowed):
 /// - `POST announce` — the announce body; answers the pending job (like `GET job/<id>`).
 /// - `GET job/<id>` — the pending job offer or `{}`; observable, so an observer is pushed a
 ///   new job at once.
@@ -256,11 +257,12 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         case refused(CoAPResponse)
     }
 
-    /// The device a request speaks for: its DTLS PSK identity, else (when allowed) `?d=`.
+    /// The device a request speaks for: its DTLS PSK identity or certificate CN, else
+    /// (when allowed) `?d=`.
     private func identify(_ request: CoAPRequest, expected: DeviceID? = nil) -> Identity {
         let claimed = request.queryValue("d")
         let raw: String
-        if let identity = request.pskIdentity {
+        if let identity = request.pskIdentity ?? request.certificateName {
             if let claimed, claimed != identity {
                 count("rejected.identity_mismatch")
                 return .refused(.status(.forbidden, diagnostic: "identity_mismatch: you are \(identity) (DTLS), not \(claimed)"))
@@ -275,7 +277,7 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
                     .unauthorized,
                     diagnostic: settings.allowUnauthenticated
                         ? "unauthenticated: add ?d=<device id>, or use coaps:// with your PSK"
-                        : "unauthenticated: use coaps:// with your device id as PSK identity"))
+                        : "unauthenticated: use coaps:// with your device id as PSK identity or certificate CN"))
         }
         guard let id = try? DeviceID(validating: raw) else {
             count("rejected.bad_device_id")
