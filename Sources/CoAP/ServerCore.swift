@@ -61,6 +61,9 @@ final class ServerCore: LoopMember, @unchecked Sendable {
     /// The PKI file names as C strings: libcoap may keep pointing at them.
     private var pkiStrings: [UnsafeMutablePointer<CChar>] = []
 
+    /// Receive buffer asked for on the endpoint sockets (the kernel caps it at net.core.rmem_max).
+    static let receiveBufferBytes: Int32 = 4 << 20
+
     /// COAP_DTLS_MAX_PSK in 4.3.1.
     static let maxPSKLength = 64
 
@@ -115,6 +118,10 @@ final class ServerCore: LoopMember, @unchecked Sendable {
             // libcoap opens its sockets without close-on-exec; see the shim.
             if ccoap_set_cloexec(pollFD) < 0 {
                 logger.warning("cannot set close-on-exec on libcoap's sockets: /proc/self/fdinfo is unreadable")
+            }
+            // A burst of requests (a release wakes every observer) must not overflow the socket.
+            if ccoap_set_udp_rcvbuf(pollFD, Self.receiveBufferBytes) < 1 {
+                logger.notice("cannot enlarge the UDP receive buffer of the CoAP endpoints; bursts may be dropped")
             }
         } catch {
             close()
