@@ -53,6 +53,7 @@ demo: deps
 bench: deps
 	$(SWIFT) build -c release --product updraft
 	$$($(SWIFT) build -c release --show-bin-path)/updraft bench mqtt
+	$$($(SWIFT) build -c release --show-bin-path)/updraft bench coap
 
 clean:
 	rm -rf .build
