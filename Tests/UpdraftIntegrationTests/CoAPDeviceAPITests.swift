@@ -71,7 +71,10 @@ struct CoAPClientTool {
                 try await h.ops.store.device("quiet-1")?.online == false
             }
             let events = try await h.ops.store.events(after: 0, limit: 1000)
-            #expect(events.contains { $0.kind == .deviceOffline && $0.deviceID == "quiet-1" })
+            let offline = try #require(events.first { $0.kind == .deviceOffline && $0.deviceID == "quiet-1" })
+            // Last seen stays when it last spoke, not when the gateway noticed the silence.
+            let quiet = try #require(try await h.ops.store.device("quiet-1"))
+            #expect(try #require(quiet.lastSeen) <= offline.time.addingTimeInterval(-0.9), "\(quiet)")
             // The reference device announces every half lifetime: never taken for offline.
             try await Task.sleep(for: .seconds(5))
             #expect(try await h.ops.store.device("chatty-0000")?.online == true)

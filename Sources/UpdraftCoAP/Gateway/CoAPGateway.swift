@@ -231,15 +231,15 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
                 }
             }
             let now = ContinuousClock.now
-            let silent: [DeviceID] = state.withLock { state in
-                let expired = state.heard.filter { $0.value.at + $0.value.lifetime <= now }.map(\.key)
-                for id in expired { state.heard[id] = nil }
+            let silent: [(DeviceID, Duration)] = state.withLock { state in
+                let expired = state.heard.filter { $0.value.at + $0.value.lifetime <= now }.map { ($0.key, now - $0.value.at) }
+                for (id, _) in expired { state.heard[id] = nil }
                 return expired
             }
-            for id in silent {
+            for (id, quiet) in silent {
                 logger.info("CoAP device silent past its lifetime; taken for offline", metadata: ["device.id": "\(id)"])
                 count("offline.silent")
-                await engine.presence(id, online: false, via: .coap)
+                await engine.presence(id, online: false, via: .coap, silentFor: quiet)
             }
         }
     }

@@ -62,12 +62,15 @@ public actor UpdateEngine {
 
     // MARK: Inputs from devices
 
-    public func presence(_ id: DeviceID, online: Bool, via transport: Transport = .mqtt) {
+    /// - Parameter silentFor: for a device taken offline because it stayed silent (CoAP
+    ///   lifetime), how long ago it was last heard: `lastSeen` keeps that moment.
+    public func presence(_ id: DeviceID, online: Bool, via transport: Transport = .mqtt, silentFor: Duration = .zero) {
         let time = now()
         var device = devices[id] ?? Device(id: id, firstSeen: time)
         let changed = device.online != online
         device.online = online
-        device.lastSeen = time
+        let (seconds, attoseconds) = silentFor.components
+        device.lastSeen = time.addingTimeInterval(-(Double(seconds) + Double(attoseconds) / 1e18))
         if online { device.transport = transport }
         save(device)
         if changed {
