@@ -97,6 +97,9 @@ final class ClientCore: LoopMember, @unchecked Sendable {
     /// Observations cancelled here, until the server's answer to the deregistering GET
     /// (or a notification already on its way) is in: acknowledged, not reset.
     private var cancelledObservations: [TokenKey: ContinuousClock.Instant] = [:]
+    /// When the oldest entry of `cancelledObservations` expires: `process` (every loop
+    /// iteration) only prunes then.
+    private var cancelledPruneAt: ContinuousClock.Instant?
 
     init(logger: Logger, references: LibcoapReferences, loop: CoAPEventLoop, blockTransfers: CoAPClient.BlockTransfers) {
         self.logger = logger
@@ -341,7 +344,9 @@ final class ClientCore: LoopMember, @unchecked Sendable {
                 var binary = coap_binary_t(length: buffer.count, s: buffer.baseAddress)
                 _ = coap_cancel_observe(exchange.key.session, &binary, COAP_MESSAGE_CON)
             }
-            cancelledObservations[exchange.key] = .now + .seconds(30)
+            let expiry = ContinuousClock.now + .seconds(30)
+            cancelledObservations[exchange.key] = expiry
+            if cancelledPruneAt == nil { cancelledPruneAt = expiry }
         }
         finish(id, .failure(CancellationError()))
     }
@@ -382,8 +387,9 @@ final class ClientCore: LoopMember, @unchecked Sendable {
         if coap_io_process(context, ioTimeout) < 0 {
             logger.error("coap_io_process failed")
         }
-        if !cancelledObservations.isEmpty {
+        if let pruneAt = cancelledPruneAt, pruneAt <= now {
             cancelledObservations = cancelledObservations.filter { $0.value > now }
+            cancelledPruneAt = cancelledObservations.values.min()
         }
         var next: ContinuousClock.Instant?
         var expired: [UInt64] = []

@@ -334,19 +334,21 @@ final class ServerCore: LoopMember, @unchecked Sendable {
             // Triggered by `complete`: libcoap frees `async` when this call returns.
             deferred[id] = nil
             deferredByAsync[async] = nil
-            write(answer, resource: resource, session: session, request: request, query: query, into: response)
+            write(
+                answer, resource: resource, session: session, request: request, query: query, into: response,
+                block2: PDU.requestOptions(request).block2)
             return
         }
         guard deferred.count < configuration.maxDeferredRequests else {
             logger.warning("too many deferred CoAP requests in flight, answering 5.03")
             write(.status(.serviceUnavailable, diagnostic: "busy; retry later"), resource: resource, session: session,
-                request: request, query: query, into: response)
+                request: request, query: query, into: response, block2: nil)
             return
         }
         // Delay 0: libcoap keeps the request until `coap_async_trigger`; no code here sends an empty ACK.
         guard let async = coap_register_async(session, request, 0) else {
             write(.status(.serviceUnavailable), resource: resource, session: session, request: request, query: query,
-                into: response)
+                into: response, block2: nil)
             return
         }
         let value = makeRequest(method, entry, session: session, pdu: request, options: PDU.requestOptions(request))
@@ -401,14 +403,13 @@ final class ServerCore: LoopMember, @unchecked Sendable {
     /// Fills libcoap's response PDU. A payload goes through
     /// `coap_add_data_large_response`, which does Block2 (the client's block
     /// size), Size2 and ETag, and keeps the bytes until the transfer ends.
-    /// - Parameter block2: the request's Block2 option when already read; otherwise it is read here.
+    /// - Parameter block2: the request's Block2 option (number, SZX), if any.
     private func write(
         _ answer: CoAPResponse, resource: OpaquePointer, session: OpaquePointer, request: OpaquePointer,
-        query: UnsafePointer<coap_string_t>?, into response: OpaquePointer, block2: (num: UInt32, szx: UInt32)?? = .none
+        query: UnsafePointer<coap_string_t>?, into response: OpaquePointer, block2: (num: UInt32, szx: UInt32)?
     ) {
         let payload = answer.payload
-        let block = payload.isEmpty ? nil : (block2 ?? PDU.requestOptions(request).block2)
-        if let block, block.num > 0, UInt64(payload.count) <= UInt64(block.num) << (block.szx + 4) {
+        if !payload.isEmpty, let block = block2, block.num > 0, UInt64(payload.count) <= UInt64(block.num) << (block.szx + 4) {
             // A block past the end. Answered here: libcoap's own 4.00 path would
             // not call the payload's release callback.
             PDU.setCode(response, .badRequest)

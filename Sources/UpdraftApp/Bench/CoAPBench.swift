@@ -171,13 +171,8 @@ public struct CoAPBench: Sendable {
             }
         }
         let ids = try devices.map { try DeviceID(validating: $0) }
+        try await stack.waitForRegistry(devices.count, "bench devices", timeout: .seconds(30)) { $0.product == "bench" }
         let deadline = ContinuousClock.now + .seconds(30)
-        while try await stack.operations.store.devices().filter({ $0.online && $0.product == "bench" }).count < devices.count {
-            guard ContinuousClock.now < deadline else {
-                throw UpdraftError("bench_setup", "The gateway did not register all \(devices.count) devices within 30 s.")
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
         _ = try await stack.operations.createRelease(firmwareID: firmware.id, target: .devices(ids), allowDowngrade: false)
         var path: String?
         for device in devices {

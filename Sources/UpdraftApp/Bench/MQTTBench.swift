@@ -113,7 +113,8 @@ public struct MQTTBench: Sendable {
                     window: options.window * 4, logger: logger)
             }
             // The release by product only finds devices the registry has on the previous version.
-            try await waitForRegistry(stack, version: index == 0 ? "1.0" : firmware[index - 1].version)
+            let previous: FirmwareVersion = index == 0 ? "1.0" : firmware[index - 1].version
+            try await stack.waitForRegistry(options.devices, "devices on \(previous)") { $0.version == previous }
 
             report("\(label): Updraft delivery", 0)
             let before = fleet.bytesReceived
@@ -148,17 +149,6 @@ public struct MQTTBench: Sendable {
         }
         let last = fleet.snapshot()
         return Result(rounds: rounds, resumes: last.resumes, stalls: last.stalls)
-    }
-
-    private func waitForRegistry(_ stack: LocalStack, version: FirmwareVersion) async throws {
-        let deadline = ContinuousClock.now + .seconds(60)
-        while try await stack.operations.store.devices().filter({ $0.online && $0.version == version }).count < options.devices {
-            guard ContinuousClock.now < deadline else {
-                throw UpdraftError(
-                    "bench_setup", "The gateway did not register all \(options.devices) devices on \(version) within 60 s.")
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
     }
 }
 

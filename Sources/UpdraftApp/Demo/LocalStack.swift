@@ -74,4 +74,18 @@ public final class LocalStack: Sendable {
     }
 
     public var brokerPort: Int { configuration.mqtt.broker.port }
+
+    /// Waits until the registry (the store the gateway writes in batches) holds `count`
+    /// online devices that match: a release by product only finds devices registered.
+    public func waitForRegistry(
+        _ count: Int, _ what: String, timeout: Duration = .seconds(60), matching: @escaping @Sendable (Device) -> Bool
+    ) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while try await operations.store.devices().filter({ $0.online && matching($0) }).count < count {
+            guard ContinuousClock.now < deadline else {
+                throw UpdraftError("registry_timeout", "The gateway did not register \(count) \(what) within \(timeout).")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
 }

@@ -44,3 +44,17 @@ public struct DeviceBehavior: Sendable {
         self.releaseKey = releaseKey
     }
 }
+
+/// A reference device's configuration: reads and writes ``DeviceBehavior``'s fields as its
+/// own (`config.maxRetries` is `config.behavior.maxRetries`).
+@dynamicMemberLookup
+public protocol ReferenceDeviceConfig: Sendable {
+    var behavior: DeviceBehavior { get set }
+}
+
+extension ReferenceDeviceConfig {
+    public subscript<T>(dynamicMember keyPath: WritableKeyPath<DeviceBehavior, T>) -> T {
+        get { behavior[keyPath: keyPath] }
+        set { behavior[keyPath: keyPath] = newValue }
+    }
+}

@@ -5,8 +5,7 @@ import UpdraftCore
 /// Everything one MQTT device needs: who it is, what it runs, where the broker is and how
 /// it downloads; what every reference device shares (release key, retries, storage, ...)
 /// is in ``behavior`` and reads as if it were here. Defaults suit a broker on localhost.
-@dynamicMemberLookup
-public struct DeviceConfig: Sendable {
+public struct DeviceConfig: ReferenceDeviceConfig {
     /// Also the MQTT client id and username.
     public var id: DeviceID
     public var product: ProductID
@@ -47,10 +46,5 @@ public struct DeviceConfig: Sendable {
         self.behavior = DeviceBehavior(releaseKey: releaseKey)
         self.brokerHost = brokerHost
         self.brokerPort = brokerPort
-    }
-
-    public subscript<T>(dynamicMember keyPath: WritableKeyPath<DeviceBehavior, T>) -> T {
-        get { behavior[keyPath: keyPath] }
-        set { behavior[keyPath: keyPath] = newValue }
     }
 }

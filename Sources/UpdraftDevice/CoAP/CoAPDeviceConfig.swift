@@ -4,8 +4,7 @@ import UpdraftCore
 /// Everything one CoAP device needs: who it is, what it runs, where the gateway's CoAP
 /// endpoint is and the block size it downloads with; what every reference device shares
 /// is in ``behavior`` and reads as if it were here.
-@dynamicMemberLookup
-public struct CoAPDeviceConfig: Sendable {
+public struct CoAPDeviceConfig: ReferenceDeviceConfig {
     public var id: DeviceID
     public var product: ProductID
     /// The version running at start, unless the storage directory records a later install.
@@ -48,10 +47,5 @@ public struct CoAPDeviceConfig: Sendable {
         self.behavior = DeviceBehavior(releaseKey: releaseKey)
         self.host = host
         self.port = port
-    }
-
-    public subscript<T>(dynamicMember keyPath: WritableKeyPath<DeviceBehavior, T>) -> T {
-        get { behavior[keyPath: keyPath] }
-        set { behavior[keyPath: keyPath] = newValue }
     }
 }
