@@ -37,21 +37,15 @@ struct Bench: AsyncParsableCommand {
         }
 
         func run() async throws {
-            Logging.bootstrapOnce(level: logLevel)
-            if let warning = OpenFileLimit.raise(toFit: OpenFileLimit.forDevices(devices)) { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
             var options = MQTTBench.Options()
             options.devices = devices
             options.imageBytes = imageBytes
             options.chunkSize = chunkSize
             options.window = window
             options.rounds = rounds
-            let line = ProgressLine()
-            let result = try await userFacing {
-                try await MQTTBench(options: options, logger: Logger(label: "updraft.bench")).run { phase, fraction in
-                    line.update(fraction, phase)
-                }
+            let result = try await Bench.measure(logLevel: logLevel, connections: devices) { progress in
+                try await MQTTBench(options: options, logger: Logger(label: "updraft.bench")).run(report: progress)
             }
-            line.finish()
             print("updraft bench mqtt: \(devices) devices × \(imageBytes) B, \(chunkSize) B chunks, window \(window), \(rounds) round(s)")
             print("| round | raw 1 pub → 1 sub, s | raw MiB/s | Updraft → \(devices) devices, s | Updraft MiB/s | ratio |")
             print("|---:|---:|---:|---:|---:|---:|")
@@ -69,6 +63,21 @@ struct Bench: AsyncParsableCommand {
             }
             print(String(format: "ratio Updraft / raw (median of the rounds' ratios): %.2f", result.ratio))
         }
+    }
+
+    /// What both benches do around their measure: logging, an open-file limit for
+    /// `connections`, and a progress line fed by the measure.
+    static func measure<T: Sendable>(
+        logLevel: Logger.Level, connections: Int, _ body: (@escaping @Sendable (String, Double) -> Void) async throws -> T
+    ) async throws -> T {
+        Logging.bootstrapOnce(level: logLevel)
+        if let warning = OpenFileLimit.raise(toFit: OpenFileLimit.forDevices(connections)) {
+            FileHandle.standardError.write(Data((warning + "\n").utf8))
+        }
+        let line = ProgressLine()
+        let result = try await userFacing { try await body { phase, fraction in line.update(fraction, phase) } }
+        line.finish()
+        return result
     }
 
     static func cpu(_ pair: (broker: Double?, process: Double?)) -> String {
@@ -113,23 +122,15 @@ struct Bench: AsyncParsableCommand {
         }
 
         func run() async throws {
-            Logging.bootstrapOnce(level: logLevel)
-            if let warning = OpenFileLimit.raise(toFit: OpenFileLimit.forDevices(clientCounts.max() ?? 1)) {
-                FileHandle.standardError.write(Data((warning + "\n").utf8))
-            }
             var options = CoAPBench.Options()
             options.imageBytes = imageBytes
             options.blockSizes = blocks
             options.clientCounts = clientCounts
             options.rounds = rounds
             options.repeats = repeats
-            let line = ProgressLine()
-            let result = try await userFacing {
-                try await CoAPBench(options: options, logger: Logger(label: "updraft.bench")).run { phase, fraction in
-                    line.update(fraction, phase)
-                }
+            let result = try await Bench.measure(logLevel: logLevel, connections: clientCounts.max() ?? 1) { progress in
+                try await CoAPBench(options: options, logger: Logger(label: "updraft.bench")).run(report: progress)
             }
-            line.finish()
             print("updraft bench coap: \(imageBytes) B image, \(rounds) download(s) per client, \(repeats) measure(s) each, coap-client-openssl as the client")
             print("| server | block | clients | MiB/s per measure | median MiB/s | failed downloads |")
             print("|---|---:|---:|---|---:|---:|")
