@@ -84,7 +84,9 @@ public struct CoAPBench: Sendable {
             var generator = SplitMix64(seed: 7)
             let image = (0..<options.imageBytes).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
             let imageFile = work + "/image.bin"
-            FileManager.default.createFile(atPath: imageFile, contents: Data(image))
+            guard FileManager.default.createFile(atPath: imageFile, contents: Data(image)) else {
+                throw UpdraftError("bench_setup", "Cannot write the bench image to \(imageFile); check the free space there.")
+            }
 
             let total = Double(options.blockSizes.count * options.clientCounts.count * 2 * options.repeats)
             var done = 0.0

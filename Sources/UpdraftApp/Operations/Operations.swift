@@ -31,9 +31,13 @@ public struct Operations: Sendable {
         let key = ReleaseSigningKey()
         try FileManager.default.createDirectory(
             atPath: (privatePath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        FileManager.default.createFile(
+        guard FileManager.default.createFile(
             atPath: privatePath, contents: Data((Data(key.rawRepresentation).base64EncodedString() + "\n").utf8),
             attributes: [.posixPermissions: 0o600])
+        else {
+            throw UpdraftError(
+                "key_write_failed", "Cannot write the signing key to \(privatePath); check that the folder is writable.")
+        }
         try (Data(key.publicKey.rawRepresentation).base64EncodedString() + "\n").write(
             toFile: publicPath, atomically: true, encoding: .utf8)
         return (privatePath, publicPath, key.publicKey.keyID)
