@@ -125,6 +125,22 @@ public final class MosquittoClient: Sendable {
         }
     }
 
+    /// Hands a publish to the event loop now, in call order, and returns a receipt to await
+    /// its acknowledgement later (PUBACK for QoS 1). A caller keeps several publishes in
+    /// flight in a known order, which concurrent ``publish(topic:payload:qos:retain:)``
+    /// calls from several tasks do not guarantee. While reconnecting the publish waits for
+    /// the connection; in-flight QoS 1 publishes are re-sent after a reconnect.
+    public func enqueuePublish(
+        topic: String, payload: some Collection<UInt8> & Sendable, qos: QoS, retain: Bool = false
+    ) -> PublishReceipt {
+        let completion = Completion<Void>()
+        let core = self.core
+        if !loop.execute({ core.publish(topic: topic, payload: payload, qos: qos, retain: retain, completion) }) {
+            completion.fail(MosquittoError.notConnected("publish", "event loop \(loop.name) is shut down"))
+        }
+        return PublishReceipt(completion: completion)
+    }
+
     /// Enqueues a publish and returns at once, for hot paths such as streaming
     /// firmware chunks. Ordering with other publishes of this client is kept.
     /// Failures (including "not connected") are logged and counted in
@@ -169,6 +185,17 @@ public final class MosquittoClient: Sendable {
         guard loop.execute({ body(core, completion) }) else {
             throw MosquittoError.notConnected(operation, "event loop \(loop.name) is shut down")
         }
+        try await completion.wait()
+    }
+}
+
+/// A publish handed over by ``MosquittoClient/enqueuePublish(topic:payload:qos:retain:)``.
+public struct PublishReceipt: Sendable {
+    let completion: Completion<Void>
+
+    /// Returns on PUBACK (QoS 1) or once libmosquitto has the message (QoS 0); throws when
+    /// the client gave up (disconnected, reconnecting disabled) or the task was cancelled.
+    public func acknowledged() async throws {
         try await completion.wait()
     }
 }

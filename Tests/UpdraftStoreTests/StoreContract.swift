@@ -42,6 +42,9 @@ enum StoreContract {
         StoreContractCheck("one active job per device, even through commit", oneActiveJobPerDevice),
         StoreContractCheck("commit ends a job and starts the next in one batch", commitReplacesActiveJob),
         StoreContractCheck("commit upserts devices and jobs and numbers events gap-free", commitUpserts),
+        StoreContractCheck("commitIsolatingRefusals leaves out a refused job and writes the rest", commitIsolatesRefusedJob),
+        StoreContractCheck("event cursors are saved per name and only move forward", eventCursors),
+        StoreContractCheck("events(after:through:kinds:) reads only those kinds in the range", eventsOfKinds),
         StoreContractCheck("events(after:limit:) pages in order", eventPaging),
         StoreContractCheck("dates round-trip to the millisecond", dateRoundTrip),
         StoreContractCheck("a second store instance sees committed writes", secondInstanceSees),
@@ -365,6 +368,62 @@ enum StoreContract {
         #expect(try await store.job(job.id) == job)
         #expect(try await store.commit(StoreBatch()) == [])
         #expect(try await store.lastEventSequence() == before + 3)
+    }
+
+    /// A CLI release racing the gateway: the gateway's batch carries a second active job
+    /// for a device. That job (and its activity) is left out with why; the rest is written.
+    static func commitIsolatesRefusedJob(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        let target = try await addFirmware(store, "p", "2").firmware
+        let plan = try await store.createRelease(
+            Release(firmwareID: target.id, target: .devices(["d1", "d2"]), createdAt: t0), firmware: target)
+        let d1Job = try #require(plan.jobs.first { $0.deviceID == "d1" })
+        var d2Job = try #require(plan.jobs.first { $0.deviceID == "d2" })
+        let before = try await store.lastEventSequence()
+
+        let intruder = Job(
+            releaseID: plan.release.id, deviceID: "d1", firmwareID: target.id, targetVersion: "2", createdAt: t0 + 1)
+        d2Job.state = .downloading
+        d2Job.updatedAt = t0 + 1
+        let batch = StoreBatch(
+            devices: [Device(id: "d2", product: "p", version: "1", online: true)], jobs: [intruder, d2Job],
+            events: [UpdraftEvent.job(.jobCreated, intruder, time: t0 + 1), UpdraftEvent.job(.jobTransition, d2Job, from: .queued, time: t0 + 1)],
+            activity: [intruder.id: JobActivity(), d2Job.id: JobActivity()])
+        let result = try await store.commitIsolatingRefusals(batch)
+        #expect(result.refused.map(\.job) == [intruder])
+        #expect(result.refused.first?.error.code == "active_job_exists")
+        #expect(result.refused.first?.error.message.contains(d1Job.id.rawValue) == true)
+        #expect(result.events.map(\.sequence) == [before + 1, before + 2])
+        #expect(try await store.job(intruder.id) == nil)
+        #expect(try await store.job(d1Job.id) == d1Job)
+        #expect(try await store.job(d2Job.id) == d2Job)
+        #expect(try await store.device("d2")?.online == true)
+        #expect(Set(try await store.jobActivity().keys) == [d2Job.id])
+        // The strict commit still refuses the whole batch.
+        await #expect(throws: UpdraftError.self) { try await store.commit(StoreBatch(jobs: [intruder])) }
+    }
+
+    static func eventCursors(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        #expect(try await store.eventCursor("backend") == nil)
+        try await store.saveEventCursor("backend", 5)
+        try await store.saveEventCursor("other", 2)
+        #expect(try await store.eventCursor("backend") == 5)
+        try await store.saveEventCursor("backend", 3)
+        #expect(try await store.eventCursor("backend") == 5)
+        try await store.saveEventCursor("backend", 9)
+        #expect(try await store.eventCursor("backend") == 9)
+        #expect(try await store.eventCursor("other") == 2)
+    }
+
+    static func eventsOfKinds(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        let kinds: [EventKind] = [.deviceOnline, .jobCreated, .deviceOffline, .firmwareAdded, .jobCreated, .deviceOnline]
+        let stored = try await store.commit(StoreBatch(events: kinds.map { UpdraftEvent(kind: $0, time: t0) }))
+        let first = try #require(stored.first?.sequence)
+        let picked = try await store.events(after: first, through: first + 4, kinds: [.jobCreated, .firmwareAdded])
+        #expect(picked.map(\.sequence) == [first + 1, first + 3, first + 4])
+        #expect(try await store.events(after: first + 4, through: first + 4, kinds: [.jobCreated]).isEmpty)
     }
 
     // MARK: Event log

@@ -16,12 +16,15 @@ public final class GatewayService: Service, Sendable {
     public let store: any StatusStore
     public let engine: UpdateEngine
     public let mqtt: MQTTGateway
+    /// The event log on the events topic, at least once and in order (see ``MQTTEventFeed``).
+    public let feed: MQTTEventFeed
     /// The CoAP device API; `nil` when `coap.enabled` is false.
     public let coap: CoAPGateway?
     private let logger: Logger
     private let flushInterval: Duration
     private let tailInterval: Duration
     private let ready = Atomic<Bool>(false)
+    private let storeFailures = Mutex(FailureLog(interval: .seconds(10)))
 
     /// True once the engine has loaded and the gateway listens to devices.
     public var isReady: Bool { ready.load(ordering: .acquiring) }
@@ -57,6 +60,7 @@ public final class GatewayService: Service, Sendable {
         mqtt = MQTTGateway(
             client: client, codec: WireCodec(topics: configuration.topics, maxControlBytes: c.maxControlBytes),
             limits: c.chunk, images: ImageSource(cache: images), logger: logger)
+        feed = MQTTEventFeed(client: client, topic: configuration.topics.events, store: store, logger: logger)
         var notifiers: [Transport: any DeviceNotifier] = [.mqtt: mqtt]
         if configuration.coap.enabled {
             let coap = try Self.makeCoAP(configuration, images: images, logger: logger)
@@ -120,11 +124,12 @@ public final class GatewayService: Service, Sendable {
                             await self.flushLogging()
                         }
                     }
+                    group.addTask { try await self.feed.run() }
                     group.addTask {
                         var position = cursor
                         while !Task.isCancelled {
                             try? await Task.sleep(for: self.tailInterval)
-                            position = await self.followEvents(after: position)
+                            position = await self.followOperatorChanges(after: position)
                         }
                     }
                     try await group.next()
@@ -136,55 +141,95 @@ public final class GatewayService: Service, Sendable {
         }
         // Outside the cancelled context (a cancelled task cannot write to the store):
         // write what is pending, then leave the broker cleanly.
+        // The feed publishes the last flush's events before the connection closes; what
+        // it cannot publish in time waits in the store for the next start.
         await Task {
             await self.flushLogging()
+            await self.feed.finish(within: .seconds(2))
             await self.mqtt.client.disconnect()
         }.value
         ready.store(false, ordering: .releasing)
         logger.info("gateway stopped")
     }
 
+    /// Writes the engine's pending changes and hands the committed events to the feed.
+    /// While the store cannot be written, says so once per interval, not on every retry.
     private func flushLogging() async {
         do {
-            try await engine.flush()
+            let events = try await engine.flush()
+            feed.committed(events)
+            if let failed = storeFailures.withLock({ $0.recovered() }) {
+                logger.notice("store writable again", metadata: ["store.failed_writes": "\(failed)"])
+            }
         } catch is CancellationError {
         } catch {
-            logger.error("store write failed; will retry", metadata: ["error": "\(error)"])
+            if let failed = storeFailures.withLock({ $0.failed(at: .now) }) {
+                logger.error(
+                    "store write failed; job transitions are refused (devices get unavailable) until it succeeds",
+                    metadata: ["error": "\(error)", "store.failed_writes": "\(failed)"])
+            }
         }
     }
 
-    /// Publishes new log entries to backends and hands operator changes (jobs created by
-    /// the CLI, perhaps in another process) to the engine.
-    private func followEvents(after cursor: Int64) async -> Int64 {
-        var cursor = cursor
+    /// Hands operator changes (jobs created by the CLI, perhaps in another process) to the
+    /// engine. Only their kinds are read; the cursor starts where the engine loaded.
+    private func followOperatorChanges(after cursor: Int64) async -> Int64 {
         do {
-            while true {
-                let events = try await store.events(after: cursor, limit: 500)
-                for event in events {
-                    mqtt.publish(event)
-                    switch event.kind {
-                    case .jobCreated:
-                        if let job = event.jobID { try await engine.jobCreated(job) }
-                    case .releaseCreated:
-                        if let release = event.releaseID { try await engine.fleetReleaseChanged(release) }
-                    case .fleetCommand:
-                        if let release = event.releaseID { try await engine.fleetReleaseChanged(release) }
-                        if let device = event.deviceID { try await engine.fleetProfileChanged(device) }
-                    case .firmwareAdded:
-                        try await engine.catalogChanged()
-                    default:
-                        break
-                    }
-                    cursor = event.sequence
+            let last = try await store.lastEventSequence()
+            guard last > cursor else { return cursor }
+            for event in try await store.events(after: cursor, through: last, kinds: Self.operatorKinds) {
+                switch event.kind {
+                case .jobCreated:
+                    if let job = event.jobID { try await engine.jobCreated(job) }
+                case .releaseCreated:
+                    if let release = event.releaseID { try await engine.fleetReleaseChanged(release) }
+                case .fleetCommand:
+                    if let release = event.releaseID { try await engine.fleetReleaseChanged(release) }
+                    if let device = event.deviceID { try await engine.fleetProfileChanged(device) }
+                case .firmwareAdded:
+                    try await engine.catalogChanged()
+                default:
+                    break
                 }
-                if events.count < 500 { return cursor }
             }
+            return last
         } catch is CancellationError {
             return cursor
         } catch {
-            logger.error("event feed failed; will retry", metadata: ["error": "\(error)"])
+            // The whole range is read again: seeing a change twice is harmless, missing one is not.
+            logger.error("reading operator changes failed; will retry", metadata: ["error": "\(error)"])
             return cursor
         }
+    }
+
+    static let operatorKinds: Set<EventKind> = [.jobCreated, .releaseCreated, .fleetCommand, .firmwareAdded]
+}
+
+/// Counts failures of a repeated operation and says when to log: the first failure, then
+/// at most once per interval while it keeps failing, and once when it recovers.
+struct FailureLog {
+    let interval: Duration
+    private var failures = 0
+    private var lastLogged: ContinuousClock.Instant?
+
+    init(interval: Duration) { self.interval = interval }
+
+    /// Returns the number of failures so far when this one should be logged.
+    mutating func failed(at now: ContinuousClock.Instant) -> Int? {
+        failures += 1
+        if let last = lastLogged, now - last < interval { return nil }
+        lastLogged = now
+        return failures
+    }
+
+    /// Returns the number of failures when the operation had been failing.
+    mutating func recovered() -> Int? {
+        guard failures > 0 else { return nil }
+        defer {
+            failures = 0
+            lastLogged = nil
+        }
+        return failures
     }
 }
 

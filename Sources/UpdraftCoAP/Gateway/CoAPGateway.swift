@@ -142,7 +142,9 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         try ensureJobResource(for: id)
         let lifetime = body.lifetime.map { Duration.seconds($0) } ?? settings.defaultLifetime
         state.withLock { $0.heard[id] = Heard(at: .now, lifetime: lifetime) }
-        await engine.announced(id, body.announcement, via: .coap)
+        if let unavailable = await engine.announced(id, body.announcement, via: .coap) {
+            return refuse(.serviceUnavailable, unavailable)
+        }
         count("announce")
         return jobRepresentation(of: id, code: .changed)
     }
@@ -164,7 +166,10 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         }
         guard let engine else { return .status(.serviceUnavailable, diagnostic: "starting; retry") }
         let refusal = await engine.report(id, job: body.job, report)
-        if let refusal { return refuse(.conflict, refusal, job: body.job) }
+        if let refusal {
+            // `unavailable`: the store cannot be written; the device retries the same report.
+            return refuse(refusal.code == "unavailable" ? .serviceUnavailable : .conflict, refusal, job: body.job)
+        }
         count("progress")
         return CoAPResponse(code: .changed)
     }

@@ -105,7 +105,8 @@ extension UpdateEngine {
     @discardableResult
     public func tickIfDue() -> Int {
         let due = fleet.nextWakeup.map { now() >= $0 } ?? false
-        guard fleet.dirty || due else { return 0 }
+        // The planner's actions are transitions: none while the store cannot be written.
+        guard storeWritable, fleet.dirty || due else { return 0 }
         return tick()
     }
 

@@ -26,6 +26,10 @@ public actor UpdateEngine {
     var pendingVerifications: [String: FirmwareVerification] = [:]
     var pendingActivity: [JobID: JobActivity] = [:]
     var pendingPlanner = false
+    /// False from a failed flush to the next one that succeeds: while the store cannot be
+    /// written the engine accepts no job transition (devices get `unavailable` and retry),
+    /// so nothing a device was told is applied exists only in memory.
+    public private(set) var storeWritable = true
 
     /// - Parameter notifiers: one per protocol adapter; a device's offers go through the
     ///   adapter it last spoke through (MQTT when unknown).
@@ -80,7 +84,11 @@ public actor UpdateEngine {
         fleet.dirty = true
     }
 
-    public func announced(_ id: DeviceID, _ announcement: Announcement, via transport: Transport = .mqtt) {
+    /// Returns the error to send back when the announcement cannot be taken now
+    /// (`unavailable`: the store cannot be written; announce again later).
+    @discardableResult
+    public func announced(_ id: DeviceID, _ announcement: Announcement, via transport: Transport = .mqtt) -> UpdraftError? {
+        if let unavailable = refusalWhileUnwritable() { return unavailable }
         let time = now()
         var device = devices[id] ?? Device(id: id, firstSeen: time)
         let changed =
@@ -104,19 +112,21 @@ public actor UpdateEngine {
                     kind: .deviceAnnounced, time: time, deviceID: id,
                     detail: "product=\(announcement.product) version=\(announcement.version) accepts_updates=\(announcement.acceptsUpdates)"))
         }
-        guard var machine = active[id] else { return }
+        guard var machine = active[id] else { return nil }
         if let fw = firmware[machine.job.firmwareID], fw.product != announcement.product {
             apply(machine.fail(.rejected, detail: "device announced product \(announcement.product), firmware is for \(fw.product)", at: time), &machine, device: id)
-            return
+            return nil
         }
         let outcome = machine.announced(version: announcement.version, at: time)
         apply(outcome, &machine, device: id)
         if outcome == .resendOffer || outcome == .unchanged { offerIfReady(id) }
+        return nil
     }
 
     /// A progress report. Returns the error to send back when the report is refused.
     @discardableResult
     public func report(_ id: DeviceID, job jobID: JobID, _ report: DeviceReport) -> UpdraftError? {
+        if let unavailable = refusalWhileUnwritable() { return unavailable }
         let time = now()
         touch(id, at: time)
         guard var machine = active[id], machine.job.id == jobID else {
@@ -178,8 +188,11 @@ public actor UpdateEngine {
 
     // MARK: Persistence
 
-    /// Writes everything changed since the last flush in one transaction. On failure the
-    /// changes stay pending and go with the next flush.
+    /// Writes everything changed since the last flush in one transaction. A job the store
+    /// refuses (one active job per device: an operator's job won the race) is left out and
+    /// canceled here, with why, and the rest is written. When the write fails as a whole
+    /// the changes stay pending for the next flush and the engine stops accepting job
+    /// transitions until a flush succeeds (see ``storeWritable``).
     @discardableResult
     public func flush() async throws -> [UpdraftEvent] {
         let batch = StoreBatch(
@@ -197,10 +210,13 @@ public actor UpdateEngine {
         pendingActivity = [:]
         pendingPlanner = false
         do {
-            let events = try await store.commit(batch)
+            let result = try await store.commitIsolatingRefusals(batch)
+            storeWritable = true
             for release in batch.fleetReleases { fleet.stored[release.id] = release }
-            return events
+            for refusal in result.refused { storeRefused(refusal) }
+            return result.events
         } catch {
+            storeWritable = false
             // Newer changes made while committing win over the failed batch.
             for device in batch.devices where pendingDevices[device.id] == nil { pendingDevices[device.id] = device }
             for job in batch.jobs where pendingJobs[job.id] == nil { pendingJobs[job.id] = job }
@@ -215,6 +231,38 @@ public actor UpdateEngine {
             pendingEvents = batch.events + pendingEvents
             throw error
         }
+    }
+
+    /// The store would not write a job (another active job holds its device, or it names
+    /// something the store lacks): cancel it with the store's reason, so the log says why
+    /// and the device's other job goes ahead.
+    private func storeRefused(_ refusal: RefusedJob) {
+        let id = refusal.job.deviceID
+        let detail = "The store refused the job: \(refusal.error.message)"
+        logger.warning(
+            "store refused a job; canceling it",
+            metadata: ["job.id": "\(refusal.job.id)", "device.id": "\(id)", "error.code": "\(refusal.error.code)"])
+        if var machine = active[id], machine.job.id == refusal.job.id {
+            apply(machine.cancel(at: now()), &machine, device: id, detail: detail)
+            return
+        }
+        // Replaced in memory meanwhile (the operator's job was adopted): end the copy the
+        // fleet view still holds, unless its end is already pending.
+        var machine = JobStateMachine(pendingJobs[refusal.job.id] ?? fleet.jobs[refusal.job.id] ?? refusal.job)
+        let from = machine.job.state
+        guard case .transitioned = machine.cancel(at: now()) else { return }
+        let time = now()
+        pendingJobs[machine.job.id] = machine.job
+        record(.job(.jobTransition, machine.job, from: from, detail: detail, time: time))
+        jobChanged(machine.job, at: time)
+    }
+
+    /// `unavailable` while the store cannot be written, nil otherwise.
+    func refusalWhileUnwritable() -> UpdraftError? {
+        guard !storeWritable else { return nil }
+        return UpdraftError(
+            "unavailable",
+            "The gateway cannot save job progress right now (its store cannot be written); send the same message again in a few seconds.")
     }
 
     public var hasPendingWrites: Bool {
@@ -236,7 +284,8 @@ public actor UpdateEngine {
     }
 
     private func offerIfReady(_ id: DeviceID) {
-        guard let device = devices[id], device.online, device.acceptsUpdates, var machine = active[id],
+        // An offer moves the job to `notified`: no transitions while the store cannot be written.
+        guard storeWritable, let device = devices[id], device.online, device.acceptsUpdates, var machine = active[id],
             let fw = firmware[machine.job.firmwareID]
         else { return }
         // The planner decides first offers and per-session re-offers of fleet jobs (consent,

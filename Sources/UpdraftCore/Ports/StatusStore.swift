@@ -41,6 +41,13 @@ public protocol StatusStore: Sendable {
     @discardableResult
     func commit(_ batch: StoreBatch) async throws -> [UpdraftEvent]
 
+    /// Writes a batch like ``commit(_:)``, except that a job the store refuses (a second
+    /// active job for its device, a device, release or firmware it lacks) is left out,
+    /// with its activity record, instead of failing the batch: the rest is written and
+    /// the refused jobs come back with why. A failure that is not about one job (disk
+    /// full, the write lock not obtained) still fails the whole batch.
+    func commitIsolatingRefusals(_ batch: StoreBatch) async throws -> CommitResult
+
     // MARK: Fleet
 
     /// The fleet profile of every device that has one (devices without one have the default).
@@ -79,7 +86,40 @@ public protocol StatusStore: Sendable {
     // MARK: Event log
 
     func events(after sequence: Int64, limit: Int) async throws -> [UpdraftEvent]
+    /// The events after `sequence` up to and including `last` whose kind is one of `kinds`.
+    func events(after sequence: Int64, through last: Int64, kinds: Set<EventKind>) async throws -> [UpdraftEvent]
     func lastEventSequence() async throws -> Int64
+
+    /// The position a reader of the event log saved under `name` (the last sequence it
+    /// has handled), or `nil` when it never saved one.
+    func eventCursor(_ name: String) async throws -> Int64?
+    /// Saves the position of the reader `name`. Positions only move forward: saving one
+    /// lower than the stored one leaves the stored one.
+    func saveEventCursor(_ name: String, _ sequence: Int64) async throws
+}
+
+/// What ``StatusStore/commitIsolatingRefusals(_:)`` wrote and what it left out.
+public struct CommitResult: Sendable, Equatable {
+    /// The batch's events with their sequence numbers.
+    public var events: [UpdraftEvent]
+    /// The jobs the store refused, each with why; everything else in the batch was written.
+    public var refused: [RefusedJob]
+
+    public init(events: [UpdraftEvent] = [], refused: [RefusedJob] = []) {
+        self.events = events
+        self.refused = refused
+    }
+}
+
+/// A job the store would not write, and why (`active_job_exists`, `store_reference`).
+public struct RefusedJob: Sendable, Equatable {
+    public var job: Job
+    public var error: UpdraftError
+
+    public init(job: Job, error: UpdraftError) {
+        self.job = job
+        self.error = error
+    }
 }
 
 public enum FirmwareAddResult: Sendable, Equatable {

@@ -78,7 +78,10 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
         case .presence(let online):
             await engine.presence(device, online: online)
         case .announce(let announcement):
-            await engine.announced(device, announcement)
+            if let error = await engine.announced(device, announcement) {
+                counters.increment("rejected.\(error.code)")
+                sendError(ErrorReply(error), to: device)
+            }
         case .progress(let job, let report):
             if let error = await engine.report(device, job: job, report) {
                 counters.increment("rejected.\(error.code)")
@@ -136,10 +139,5 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
         let offer = JobOffer(job: job, firmware: firmware, limits: limits)
         counters.increment("offers.sent")
         client.publishNoWait(topic: codec.topics.device(device, .job), payload: WireCodec.encode(offer), qos: .atLeastOnce, retain: false)
-    }
-
-    /// Publishes an event to backends on the events topic.
-    public func publish(_ event: UpdraftEvent) {
-        client.publishNoWait(topic: codec.topics.events, payload: Array(event.jsonLine().utf8), qos: .atLeastOnce, retain: false)
     }
 }

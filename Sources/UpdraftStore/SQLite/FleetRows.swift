@@ -56,8 +56,8 @@ enum FleetRows {
 
     /// Activity and planner state, after the batch's jobs (activity rows refer to them).
     /// Ended jobs drop their activity: it only matters while a job runs.
-    static func writeActivity(_ batch: StoreBatch, _ db: Database) throws {
-        for (job, activity) in batch.activity {
+    static func writeActivity(_ batch: StoreBatch, skipping refused: Set<JobID> = [], _ db: Database) throws {
+        for (job, activity) in batch.activity where !refused.contains(job) {
             try db.cachedStatement(
                 sql: """
                     INSERT INTO job_activity (job_id, body) VALUES (?, ?)
@@ -198,7 +198,7 @@ extension SQLiteStatusStore {
             var profile = try FleetRows.profile(device, db) ?? .default
             let batch = try body(&profile)
             try FleetRows.upsert(profile, device: device, db)
-            _ = try Self.apply(batch, db)
+            _ = try Self.apply(batch, isolatingRefusals: false, db)
             return profile
         }
     }
@@ -214,7 +214,7 @@ extension SQLiteStatusStore {
             var verification = try FleetRows.verification(firmwareID, db) ?? FirmwareVerification(firmwareID: firmwareID)
             let batch = try body(&verification)
             try FleetRows.upsert(verification, db)
-            _ = try Self.apply(batch, db)
+            _ = try Self.apply(batch, isolatingRefusals: false, db)
             return verification
         }
     }

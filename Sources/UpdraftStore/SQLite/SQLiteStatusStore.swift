@@ -67,6 +67,14 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
         }
     }
 
+    /// Caps the file at its current size on the writer connection (SQLite's
+    /// `max_page_count`; false lifts the cap). Tests only: a full disk, for real, without root.
+    func capSizeForTesting(_ capped: Bool) async throws {
+        _ = try await pool.writeWithoutTransaction { db in
+            try Int.fetchOne(db, sql: capped ? "PRAGMA max_page_count = 1" : "PRAGMA max_page_count = 1073741823")
+        }
+    }
+
     /// Runs raw SQL in a write transaction. Tests only: simulate other binaries' writes.
     func executeForTesting(_ sql: String) async throws {
         try await write { db in try db.execute(sql: sql) }
@@ -327,25 +335,36 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
     @discardableResult
     public func commit(_ batch: StoreBatch) async throws -> [UpdraftEvent] {
         if batch.isEmpty { return [] }
-        return try await write { db in try Self.apply(batch, db) }
+        return try await write { db in try Self.apply(batch, isolatingRefusals: false, db).events }
     }
 
-    /// The body of ``commit(_:)``, inside an open write transaction.
-    static func apply(_ batch: StoreBatch, _ db: Database) throws -> [UpdraftEvent] {
-            for device in batch.devices { try Rows.upsert(device, db) }
-            try FleetRows.write(batch, db)
-            // Terminal jobs first: a batch that ends a device's job and creates its next
-            // one must free the one-active-job slot before taking it.
-            let jobs = batch.jobs.filter(\.state.isTerminal) + batch.jobs.filter { !$0.state.isTerminal }
-            for job in jobs {
-                do {
-                    try Rows.upsert(job, db)
-                } catch let error as DatabaseError {
-                    throw try Self.explain(error, writing: job, db)
-                }
+    public func commitIsolatingRefusals(_ batch: StoreBatch) async throws -> CommitResult {
+        if batch.isEmpty { return CommitResult() }
+        return try await write { db in try Self.apply(batch, isolatingRefusals: true, db) }
+    }
+
+    /// The body of ``commit(_:)``, inside an open write transaction. When isolating, a
+    /// job whose write breaks a constraint is left out: SQLite undoes only the failing
+    /// statement (ON CONFLICT ABORT), so the transaction goes on with the rest.
+    static func apply(_ batch: StoreBatch, isolatingRefusals: Bool, _ db: Database) throws -> CommitResult {
+        for device in batch.devices { try Rows.upsert(device, db) }
+        try FleetRows.write(batch, db)
+        // Terminal jobs first: a batch that ends a device's job and creates its next
+        // one must free the one-active-job slot before taking it.
+        let jobs = batch.jobs.filter(\.state.isTerminal) + batch.jobs.filter { !$0.state.isTerminal }
+        var refused: [RefusedJob] = []
+        for job in jobs {
+            do {
+                try Rows.upsert(job, db)
+            } catch let error as DatabaseError {
+                let explained = try Self.explain(error, writing: job, db)
+                guard isolatingRefusals, error.resultCode == .SQLITE_CONSTRAINT, let reason = explained as? UpdraftError
+                else { throw explained }
+                refused.append(RefusedJob(job: job, error: reason))
             }
-            try FleetRows.writeActivity(batch, db)
-            return try Rows.append(batch.events, db)
+        }
+        try FleetRows.writeActivity(batch, skipping: Set(refused.map(\.job.id)), db)
+        return CommitResult(events: try Rows.append(batch.events, db), refused: refused)
     }
 
     static func explain(_ error: DatabaseError, writing job: Job, _ db: Database) throws -> any Error {
@@ -381,8 +400,40 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
         }
     }
 
+    public func events(after sequence: Int64, through last: Int64, kinds: Set<EventKind>) async throws -> [UpdraftEvent] {
+        guard last > sequence, !kinds.isEmpty else { return [] }
+        let names = kinds.map(\.rawValue).sorted()
+        return try await read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT \(Rows.eventColumns) FROM events WHERE seq > ? AND seq <= ?
+                    AND kind IN (\(ReleaseSnapshot.placeholders(names.count))) ORDER BY seq
+                    """,
+                arguments: StatementArguments([sequence, last]) + StatementArguments(names)
+            ).map(Rows.event)
+        }
+    }
+
     public func lastEventSequence() async throws -> Int64 {
         try await read { db in try Int64.fetchOne(db, sql: "SELECT coalesce(max(seq), 0) FROM events") ?? 0 }
+    }
+
+    // MARK: Event cursors
+
+    public func eventCursor(_ name: String) async throws -> Int64? {
+        try await read { db in try Int64.fetchOne(db, sql: "SELECT seq FROM event_cursors WHERE name = ?", arguments: [name]) }
+    }
+
+    public func saveEventCursor(_ name: String, _ sequence: Int64) async throws {
+        try await write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO event_cursors (name, seq) VALUES (?, ?)
+                    ON CONFLICT (name) DO UPDATE SET seq = max(seq, excluded.seq)
+                    """,
+                arguments: [name, sequence])
+        }
     }
 }
 

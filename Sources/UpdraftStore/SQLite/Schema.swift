@@ -148,10 +148,26 @@ enum Schema {
                     """)
         }
 
+        migrator.registerMigration("v5-event-cursors") { db in
+            // Where each reader of the event log stands (the MQTT feed: the last sequence the
+            // broker acknowledged), so it resumes there after a restart. A store made before
+            // this migration starts its feed after the events it already holds: they were
+            // published by the old best-effort feed, or never will be useful as news.
+            try db.execute(
+                sql: """
+                    CREATE TABLE event_cursors (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        seq INTEGER NOT NULL CHECK (seq >= 0)
+                    ) STRICT;
+                    INSERT INTO event_cursors (name, seq) SELECT 'mqtt.events', coalesce(max(seq), 0) FROM events;
+                    """)
+        }
+
         return migrator
     }
 
     static let migrationIdentifiers = [
         "v1-catalog", "v1-registry", "v1-jobs", "v1-events", "v2-device-transport", "v3-fleet", "v4-fleet-activity",
+        "v5-event-cursors",
     ]
 }

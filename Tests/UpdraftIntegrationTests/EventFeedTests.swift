@@ -1,0 +1,172 @@
+import Foundation
+import Mosquitto
+import Synchronization
+import Testing
+import UpdraftApp
+import UpdraftCore
+import UpdraftDevice
+
+/// A backend on `updraft/events` with a persistent QoS 1 session gets the whole event log,
+/// whatever fails around the real `updraft serve` process.
+@Suite(.timeLimit(.minutes(4))) struct EventFeedTests {
+    /// What a backend received: the seq of every event, in arrival order.
+    final class Backend: Sendable {
+        let client: MosquittoClient
+        let loop: MosquittoEventLoop
+        private let received = Mutex<[(seq: Int64, kind: String)]>([])
+        private let reader = Mutex<Task<Void, Never>?>(nil)
+
+        init(port: Int, username: String) {
+            loop = MosquittoEventLoop(name: "backend")
+            var options = MosquittoOptions(clientID: "backend-events-1", port: port)
+            options.username = username
+            options.cleanSession = false
+            client = MosquittoClient(options: options, loop: loop, logger: Harness.logger)
+        }
+
+        func start(topic: String) async throws {
+            try await client.connect()
+            try await client.subscribe(topic, qos: .atLeastOnce)
+            let client = self.client
+            reader.withLock {
+                $0 = Task {
+                    for await message in client.messages {
+                        guard
+                            let object = try? JSONSerialization.jsonObject(with: Data(message.payload)) as? [String: Any],
+                            let seq = (object["seq"] as? NSNumber)?.int64Value, let kind = object["kind"] as? String
+                        else { continue }
+                        self.received.withLock { $0.append((seq, kind)) }
+                    }
+                }
+            }
+        }
+
+        var events: [(seq: Int64, kind: String)] { received.withLock { $0 } }
+        var distinct: Set<Int64> { Set(events.map(\.seq)) }
+
+        func stop() async {
+            await client.disconnect()
+            await reader.withLock { $0 }?.value
+            loop.shutdown()
+        }
+    }
+
+    static func brokerPID(_ dir: String) -> Int32? {
+        (try? String(contentsOfFile: dir + "/broker/mosquitto.pid", encoding: .utf8))
+            .flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// Releases to devices that never connect: events written by the CLI (another process
+    /// than the gateway), in bulk.
+    static func cliRelease(_ ops: Operations, _ firmware: Firmware, _ tag: String) async throws {
+        let ids = try (1...15).map { try DeviceID(validating: "ghost-\(tag)-\($0)") }
+        _ = try await ops.createRelease(firmwareID: firmware.id, target: .devices(ids), allowDowngrade: false)
+    }
+
+    @Test func everyEventReachesAPersistentBackendAcrossBrokerAndGatewayKillsTakeoverAndCLIWrites() async throws {
+        let binary = try #require(ProcessRestartTests.updraftBinary, "build the updraft executable first")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("updraft-feed-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var configuration = UpdraftConfiguration()
+        configuration.dataDirectory = dir
+        configuration.mqtt.broker.port = PortProbe.freePort()
+        let port = configuration.mqtt.broker.port
+        let ops = try Operations(configuration: configuration, logger: Harness.logger)
+        _ = try ops.generateKeys(force: false)
+        var generator = SplitMix64(seed: 4)
+        FileManager.default.createFile(atPath: dir + "/fw.bin", contents: Data((0..<200_000).map { _ in UInt8(truncatingIfNeeded: generator.next()) }))
+        let firmware = try await ops.addFirmware(file: dir + "/fw.bin", product: "thermo", version: "2.0").firmware
+
+        let restart = ProcessRestartTests()
+        var gateways = [try restart.serve(binary, dataDir: dir, port: port)]
+        let backend = Backend(port: port, username: configuration.mqtt.username + "-events")
+        var fleet: FleetSimulator?
+        defer {
+            for p in gateways where p.isRunning { kill(p.pid, SIGKILL) }
+            if let pid = Self.brokerPID(dir) { kill(pid, SIGKILL) }
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        try await eventually(timeout: .seconds(30), "the managed broker") { Self.brokerPID(dir) != nil && PortProbe.accepts(host: "127.0.0.1", port: port) }
+        try await backend.start(topic: configuration.topics.events)
+        // The broker keeps a persistent session across its own crash only once it saved it
+        // (autosave, or SIGUSR1 as here): the backend's subscription is part of the setup.
+        let db = dir + "/broker/mosquitto.db"
+        try? FileManager.default.removeItem(atPath: db)
+        kill(try #require(Self.brokerPID(dir)), SIGUSR1)
+        try await eventually(timeout: .seconds(10), "mosquitto to save its sessions") { FileManager.default.fileExists(atPath: db) }
+
+        // Gateway-written events: devices going through a release, a few hundred events.
+        var sim = SimulatorConfig(count: 6, product: "thermo", version: "1.0", releaseKey: try ops.publicKey())
+        sim.brokerPort = port
+        sim.chunkSize = 1024
+        sim.windowCount = 2
+        sim.requestTimeout = .milliseconds(800)
+        fleet = try FleetSimulator(config: sim, logger: Harness.logger)
+        fleet?.start()
+        try await eventually(timeout: .seconds(60), "the gateway to register the fleet") {
+            try await ops.store.devices().filter(\.online).count == 6
+        }
+        let plan = try await ops.createRelease(firmwareID: firmware.id, target: .product("thermo"), allowDowngrade: false)
+        try await eventually(timeout: .seconds(60), "downloads to start") {
+            try await ops.store.jobs(release: plan.release.id).contains { $0.state == .downloading }
+        }
+
+        // 1. The gateway's connection is taken over by a client with its id.
+        let intruderLoop = MosquittoEventLoop(name: "intruder")
+        var intruderOptions = MosquittoOptions(clientID: configuration.mqtt.clientID, port: port)
+        intruderOptions.username = configuration.mqtt.username
+        intruderOptions.cleanSession = false
+        let intruder = MosquittoClient(options: intruderOptions, loop: intruderLoop, logger: Harness.logger)
+        try await intruder.connect()
+        try await Self.cliRelease(ops, firmware, "a")
+        await intruder.disconnect()
+        intruderLoop.shutdown()
+
+        // 2. The broker dies with SIGKILL while the CLI writes; the gateway restarts it.
+        let firstBroker = try #require(Self.brokerPID(dir))
+        kill(firstBroker, SIGKILL)
+        try await Self.cliRelease(ops, firmware, "b")
+        try await eventually(timeout: .seconds(30), "the gateway to restart its broker") {
+            if let pid = Self.brokerPID(dir), pid != firstBroker { return PortProbe.accepts(host: "127.0.0.1", port: port) }
+            return false
+        }
+        try await eventually(timeout: .seconds(60), "the events of the broker outage to arrive") {
+            try await backend.distinct.isSuperset(of: 1...ops.store.lastEventSequence())
+        }
+
+        // 3. The gateway dies with SIGKILL right after events were committed, and the CLI
+        //    writes while it is down.
+        try await Self.cliRelease(ops, firmware, "c")
+        kill(gateways[0].pid, SIGKILL)
+        #expect(await gateways[0].waitForExit(timeout: .seconds(10)))
+        try await Self.cliRelease(ops, firmware, "d")
+        _ = try await ops.addFirmware(file: dir + "/fw.bin", product: "other", version: "1.0")
+        gateways.append(try restart.serve(binary, dataDir: dir, port: port))
+
+        try await eventually(timeout: .seconds(120), "every job to succeed") {
+            try await ops.store.jobs(release: plan.release.id).allSatisfy { $0.state == .succeeded }
+        }
+        await fleet?.stop()
+        // 4. A polite stop publishes what the last flush wrote.
+        gateways[1].signal(SIGTERM)
+        #expect(await gateways[1].waitForExit(timeout: .seconds(30)))
+        let last = try await ops.store.lastEventSequence()
+        gateways.append(try restart.serve(binary, dataDir: dir, port: port))
+        try await eventually(timeout: .seconds(60), "the backend to receive all \(last) events") {
+            backend.distinct.isSuperset(of: 1...last)
+        }
+        gateways[2].signal(SIGTERM)
+        #expect(await gateways[2].waitForExit(timeout: .seconds(30)))
+        let final = try await ops.store.lastEventSequence()
+        try await eventually(timeout: .seconds(10), "the events of the last run") { backend.distinct.isSuperset(of: 1...final) }
+        await backend.stop()
+
+        // At least once, in order: the first copy of each seq arrives in seq order, and
+        // without duplicates the stream is exactly the store's log.
+        let stored = try await ops.store.events(after: 0, limit: 1_000_000)
+        var seen = Set<Int64>()
+        let firstCopies = backend.events.filter { seen.insert($0.seq).inserted }
+        #expect(firstCopies.map(\.seq) == stored.map(\.sequence))
+        #expect(firstCopies.map(\.kind) == stored.map(\.kind.rawValue))
+    }
+}
