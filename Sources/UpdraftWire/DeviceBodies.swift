@@ -72,16 +72,19 @@ public struct ErrorReply: Sendable, Equatable, Codable {
     public var message: String
     public var job: JobID?
     public var offset: Int?
+    /// The state of the refused progress report (MQTT), so a device knows which one to send again.
+    public var state: String?
 
-    public init(code: String, message: String, job: JobID? = nil, offset: Int? = nil) {
+    public init(code: String, message: String, job: JobID? = nil, offset: Int? = nil, state: String? = nil) {
         self.code = code
         self.message = message
         self.job = job
         self.offset = offset
+        self.state = state
     }
 
-    public init(_ error: UpdraftError, job: JobID? = nil, offset: Int? = nil) {
-        self.init(code: error.code, message: error.message, job: job, offset: offset)
+    public init(_ error: UpdraftError, job: JobID? = nil, offset: Int? = nil, state: String? = nil) {
+        self.init(code: error.code, message: error.message, job: job, offset: offset, state: state)
     }
 }
 

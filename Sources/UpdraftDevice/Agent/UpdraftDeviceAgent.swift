@@ -39,6 +39,10 @@ public actor UpdraftDeviceAgent {
     /// The last job that ended here: repeated offers for it (QoS 1 redelivery) are ignored.
     private var endedJob: JobID?
     private var pendingReboot: Installed?
+    /// The reports of the last job, in the order sent: sent again after `unavailable`.
+    private var sentReports: (job: JobID, reports: [DeviceReport])?
+    /// The gateway could not save what we sent (`unavailable`): what to send again, when.
+    private var unavailableRetry: UnavailableRetry?
     private var stopRequested = false
     private var corruptionInjected = false
     private var dropInjected = false
@@ -393,6 +397,10 @@ public actor UpdraftDeviceAgent {
         logger.notice(
             "gateway refused a message",
             metadata: ["error.code": "\(reply.code)", "error.message": "\(reply.message)", "job.id": "\(reply.job?.rawValue ?? "-")"])
+        if reply.code == "unavailable" {
+            scheduleRetry(after: reply)
+            return
+        }
         guard var active = job, reply.job == active.offer.job else { return }
         if reply.code == "unknown_job" {
             // Canceled, or ended on the gateway: nothing more to fetch.
@@ -417,8 +425,37 @@ public actor UpdraftDeviceAgent {
         job = active
     }
 
-    /// Timers: retry after a refusal, and ask again when a window stalls.
+    /// Nothing of a refused message was applied: announce again, or send the refused
+    /// report and every later one of its job again, in order, after the retry delay.
+    private func scheduleRetry(after reply: ErrorReply) {
+        var retry = unavailableRetry ?? UnavailableRetry(at: .now + config.retryDelay)
+        if let job = reply.job {
+            // Replies come in the order of the reports: the first refused one stays the start.
+            if retry.job == nil {
+                retry.job = job
+                retry.fromState = reply.state
+            }
+        } else {
+            retry.announce = true
+        }
+        unavailableRetry = retry
+    }
+
+    private func sendRetry(_ retry: UnavailableRetry) {
+        logger.info("sending again what the gateway could not save", metadata: ["job.id": "\(retry.job?.rawValue ?? "-")"])
+        if retry.announce { announce() }
+        guard let job = retry.job, let sent = sentReports, sent.job == job else { return }
+        let start = retry.fromState.flatMap { state in sent.reports.lastIndex { $0.name == state } } ?? 0
+        for report in sent.reports[start...] { publish(report, job: job) }
+    }
+
+    /// Timers: send again what the gateway could not save, retry after a refusal, and ask
+    /// again when a window stalls.
     func tick(now: ContinuousClock.Instant) {
+        if connected, let retry = unavailableRetry, now >= retry.at {
+            unavailableRetry = nil
+            sendRetry(retry)
+        }
         guard connected, var active = job else { return }
         if let retryAt = active.retryAt {
             guard now >= retryAt else { return }
@@ -537,6 +574,15 @@ public actor UpdraftDeviceAgent {
     }
 
     private func report(_ report: DeviceReport, job: JobID) {
+        if sentReports?.job == job {
+            sentReports?.reports.append(report)
+        } else {
+            sentReports = (job, [report])
+        }
+        publish(report, job: job)
+    }
+
+    private func publish(_ report: DeviceReport, job: JobID) {
         client?.publishNoWait(
             topic: topics.device(config.id, .progress), payload: WireCodec.encode(ProgressBody(job: job, report: report)),
             qos: .atLeastOnce)
@@ -561,6 +607,15 @@ private struct ActiveJob {
     /// Windows that stalled in a row.
     var stalls = 0
     var retryAt: ContinuousClock.Instant?
+}
+
+/// What to send again after `unavailable` replies.
+private struct UnavailableRetry {
+    var at: ContinuousClock.Instant
+    var announce = false
+    var job: JobID?
+    /// The state of the first refused report of `job`.
+    var fromState: String?
 }
 
 /// Installed and waiting for the reboot.

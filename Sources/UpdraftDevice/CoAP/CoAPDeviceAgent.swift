@@ -502,11 +502,20 @@ public actor CoAPDeviceAgent: SimulatedDevice {
     }
 
     /// POSTs a progress report and waits for the answer (CON), so reports arrive in order.
+    /// 5.03 means the gateway could not save it: the same report is sent again.
     private func report(_ report: DeviceReport, job: JobID, on session: CoAPClientSession) async {
         do {
-            let response = try await session.post(
+            var response = try await session.post(
                 "progress", payload: WireJSON.encode(ProgressBody(job: job, report: report)), contentFormat: .json,
                 query: identityQuery, timeout: config.requestTimeout)
+            var attempts = 0
+            while response.code == .serviceUnavailable, attempts < config.maxRetries, !stopRequested {
+                attempts += 1
+                try await Task.sleep(for: config.retryDelay * attempts)
+                response = try await session.post(
+                    "progress", payload: WireJSON.encode(ProgressBody(job: job, report: report)), contentFormat: .json,
+                    query: identityQuery, timeout: config.requestTimeout)
+            }
             if !response.code.isSuccess {
                 logger.notice(
                     "gateway refused a report",

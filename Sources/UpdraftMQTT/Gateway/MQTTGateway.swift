@@ -85,7 +85,7 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
         case .progress(let job, let report):
             if let error = await engine.report(device, job: job, report) {
                 counters.increment("rejected.\(error.code)")
-                sendError(ErrorReply(error, job: job), to: device)
+                sendError(ErrorReply(error, job: job, state: report.name), to: device)
             }
         case .download(let request):
             await serve(request, to: device)
