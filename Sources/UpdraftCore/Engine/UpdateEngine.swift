@@ -211,9 +211,14 @@ public actor UpdateEngine {
         pendingPlanner = false
         do {
             let result = try await store.commitIsolatingRefusals(batch)
+            let recovered = !storeWritable
             storeWritable = true
             for release in batch.fleetReleases { fleet.stored[release.id] = release }
             for refusal in result.refused { storeRefused(refusal) }
+            // Jobs that arrived while offers were held back are offered now.
+            if recovered {
+                for (id, machine) in active where machine.job.state == .queued { offerIfReady(id) }
+            }
             return result.events
         } catch {
             storeWritable = false
@@ -250,8 +255,8 @@ public actor UpdateEngine {
         // fleet view still holds, unless its end is already pending.
         var machine = JobStateMachine(pendingJobs[refusal.job.id] ?? fleet.jobs[refusal.job.id] ?? refusal.job)
         let from = machine.job.state
-        guard case .transitioned = machine.cancel(at: now()) else { return }
         let time = now()
+        guard case .transitioned = machine.cancel(at: time) else { return }
         pendingJobs[machine.job.id] = machine.job
         record(.job(.jobTransition, machine.job, from: from, detail: detail, time: time))
         jobChanged(machine.job, at: time)

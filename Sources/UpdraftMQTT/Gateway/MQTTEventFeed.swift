@@ -94,7 +94,12 @@ public final class MQTTEventFeed: Sendable {
             case .read(let after, let limit):
                 do {
                     let events = try await store.events(after: after, limit: limit)
-                    if events.isEmpty { storeLast = after } else { publish(events) }
+                    if events.isEmpty {
+                        storeLast = after
+                        try? await Task.sleep(for: settings.pollInterval)
+                    } else {
+                        publish(events)
+                    }
                 } catch {
                     logger.warning("event feed cannot read the store; will retry", metadata: ["error": "\(error)"])
                     try? await Task.sleep(for: .seconds(1))
