@@ -152,8 +152,18 @@ import UpdraftDevice
         #expect(await gateways[1].waitForExit(timeout: .seconds(30)))
         let last = try await ops.store.lastEventSequence()
         gateways.append(try restart.serve(binary, dataDir: dir, port: port))
-        try await eventually(timeout: .seconds(60), "the backend to receive all \(last) events") {
-            backend.distinct.isSuperset(of: 1...last)
+        do {
+            try await eventually(timeout: .seconds(60), "the backend to receive all \(last) events") {
+                backend.distinct.isSuperset(of: 1...last)
+            }
+        } catch {
+            let received = backend.distinct
+            let missing = (1...last).filter { !received.contains($0) }
+            let stored = try await ops.store.events(after: 0, limit: 1_000_000)
+            let kinds = missing.prefix(20).map { seq in "\(seq):\(stored.first { $0.sequence == seq }?.kind.rawValue ?? "?")" }
+            let log = (try? String(contentsOfFile: dir + "/serve.log", encoding: .utf8)) ?? ""
+            Issue.record("missing \(missing.count) of \(last): \(kinds); serve.log: \(log.suffix(3000))")
+            throw error
         }
         gateways[2].signal(SIGTERM)
         #expect(await gateways[2].waitForExit(timeout: .seconds(30)))
