@@ -75,7 +75,6 @@ import UpdraftDevice
         _ = try ops.generateKeys(force: false)
         var generator = SplitMix64(seed: 4)
         FileManager.default.createFile(atPath: dir + "/fw.bin", contents: Data((0..<300_000).map { _ in UInt8(truncatingIfNeeded: generator.next()) }))
-        let firmware = try await ops.addFirmware(file: dir + "/fw.bin", product: "thermo", version: "2.0").firmware
 
         let restart = ProcessRestartTests()
         var gateways = [try restart.serve(binary, dataDir: dir, port: port)]
@@ -94,6 +93,10 @@ import UpdraftDevice
         try? FileManager.default.removeItem(atPath: db)
         kill(try #require(Self.brokerPID(dir)), SIGUSR1)
         try await eventually(timeout: .seconds(10), "mosquitto to save its sessions") { FileManager.default.fileExists(atPath: db) }
+        // The first event: the log is empty until the backend listens (what was published
+        // before a backend ever subscribed is in `updraft events`, not in its session).
+        #expect(try await ops.store.lastEventSequence() == 0)
+        let firmware = try await ops.addFirmware(file: dir + "/fw.bin", product: "thermo", version: "2.0").firmware
 
         // Gateway-written events: devices going through a release, a few hundred events.
         var sim = SimulatorConfig(count: 10, product: "thermo", version: "1.0", releaseKey: try ops.publicKey())
