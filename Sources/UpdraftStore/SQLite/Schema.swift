@@ -148,10 +148,17 @@ enum Schema {
                     """)
         }
 
+        migrator.registerMigration("v5-device-boot") { db in
+            // The boot counter of the device's last announcement (NULL: it sends none).
+            // A restarted gateway compares replayed announcements against it.
+            try db.execute(sql: "ALTER TABLE devices ADD COLUMN boot INTEGER")
+        }
+
         return migrator
     }
 
     static let migrationIdentifiers = [
         "v1-catalog", "v1-registry", "v1-jobs", "v1-events", "v2-device-transport", "v3-fleet", "v4-fleet-activity",
+        "v5-device-boot",
     ]
 }
