@@ -74,9 +74,8 @@ public struct JobStateMachine: Sendable {
             return move(to: .succeeded, at: now)
         }
         switch state {
-        case .installing, .installed where !news:
-            return .unchanged
         case .installing, .installed:
+            if !news { return .unchanged }
             job.failure = .install
             job.detail = "device restarted on version \(version.rawValue), expected \(job.targetVersion.rawValue)"
             return move(to: .failed, at: now)
