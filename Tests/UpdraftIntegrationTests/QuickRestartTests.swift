@@ -6,7 +6,8 @@ import UpdraftDevice
 
 /// The real `updraft serve` process stopped while a fleet reboots into its update, and
 /// started again at once.
-@Suite(.timeLimit(.minutes(15))) struct QuickRestartTests {
+// Serialized: two fleets and two gateways at once would measure the machine, not the restart.
+@Suite(.serialized, .timeLimit(.minutes(15))) struct QuickRestartTests {
     /// Issue 8 item 9: `updraft serve` killed (SIGKILL, or SIGTERM) while devices reboot
     /// after `installed`, and started again 0.1 s later (systemd's default): every job
     /// succeeds. The restarted gateway first hears the broker's replay of each rebooting
