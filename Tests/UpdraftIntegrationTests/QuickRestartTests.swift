@@ -21,27 +21,13 @@ import UpdraftDevice
         let environment = ProcessInfo.processInfo.environment
         let count = environment["UPDRAFT_RESTART_DEVICES"].flatMap(Int.init) ?? 40
         let imageBytes = environment["UPDRAFT_RESTART_IMAGE_BYTES"].flatMap(Int.init) ?? 20_000
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("updraft-reboot-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        var configuration = UpdraftConfiguration()
-        configuration.dataDirectory = dir
-        configuration.mqtt.broker.port = PortProbe.freePort()
-        let ops = try Operations(configuration: configuration, logger: Harness.logger)
-        _ = try ops.generateKeys(force: false)
-        var generator = SplitMix64(seed: 11)
-        FileManager.default.createFile(atPath: dir + "/fw.bin", contents: Data((0..<imageBytes).map { _ in UInt8(truncatingIfNeeded: generator.next()) }))
-        let firmware = try await ops.addFirmware(file: dir + "/fw.bin", product: "thermo", version: "2.0").firmware
-
-        var processes = [try ProcessRestartTests().serve(binary, dataDir: dir, port: configuration.mqtt.broker.port)]
-        defer {
-            for p in processes where p.isRunning { kill(p.pid, SIGKILL) }
-            if let text = try? String(contentsOfFile: dir + "/broker/mosquitto.pid", encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
-                kill(pid, SIGKILL)
-            }
-        }
+        let folder = try await ServeFolder("updraft-reboot", imageBytes: imageBytes, seed: 11)
+        let (dir, ops) = (folder.path, folder.ops)
+        let serve = { try ProcessRestartTests().serve(binary, dataDir: dir, port: folder.brokerPort) }
+        var processes = [try serve()]
+        defer { folder.remove(after: processes) }
         var sim = SimulatorConfig(count: count, product: "thermo", version: "1.0", releaseKey: try ops.publicKey())
-        sim.brokerPort = configuration.mqtt.broker.port
+        sim.brokerPort = folder.brokerPort
         sim.requestTimeout = .milliseconds(800)
         // Long enough that the restarted gateway subscribes while devices still reboot.
         sim.rebootDelay = .seconds(6)
@@ -51,7 +37,7 @@ import UpdraftDevice
             try await ops.store.devices().filter { $0.online && $0.product != nil }.count == count
         }
         let started = ContinuousClock.now
-        let plan = try await ops.createRelease(firmwareID: firmware.id, target: .product("thermo"), allowDowngrade: false)
+        let plan = try await ops.createRelease(firmwareID: folder.firmware.id, target: .product("thermo"), allowDowngrade: false)
         #expect(plan.jobs.count == count)
         // The installing/rebooting moment: a quarter of the fleet reported installed.
         var installedAtKill = 0
@@ -63,7 +49,7 @@ import UpdraftDevice
         kill(first.pid, signal)
         #expect(await first.waitForExit(timeout: .seconds(30)))
         try await Task.sleep(for: .milliseconds(100))
-        processes.append(try ProcessRestartTests().serve(binary, dataDir: dir, port: configuration.mqtt.broker.port))
+        processes.append(try serve())
 
         let jobs = try await waitForAll(timeout: .seconds(240)) {
             let jobs = try await ops.store.jobs(release: plan.release.id)
