@@ -57,9 +57,10 @@ import UpdraftDevice
         }
         let elapsed = ContinuousClock.now - started
         let failed = jobs.filter { $0.state != .succeeded }
+        let refused = try await ops.store.events(after: 0, limit: 1_000_000).filter { $0.kind == .jobRefused }.count
         print(
             "restart-during-reboots signal=\(signal == SIGKILL ? "KILL" : "TERM") devices=\(count) image_bytes=\(imageBytes)",
-            "installed_at_kill=\(installedAtKill) succeeded=\(jobs.count - failed.count) failed=\(failed.count)",
+            "installed_at_kill=\(installedAtKill) succeeded=\(jobs.count - failed.count) failed=\(failed.count) job_refused_events=\(refused)",
             "release_to_all_done_s=\(String(format: "%.1f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))")
         #expect(failed.isEmpty, "\(failed.prefix(5).map { "\($0.deviceID): \($0.state) \($0.detail ?? "")" })")
         try await fleet.waitForAll(version: "2.0", timeout: .seconds(60))
