@@ -42,8 +42,9 @@ import UpdraftDevice
         // The installing/rebooting moment: a quarter of the fleet reported installed.
         var installedAtKill = 0
         try await eventually(timeout: .seconds(120), "devices to report installed") {
-            installedAtKill = try await ops.store.jobs(release: plan.release.id).filter { $0.state == .installed }.count
-            return installedAtKill >= max(1, count / 4)
+            let jobs = try await ops.store.jobs(release: plan.release.id)
+            installedAtKill = jobs.filter { $0.state == .installed }.count
+            return installedAtKill > 0 && installedAtKill + jobs.filter { $0.state == .succeeded }.count >= max(1, count / 4)
         }
         let first = processes[0]
         kill(first.pid, signal)
