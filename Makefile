@@ -57,3 +57,12 @@ bench: deps
 
 clean:
 	rm -rf .build
+
+# Issue 8 item 9 at full scale: 500 simulated devices and a 1 MiB image; `updraft serve`
+# is killed (SIGKILL, then SIGTERM) while they reboot after `installed` and restarted
+# 0.1 s later. Prints one line of figures per signal; fails if any job fails.
+.PHONY: bench-restart
+bench-restart: deps
+	$(SWIFT) build --build-tests
+	UPDRAFT_RESTART_DEVICES=500 UPDRAFT_RESTART_IMAGE_BYTES=1048576 \
+	  timeout --kill-after=30 30m $(SWIFT) test --skip-build --filter QuickRestartTests

@@ -96,23 +96,29 @@ public struct AnnounceBody: Codable, Sendable {
     /// CoAP only: seconds the device may stay silent before the gateway takes it for
     /// offline (it announces again before that). MQTT devices have their will instead.
     public var lifetime: Int?
+    /// Optional boot counter: greater at every boot of the device, the same for every
+    /// announcement of one boot (see ``Announcement/boot``).
+    public var boot: UInt64?
 
     /// The lifetimes a device may announce, in seconds: up to 31 days.
     public static let lifetimes = 1...(31 * 86_400)
 
-    public init(product: ProductID, version: FirmwareVersion, acceptsUpdates: Bool? = nil, lifetime: Int? = nil) {
+    public init(
+        product: ProductID, version: FirmwareVersion, acceptsUpdates: Bool? = nil, lifetime: Int? = nil, boot: UInt64? = nil
+    ) {
         self.product = product
         self.version = version
         self.acceptsUpdates = acceptsUpdates
         self.lifetime = lifetime
+        self.boot = boot
     }
 
     public var announcement: Announcement {
-        Announcement(product: product, version: version, acceptsUpdates: acceptsUpdates ?? true)
+        Announcement(product: product, version: version, acceptsUpdates: acceptsUpdates ?? true, boot: boot)
     }
 
     enum CodingKeys: String, CodingKey {
-        case product, version, lifetime
+        case product, version, lifetime, boot
         case acceptsUpdates = "accepts_updates"
     }
 }

@@ -40,9 +40,8 @@ import Testing
         (.notified, .installing),
         (.downloading, .installed),
         (.downloaded, .installing),
-        (.verified, .downloading(percent: 10)),
-        (.installing, .downloaded),
-        (.installed, .verified),
+        (.downloading, .verified),
+        (.notified, .installed),
     ])
     func impossibleTransitionsAreRefusedAndLeaveTheJobAlone(state: JobState, report: DeviceReport) {
         var m = machine(state, progress: 40)
@@ -93,6 +92,38 @@ import Testing
         var m = machine(.installed)
         #expect(m.announced(version: "1.0", at: t0) == .transitioned(from: .installed, to: .failed))
         #expect(m.job.failure == .install)
+    }
+
+    /// A report of a step the job already took comes again (QoS 1 redelivery, a device
+    /// resending unacknowledged reports after a broker restart): nothing to record.
+    @Test(arguments: [
+        (JobState.downloaded, DeviceReport.downloading(percent: 90)),
+        (.verified, .downloading(percent: 10)),
+        (.verified, .downloaded),
+        (.installing, .downloaded),
+        (.installing, .verified),
+        (.installed, .verified),
+        (.installed, .installing),
+        (.installed, .downloading(percent: 100)),
+    ])
+    func repeatsOfStepsAlreadyTakenAreSilent(state: JobState, report: DeviceReport) {
+        var m = machine(state, progress: 100)
+        let before = m.job
+        #expect(m.report(report, at: t0.addingTimeInterval(5)) == .unchanged)
+        #expect(m.job == before)
+    }
+
+    /// A replayed retained announcement of the old version, or one from the boot that
+    /// reported installing, is history: the install is not judged by it.
+    @Test(arguments: [JobState.installing, .installed])
+    func onlyNewsOfTheOldVersionFailsAnInstall(state: JobState) {
+        var m = machine(state)
+        #expect(m.announced(version: "1.0", at: t0, news: false) == .unchanged)
+        #expect(m.job.state == state)
+        #expect(m.announced(version: "2.0", at: t0, news: false) == .transitioned(from: state, to: .succeeded))
+        var n = machine(state)
+        #expect(n.announced(version: "1.0", at: t0, news: true) == .transitioned(from: state, to: .failed))
+        #expect(n.job.failure == .install)
     }
 
     @Test func cancelAndGatewayFailure() {

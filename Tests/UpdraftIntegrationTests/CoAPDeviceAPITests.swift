@@ -228,4 +228,40 @@ struct CoAPClientTool {
             #expect(try await tool.run(identity, uri: uri(h, "job/cert-1?d=other", secure: true)).log.contains("4.03"))
         }
     }
+
+    /// CoAP has no retained messages, but `boot` works the same: a re-announce from the
+    /// boot that reported `installed` (a retransmission, a lifetime refresh) is not a
+    /// restart and cannot fail the install; the next boot's announce judges it.
+    @Test func aReannounceOfTheSameBootDoesNotFailTheInstall() async throws {
+        try await Harness.with { h in
+            let tool = CoAPClientTool(directory: h.stack.directory)
+            let (firmware, _) = try await h.addFirmware(version: "2.0", size: 4_000)
+            func announce(_ version: String, boot: String) async throws -> CoAPClientTool.Outcome {
+                try await tool.run(
+                    ["-m", "post", "-t", "json", "-e", #"{"product":"thermo","version":"\#(version)","boot":\#(boot)}"#],
+                    uri: uri(h, "announce?d=boot-1"))
+            }
+            _ = try await announce("1.0", boot: "7")
+            try await h.waitUntilRegistered(1)
+            let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(["boot-1"]), allowDowngrade: false)
+            let job = try #require(plan.jobs.first)
+            try await eventually("the gateway to adopt the job") {
+                try await tool.run([], uri: uri(h, "job/boot-1?d=boot-1")).body.count > 100
+            }
+            for state in ["downloaded", "verified", "installing", "installed", "installing"] {
+                let got = try await tool.run(
+                    ["-m", "post", "-t", "json", "-e", #"{"job":"\#(job.id)","state":"\#(state)"}"#], uri: uri(h, "progress?d=boot-1"))
+                #expect(!got.log.contains("4."), "\(state) (a repeat of a step taken is silent): \(got.log)")
+            }
+            #expect(try await announce("1.0", boot: "-1").log.contains("4.00"))
+            #expect(!(try await announce("1.0", boot: "7")).log.contains("4."))
+            // Had the same boot's announce failed the job, it could not succeed now.
+            _ = try await announce("2.0", boot: "8")
+            let jobs = try await h.waitForJobs(plan.release.id, timeout: .seconds(30)) { $0.allSatisfy(\.state.isTerminal) }
+            #expect(jobs.map(\.state) == [.succeeded], "the same boot is not a restart: \(jobs.map { $0.detail ?? "" })")
+            #expect(try await h.ops.store.device("boot-1")?.boot == 8)
+            let events = try await h.ops.store.events(after: 0, limit: 10_000)
+            #expect(!events.contains { $0.kind == .jobRefused })
+        }
+    }
 }

@@ -28,27 +28,11 @@ import UpdraftDevice
 
     @Test func aJobAcceptedBeforeKill9CompletesAfterRestart() async throws {
         let binary = try #require(Self.updraftBinary, "build the updraft executable first (swift build --build-tests builds it)")
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("updraft-kill-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        var configuration = UpdraftConfiguration()
-        configuration.dataDirectory = dir
-        configuration.mqtt.broker.port = PortProbe.freePort()
-        let ops = try Operations(configuration: configuration, logger: Harness.logger)
-        _ = try ops.generateKeys(force: false)
-        var generator = SplitMix64(seed: 9)
-        FileManager.default.createFile(atPath: dir + "/fw.bin", contents: Data((0..<300_000).map { _ in UInt8(truncatingIfNeeded: generator.next()) }))
-        let firmware = try await ops.addFirmware(file: dir + "/fw.bin", product: "thermo", version: "2.0").firmware
-
+        let folder = try await ServeFolder("updraft-kill", imageBytes: 300_000, seed: 9)
+        let (dir, configuration, ops, firmware) = (folder.path, folder.configuration, folder.ops, folder.firmware)
         let first = try serve(binary, dataDir: dir, port: configuration.mqtt.broker.port)
         var second: ChildProcess?
-        defer {
-            for p in [first, second].compactMap({ $0 }) where p.isRunning { kill(p.pid, SIGKILL) }
-            // A mosquitto orphaned by SIGKILL is stopped through its pid file.
-            if let text = try? String(contentsOfFile: dir + "/broker/mosquitto.pid", encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
-                kill(pid, SIGKILL)
-            }
-        }
+        defer { folder.remove(after: [first, second].compactMap { $0 }) }
         var sim = SimulatorConfig(count: 8, product: "thermo", version: "1.0", releaseKey: try ops.publicKey())
         sim.brokerPort = configuration.mqtt.broker.port
         sim.chunkSize = 512

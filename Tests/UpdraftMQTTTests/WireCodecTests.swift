@@ -21,6 +21,8 @@ import UpdraftCore
         #expect(message == .announce(Announcement(product: "thermo", version: "1.0", acceptsUpdates: false)))
         let (_, defaulted) = try decode("updraft/d/dev-1/announce", #"{"product":"thermo","version":"1.0"}"#).get()
         #expect(defaulted == .announce(Announcement(product: "thermo", version: "1.0", acceptsUpdates: true)))
+        let (_, booted) = try decode("updraft/d/dev-1/announce", #"{"product":"thermo","version":"1.0","boot":18446744073709551615}"#).get()
+        #expect(booted == .announce(Announcement(product: "thermo", version: "1.0", boot: .max)))
     }
 
     @Test func presence() throws {
@@ -42,6 +44,8 @@ import UpdraftCore
         ("updraft/d/a/announce", "not json", "malformed_announce"),
         ("updraft/d/a/announce", #"{"product":"thermo"}"#, "malformed_announce"),
         ("updraft/d/a/announce", #"{"product":"the rmo","version":"1"}"#, "malformed_announce"),
+        ("updraft/d/a/announce", #"{"product":"thermo","version":"1","boot":-1}"#, "malformed_announce"),
+        ("updraft/d/a/announce", #"{"product":"thermo","version":"1","boot":"7"}"#, "malformed_announce"),
         ("updraft/d/a/progress", #"{"job":"j1","state":"downloading"}"#, "malformed_progress"),
         ("updraft/d/a/progress", #"{"job":"j1","state":"downloading","percent":300}"#, "malformed_progress"),
         ("updraft/d/a/progress", #"{"job":"j1","state":"exploded"}"#, "malformed_progress"),

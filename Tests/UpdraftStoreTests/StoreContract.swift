@@ -328,7 +328,7 @@ enum StoreContract {
 
         var device = Device(
             id: "d1", product: "p", version: "1", acceptsUpdates: false, online: true, firstSeen: t0 + 1,
-            lastSeen: t0 + 2, transport: .coap)
+            lastSeen: t0 + 2, transport: .coap, boot: UInt64.max - 1)
         var job = try #require(plan.jobs.first)
         job.state = .downloading
         job.progress = 40
@@ -353,6 +353,7 @@ enum StoreContract {
         device.acceptsUpdates = true
         device.lastSeen = nil
         device.transport = nil
+        device.boot = nil
         job.state = .failed
         job.failure = .verify
         job.detail = "digest mismatch"

@@ -66,15 +66,23 @@ public actor UpdateEngine {
 
     // MARK: Inputs from devices
 
-    /// - Parameter silentFor: for a device taken offline because it stayed silent (CoAP
-    ///   lifetime), how long ago it was last heard: `lastSeen` keeps that moment.
-    public func presence(_ id: DeviceID, online: Bool, via transport: Transport = .mqtt, silentFor: Duration = .zero) {
+    /// - Parameters:
+    ///   - silentFor: for a device taken offline because it stayed silent (CoAP
+    ///     lifetime), how long ago it was last heard: `lastSeen` keeps that moment.
+    ///   - replayed: the broker's retained copy, delivered because the gateway
+    ///     (re)subscribed. It is the best knowledge there is (a restarted gateway learns
+    ///     who is connected from it), but not the device speaking now: `lastSeen` stays.
+    public func presence(
+        _ id: DeviceID, online: Bool, via transport: Transport = .mqtt, silentFor: Duration = .zero, replayed: Bool = false
+    ) {
         let time = now()
         var device = devices[id] ?? Device(id: id, firstSeen: time)
         let changed = device.online != online
         device.online = online
-        let (seconds, attoseconds) = silentFor.components
-        device.lastSeen = time.addingTimeInterval(-(Double(seconds) + Double(attoseconds) / 1e18))
+        if !replayed {
+            let (seconds, attoseconds) = silentFor.components
+            device.lastSeen = time.addingTimeInterval(-(Double(seconds) + Double(attoseconds) / 1e18))
+        }
         if online { device.transport = transport }
         save(device)
         if changed {
@@ -84,13 +92,26 @@ public actor UpdateEngine {
         fleet.dirty = true
     }
 
+    /// - Parameter replayed: the broker's retained copy, delivered because the gateway
+    ///   (re)subscribed (MQTT): history, not news. It may update the registry and confirm
+    ///   a target version, never fail an install (see ``Announcement/recency(knownBoot:replayed:)``).
+    ///
     /// Returns the error to send back when the announcement cannot be taken now
     /// (`unavailable`: the store cannot be written; announce again later).
     @discardableResult
-    public func announced(_ id: DeviceID, _ announcement: Announcement, via transport: Transport = .mqtt) -> UpdraftError? {
+    public func announced(
+        _ id: DeviceID, _ announcement: Announcement, via transport: Transport = .mqtt, replayed: Bool = false
+    ) -> UpdraftError? {
         if let unavailable = refusalWhileUnwritable() { return unavailable }
         let time = now()
         var device = devices[id] ?? Device(id: id, firstSeen: time)
+        let recency = announcement.recency(knownBoot: device.boot, replayed: replayed)
+        if recency == .outdated {
+            logger.debug(
+                "ignored an outdated announcement",
+                metadata: ["device.id": "\(id)", "device.boot": "\(announcement.boot ?? 0)", "device.boot.known": "\(device.boot ?? 0)"])
+            return nil
+        }
         let changed =
             device.product != announcement.product || device.version != announcement.version
             || device.acceptsUpdates != announcement.acceptsUpdates || device.transport != transport
@@ -98,10 +119,14 @@ public actor UpdateEngine {
         device.version = announcement.version
         device.acceptsUpdates = announcement.acceptsUpdates
         device.transport = transport
-        // A device that speaks is connected, whatever presence said last.
-        let cameOnline = !device.online
-        device.online = true
-        device.lastSeen = time
+        if let boot = announcement.boot { device.boot = boot }
+        // A device that speaks is connected, whatever presence said last; a replay is not
+        // the device speaking.
+        let cameOnline = !replayed && !device.online
+        if !replayed {
+            device.online = true
+            device.lastSeen = time
+        }
         save(device)
         fleet.lastAnnounced[id] = time
         fleet.dirty = true
@@ -113,11 +138,14 @@ public actor UpdateEngine {
                     detail: "product=\(announcement.product) version=\(announcement.version) accepts_updates=\(announcement.acceptsUpdates)"))
         }
         guard var machine = active[id] else { return nil }
+        let news = recency == .news
         if let fw = firmware[machine.job.firmwareID], fw.product != announcement.product {
-            apply(machine.fail(.rejected, detail: "device announced product \(announcement.product), firmware is for \(fw.product)", at: time), &machine, device: id)
+            if news {
+                apply(machine.fail(.rejected, detail: "device announced product \(announcement.product), firmware is for \(fw.product)", at: time), &machine, device: id)
+            }
             return nil
         }
-        let outcome = machine.announced(version: announcement.version, at: time)
+        let outcome = machine.announced(version: announcement.version, at: time, news: news)
         apply(outcome, &machine, device: id)
         if outcome == .resendOffer || outcome == .unchanged { offerIfReady(id) }
         return nil

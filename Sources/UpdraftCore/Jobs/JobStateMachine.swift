@@ -40,7 +40,8 @@ public struct JobStateMachine: Sendable {
                 job.progress = percent
                 return move(to: .downloading, at: now, force: true)
             default:
-                return refuse(report, in: state)
+                // Past the download: a late or redelivered report, already applied.
+                return .unchanged
             }
         case .downloaded:
             return advance(to: .downloaded, from: [.queued, .notified, .downloading], report: report, at: now) {
@@ -60,7 +61,12 @@ public struct JobStateMachine: Sendable {
     }
 
     /// The device announced the version it runs: the only way a job succeeds.
-    public mutating func announced(version: FirmwareVersion, at now: Date) -> Outcome {
+    ///
+    /// - Parameter news: the announcement was made after everything the gateway heard
+    ///   from the device (``Announcement/Recency/news``). Only news of another version
+    ///   fails an install: a replayed retained announcement, or one from the boot that
+    ///   reported `installing`, is history, not the device restarting.
+    public mutating func announced(version: FirmwareVersion, at now: Date, news: Bool = true) -> Outcome {
         let state = job.state
         if state.isTerminal { return .unchanged }
         if version == job.targetVersion {
@@ -69,6 +75,7 @@ public struct JobStateMachine: Sendable {
         }
         switch state {
         case .installing, .installed:
+            if !news { return .unchanged }
             job.failure = .install
             job.detail = "device restarted on version \(version.rawValue), expected \(job.targetVersion.rawValue)"
             return move(to: .failed, at: now)
@@ -97,7 +104,9 @@ public struct JobStateMachine: Sendable {
         to next: JobState, from allowed: Set<JobState>, report: DeviceReport, at now: Date,
         update: (inout Job) -> Void = { _ in }
     ) -> Outcome {
-        if job.state == next { return .unchanged }
+        // A repeat of a step the job already took (QoS 1 redelivery, a device resending
+        // after a broker restart) is harmless and silent.
+        if job.state == next || job.state.isPast(next) { return .unchanged }
         guard allowed.contains(job.state) else { return refuse(report, in: job.state) }
         update(&job)
         return move(to: next, at: now)
@@ -117,6 +126,28 @@ public struct JobStateMachine: Sendable {
 
     private func refuseTerminal(_ what: String) -> Outcome {
         .refused("\(what) after the job ended (\(job.state.rawValue))")
+    }
+}
+
+extension JobState {
+    /// The order devices report in; terminal states have none.
+    private var step: Int? {
+        switch self {
+        case .queued: 0
+        case .notified: 1
+        case .downloading: 2
+        case .downloaded: 3
+        case .verified: 4
+        case .installing: 5
+        case .installed: 6
+        case .succeeded, .failed, .canceled: nil
+        }
+    }
+
+    /// The job went through `other` on its way here.
+    func isPast(_ other: JobState) -> Bool {
+        guard let step, let otherStep = other.step else { return false }
+        return step > otherStep
     }
 }
 

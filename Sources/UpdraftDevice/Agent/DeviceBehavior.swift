@@ -28,6 +28,10 @@ public struct DeviceBehavior: Sendable {
     public var acceptsUpdates: Bool = true
     /// `true` accepts manifests whose sequence is not above the installed one.
     public var allowRollback: Bool = false
+    /// Puts a boot counter (`boot`) in every announcement, as the protocol recommends.
+    /// `false` behaves like a device built before it: the gateway then has only the MQTT
+    /// retain flag to tell a replayed announcement from a new one.
+    public var announcesBoot: Bool = true
 
     /// Keeps partial downloads, the installed image and its version across restarts.
     /// `nil`: everything stays in memory.

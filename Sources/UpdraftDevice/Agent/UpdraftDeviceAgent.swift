@@ -29,6 +29,8 @@ public actor UpdraftDeviceAgent {
     private var version: FirmwareVersion
     private var installedSequence: Int64?
     private var storage: DeviceStorage?
+    /// This boot's number, sent in every announcement (see ``BootCounter``).
+    private var bootNumber: UInt64?
     /// The client of the current boot; a reboot makes a new one.
     private var client: MosquittoClient?
     private var subscribed = false
@@ -92,6 +94,7 @@ public actor UpdraftDeviceAgent {
             }
         }
         defer { update { $0.online = false } }
+        bootNumber = BootCounter.next(after: bootNumber, storage: storage)
 
         while !Task.isCancelled && !stopRequested {
             let client = makeClient()
@@ -194,7 +197,9 @@ public actor UpdraftDeviceAgent {
     }
 
     private func announce() {
-        let body = AnnounceBody(product: config.product, version: version, acceptsUpdates: config.acceptsUpdates)
+        let body = AnnounceBody(
+            product: config.product, version: version, acceptsUpdates: config.acceptsUpdates,
+            boot: config.announcesBoot ? bootNumber : nil)
         client?.publishNoWait(
             topic: topics.device(config.id, .announce), payload: WireCodec.encode(body), qos: .atLeastOnce, retain: true)
     }
@@ -224,6 +229,7 @@ public actor UpdraftDeviceAgent {
         try? await Task.sleep(for: config.rebootDelay)
         version = installed.version
         installedSequence = installed.sequence
+        bootNumber = BootCounter.next(after: bootNumber, storage: storage)
         pendingReboot = nil
         update {
             $0.version = installed.version

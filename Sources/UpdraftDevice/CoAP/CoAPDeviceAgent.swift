@@ -31,6 +31,8 @@ public actor CoAPDeviceAgent: SimulatedDevice {
     private var version: FirmwareVersion
     private var installedSequence: Int64?
     private var storage: DeviceStorage?
+    /// This boot's number, sent in every announcement (see ``BootCounter``).
+    private var bootNumber: UInt64?
     private var session: CoAPClientSession?
     /// Where the current boot's offers arrive (announce answer, notifications).
     private var inbox: AsyncStream<Input>.Continuation?
@@ -114,6 +116,7 @@ public actor CoAPDeviceAgent: SimulatedDevice {
             if let download = storage.download() { startedDownloads.insert(download.job) }
         }
         defer { update { $0.online = false } }
+        bootNumber = BootCounter.next(after: bootNumber, storage: storage)
 
         while !Task.isCancelled && !stopRequested {
             switch await boot() {
@@ -125,6 +128,7 @@ public actor CoAPDeviceAgent: SimulatedDevice {
                 if installed != nil { update { $0.status = .rebooting } }
                 logger.info("rebooting", metadata: ["device.version": "\(installed?.version ?? version)"])
                 try? await Task.sleep(for: config.rebootDelay)
+                bootNumber = BootCounter.next(after: bootNumber, storage: storage)
                 if let installed {
                     version = installed.version
                     installedSequence = installed.sequence
@@ -231,7 +235,8 @@ public actor CoAPDeviceAgent: SimulatedDevice {
     private func announce(on session: CoAPClientSession) async -> [UInt8]? {
         let body = AnnounceBody(
             product: config.product, version: version, acceptsUpdates: config.acceptsUpdates,
-            lifetime: config.lifetime.map { max(1, Int(($0 / .seconds(1)).rounded(.up))) })
+            lifetime: config.lifetime.map { max(1, Int(($0 / .seconds(1)).rounded(.up))) },
+            boot: config.announcesBoot ? bootNumber : nil)
         do {
             let response = try await session.post(
                 "announce", payload: WireJSON.encode(body), contentFormat: .json, query: identityQuery,

@@ -63,6 +63,7 @@ public final class FleetSimulator: Sendable {
             // What both kinds of device share.
             var behavior = DeviceBehavior(releaseKey: config.releaseKey)
             behavior.rebootDelay = config.rebootDelay
+            behavior.announcesBoot = config.announcesBoot
             behavior.storageDirectory = config.storageDirectory?.appendingPathComponent(id.rawValue)
             behavior.retainInstalledImage = config.retainInstalledImages
             behavior.corruptFirstDownload = SimulatorConfig.picks(index, fraction: config.corruptFraction, phase: 0.999)

@@ -56,6 +56,8 @@ public struct SimulatorConfig: Sendable {
     public var windowCount: Int = 16
     public var requestTimeout: Duration = .seconds(2)
     public var rebootDelay: Duration = .milliseconds(500)
+    /// Devices send a boot counter in their announcements (see ``DeviceBehavior/announcesBoot``).
+    public var announcesBoot: Bool = true
     /// Each device gets `<storageDirectory>/<device id>`; `nil` keeps everything in memory.
     public var storageDirectory: URL?
     /// Keep each device's installed image in memory (tests compare it byte for byte).

@@ -7,6 +7,7 @@ import UpdraftCore
 /// - `partial.bin` + `partial.json`: the bytes received from offset 0 without a gap, and
 ///   the job, image size and sha256 they belong to.
 /// - `firmware.bin` + `installed.json`: the installed image and its version and sequence.
+/// - `boot.json`: the boot counter announced since the last boot.
 ///
 /// Each JSON file is replaced atomically; `partial.bin` only grows, so a crash mid-write
 /// leaves at most a tail that `partial.json` does not count yet.
@@ -45,6 +46,18 @@ struct DeviceStorage: Sendable {
         try Data(image).write(to: firmware, options: .atomic)
         try write(record, to: installedMeta)
     }
+
+    // MARK: Boot counter
+
+    private struct Boot: Codable { var boot: UInt64 }
+    private var bootMeta: URL { directory.appendingPathComponent("boot.json") }
+
+    /// The counter of the last boot (see ``BootCounter``).
+    func boot() -> UInt64? { (read(bootMeta) as Boot?)?.boot }
+
+    /// Best effort: a counter that cannot be written is sent anyway; the next boot may
+    /// repeat it, which the gateway takes as "no reboot", never as a failure.
+    func saveBoot(_ boot: UInt64) { try? write(Boot(boot: boot), to: bootMeta) }
 
     // MARK: Partial download
 

@@ -54,12 +54,15 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
         onSubscribed()
         logger.info("gateway subscribed", metadata: ["mqtt.filters": "\(codec.topics.gatewaySubscriptions)"])
         for await message in client.messages {
-            await handle(topic: message.topic, payload: message.payload)
+            await handle(topic: message.topic, payload: message.payload, retained: message.retain)
         }
     }
 
     /// Handles one device message. Never throws: bad input is answered, counted and logged.
-    public func handle(topic: String, payload: [UInt8]) async {
+    ///
+    /// - Parameter retained: the retain flag on delivery: the broker replays the retained
+    ///   presence and announcement when the gateway (re)subscribes, and only then sets it.
+    public func handle(topic: String, payload: [UInt8], retained: Bool = false) async {
         switch codec.decode(topic: topic, payload: payload) {
         case .failure(let failure):
             counters.increment("rejected.\(failure.error.code)")
@@ -69,16 +72,17 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
             if let device = failure.device { sendError(ErrorReply(failure.error), to: device) }
         case .success(let (device, message)):
             counters.increment("received")
-            await dispatch(message, from: device)
+            await dispatch(message, from: device, retained: retained)
         }
     }
 
-    private func dispatch(_ message: DeviceMessage, from device: DeviceID) async {
+    private func dispatch(_ message: DeviceMessage, from device: DeviceID, retained: Bool) async {
         switch message {
         case .presence(let online):
-            await engine.presence(device, online: online)
+            await engine.presence(device, online: online, replayed: retained)
         case .announce(let announcement):
-            if let error = await engine.announced(device, announcement) {
+            // A replayed retained announce is not the device speaking: no reply to it.
+            if let error = await engine.announced(device, announcement, replayed: retained), !retained {
                 counters.increment("rejected.\(error.code)")
                 sendError(ErrorReply(error), to: device)
             }

@@ -67,14 +67,16 @@ enum Rows {
             ])
     }
 
-    static let deviceColumns = "id, product, version, accepts_updates, online, first_seen, last_seen, transport"
+    static let deviceColumns = "id, product, version, accepts_updates, online, first_seen, last_seen, transport, boot"
 
     static func device(_ row: Row) throws -> Device {
         Device(
             id: try row.identifier("id"), product: try row.optionalIdentifier("product"),
             version: try row.optionalIdentifier("version"), acceptsUpdates: try row.bool("accepts_updates"),
             online: try row.bool("online"), firstSeen: try row.optionalDate("first_seen"),
-            lastSeen: try row.optionalDate("last_seen"), transport: try row.optionalEnum("transport"))
+            lastSeen: try row.optionalDate("last_seen"), transport: try row.optionalEnum("transport"),
+            // The counter's bits as SQLite's signed 64-bit integer.
+            boot: try row.decode(Int64?.self, forColumn: "boot").map { UInt64(bitPattern: $0) })
     }
 
     static func upsert(_ device: Device, _ db: Database) throws {
@@ -82,17 +84,17 @@ enum Rows {
         // which the jobs' foreign key would refuse.
         try db.cachedStatement(
             sql: """
-                INSERT INTO devices (\(deviceColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO devices (\(deviceColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (id) DO UPDATE SET
                     product = excluded.product, version = excluded.version,
                     accepts_updates = excluded.accepts_updates, online = excluded.online,
                     first_seen = excluded.first_seen, last_seen = excluded.last_seen,
-                    transport = excluded.transport
+                    transport = excluded.transport, boot = excluded.boot
                 """).execute(
             arguments: [
                 device.id.rawValue, device.product?.rawValue, device.version?.rawValue, device.acceptsUpdates,
                 device.online, device.firstSeen?.storeSeconds, device.lastSeen?.storeSeconds,
-                device.transport?.rawValue,
+                device.transport?.rawValue, device.boot.map { Int64(bitPattern: $0) },
             ])
     }
 

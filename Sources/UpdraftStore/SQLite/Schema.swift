@@ -148,7 +148,13 @@ enum Schema {
                     """)
         }
 
-        migrator.registerMigration("v5-event-cursors") { db in
+        migrator.registerMigration("v5-device-boot") { db in
+            // The boot counter of the device's last announcement (NULL: it sends none).
+            // A restarted gateway compares replayed announcements against it.
+            try db.execute(sql: "ALTER TABLE devices ADD COLUMN boot INTEGER")
+        }
+
+        migrator.registerMigration("v6-event-cursors") { db in
             // Where each reader of the event log stands (the MQTT feed: the last sequence the
             // broker acknowledged), so it resumes there after a restart. A store made before
             // this migration starts its feed after the events it already holds: they were
@@ -168,6 +174,6 @@ enum Schema {
 
     static let migrationIdentifiers = [
         "v1-catalog", "v1-registry", "v1-jobs", "v1-events", "v2-device-transport", "v3-fleet", "v4-fleet-activity",
-        "v5-event-cursors",
+        "v5-device-boot", "v6-event-cursors",
     ]
 }

@@ -1,0 +1,41 @@
+import Foundation
+import UpdraftApp
+import UpdraftCore
+
+/// A data folder for `updraft serve` processes a test starts itself: a configuration with
+/// a free broker port, a release key and one firmware image (`thermo@2.0`).
+struct ServeFolder {
+    let path: String
+    let configuration: UpdraftConfiguration
+    let ops: Operations
+    let firmware: Firmware
+
+    init(_ prefix: String, imageBytes: Int, seed: UInt64) async throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        var configuration = UpdraftConfiguration()
+        configuration.dataDirectory = path
+        configuration.mqtt.broker.port = PortProbe.freePort()
+        self.configuration = configuration
+        ops = try Operations(configuration: configuration, logger: Harness.logger)
+        _ = try ops.generateKeys(force: false)
+        var generator = SplitMix64(seed: seed)
+        FileManager.default.createFile(
+            atPath: path + "/fw.bin", contents: Data((0..<imageBytes).map { _ in UInt8(truncatingIfNeeded: generator.next()) }))
+        firmware = try await ops.addFirmware(file: path + "/fw.bin", product: "thermo", version: "2.0").firmware
+    }
+
+    var brokerPort: Int { configuration.mqtt.broker.port }
+
+    /// Kills `processes` still running and a mosquitto orphaned by SIGKILL (through its
+    /// pid file), then deletes the folder.
+    func remove(after processes: [ChildProcess]) {
+        for p in processes where p.isRunning { kill(p.pid, SIGKILL) }
+        if let text = try? String(contentsOfFile: path + "/broker/mosquitto.pid", encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        {
+            kill(pid, SIGKILL)
+        }
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
