@@ -52,9 +52,20 @@ public final class MQTTEventFeed: Sendable {
     /// The last sequence the broker acknowledged (nil before ``run()`` loaded it).
     public var acknowledged: Int64? { position.withLock { $0?.acknowledged } }
 
-    /// Publishes until the task is cancelled.
+    /// Publishes until the task is cancelled. A store that cannot be read delays the
+    /// feed (retried every second), it does not stop the gateway.
     public func run() async throws {
-        try await start()
+        while true {
+            do {
+                try await start()
+                break
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.error("event feed cannot read its position; will retry", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
         await pump(drain: false)
     }
 
