@@ -20,11 +20,18 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: [.defaults, "YAML"]),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        // Already in the graph through swift-configuration's YAML trait; read directly to
+        // find configuration keys this build does not know.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // What the C-library wrappers share: the wake queue into a loop thread, and the
         // one-shot completion a loop thread hands back to a task.
         .target(name: "LoopSupport"),
+        // fork + prctl(PR_SET_PDEATHSIG) + exec: the managed broker dies with its gateway.
+        // posix_spawn cannot set a parent-death signal, and Swift cannot run code between
+        // fork and exec.
+        .target(name: "CChildProcess"),
         // C surface of libmosquitto: module map + shims only.
         .systemLibrary(
             name: "CMosquitto",
@@ -123,7 +130,9 @@ let package = Package(
                 "UpdraftMQTT",
                 "UpdraftDevice",
                 "Mosquitto",
+                "CChildProcess",
                 .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -140,7 +149,10 @@ let package = Package(
         .testTarget(name: "UpdraftCoreTests", dependencies: ["UpdraftCore"]),
         .testTarget(
             name: "UpdraftStoreTests",
-            dependencies: ["UpdraftStore", "UpdraftCore", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "UpdraftStore", "UpdraftCore", .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
         ),
         .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto"]),
         .testTarget(name: "CoAPTests", dependencies: ["CoAP"]),

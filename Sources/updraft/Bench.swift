@@ -71,9 +71,7 @@ struct Bench: AsyncParsableCommand {
         logLevel: Logger.Level, connections: Int, _ body: (@escaping @Sendable (String, Double) -> Void) async throws -> T
     ) async throws -> T {
         Logging.bootstrapOnce(level: logLevel)
-        if let warning = OpenFileLimit.raise(toFit: OpenFileLimit.forDevices(connections)) {
-            FileHandle.standardError.write(Data((warning + "\n").utf8))
-        }
+        try await userFacing { try OpenFileLimit.reserve(OpenFileLimit.forDevices(connections)) }
         let line = ProgressLine()
         let result = try await userFacing { try await body { phase, fraction in line.update(fraction, phase) } }
         line.finish()

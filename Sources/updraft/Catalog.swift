@@ -23,7 +23,7 @@ struct Keys: AsyncParsableCommand {
 
         func run() async throws {
             try await userFacing {
-                let ops = try await global.operations()
+                let ops = try await global.operations(.create)
                 let made = try ops.generateKeys(force: force)
                 print("private key: \(made.privatePath)")
                 print("public key:  \(made.publicPath)")
@@ -55,7 +55,7 @@ struct FirmwareCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await userFacing {
-                let ops = try await global.operations()
+                let ops = try await global.operations(.create)
                 let result = try await ops.addFirmware(file: file, product: product, version: version)
                 let fw = result.firmware
                 if case .existing = result { print("already in the catalog (same content)") }

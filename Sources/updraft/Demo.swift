@@ -37,7 +37,8 @@ struct Demo: AsyncParsableCommand {
 
     func run() async throws {
         Logging.bootstrapOnce(level: logLevel)
-        if let warning = OpenFileLimit.raise(toFit: OpenFileLimit.forDevices(devices)) { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
+        // Refused with the numbers before anything starts: nothing to clean up.
+        try await userFacing { try OpenFileLimit.reserve(OpenFileLimit.forDevices(devices)) }
         var options = DemoRunner.Options()
         options.devices = devices
         options.offline = offline

@@ -91,10 +91,13 @@ struct DeviceCommand: AsyncParsableCommand {
         @Argument(help: "Device id.") var id: String
         @Argument(help: "Firmware id, PRODUCT@VERSION.") var firmware: String
         @Flag(help: "Update at the device's next session instead of now.") var atNextSession = false
+        @Flag(help: "Lock a device id that never connected.") var allowUnknown = false
 
         func run() async throws {
             try await userFacing {
                 let ops = try await global.operations()
+                let device = try DeviceID(validating: id)
+                if !allowUnknown, let unknown = UpdraftError.unknownDevices(try await ops.unknownDevices([device])) { throw unknown }
                 let profile = try await ops.lock(try DeviceID(validating: id), to: firmware, delivery: atNextSession ? .nextSession : .now)
                 print("device \(id): locked to \(profile.lock!.firmware.id) (\(atNextSession ? "at next session" : "now"))")
             }

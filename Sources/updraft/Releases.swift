@@ -47,26 +47,28 @@ struct ReleaseCommand: AsyncParsableCommand {
 
         @Option(help: "Only devices in this group (comma-separated for several).") var selectGroup: String?
         @Option(help: "Only these devices, comma-separated.") var selectDevices: String?
-        @Option(help: "Gray release: only this percentage (0-100] of the matching devices.") var percent: Double?
+        // .unconditional: "--percent -5" is a value to refuse with a reason, not a missing one.
+        @Option(parsing: .unconditional, help: "Gray release: only this percentage (0-100] of the matching devices.") var percent: Double?
         @Option(help: "Only devices running one of these versions, comma-separated.") var sourceVersions: String?
         @Flag(help: "Static: only devices that match now. Dynamic (default): also devices that match later.")
         var membership: BatchPolicy.Membership?
         @Option(help: "Start at this time, ISO 8601 (2026-12-01T02:00:00Z).") var startAt: String?
         @Option(help: "Wait this long after a failure before retrying (seconds, or 30s, 5m, 1h).") var retryInterval: String?
-        @Option(help: "Retries per device after a failure (0-10).") var maxRetries: Int?
+        @Option(parsing: .unconditional, help: "Retries per device after a failure (0-10).") var maxRetries: Int?
         @Option(help: "Fail a device's job this long after its first progress report (seconds, or 30s, 5m, 1h).")
         var deviceTimeout: String?
-        @Option(help: "At most this many offers per minute.") var rate: Int?
+        @Option(parsing: .unconditional, help: "At most this many offers per minute.") var rate: Int?
         @Flag(help: "Immediate (default): offer online devices now. Gradual: at each device's next session.")
         var delivery: BatchPolicy.Delivery?
         @Option(help: "Cumulative rollout stages in percent, ending at 100 (e.g. 1,10,50,100).") var stages: String?
-        @Option(help: "Advance a stage once this fraction (0-1) of its devices succeeded.") var successThreshold: Double?
-        @Option(help: "Stop once more than this fraction (0-1) of devices failed.") var errorThreshold: Double?
+        @Option(parsing: .unconditional, help: "Advance a stage once this fraction (0-1) of its devices succeeded.") var successThreshold: Double?
+        @Option(parsing: .unconditional, help: "Stop once more than this fraction (0-1) of devices failed.") var errorThreshold: Double?
         @Option(help: "What the error threshold does: pause or abort.") var onError: RolloutPolicy.ErrorAction?
         @Option(help: "A stage runs at least this long before advancing on its own (seconds, or 30s, 5m, 1h).")
         var minStageDuration: String?
         @Flag(help: "Fleet: release firmware that is not verified (recorded as forced).") var force = false
         @Flag(help: "Allow releasing a lower sequence than a device runs.") var allowDowngrade = false
+        @Flag(help: "Allow device ids that never connected (their jobs wait for them).") var allowUnknown = false
 
         var isFleet: Bool {
             fleet || groups != nil || selectGroup != nil || selectDevices != nil || percent != nil || sourceVersions != nil
@@ -82,6 +84,14 @@ struct ReleaseCommand: AsyncParsableCommand {
             }
             if [selectGroup, selectDevices].compactMap({ $0 }).count + (percent == nil ? 0 : 1) > 1 {
                 throw ValidationError("Give at most one of --select-group, --select-devices and --percent.")
+            }
+            if let percent, !(percent > 0 && percent <= 100) {
+                throw ValidationError("--percent must be more than 0 and at most 100 (got \(percent.formatted())).")
+            }
+            if let maxRetries, !(0...10).contains(maxRetries) { throw ValidationError("--max-retries must be 0...10 (got \(maxRetries)).") }
+            if let rate, rate < 1 { throw ValidationError("--rate must be at least 1 offer per minute (got \(rate)).") }
+            for (flag, value) in [("--success-threshold", successThreshold), ("--error-threshold", errorThreshold)] {
+                if let value, !(0...1).contains(value) { throw ValidationError("\(flag) must be a fraction from 0 to 1 (got \(value.formatted())).") }
             }
         }
 
@@ -103,7 +113,8 @@ struct ReleaseCommand: AsyncParsableCommand {
             } else {
                 target = .product(try ProductID(validating: product!))
             }
-            let plan = try await ops.createRelease(firmwareID: firmware, target: target, allowDowngrade: allowDowngrade)
+            let plan = try await ops.createRelease(
+                firmwareID: firmware, target: target, allowDowngrade: allowDowngrade, allowUnknown: allowUnknown)
             print("release: \(plan.release.id)")
             print("jobs:    \(plan.jobs.count)")
             for (device, reason) in plan.skipped { print("skipped \(device): \(reason.text)") }
@@ -157,6 +168,10 @@ struct ReleaseCommand: AsyncParsableCommand {
             rollout.errorThreshold = errorThreshold
             if let onError { rollout.onError = onError }
             if let minStageDuration { rollout.minimumStageDuration = try seconds(minStageDuration, flag: "--min-stage-duration") }
+            var named: [DeviceID] = []
+            if case .devices(let ids) = target { named += ids }
+            if case .devices(let ids) = policy.selection { named += ids }
+            if !allowUnknown, let unknown = UpdraftError.unknownDevices(try await ops.unknownDevices(named)) { throw unknown }
             let request = FleetReleaseRequest(
                 firmware: FirmwareRef(fw), target: target, policy: policy, rollout: rollout, allowDowngrade: allowDowngrade,
                 force: force)

@@ -42,8 +42,8 @@ struct Sim: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if let warning = OpenFileLimit.raise(toFit: OpenFileLimit.forDevices(devices)) { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
         try await userFacing {
+            try OpenFileLimit.reserve(OpenFileLimit.forDevices(devices))
             let configuration = try await global.load()
             let keyPath = Operations.publicKeyPath(for: configuration.resolvedSigningKeyPath)
             guard let text = try? String(contentsOfFile: keyPath, encoding: .utf8),

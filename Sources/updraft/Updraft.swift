@@ -45,12 +45,16 @@ struct GlobalOptions: ParsableArguments {
         if let dataDir { configuration.dataDirectory = dataDir }
         if let logLevel { configuration.logLevel = logLevel }
         Logging.bootstrapOnce(level: configuration.logLevel)
+        let logger = Logger(label: "updraft.config")
+        for warning in configuration.warnings { logger.warning("\(warning)") }
         return configuration
     }
 
-    func operations() async throws -> Operations {
+    /// - Parameter access: `.existing` (the default) for commands that work on recorded
+    ///   data: they never create a store, so a mistyped --data-dir is an error.
+    func operations(_ access: UpdraftStoreFactory.Access = .existing) async throws -> Operations {
         let configuration = try await load()
-        return try Operations(configuration: configuration, logger: Logger(label: "updraft"))
+        return try Operations(configuration: configuration, access: access, logger: Logger(label: "updraft"))
     }
 }
 
@@ -76,6 +80,11 @@ func userFacing<T>(_ body: () async throws -> T) async throws -> T {
         return try await body()
     } catch let error as UpdraftError {
         FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+        throw ExitCode(1)
+    } catch let error as CocoaError {
+        // One line naming the file, not Foundation's error dump.
+        let path = (error.userInfo[NSFilePathErrorKey] as? String).map { " (\($0))" } ?? ""
+        FileHandle.standardError.write(Data("error: \(error.localizedDescription)\(path)\n".utf8))
         throw ExitCode(1)
     }
 }

@@ -1,43 +1,37 @@
+import CChildProcess
 import Foundation
 
-/// A child process started with posix_spawn and a clean signal state. Foundation's
-/// Process passes on the parent thread's blocked signals; a mosquitto started that way
-/// from a process that blocks SIGTERM (ServiceLifecycle does, to handle it) ignores a
-/// polite stop.
+/// A child process with a clean signal state that dies with this process.
+///
+/// Foundation's Process passes on the parent thread's blocked signals; a mosquitto
+/// started that way from a process that blocks SIGTERM (ServiceLifecycle does, to
+/// handle it) ignores a polite stop. And a child must not outlive a gateway killed
+/// with SIGKILL: it gets `deathSignal` when we die (prctl PR_SET_PDEATHSIG, set in the
+/// child between fork and exec by the C shim in Sources/CChildProcess).
 package final class ChildProcess: @unchecked Sendable {
     package let pid: pid_t
     private let lock = NSLock()
     private var status: Int32?
 
-    /// - Parameter environment: the child's environment; `nil` passes on this process's.
-    package init(executable: String, arguments: [String], outputFile: String, environment: [String: String]? = nil) throws {
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-
+    /// - Parameters:
+    ///   - environment: the child's environment; `nil` passes on this process's.
+    ///   - deathSignal: what the child receives when this process dies.
+    package init(
+        executable: String, arguments: [String], outputFile: String, environment: [String: String]? = nil,
+        deathSignal: Int32 = SIGTERM
+    ) throws {
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
-        var child: pid_t = 0
         let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
         defer { envp?.forEach { free($0) } }
-        let rc = envp.map { posix_spawn(&child, executable, &actions, &attributes, argv, $0) }
-            ?? posix_spawn(&child, executable, &actions, &attributes, argv, environ)
-        guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
-        pid = child
+        let spawned = SpawnThread.shared.run { () -> (Int32, pid_t) in
+            var child: pid_t = 0
+            let rc = envp.map { updraft_spawn(executable, argv, $0, outputFile, deathSignal, &child) }
+                ?? updraft_spawn(executable, argv, environ, outputFile, deathSignal, &child)
+            return (rc, child)
+        }
+        guard spawned.0 == 0 else { throw POSIXError(POSIXErrorCode(rawValue: spawned.0) ?? .EIO) }
+        pid = spawned.1
     }
 
     /// Non-blocking: reaps the child if it exited.
@@ -78,5 +72,48 @@ package final class ChildProcess: @unchecked Sendable {
             try? await Task.sleep(for: .milliseconds(10))
         }
         return true
+    }
+}
+
+/// The parent-death signal fires when the *thread* that forked exits, not the process,
+/// and the threads of Swift's cooperative pool come and go. So every child is forked
+/// from this one thread, which lives as long as the process.
+private final class SpawnThread: @unchecked Sendable {
+    static let shared = SpawnThread()
+    private let condition = NSCondition()
+    private var queue: [@Sendable () -> Void] = []
+
+    private init() {
+        let thread = Thread { [self] in loop() }
+        thread.name = "updraft-spawn"
+        thread.start()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while queue.isEmpty { condition.wait() }
+            let job = queue.removeFirst()
+            condition.unlock()
+            job()
+        }
+    }
+
+    /// Runs `body` on the spawn thread and waits for its result.
+    func run<T>(_ body: () -> T) -> T {
+        withoutActuallyEscaping(body) { body in
+            nonisolated(unsafe) let body = body
+            nonisolated(unsafe) var result: T?
+            let done = DispatchSemaphore(value: 0)
+            condition.lock()
+            queue.append {
+                result = body()
+                done.signal()
+            }
+            condition.signal()
+            condition.unlock()
+            done.wait()
+            return result!
+        }
     }
 }

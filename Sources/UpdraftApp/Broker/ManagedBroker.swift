@@ -41,7 +41,8 @@ public final class ManagedBroker: Service, Sendable {
     public var pid: Int32? { process.withLock { $0?.pid } }
 
     /// Writes the configuration, stops a broker left over by a killed gateway, starts
-    /// mosquitto and waits until it accepts connections.
+    /// mosquitto and waits until it accepts connections. The caller holds the data
+    /// directory's `DataDirectoryLock`.
     public func start() async throws {
         let binary = try Self.locateMosquitto(settings.mosquittoPath)
         try FileManager.default.createDirectory(atPath: settings.directory, withIntermediateDirectories: true)
@@ -107,7 +108,9 @@ public final class ManagedBroker: Service, Sendable {
         }
         let child: ChildProcess
         do {
-            child = try ChildProcess(executable: binary, arguments: ["-c", conf], outputFile: logPath)
+            // SIGTERM when the gateway dies, however it dies: mosquitto saves its
+            // persistence file and exits instead of holding the port as an orphan.
+            child = try ChildProcess(executable: binary, arguments: ["-c", conf], outputFile: logPath, deathSignal: SIGTERM)
         } catch {
             throw UpdraftError("broker_start_failed", "Could not start \(binary): \(error). Check that it is executable, or set mqtt.broker.external: true to use your own broker.")
         }
@@ -145,15 +148,24 @@ public final class ManagedBroker: Service, Sendable {
         return confPath
     }
 
-    /// A gateway killed with SIGKILL leaves its mosquitto running on our port: stop it.
+    /// Stops a mosquitto that an earlier gateway on this data directory left behind (its
+    /// parent-death signal normally stops it; a gateway that could not deliver it, or an
+    /// older updraft, may leave one). Callers hold the data directory's lock
+    /// (`DataDirectoryLock`), so the gateway that started it is really gone; and only a
+    /// mosquitto running our configuration file is touched, not whatever reuses its pid.
     private func stopLeftover() {
         let pidFile = settings.directory + "/mosquitto.pid"
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
             let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1
         else { return }
-        let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
-        guard cmdline.contains("mosquitto") else { return }
-        logger.notice("stopping a mosquitto left over by an earlier run", metadata: ["broker.pid": "\(pid)"])
+        let arguments = ((try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? "")
+            .split(separator: "\0").map(String.init)
+        let conf = settings.directory + "/mosquitto.conf"
+        guard arguments.first?.hasSuffix("mosquitto") == true, arguments.contains(conf) else {
+            try? FileManager.default.removeItem(atPath: pidFile)
+            return
+        }
+        logger.notice("stopping a mosquitto left over by a gateway that is gone", metadata: ["broker.pid": "\(pid)"])
         kill(pid, SIGTERM)
         for _ in 0..<250 where kill(pid, 0) == 0 { usleep(20_000) }
         if kill(pid, 0) == 0 { kill(pid, SIGKILL) }

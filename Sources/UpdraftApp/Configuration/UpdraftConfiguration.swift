@@ -79,33 +79,43 @@ public struct UpdraftConfiguration: Sendable {
 
     public init() {}
 
-    /// Reads every key, falling back to the defaults above.
-    public init(config: ConfigReader) {
-        let d = UpdraftConfiguration()
-        dataDirectory = config.string(forKey: "data_dir", default: d.dataDirectory)
-        logLevel = Logger.Level(rawValue: config.string(forKey: "log_level", default: d.logLevel.rawValue)) ?? .info
-        sqlitePath = config.string(forKey: "store.sqlite.path", default: d.sqlitePath)
-        maxImageBytes = Int64(config.int(forKey: "firmware.max_image_bytes", default: Int(d.maxImageBytes)))
-        signingKeyPath = config.string(forKey: "keys.signing_key", default: d.signingKeyPath)
+    /// Keys in the YAML file that this build does not read (warned about, not refused).
+    public var warnings: [String] = []
 
-        let c = config.scoped(to: "coap")
+    /// Reads every key, falling back to the defaults above for keys that are absent.
+    /// A value of the wrong type or out of range throws `config_invalid` naming the key
+    /// and the value (see `ConfigKeys`).
+    public init(config: ConfigReader) throws(UpdraftError) {
+        try self.init(keys: ConfigKeys(config))
+    }
+
+    init(keys root: ConfigKeys) throws(UpdraftError) {
+        let d = UpdraftConfiguration()
+        dataDirectory = root.string(forKey: "data_dir", default: d.dataDirectory)
+        let levels = Logger.Level.allCases.map(\.rawValue)
+        logLevel = Logger.Level(rawValue: root.string(forKey: "log_level", default: d.logLevel.rawValue, oneOf: levels)) ?? d.logLevel
+        sqlitePath = root.string(forKey: "store.sqlite.path", default: d.sqlitePath)
+        maxImageBytes = Int64(root.int(forKey: "firmware.max_image_bytes", default: Int(d.maxImageBytes), in: 1...(1 << 32)))
+        signingKeyPath = root.string(forKey: "keys.signing_key", default: d.signingKeyPath)
+
+        let c = root.scoped(to: "coap")
         coap.enabled = c.bool(forKey: "enabled", default: d.coap.enabled)
         coap.host = c.string(forKey: "host", default: d.coap.host)
-        coap.port = c.int(forKey: "port", default: d.coap.port)
-        coap.securePort = c.int(forKey: "secure_port", default: d.coap.securePort)
+        coap.port = c.int(forKey: "port", default: d.coap.port, in: 0...65535)
+        coap.securePort = c.int(forKey: "secure_port", default: d.coap.securePort, in: 0...65535)
         coap.pskFile = c.string(forKey: "psk_file", default: d.coap.pskFile)
         coap.caFile = c.string(forKey: "ca_file", default: d.coap.caFile)
         coap.certificateFile = c.string(forKey: "certificate_file", default: d.coap.certificateFile)
         coap.privateKeyFile = c.string(forKey: "private_key_file", default: d.coap.privateKeyFile)
         coap.allowUnauthenticated = c.bool(forKey: "allow_unauthenticated", default: d.coap.allowUnauthenticated)
-        coap.defaultLifetime = c.int(forKey: "default_lifetime", default: d.coap.defaultLifetime)
+        coap.defaultLifetime = c.int(forKey: "default_lifetime", default: d.coap.defaultLifetime, in: 1...315_360_000)
 
-        let m = config.scoped(to: "mqtt")
+        let m = root.scoped(to: "mqtt")
         mqtt.topicPrefix = m.string(forKey: "topic_prefix", default: d.mqtt.topicPrefix)
         mqtt.clientID = m.string(forKey: "client_id", default: d.mqtt.clientID)
         mqtt.username = m.string(forKey: "username", default: d.mqtt.username)
         mqtt.password = m.string(forKey: "password", isSecret: true, default: d.mqtt.password)
-        mqtt.maxControlBytes = m.int(forKey: "max_control_bytes", default: d.mqtt.maxControlBytes)
+        mqtt.maxControlBytes = m.int(forKey: "max_control_bytes", default: d.mqtt.maxControlBytes, in: 256...1_048_576)
         mqtt.chunk = ChunkLimits(
             min: m.int(forKey: "chunk.min", default: d.mqtt.chunk.min),
             max: m.int(forKey: "chunk.max", default: d.mqtt.chunk.max),
@@ -115,7 +125,7 @@ public struct UpdraftConfiguration: Sendable {
         let b = m.scoped(to: "broker")
         mqtt.broker.external = b.bool(forKey: "external", default: d.mqtt.broker.external)
         mqtt.broker.host = b.string(forKey: "host", default: d.mqtt.broker.host)
-        mqtt.broker.port = b.int(forKey: "port", default: d.mqtt.broker.port)
+        mqtt.broker.port = b.int(forKey: "port", default: d.mqtt.broker.port, in: 1...65535)
         mqtt.broker.mosquittoPath = b.string(forKey: "mosquitto_path", default: d.mqtt.broker.mosquittoPath)
         mqtt.broker.template = b.string(forKey: "template", default: d.mqtt.broker.template)
         let t = b.scoped(to: "tls")
@@ -124,6 +134,7 @@ public struct UpdraftConfiguration: Sendable {
         mqtt.broker.tls.certFile = t.string(forKey: "cert_file", default: "")
         mqtt.broker.tls.keyFile = t.string(forKey: "key_file", default: "")
         mqtt.broker.tls.insecure = t.bool(forKey: "insecure", default: false)
+        try root.check()
     }
 
     /// Environment (`UPDRAFT_…`) over the YAML file over the defaults.
@@ -133,17 +144,25 @@ public struct UpdraftConfiguration: Sendable {
             EnvironmentVariablesProvider().prefixKeys(with: "updraft")
         ]
         let path = file ?? "Config/updraft.yaml"
+        var yaml: String?
         if file != nil || FileManager.default.fileExists(atPath: path) {
-            guard FileManager.default.fileExists(atPath: path) else {
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
                 throw UpdraftError("config_missing", "Configuration file '\(path)' does not exist. Pass an existing file to --config, or omit it to use the defaults.")
             }
+            guard !isFolder.boolValue else {
+                throw UpdraftError("config_invalid", "--config '\(path)' is a folder; pass the YAML file itself (for example \(path)/updraft.yaml).")
+            }
             do {
+                yaml = try String(contentsOfFile: path, encoding: .utf8)
                 providers.append(try await FileProvider<YAMLSnapshot>(filePath: FilePath(path)))
             } catch {
                 throw UpdraftError("config_invalid", "Configuration file '\(path)' could not be read: \(error). Compare it with Config/updraft.yaml.")
             }
         }
-        let loaded = UpdraftConfiguration(config: ConfigReader(providers: providers))
+        let keys = ConfigKeys(ConfigReader(providers: providers))
+        var loaded = try UpdraftConfiguration(keys: keys)
+        if let yaml { loaded.warnings = try keys.unknownKeys(inYAML: yaml, file: path) }
         try loaded.validate()
         return loaded
     }
@@ -151,7 +170,14 @@ public struct UpdraftConfiguration: Sendable {
     public var resolvedSQLitePath: String { sqlitePath.isEmpty ? path("updraft.sqlite") : sqlitePath }
     public var resolvedSigningKeyPath: String { signingKeyPath.isEmpty ? path("keys/release.key") : signingKeyPath }
 
+    /// What a key's type and range alone cannot say (`ConfigKeys` checks those while reading).
     public func validate() throws(UpdraftError) {
+        guard !dataDirectory.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw UpdraftError("config_invalid", "data_dir is empty. Set it to the folder for the store, keys and images (the default is data).")
+        }
+        guard !mqtt.topicPrefix.isEmpty, !mqtt.topicPrefix.contains(where: { "+#".contains($0) }) else {
+            throw UpdraftError("config_invalid", "mqtt.topic_prefix is '\(mqtt.topicPrefix)'; it must be a non-empty topic without + or #.")
+        }
         let c = mqtt.chunk
         guard 16 <= c.min, c.min <= c.preferred, c.preferred <= c.max, c.max <= 256 * 1024, c.maxCount >= 1 else {
             throw UpdraftError("config_invalid", "mqtt.chunk needs 16 <= min <= preferred <= max <= 262144 and max_count >= 1 (got min \(c.min), preferred \(c.preferred), max \(c.max), max_count \(c.maxCount)).")

@@ -13,6 +13,10 @@ public final class LocalStack: Sendable {
     public let directory: String
     private let logger: Logger
     private let removeOnStop: Bool
+    /// One gateway per data directory, as for `updraft serve`.
+    private let lock: DataDirectoryLock
+    /// Removes the temporary folder if this process dies before `stop()`.
+    private let folderGuard: FolderGuard?
     private let running = Mutex<(task: Task<Void, any Error>, service: GatewayService)?>(nil)
 
     /// - Parameters:
@@ -35,10 +39,25 @@ public final class LocalStack: Sendable {
         configuration.coap.allowUnauthenticated = true
         tune(&configuration)
         self.configuration = configuration
-        operations = try Operations(configuration: configuration, logger: logger)
-        if (try? operations.signingKey()) == nil { _ = try operations.generateKeys(force: false) }
-        broker = ManagedBroker(settings: .init(configuration: configuration), logger: logger)
-        try await broker.start()
+        try DataDirectory.create(dir)
+        let folderGuard = removeOnStop ? try FolderGuard(directory: dir, pidFile: configuration.path("broker/mosquitto.pid")) : nil
+        let broker = ManagedBroker(settings: .init(configuration: configuration), logger: logger)
+        do {
+            lock = try DataDirectoryLock(directory: dir)
+            operations = try Operations(configuration: configuration, logger: logger)
+            if (try? operations.signingKey()) == nil { _ = try operations.generateKeys(force: false) }
+            try await broker.start()
+        } catch {
+            // Nothing of a stack that failed to start stays behind.
+            broker.stop()
+            if removeOnStop {
+                try? FileManager.default.removeItem(atPath: dir)
+                folderGuard?.dismiss()
+            }
+            throw error
+        }
+        self.broker = broker
+        self.folderGuard = folderGuard
     }
 
     /// Starts a gateway (a new one each time, as after a process restart).
@@ -70,7 +89,10 @@ public final class LocalStack: Sendable {
     public func stop() async {
         await stopGateway()
         broker.stop()
-        if removeOnStop { try? FileManager.default.removeItem(atPath: directory) }
+        if removeOnStop {
+            try? FileManager.default.removeItem(atPath: directory)
+            folderGuard?.dismiss()
+        }
     }
 
     public var brokerPort: Int { configuration.mqtt.broker.port }

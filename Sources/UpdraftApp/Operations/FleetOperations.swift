@@ -46,6 +46,7 @@ extension Operations {
     /// static batch's members, and stores it. Jobs are created by the gateway's planner.
     public func createFleetRelease(_ request: FleetReleaseRequest, now: Date = Date()) async throws -> FleetRelease {
         let firmware = try await firmware(request.firmware.id)
+        try checkImage(of: firmware)
         var request = request
         request.firmware = FirmwareRef(firmware)
         let verification = try await store.verification(firmwareID: firmware.id) ?? FirmwareVerification(firmwareID: firmware.id)
@@ -133,6 +134,7 @@ extension Operations {
         -> DeviceFleetProfile
     {
         let firmware = try await firmware(firmwareID)
+        try checkImage(of: firmware)
         return try await store.updateFleetProfile(device) { profile in
             let (release, lock) = FleetRelease.lock(device: device, firmware: FirmwareRef(firmware), delivery: delivery, now: now)
             profile.lock = lock

@@ -12,11 +12,17 @@ public struct Operations: Sendable {
     public let store: any StatusStore
     public let logger: Logger
 
-    public init(configuration: UpdraftConfiguration, logger: Logger) throws {
-        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+    /// - Parameter access: `.existing` for commands that work on recorded data: a
+    ///   mistyped data directory is then an error, not a fresh empty store.
+    public init(configuration: UpdraftConfiguration, access: UpdraftStoreFactory.Access = .create, logger: Logger) throws {
+        if access == .existing {
+            try DataDirectory.requireExisting(configuration.dataDirectory)
+        } else {
+            try DataDirectory.create(configuration.dataDirectory)
+        }
         self.configuration = configuration
         self.logger = logger
-        self.store = try UpdraftStoreFactory.open(configuration, logger: logger)
+        self.store = try UpdraftStoreFactory.open(configuration, access: access, logger: logger)
     }
 
     // MARK: Keys
@@ -101,13 +107,49 @@ public struct Operations: Sendable {
 
     // MARK: Releases
 
-    public func createRelease(firmwareID: String, target: ReleaseTarget, allowDowngrade: Bool) async throws -> ReleasePlan {
+    /// - Parameter allowUnknown: release to device ids that never connected (their jobs
+    ///   wait for them). The CLI passes false unless --allow-unknown.
+    public func createRelease(
+        firmwareID: String, target: ReleaseTarget, allowDowngrade: Bool, allowUnknown: Bool = true
+    ) async throws -> ReleasePlan {
         let firmware = try await firmware(firmwareID)
         if case .product(let product) = target, product != firmware.product {
             throw UpdraftError("product_mismatch", "Firmware \(firmware.id) is for product \(firmware.product), not \(product).")
         }
+        try checkImage(of: firmware)
         let release = Release(firmwareID: firmware.id, target: target, allowDowngrade: allowDowngrade, createdAt: Date())
+        // Planned on a snapshot first: a refused plan stores nothing. The store plans
+        // again inside its transaction, against the fleet as it is then.
+        if let refusal = try await preview(release, firmware).refusal(allowUnknown: allowUnknown) { throw refusal }
         return try await store.createRelease(release, firmware: firmware)
+    }
+
+    private func preview(_ release: Release, _ firmware: Firmware) async throws -> ReleasePlan {
+        let devices = Dictionary(try await store.devices().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let active = Dictionary(try await store.activeJobs().map { ($0.deviceID, $0.id) }, uniquingKeysWith: { a, _ in a })
+        var sequences: [ProductID: [FirmwareVersion: Int64]] = [:]
+        for known in try await store.firmwareList(product: nil) { sequences[known.product, default: [:]][known.version] = known.sequence }
+        return ReleasePlanner.plan(
+            release: release, firmware: firmware, devices: devices, activeJobs: active,
+            sequenceOf: { sequences[$0]?[$1] })
+    }
+
+    /// The image a release would send is on disk and matches its digest: a missing or
+    /// damaged file is refused now, not found by the first device to download it.
+    public func checkImage(of firmware: Firmware) throws {
+        let images = FirmwareImageCache(store: try FileImageStore(directory: configuration.imagesDirectory), capacityBytes: 0)
+        do {
+            _ = try images.image(sha256: firmware.sha256)
+        } catch let error as UpdraftError {
+            throw UpdraftError(error.code, "Firmware \(firmware.id): \(error.message)")
+        }
+    }
+
+    /// Device ids that are not in the registry (never connected, never named).
+    public func unknownDevices(_ ids: [DeviceID]) async throws -> [DeviceID] {
+        var unknown: [DeviceID] = []
+        for id in ids where try await store.device(id) == nil { unknown.append(id) }
+        return unknown
     }
 
     /// Devices per job state for a release.

@@ -3,6 +3,11 @@
 enum IdentifierRule {
     static func isValid(_ value: String, maxLength: Int) -> Bool {
         guard !value.isEmpty, value.utf8.count <= maxLength else { return false }
+        // "." and ".." (any run of punctuation) name no version or device, and are path
+        // components: a version "..", stored as a file name, would leave its folder.
+        guard value.utf8.contains(where: { UInt8(ascii: "0")...UInt8(ascii: "9") ~= $0 || UInt8(ascii: "a")...UInt8(ascii: "z") ~= $0 | 0x20 }) else {
+            return false
+        }
         return value.utf8.allSatisfy { byte in
             switch byte {
             case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
@@ -26,7 +31,7 @@ public protocol ValidatedIdentifier: RawRepresentable, Hashable, Sendable, Codab
 
 extension ValidatedIdentifier {
     public static var rule: String {
-        "use 1-\(maxLength) characters from letters, digits, '.', '-' and '_'"
+        "use 1-\(maxLength) characters from letters, digits, '.', '-' and '_', at least one of them a letter or digit"
     }
 
     public init?(rawValue: String) {

@@ -114,3 +114,34 @@ public enum ReleasePlanner {
         return nil
     }
 }
+
+extension ReleasePlan {
+    /// Why this plan must not be stored, or nil: a release never quietly does less than
+    /// the operator asked. Device ids nobody ever saw (a typo would otherwise add a
+    /// phantom device and a job that waits forever) need `allowUnknown`; a downgrade
+    /// without --allow-downgrade of a named device, or a release that would create no
+    /// job because every device runs a newer version, is refused instead of stored empty.
+    public func refusal(allowUnknown: Bool) -> UpdraftError? {
+        if !allowUnknown, let error = UpdraftError.unknownDevices(unknownDevices) { return error }
+        let downgrades = skipped.compactMap { device, reason -> String? in
+            guard case .downgrade(let version) = reason else { return nil }
+            return "\(device.rawValue) runs \(version.rawValue)"
+        }
+        let named = if case .devices = release.target { true } else { false }
+        guard !downgrades.isEmpty, named || jobs.isEmpty else { return nil }
+        return UpdraftError(
+            "downgrade_refused",
+            "\(release.firmwareID) would be a downgrade: \(downgrades.prefix(10).joined(separator: ", "))\(downgrades.count > 10 ? " and \(downgrades.count - 10) more" : ""), a newer version. Nothing was created; pass --allow-downgrade to downgrade them.")
+    }
+}
+
+extension UpdraftError {
+    /// Device ids that are not in the registry, or nil when there are none.
+    public static func unknownDevices(_ ids: [DeviceID]) -> UpdraftError? {
+        guard !ids.isEmpty else { return nil }
+        let list = ids.prefix(10).map(\.rawValue).joined(separator: ", ") + (ids.count > 10 ? " and \(ids.count - 10) more" : "")
+        return UpdraftError(
+            "unknown_devices",
+            "No device \(list) has ever connected. Check the ids (`updraft device list`); pass --allow-unknown to name devices before they first connect. Nothing was created.")
+    }
+}

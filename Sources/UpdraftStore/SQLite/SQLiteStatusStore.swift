@@ -20,10 +20,15 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
     let pool: DatabasePool
     let logger: Logger
 
-    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    /// Opens the database at `path` and applies pending migrations.
     ///
-    /// Throws `UpdraftError` (`store_unwritable`, `store_corrupt`, `store_schema_newer`, ...).
-    public init(path: String, logger: Logger) throws {
+    /// - Parameter create: make a fresh store when there is no file at `path`; read-only
+    ///   commands pass false so that a mistyped data directory is an error, not an empty fleet.
+    ///
+    /// Throws `UpdraftError` (`store_missing`, `store_empty`, `store_foreign`,
+    /// `store_unwritable`, `store_corrupt`, `store_schema_newer`, ...). An existing file is
+    /// never replaced.
+    public init(path: String, create: Bool = true, logger: Logger) throws {
         self.path = path
         var logger = logger
         logger[metadataKey: "store.path"] = "\(path)"
@@ -38,6 +43,7 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
             // may drop the last commits, and it never corrupts the file.
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
+        try StoreFile.prepare(path: path, create: create) { try Self.migrate($0, logger: logger) }
         do {
             // DatabasePool puts the file in WAL mode.
             pool = try DatabasePool(path: path, configuration: configuration)
@@ -45,6 +51,23 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
         } catch {
             throw StoreErrors.map(error, path: path, busyTimeout: Self.busyTimeout)
         }
+    }
+
+    /// SQLite's `PRAGMA quick_check` (every page readable and well-formed, without the
+    /// index cross-checks of integrity_check): `updraft serve` refuses a damaged store at
+    /// start instead of failing on whichever page a device happens to touch.
+    public func quickCheck() throws {
+        let problems: [String]
+        do {
+            problems = try pool.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check(5)") }
+        } catch {
+            throw mapped(error)
+        }
+        guard problems != ["ok"] else { return }
+        throw UpdraftError(
+            "store_corrupt",
+            "The status database \(path) is damaged (SQLite quick_check: \(problems.joined(separator: "; ").prefix(300))). Stop updraft and restore the file from a backup; `sqlite3 \(path) .recover` may save what is left."
+        )
     }
 
     /// Closes the connections. Later calls fail; deinit closes them too.

@@ -1,0 +1,139 @@
+import Foundation
+import Testing
+import UpdraftApp
+import UpdraftCore
+import UpdraftDevice
+
+/// Crash hygiene and one gateway per data directory (issue 8, items 8, 10, 11), with the
+/// real binary and its real mosquitto: whatever ends a process, no broker or temporary
+/// folder outlives it, and a second gateway never disturbs the first.
+@Suite(.timeLimit(.minutes(3))) struct CrashHygieneTests {
+    /// `updraft serve` on `dir` with its broker on `port`, CoAP off.
+    func serve(_ cli: CLIProcess, _ dir: String, port: Int) throws -> (ChildProcess, String) {
+        try cli.start(
+            ["serve", "--data-dir", dir, "--log-level", "warning"],
+            environment: ["UPDRAFT_MQTT_BROKER_PORT": "\(port)", "UPDRAFT_COAP_ENABLED": "false"])
+    }
+
+    /// Waits until the gateway's broker runs and accepts connections; returns its pid.
+    func brokerReady(_ dir: String, port: Int) async throws -> pid_t {
+        var broker: pid_t = 0
+        try await eventually(timeout: .seconds(30), "the managed broker to accept connections") {
+            guard let pid = pid(inFile: dir + "/broker/mosquitto.pid"), processIsAlive(pid) else { return false }
+            broker = pid
+            return PortProbe.accepts(host: "127.0.0.1", port: port)
+        }
+        return broker
+    }
+
+    @Test func aSecondServeOnTheSameDataDirectoryIsRefusedAndTheFirstKeepsWorking() async throws {
+        let cli = try CLIProcess()
+        defer { cli.removeLogs() }
+        let dir = try await cli.dataDirectory()
+        let port = PortProbe.freePort()
+        let (first, firstLog) = try serve(cli, dir, port: port)
+        var second: ChildProcess?
+        defer {
+            for process in [first, second].compactMap({ $0 }) where process.isRunning { kill(process.pid, SIGKILL) }
+            if let pid = pid(inFile: dir + "/broker/mosquitto.pid") { kill(pid, SIGKILL) }
+        }
+        let broker = try await brokerReady(dir, port: port)
+
+        let (process, secondLog) = try serve(cli, dir, port: port)
+        second = process
+        #expect(await process.waitForExit(timeout: .seconds(20)), "the second serve kept running beside the first")
+        #expect((process.terminationStatus >> 8) & 0xff == 1)
+        let said = (try? String(contentsOfFile: secondLog, encoding: .utf8)) ?? ""
+        #expect(said.contains("Another updraft gateway (pid \(first.pid))"), "\(said)")
+
+        // The first and its broker are untouched: same broker, still serving.
+        #expect(first.isRunning)
+        #expect(processIsAlive(broker), "the second serve stopped the first's broker")
+        #expect(pid(inFile: dir + "/broker/mosquitto.pid") == broker)
+        #expect(PortProbe.accepts(host: "127.0.0.1", port: port))
+        // ... and the first still works: a device announces, the gateway registers it.
+        let ops = try Operations(configuration: { var c = UpdraftConfiguration(); c.dataDirectory = dir; return c }(), access: .existing, logger: Harness.logger)
+        var sim = SimulatorConfig(count: 1, product: "thermo", version: "1.0", releaseKey: try ops.publicKey())
+        sim.brokerPort = port
+        let fleet = try FleetSimulator(config: sim, logger: Harness.logger)
+        fleet.start()
+        try await eventually(timeout: .seconds(30), "the first gateway to register a device") {
+            try await ops.store.devices().contains { $0.online }
+        }
+        await fleet.stop()
+
+        first.signal(SIGTERM)
+        #expect(await first.waitForExit(timeout: .seconds(30)))
+        #expect(first.terminationStatus == 0, "\((try? String(contentsOfFile: firstLog, encoding: .utf8)) ?? "")")
+    }
+
+    @Test func aGatewayKilledWithSIGKILLLeavesNoBrokerAndTheNextStartServes() async throws {
+        let cli = try CLIProcess()
+        defer { cli.removeLogs() }
+        let dir = try await cli.dataDirectory()
+        let port = PortProbe.freePort()
+        let (first, _) = try serve(cli, dir, port: port)
+        var second: ChildProcess?
+        defer {
+            for process in [first, second].compactMap({ $0 }) where process.isRunning { kill(process.pid, SIGKILL) }
+            if let pid = pid(inFile: dir + "/broker/mosquitto.pid") { kill(pid, SIGKILL) }
+        }
+        let broker = try await brokerReady(dir, port: port)
+        kill(first.pid, SIGKILL)
+        #expect(await first.waitForExit(timeout: .seconds(10)))
+        // The parent-death signal stops the broker: no orphan holds the port.
+        try await eventually(timeout: .seconds(10), "the orphaned broker to exit") { !processIsAlive(broker) }
+        #expect(!PortProbe.accepts(host: "127.0.0.1", port: port))
+
+        let (restarted, _) = try serve(cli, dir, port: port)
+        second = restarted
+        let next = try await brokerReady(dir, port: port)
+        #expect(next != broker)
+        restarted.signal(SIGTERM)
+        #expect(await restarted.waitForExit(timeout: .seconds(30)))
+        #expect(!processIsAlive(next))
+    }
+
+    /// A private temporary directory for a demo, so its folder is easy to look for.
+    func demoTemporaryDirectory(_ cli: CLIProcess) throws -> String {
+        let tmp = cli.logs + "/tmp"
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        return tmp
+    }
+
+    @Test func aDemoOverTheOpenFileLimitIsRefusedWithTheNumbersAndLeavesNothing() async throws {
+        let cli = try CLIProcess()
+        defer { cli.removeLogs() }
+        let tmp = try demoTemporaryDirectory(cli)
+        let run = try await cli.run(
+            ["-c", "ulimit -n 256; exec \"$0\" demo --devices 200 --offline 0 --timeout 30", cli.binary],
+            environment: ["TMPDIR": tmp], executable: "/bin/sh", timeout: .seconds(60))
+        #expect(run.status == 1, "\(run.output)")
+        #expect(run.errors.count == 1, "\(run.output)")
+        #expect(run.output.contains("needs about 1056 open files but the hard limit is 256"), "\(run.output)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp).isEmpty, "the demo left its folder")
+    }
+
+    @Test(arguments: [SIGTERM, SIGINT, SIGKILL])
+    func aDemoEndedBySignalLeavesNoFolderAndNoBroker(_ signal: Int32) async throws {
+        let cli = try CLIProcess()
+        defer { cli.removeLogs() }
+        let tmp = try demoTemporaryDirectory(cli)
+        let (demo, log) = try cli.start(["demo", "--devices", "4", "--offline", "0", "--timeout", "120"], environment: ["TMPDIR": tmp])
+        defer { if demo.isRunning { kill(demo.pid, SIGKILL) } }
+        var broker: pid_t = 0
+        try await eventually(timeout: .seconds(30), "the demo's broker to start") {
+            guard let folder = try FileManager.default.contentsOfDirectory(atPath: tmp).first,
+                let pid = pid(inFile: tmp + "/" + folder + "/broker/mosquitto.pid")
+            else { return false }
+            broker = pid
+            return processIsAlive(pid)
+        }
+        kill(demo.pid, signal)
+        #expect(await demo.waitForExit(timeout: .seconds(30)), "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        try await eventually(timeout: .seconds(15), "the demo's broker to exit") { !processIsAlive(broker) }
+        try await eventually(timeout: .seconds(15), "the demo's folder to be removed") {
+            try FileManager.default.contentsOfDirectory(atPath: tmp).isEmpty
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import Testing
+import UpdraftApp
+import UpdraftCore
+
+/// The store is never silently replaced or mistaken (issue 8, item 12), through the real
+/// binary: an empty or damaged updraft.sqlite is an error naming the file for every
+/// command, serve included; read-only commands never create a store.
+@Suite(.timeLimit(.minutes(3))) struct StoreSafetyCLITests {
+    let serveEnvironment = ["UPDRAFT_COAP_ENABLED": "false"]
+
+    func stopLeftoverBroker(_ dir: String) {
+        if let pid = pid(inFile: dir + "/broker/mosquitto.pid") { kill(pid, SIGKILL) }
+    }
+
+    @Test func anEmptyStoreFileIsAnErrorForEveryCommand() async throws {
+        let cli = try CLIProcess()
+        defer { cli.removeLogs() }
+        let dir = cli.logs + "/data"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let store = dir + "/updraft.sqlite"
+        FileManager.default.createFile(atPath: store, contents: Data())
+        defer { stopLeftoverBroker(dir) }
+        let port = PortProbe.freePort()
+        for arguments in [["release", "list"], ["events"], ["firmware", "list"], ["serve"]] {
+            let run = try await cli.run(
+                arguments + ["--data-dir", dir], environment: serveEnvironment.merging(["UPDRAFT_MQTT_BROKER_PORT": "\(port)"]) { $1 },
+                timeout: .seconds(20))
+            let command = arguments.joined(separator: " ")
+            #expect(run.status == 1, "\(command) took an empty file for a store: \(run.output)")
+            #expect(run.errors.first?.contains(store) == true, "\(command): \(run.output)")
+            let size = (try FileManager.default.attributesOfItem(atPath: store)[.size] as? NSNumber)?.intValue
+            #expect(size == 0, "\(command) replaced the file")
+        }
+    }
+
+    @Test func readOnlyCommandsNeverCreateAStore() async throws {
+        let cli = try CLIProcess()
+        defer { cli.removeLogs() }
+        let typo = cli.logs + "/dta"
+        for arguments in [["release", "list"], ["events"], ["device", "list"], ["stats", "versions"]] {
+            let run = try await cli.run(arguments + ["--data-dir", typo])
+            #expect(run.status == 1, "\(arguments.joined(separator: " ")): \(run.output)")
+            #expect(run.errors.first?.contains(typo) == true, "\(run.output)")
+            #expect(!FileManager.default.fileExists(atPath: typo), "\(arguments.joined(separator: " ")) created \(typo)")
+        }
+        // A folder that exists but holds no store: still no store created.
+        try FileManager.default.createDirectory(atPath: typo, withIntermediateDirectories: true)
+        let run = try await cli.run(["release", "list", "--data-dir", typo])
+        #expect(run.status == 1)
+        #expect(run.errors.first?.contains(typo + "/updraft.sqlite") == true, "\(run.output)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: typo).isEmpty)
+    }
+
+    @Test func serveRefusesADamagedStore() async throws {
+        let cli = try CLIProcess()
+        defer { cli.removeLogs() }
+        let dir = try await cli.dataDirectory()
+        FileManager.default.createFile(atPath: cli.logs + "/fw.bin", contents: Data(repeating: 7, count: 300_000))
+        let added = try await cli.run(["firmware", "add", cli.logs + "/fw.bin", "--product", "thermo", "--version", "2.0", "--data-dir", dir])
+        try #require(added.status == 0, "\(added.output)")
+        // Damage the last page of the file (the store is closed: its WAL is checkpointed).
+        let store = dir + "/updraft.sqlite"
+        let size = try #require((try FileManager.default.attributesOfItem(atPath: store)[.size] as? NSNumber)?.intValue)
+        let handle = try #require(FileHandle(forWritingAtPath: store))
+        try handle.seek(toOffset: UInt64(size - 4096))
+        try handle.write(contentsOf: Data(repeating: 0xA5, count: 4096))
+        try handle.close()
+        defer { stopLeftoverBroker(dir) }
+
+        let run = try await cli.run(
+            ["serve", "--data-dir", dir], environment: serveEnvironment.merging(["UPDRAFT_MQTT_BROKER_PORT": "\(PortProbe.freePort())"]) { $1 },
+            timeout: .seconds(20))
+        #expect(run.status == 1, "serve accepted a damaged store: \(run.output)")
+        #expect(run.errors.first?.contains(store) == true, "\(run.output)")
+        // The quick check finds it (or, when the damage reaches the schema, the open does).
+        #expect(run.errors.first.map { $0.contains("quick_check") || $0.contains("not a valid") } == true, "\(run.output)")
+    }
+}
