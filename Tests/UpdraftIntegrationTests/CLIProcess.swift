@@ -76,3 +76,10 @@ func processIsAlive(_ pid: pid_t) -> Bool {
 func pid(inFile path: String) -> pid_t? {
     (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
 }
+
+/// Stops what a test started, whatever happened: its processes and the managed broker of
+/// data directory `dir` (which an old updraft could orphan).
+func killAll(_ processes: [ChildProcess?], brokerOf dir: String) {
+    for process in processes.compactMap({ $0 }) where process.isRunning { kill(process.pid, SIGKILL) }
+    if let pid = pid(inFile: dir + "/broker/mosquitto.pid") { kill(pid, SIGKILL) }
+}

@@ -33,10 +33,7 @@ import UpdraftDevice
         let port = PortProbe.freePort()
         let (first, firstLog) = try serve(cli, dir, port: port)
         var second: ChildProcess?
-        defer {
-            for process in [first, second].compactMap({ $0 }) where process.isRunning { kill(process.pid, SIGKILL) }
-            if let pid = pid(inFile: dir + "/broker/mosquitto.pid") { kill(pid, SIGKILL) }
-        }
+        defer { killAll([first, second], brokerOf: dir) }
         let broker = try await brokerReady(dir, port: port)
 
         let (process, secondLog) = try serve(cli, dir, port: port)
@@ -74,10 +71,7 @@ import UpdraftDevice
         let port = PortProbe.freePort()
         let (first, _) = try serve(cli, dir, port: port)
         var second: ChildProcess?
-        defer {
-            for process in [first, second].compactMap({ $0 }) where process.isRunning { kill(process.pid, SIGKILL) }
-            if let pid = pid(inFile: dir + "/broker/mosquitto.pid") { kill(pid, SIGKILL) }
-        }
+        defer { killAll([first, second], brokerOf: dir) }
         let broker = try await brokerReady(dir, port: port)
         kill(first.pid, SIGKILL)
         #expect(await first.waitForExit(timeout: .seconds(10)))

@@ -119,10 +119,7 @@ import UpdraftStore
         let (gateway, log) = try cli.start(
             ["serve", "--data-dir", dir, "--log-level", "warning"],
             environment: ["UPDRAFT_MQTT_BROKER_PORT": "\(port)", "UPDRAFT_COAP_ENABLED": "false"])
-        defer {
-            if gateway.isRunning { kill(gateway.pid, SIGKILL) }
-            if let pid = pid(inFile: dir + "/broker/mosquitto.pid") { kill(pid, SIGKILL) }
-        }
+        defer { killAll([gateway], brokerOf: dir) }
         try await eventually(timeout: .seconds(30), "the gateway to report the missing image") {
             ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("firmware image of active jobs is unusable")
         }

@@ -9,10 +9,6 @@ import UpdraftCore
 @Suite(.timeLimit(.minutes(3))) struct StoreSafetyCLITests {
     let serveEnvironment = ["UPDRAFT_COAP_ENABLED": "false"]
 
-    func stopLeftoverBroker(_ dir: String) {
-        if let pid = pid(inFile: dir + "/broker/mosquitto.pid") { kill(pid, SIGKILL) }
-    }
-
     @Test func anEmptyStoreFileIsAnErrorForEveryCommand() async throws {
         let cli = try CLIProcess()
         defer { cli.removeLogs() }
@@ -20,7 +16,7 @@ import UpdraftCore
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let store = dir + "/updraft.sqlite"
         FileManager.default.createFile(atPath: store, contents: Data())
-        defer { stopLeftoverBroker(dir) }
+        defer { killAll([], brokerOf: dir) }
         let port = PortProbe.freePort()
         for arguments in [["release", "list"], ["events"], ["firmware", "list"], ["serve"]] {
             let run = try await cli.run(
@@ -66,7 +62,7 @@ import UpdraftCore
         try handle.seek(toOffset: UInt64(size - 4096))
         try handle.write(contentsOf: Data(repeating: 0xA5, count: 4096))
         try handle.close()
-        defer { stopLeftoverBroker(dir) }
+        defer { killAll([], brokerOf: dir) }
 
         let run = try await cli.run(
             ["serve", "--data-dir", dir], environment: serveEnvironment.merging(["UPDRAFT_MQTT_BROKER_PORT": "\(PortProbe.freePort())"]) { $1 },

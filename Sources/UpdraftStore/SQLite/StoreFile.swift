@@ -24,7 +24,7 @@ enum StoreFile {
             try createFresh(path: path, migrate: migrate)
             return
         }
-        guard info.st_mode & S_IFMT == S_IFREG else {
+        guard info.st_mode & mode_t(S_IFMT) == mode_t(S_IFREG) else {
             throw UpdraftError("store_foreign", "\(path) is not a file. Point store.sqlite.path or data_dir at an Updraft status database.")
         }
         try checkExisting(path: path, size: Int64(info.st_size))
