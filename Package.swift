@@ -159,7 +159,10 @@ let package = Package(
         .testTarget(name: "UpdraftMQTTTests", dependencies: ["UpdraftMQTT", "UpdraftCore"]),
         .testTarget(
             name: "UpdraftIntegrationTests",
-            dependencies: ["UpdraftApp", "UpdraftCore", "UpdraftStore", "UpdraftMQTT", "UpdraftDevice", "Mosquitto", "CoAP"],
+            dependencies: [
+                "UpdraftApp", "UpdraftCore", "UpdraftStore", "UpdraftMQTT", "UpdraftDevice", "Mosquitto", "CoAP",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             // Peers/: scripts run by non-Swift peers (aiocoap), not sources of the target.
             exclude: ["Peers"]
         ),

@@ -14,6 +14,22 @@ struct StoreFileTests {
         (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue
     }
 
+    /// Overwrites the root page of `table` with garbage, after moving the WAL into the file.
+    func damageTable(_ table: String, in path: String) throws {
+        let queue = try DatabaseQueue(path: path)
+        try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        let (page, pageSize) = try queue.read { db in
+            (try Int.fetchOne(db, sql: "SELECT rootpage FROM sqlite_master WHERE name = ?", arguments: [table]) ?? 0,
+             try Int.fetchOne(db, sql: "PRAGMA page_size") ?? 4096)
+        }
+        try queue.close()
+        #expect(page > 1)
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        try handle.seek(toOffset: UInt64((page - 1) * pageSize))
+        try handle.write(contentsOf: Data(repeating: 0xA5, count: pageSize))
+        try handle.close()
+    }
+
     @Test("an empty (0-byte) file is refused, not replaced by a fresh store")
     func emptyFile() async throws {
         try await withTemporaryDirectory { directory async throws in
@@ -45,7 +61,7 @@ struct StoreFileTests {
             let text = directory + "/notes.sqlite"
             try "not a database\n".write(toFile: text, atomically: true, encoding: .utf8)
             let notSQLite = #expect(throws: UpdraftError.self) { try SQLiteStatusStore(path: text, logger: testLogger) }
-            #expect(notSQLite?.code == "store_foreign")
+            #expect(notSQLite?.code == "store_corrupt")
             #expect(notSQLite?.message.contains(text) == true)
             #expect(try String(contentsOfFile: text, encoding: .utf8) == "not a database\n")
 
@@ -72,13 +88,7 @@ struct StoreFileTests {
                 "CREATE TABLE ballast (x BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400) INSERT INTO ballast SELECT randomblob(200) FROM n")
             try store.quickCheck()
             try store.close()
-            // Overwrite the last page (a leaf of the ballast table) with garbage.
-            let pageSize = 4096
-            let total = try #require(size(path))
-            let handle = try #require(FileHandle(forWritingAtPath: path))
-            try handle.seek(toOffset: UInt64(total - pageSize))
-            try handle.write(contentsOf: Data(repeating: 0xA5, count: pageSize))
-            try handle.close()
+            try damageTable("ballast", in: path)
 
             let reopened = try SQLiteStatusStore(path: path, logger: testLogger)
             let error = #expect(throws: UpdraftError.self) { try reopened.quickCheck() }

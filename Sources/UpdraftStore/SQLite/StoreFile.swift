@@ -60,7 +60,7 @@ enum StoreFile {
         defer { try? handle?.close() }
         let header = handle.map { Array($0.readData(ofLength: sqliteHeader.count)) }
         guard header == sqliteHeader else {
-            throw UpdraftError("store_foreign", "\(path) is not an SQLite database, so not an Updraft status database. Check data_dir and store.sqlite.path. \(restore)")
+            throw UpdraftError("store_corrupt", "\(path) is not an SQLite database, so not an Updraft status database. Check data_dir and store.sqlite.path. \(restore)")
         }
         var configuration = Configuration()
         configuration.readonly = true
