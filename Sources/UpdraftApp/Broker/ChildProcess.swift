@@ -100,20 +100,18 @@ private final class SpawnThread: @unchecked Sendable {
     }
 
     /// Runs `body` on the spawn thread and waits for its result.
-    func run<T>(_ body: () -> T) -> T {
-        withoutActuallyEscaping(body) { body in
-            nonisolated(unsafe) let body = body
-            nonisolated(unsafe) var result: T?
-            let done = DispatchSemaphore(value: 0)
-            condition.lock()
-            queue.append {
-                result = body()
-                done.signal()
-            }
-            condition.signal()
-            condition.unlock()
-            done.wait()
-            return result!
+    func run<T>(_ body: @escaping () -> T) -> T {
+        nonisolated(unsafe) let body = body
+        nonisolated(unsafe) var result: T?
+        let done = DispatchSemaphore(value: 0)
+        condition.lock()
+        queue.append {
+            result = body()
+            done.signal()
         }
+        condition.signal()
+        condition.unlock()
+        done.wait()
+        return result!
     }
 }
