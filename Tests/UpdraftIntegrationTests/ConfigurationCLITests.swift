@@ -64,7 +64,12 @@ import UpdraftCore
         try "x".write(toFile: file, atomically: true, encoding: .utf8)
         let emptyDataDir = cli.logs + "/empty-data-dir.yaml"
         try "data_dir: \"\"\n".write(toFile: emptyDataDir, atomically: true, encoding: .utf8)
+        // A data directory where serve cannot write what it needs (as when it is read-only):
+        // its broker folder is a file.
+        let blocked = try await cli.dataDirectory()
+        try "x".write(toFile: blocked + "/broker", atomically: true, encoding: .utf8)
         let cases: [(arguments: [String], says: String)] = [
+            (["serve", "--data-dir", blocked], blocked + "/broker"),
             (["serve", "--data-dir", file], "is a file"),
             (["firmware", "add", file, "--product", "p", "--version", "1.0", "--data-dir", file], "is a file"),
             (["release", "list", "--data-dir", file], "is a file"),
