@@ -57,6 +57,13 @@ import UpdraftCore
         #expect(run.output.contains("unknown configuration key mqtt.brokr.port"), "\(run.output)")
     }
 
+    /// Every key documented in Config/updraft.yaml is one updraft reads (and validates).
+    @Test func theShippedConfigurationHasNoUnknownKeys() async throws {
+        let file = Peers.packageRoot.appendingPathComponent("Config/updraft.yaml").path
+        let configuration = try await UpdraftConfiguration.load(file: file)
+        #expect(configuration.warnings == [])
+    }
+
     @Test func fileSystemMistakesAreOneLineErrors() async throws {
         let cli = try CLIProcess()
         defer { cli.removeLogs() }
