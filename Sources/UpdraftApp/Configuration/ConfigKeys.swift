@@ -105,6 +105,19 @@ struct ConfigKeys: Sendable {
         return warnings
     }
 
+    /// `UPDRAFT_*` environment variables that name no key this build reads.
+    func unknownVariables(in environment: [String: String]) -> [String] {
+        let known = Set(state.keys.map(Self.variable))
+        return environment.keys.filter { $0.hasPrefix("UPDRAFT_") && !known.contains($0) }.sorted().map {
+            "environment variable \($0) names no configuration key and is ignored; see Config/updraft.yaml for the keys."
+        }
+    }
+
+    /// The environment variable that overrides `key`: mqtt.broker.port -> UPDRAFT_MQTT_BROKER_PORT.
+    static func variable(_ key: String) -> String {
+        "UPDRAFT_" + key.uppercased().replacingOccurrences(of: ".", with: "_").replacingOccurrences(of: "-", with: "_")
+    }
+
     // MARK: Internals
 
     private func name(_ key: String) -> String { prefix.isEmpty ? key : prefix + "." + key }
@@ -129,9 +142,8 @@ struct ConfigKeys: Sendable {
         func read(_ key: String) { storage.withLock { _ = $0.keys.insert(key) } }
 
         func problem(_ key: String, _ value: String, _ expected: String) {
-            let variable = "UPDRAFT_" + key.uppercased().replacingOccurrences(of: ".", with: "_").replacingOccurrences(of: "-", with: "_")
             let error = UpdraftError(
-                "config_invalid", "Configuration key \(key) (or \(variable)) is '\(value.prefix(60))'; it must be \(expected).")
+                "config_invalid", "Configuration key \(key) (or \(ConfigKeys.variable(key))) is '\(value.prefix(60))'; it must be \(expected).")
             storage.withLock { $0.problems.append(error) }
         }
 

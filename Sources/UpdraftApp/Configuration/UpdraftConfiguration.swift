@@ -79,7 +79,8 @@ public struct UpdraftConfiguration: Sendable {
 
     public init() {}
 
-    /// Keys in the YAML file that this build does not read (warned about, not refused).
+    /// Keys in the YAML file and UPDRAFT_* variables that this build does not read
+    /// (warned about, not refused).
     public var warnings: [String] = []
 
     /// Reads every key, falling back to the defaults above for keys that are absent.
@@ -163,6 +164,7 @@ public struct UpdraftConfiguration: Sendable {
         let keys = ConfigKeys(ConfigReader(providers: providers))
         var loaded = try UpdraftConfiguration(keys: keys)
         if let yaml { loaded.warnings = try keys.unknownKeys(inYAML: yaml, file: path) }
+        loaded.warnings += keys.unknownVariables(in: ProcessInfo.processInfo.environment)
         try loaded.validate()
         return loaded
     }
