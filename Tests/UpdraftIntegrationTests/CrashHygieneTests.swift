@@ -117,7 +117,8 @@ import UpdraftDevice
         let (demo, log) = try cli.start(["demo", "--devices", "2", "--offline", "0", "--timeout", "120"], environment: ["TMPDIR": tmp])
         defer { if demo.isRunning { kill(demo.pid, SIGKILL) } }
         var broker: pid_t = 0
-        try await eventually(timeout: .seconds(60), "the demo's broker to start") {
+        try await eventually(timeout: .seconds(120), "the demo's broker to start") {
+            try #require(demo.isRunning, "the demo ended early: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
             guard let folder = try FileManager.default.contentsOfDirectory(atPath: tmp).first,
                 let pid = pid(inFile: tmp + "/" + folder + "/broker/mosquitto.pid")
             else { return false }

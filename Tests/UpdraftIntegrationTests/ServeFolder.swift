@@ -30,12 +30,7 @@ struct ServeFolder {
     /// Kills `processes` still running and a mosquitto orphaned by SIGKILL (through its
     /// pid file), then deletes the folder.
     func remove(after processes: [ChildProcess]) {
-        for p in processes where p.isRunning { kill(p.pid, SIGKILL) }
-        if let text = try? String(contentsOfFile: path + "/broker/mosquitto.pid", encoding: .utf8),
-            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
-        {
-            kill(pid, SIGKILL)
-        }
+        killAll(processes, brokerOf: path)
         try? FileManager.default.removeItem(atPath: path)
     }
 }
