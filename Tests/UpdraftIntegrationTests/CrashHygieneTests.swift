@@ -114,7 +114,11 @@ import UpdraftDevice
         let cli = try CLIProcess()
         defer { cli.removeLogs() }
         let tmp = try demoTemporaryDirectory(cli)
-        let (demo, log) = try cli.start(["demo", "--devices", "2", "--offline", "0", "--timeout", "120"], environment: ["TMPDIR": tmp])
+        // A demo that runs long enough to be caught running: one CoAP device fetching a
+        // 4 MB image in 16-byte blocks (it is stopped as soon as its broker is up).
+        let (demo, log) = try cli.start(
+            ["demo", "--devices", "1", "--offline", "0", "--protocol", "coap", "--block-size", "16", "--image-bytes", "4000000", "--timeout", "120"],
+            environment: ["TMPDIR": tmp])
         defer { if demo.isRunning { kill(demo.pid, SIGKILL) } }
         var broker: pid_t = 0
         try await eventually(timeout: .seconds(120), "the demo's broker to start") {
