@@ -6,7 +6,9 @@ import UpdraftCore
 /// Bad configuration is refused with the key's name (issue 8, item 13), through the real
 /// binary: a wrong type or an out-of-range value stops the command with one line naming
 /// the key and the value; an unknown key warns; no Foundation error dumps.
-@Suite(.timeLimit(.minutes(3))) struct ConfigurationCLITests {
+// Serialized: each test starts several updraft processes; run side by side they
+// starve the rest of the suite on a 2-core machine.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct ConfigurationCLITests {
     static let badValues: [(yaml: String, key: String, value: String)] = [
         ("mqtt:\n  broker:\n    port: \"abc\"\n", "mqtt.broker.port", "abc"),
         ("mqtt:\n  broker:\n    port: 21001.5\n", "mqtt.broker.port", "21001.5"),
@@ -22,7 +24,8 @@ import UpdraftCore
         let (yaml, key, value) = Self.badValues[index]
         let cli = try CLIProcess()
         defer { cli.removeLogs() }
-        let dir = try await cli.dataDirectory()
+        // The configuration is read before the data directory is looked at.
+        let dir = cli.logs + "/data"
         let config = cli.logs + "/updraft.yaml"
         try yaml.write(toFile: config, atomically: true, encoding: .utf8)
         let run = try await cli.run(["release", "list", "--config", config, "--data-dir", dir])
@@ -35,7 +38,7 @@ import UpdraftCore
     @Test func aBadEnvironmentValueStopsServeNamingTheVariable() async throws {
         let cli = try CLIProcess()
         defer { cli.removeLogs() }
-        let dir = try await cli.dataDirectory()
+        let dir = cli.logs + "/data"
         // serve must not fall back to 1883: it stops before starting anything.
         let run = try await cli.run(
             ["serve", "--data-dir", dir], environment: ["UPDRAFT_MQTT_BROKER_PORT": "abc", "UPDRAFT_COAP_ENABLED": "false"],

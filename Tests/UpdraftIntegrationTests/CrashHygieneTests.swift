@@ -7,7 +7,9 @@ import UpdraftDevice
 /// Crash hygiene and one gateway per data directory (issue 8, items 8, 10, 11), with the
 /// real binary and its real mosquitto: whatever ends a process, no broker or temporary
 /// folder outlives it, and a second gateway never disturbs the first.
-@Suite(.timeLimit(.minutes(3))) struct CrashHygieneTests {
+// Serialized: each test starts several updraft processes; run side by side they
+// starve the rest of the suite on a 2-core machine.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct CrashHygieneTests {
     /// `updraft serve` on `dir` with its broker on `port`, CoAP off.
     func serve(_ cli: CLIProcess, _ dir: String, port: Int) throws -> (ChildProcess, String) {
         try cli.start(

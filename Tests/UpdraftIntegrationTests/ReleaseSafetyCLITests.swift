@@ -6,7 +6,9 @@ import UpdraftStore
 
 /// Small refusals from issue 8, item 14, through the real binary: a command that cannot do
 /// what was asked exits non-zero, says why, and records nothing.
-@Suite(.timeLimit(.minutes(3))) struct ReleaseSafetyCLITests {
+// Serialized: each test starts several updraft processes; run side by side they
+// starve the rest of the suite on a 2-core machine.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct ReleaseSafetyCLITests {
     /// A data directory with firmware thermo@1.0 and thermo@2.0, and the store beside it.
     func catalog(_ cli: CLIProcess) async throws -> (dir: String, ops: Operations) {
         let dir = try await cli.dataDirectory()

@@ -7,7 +7,9 @@ import UpdraftCore
 /// The store is never silently replaced or mistaken (issue 8, item 12), through the real
 /// binary: an empty or damaged updraft.sqlite is an error naming the file for every
 /// command, serve included; read-only commands never create a store.
-@Suite(.timeLimit(.minutes(3))) struct StoreSafetyCLITests {
+// Serialized: each test starts several updraft processes; run side by side they
+// starve the rest of the suite on a 2-core machine.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct StoreSafetyCLITests {
     let serveEnvironment = ["UPDRAFT_COAP_ENABLED": "false"]
 
     @Test func anEmptyStoreFileIsAnErrorForEveryCommand() async throws {
