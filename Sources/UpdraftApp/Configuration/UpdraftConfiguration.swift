@@ -90,16 +90,18 @@ public struct UpdraftConfiguration: Sendable {
         try self.init(keys: ConfigKeys(config))
     }
 
-    init(keys root: ConfigKeys) throws(UpdraftError) {
+    /// `config` reads like `ConfigReader` (same method names), so a key is added the usual
+    /// way; give ints their range with `in:`.
+    init(keys config: ConfigKeys) throws(UpdraftError) {
         let d = UpdraftConfiguration()
-        dataDirectory = root.string(forKey: "data_dir", default: d.dataDirectory)
+        dataDirectory = config.string(forKey: "data_dir", default: d.dataDirectory)
         let levels = Logger.Level.allCases.map(\.rawValue)
-        logLevel = Logger.Level(rawValue: root.string(forKey: "log_level", default: d.logLevel.rawValue, oneOf: levels)) ?? d.logLevel
-        sqlitePath = root.string(forKey: "store.sqlite.path", default: d.sqlitePath)
-        maxImageBytes = Int64(root.int(forKey: "firmware.max_image_bytes", default: Int(d.maxImageBytes), in: 1...(1 << 32)))
-        signingKeyPath = root.string(forKey: "keys.signing_key", default: d.signingKeyPath)
+        logLevel = Logger.Level(rawValue: config.string(forKey: "log_level", default: d.logLevel.rawValue, oneOf: levels)) ?? d.logLevel
+        sqlitePath = config.string(forKey: "store.sqlite.path", default: d.sqlitePath)
+        maxImageBytes = Int64(config.int(forKey: "firmware.max_image_bytes", default: Int(d.maxImageBytes), in: 1...(1 << 32)))
+        signingKeyPath = config.string(forKey: "keys.signing_key", default: d.signingKeyPath)
 
-        let c = root.scoped(to: "coap")
+        let c = config.scoped(to: "coap")
         coap.enabled = c.bool(forKey: "enabled", default: d.coap.enabled)
         coap.host = c.string(forKey: "host", default: d.coap.host)
         coap.port = c.int(forKey: "port", default: d.coap.port, in: 0...65535)
@@ -111,7 +113,7 @@ public struct UpdraftConfiguration: Sendable {
         coap.allowUnauthenticated = c.bool(forKey: "allow_unauthenticated", default: d.coap.allowUnauthenticated)
         coap.defaultLifetime = c.int(forKey: "default_lifetime", default: d.coap.defaultLifetime, in: 1...315_360_000)
 
-        let m = root.scoped(to: "mqtt")
+        let m = config.scoped(to: "mqtt")
         mqtt.topicPrefix = m.string(forKey: "topic_prefix", default: d.mqtt.topicPrefix)
         mqtt.clientID = m.string(forKey: "client_id", default: d.mqtt.clientID)
         mqtt.username = m.string(forKey: "username", default: d.mqtt.username)
@@ -135,7 +137,7 @@ public struct UpdraftConfiguration: Sendable {
         mqtt.broker.tls.certFile = t.string(forKey: "cert_file", default: "")
         mqtt.broker.tls.keyFile = t.string(forKey: "key_file", default: "")
         mqtt.broker.tls.insecure = t.bool(forKey: "insecure", default: false)
-        try root.check()
+        try config.check()
     }
 
     /// Environment (`UPDRAFT_…`) over the YAML file over the defaults.
