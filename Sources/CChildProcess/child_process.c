@@ -8,6 +8,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static void close_descriptors_except(int keep) {
+    if (keep > 3) close_range(3, (unsigned)keep - 1, 0);
+    if (close_range((unsigned)keep + 1, ~0U, 0) != 0) {
+        // Kernels before 5.9: close what a process of ours plausibly has open.
+        for (int fd = 3; fd < 65536; fd++) if (fd != keep) close(fd);
+    }
+}
+
 static void fail(int report, int error) {
     ssize_t written = write(report, &error, sizeof error);
     (void)written;
@@ -46,6 +54,9 @@ int updraft_spawn(const char *path, char *const argv[], char *const envp[], cons
         if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) fail(report[1], errno);
         if (in > 2) close(in);
         if (out > 2) close(out);
+        // Only 0-2 and the report pipe (closed by exec) reach the child: a long-lived child
+        // must not keep this process's sockets, database or lock files open.
+        close_descriptors_except(report[1]);
         execve(path, argv, envp);
         fail(report[1], errno);
     }
