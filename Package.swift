@@ -28,9 +28,9 @@ let package = Package(
         // What the C-library wrappers share: the wake queue into a loop thread, and the
         // one-shot completion a loop thread hands back to a task.
         .target(name: "LoopSupport"),
-        // fork + prctl(PR_SET_PDEATHSIG) + exec: the managed broker dies with its gateway.
+        // vfork + prctl(PR_SET_PDEATHSIG) + exec: the managed broker dies with its gateway.
         // posix_spawn cannot set a parent-death signal, and Swift cannot run code between
-        // fork and exec.
+        // vfork and exec.
         .target(name: "CChildProcess"),
         // C surface of libmosquitto: module map + shims only.
         .systemLibrary(

@@ -9,9 +9,9 @@
 ///    PR_SET_PDEATHSIG; 0 for none), and exits at once if the parent is already gone,
 ///  - reads /dev/null and appends stdout and stderr to `output` (created 0644),
 ///  - inherits no other descriptor of this process.
-/// Between fork and exec the child calls only async-signal-safe functions.
-/// Returns 0 and the child's pid in `pid`, or the errno of what failed (fork, or in
-/// the child: open, prctl or execve, reported through a close-on-exec pipe).
+/// Between vfork and exec the child calls only async-signal-safe functions.
+/// Returns 0 and the child's pid in `pid`, or the errno of what failed (vfork, or in
+/// the child: open, prctl or execve).
 int updraft_spawn(const char *path, char *const argv[], char *const envp[], const char *output,
                   int death_signal, pid_t *pid);
 

@@ -7,7 +7,7 @@ import Foundation
 /// started that way from a process that blocks SIGTERM (ServiceLifecycle does, to
 /// handle it) ignores a polite stop. And a child must not outlive a gateway killed
 /// with SIGKILL: it gets `deathSignal` when we die (prctl PR_SET_PDEATHSIG, set in the
-/// child between fork and exec by the C shim in Sources/CChildProcess).
+/// child between vfork and exec by the C shim in Sources/CChildProcess).
 package final class ChildProcess: @unchecked Sendable {
     package let pid: pid_t
     private let lock = NSLock()
