@@ -421,8 +421,8 @@ final class ServerCore: LoopMember, @unchecked Sendable {
     /// request: no copy is left with libcoap (`coap_add_data_large_response`
     /// would answer the later blocks of a session from its own copy, without
     /// asking the handler), so each block is the handler's current decision.
-    /// Other methods keep libcoap's large-response path: a POST is not
-    /// repeated per block.
+    /// Other methods keep libcoap's large-response path (a POST is not
+    /// repeated per block), and so do notifications of block-wise observations.
     /// - Parameter block2: the request's Block2 option (number, SZX), if any.
     private func write(
         _ answer: CoAPResponse, resource: OpaquePointer, session: OpaquePointer, request: OpaquePointer,
@@ -443,7 +443,9 @@ final class ServerCore: LoopMember, @unchecked Sendable {
             writeWhole(.status(.badRequest, diagnostic: "Block2 number past the end of the body"), into: response)
             return
         }
-        if PDU.code(request) == CoAPMethod.get.rawValue {
+        // A notification of a block-wise observation comes with libcoap's Block2 option
+        // already in (it has no call to replace one): libcoap cuts those.
+        if PDU.code(request) == CoAPMethod.get.rawValue, PDU.option(response, COAP_OPTION_BLOCK2) == nil {
             writeBlock(answer, session: session, into: response, block2: block2)
             return
         }
