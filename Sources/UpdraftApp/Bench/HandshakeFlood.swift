@@ -195,24 +195,28 @@ public final class Flooder: Sendable {
             let isHello = sentGarbage >= garbage || (sentHellos < hellos && sentHellos * garbage <= sentGarbage * hellos)
             if isHello {
                 hello[30] = UInt8(truncatingIfNeeded: index)  // a byte of the random: each hello differs
-                send(fd, hello, port: securePort)
+                LoopbackUDP.send(fd, hello, port: securePort)
                 sentHellos += 1
             } else {
                 let junk = (0..<24).map { _ in UInt8.random(in: 0...255, using: &random) }
-                send(fd, [0x40 | (junk[0] & 0x0F), 0xFF] + junk, port: plainPort)
+                LoopbackUDP.send(fd, [0x40 | (junk[0] & 0x0F), 0xFF] + junk, port: plainPort)
                 sentGarbage += 1
             }
             index += 1
         }
         counts.withLock { $0.hellos = sentHellos; $0.garbage = sentGarbage }
     }
+}
 
-    private func send(_ fd: Int32, _ datagram: [UInt8], port: Int) {
+/// Datagrams to 127.0.0.1 from a socket of the caller's.
+public enum LoopbackUDP {
+    @discardableResult
+    public static func send(_ fd: Int32, _ datagram: [UInt8], port: Int) -> Int {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        _ = datagram.withUnsafeBytes { bytes in
+        return datagram.withUnsafeBytes { bytes in
             withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
