@@ -18,9 +18,9 @@ public struct HandshakeFlood: Sendable {
         /// ClientHellos sent to the DTLS port.
         public var hellos = 100_000
         /// Garbage datagrams sent to the plain CoAP port.
-        public var garbage = 100_000
+        public var garbage = 0
         /// Datagrams per second, both kinds together.
-        public var rate = 20_000
+        public var rate = 10_000
         /// Datagrams sent from one source port before the next port.
         public var perPort = 4
         public var maxHandshakes = 100
