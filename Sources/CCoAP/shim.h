@@ -55,6 +55,30 @@ static inline int ccoap_epoll_remove(int epfd, int fd) {
     return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &event);
 }
 
+// Frees a DTLS server "hello" session: the state libcoap 4.3.1 keeps for a peer that
+// sent a first ClientHello. It counts against coap_context_set_max_handshake_sessions
+// and is freed only 30 s later, one per new peer, with no public call to free it: a flood
+// of spoofed ClientHellos locks new devices out. The cookie of the HelloVerifyRequest is
+// stateless (an HMAC of the addresses), so the session can go once its datagram is
+// handled. This marks it an idle server session in no state, which libcoap's next
+// coap_io_process frees (COAP_EVENT_SERVER_SESSION_DEL). It writes the first fields of
+// the private struct coap_session_t of 4.3.1 (proto, type, state: enums), after checking
+// that they read back what the public getters say. Returns 1 when marked, 0 when the
+// session is no hello session, -1 when the layout is not the expected one.
+static inline int ccoap_session_retire_hello(coap_session_t *session) {
+    int *fields = (int *)(void *)session;
+    if (fields[0] != (int)coap_session_get_proto(session) || fields[1] != (int)coap_session_get_type(session) ||
+        fields[2] != (int)coap_session_get_state(session) || fields[0] != (int)COAP_PROTO_DTLS) {
+        return -1;
+    }
+    if (fields[1] != (int)COAP_SESSION_TYPE_HELLO) {
+        return 0;
+    }
+    fields[1] = (int)COAP_SESSION_TYPE_SERVER;
+    fields[2] = (int)COAP_SESSION_STATE_NONE;
+    return 1;
+}
+
 // Certificates (PKI) for a server context, from PEM files: the server presents
 // cert_file/key_file, and clients must present a certificate signed by the CA in
 // ca_file (verified, unexpired, chain depth 3); cn_callback gets each peer's CN.

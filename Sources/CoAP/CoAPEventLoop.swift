@@ -185,6 +185,7 @@ final class LoopCore: @unchecked Sendable {
             if shutdown {
                 break
             }
+            loggerBox.flushRepeats()
 
             if let member = soleMember() {
                 // Sleeps in libcoap's epoll_wait: network input, libcoap's timers and the wake eventfd end it.

@@ -26,7 +26,7 @@ enum CoAPLibrary {
     private static let level = Mutex<Int32>(CCOAP_LOG_WARNING)
 
     /// Logger for the rare message logged outside a loop thread.
-    private static let fallbackLogger = Logger(label: "CoAP")
+    private static let fallbackLogger = LoggerBox(Logger(label: "CoAP"))
 
     /// Starts libcoap once and raises its log level to what `logger` wants.
     static func prepare(for logger: Logger) {
@@ -90,18 +90,119 @@ enum CoAPLibrary {
         pthread_setspecific(threadLoggerKey, pointer)
     }
 
-    fileprivate static func threadLogger() -> Logger {
+    fileprivate static func threadLoggerBox() -> LoggerBox {
         guard let pointer = pthread_getspecific(threadLoggerKey) else { return fallbackLogger }
-        return Unmanaged<LoggerBox>.fromOpaque(pointer).takeUnretainedValue().logger
+        return Unmanaged<LoggerBox>.fromOpaque(pointer).takeUnretainedValue()
     }
 }
 
-/// A logger with a stable address, for the per-thread pointer.
+/// A logger with a stable address, for the per-thread pointer; it collapses
+/// repeated libcoap messages (see ``LogRepeats``).
 final class LoggerBox: Sendable {
     let logger: Logger
+    private let repeats = Mutex(LogRepeats())
 
     init(_ logger: Logger) {
         self.logger = logger
+    }
+
+    /// Logs a libcoap message unless it repeats one logged often in this interval.
+    /// Debug and info lines, asked for to diagnose, all pass.
+    func log(_ level: Logger.Level, _ text: String, now: ContinuousClock.Instant = .now) {
+        guard level >= .notice else {
+            logger.log(level: level, Logger.Message(stringLiteral: text), metadata: ["coap.source": "libcoap"])
+            return
+        }
+        let (show, summaries) = repeats.withLock { $0.admit(text, level: level, now: now) }
+        emit(summaries)
+        if show {
+            logger.log(level: level, Logger.Message(stringLiteral: text), metadata: ["coap.source": "libcoap"])
+        }
+    }
+
+    /// Logs the counts of messages held back in an interval that has ended.
+    func flushRepeats(now: ContinuousClock.Instant = .now) {
+        emit(repeats.withLock { $0.flush(now: now) })
+    }
+
+    private func emit(_ summaries: [LogRepeats.Summary]) {
+        for summary in summaries {
+            logger.log(
+                level: summary.level, "libcoap repeated a message; only the first ones were logged",
+                metadata: [
+                    "coap.source": "libcoap", "coap.message": "\(summary.text)",
+                    "coap.repeats": "\(summary.suppressed)", "coap.interval": "\(LogRepeats.interval)",
+                ])
+        }
+    }
+}
+
+/// Keeps libcoap from writing a line per datagram of a flood: per interval, the first
+/// ``burst`` messages of each shape (the text with its numbers and addresses blanked) are
+/// logged, the rest only counted and summarised once with the count.
+struct LogRepeats {
+    struct Summary {
+        var text: String
+        var level: Logger.Level
+        var suppressed: Int
+    }
+
+    static let interval: Duration = .seconds(10)
+    static let burst = 3
+    /// Shapes followed per interval; messages of further shapes count as one.
+    static let maxShapes = 64
+
+    private struct Entry {
+        var seen = 0
+        var last: String
+        var level: Logger.Level
+    }
+
+    private var entries: [String: Entry] = [:]
+    private var intervalEnd: ContinuousClock.Instant?
+    private var suppressed = 0
+
+    mutating func admit(_ text: String, level: Logger.Level, now: ContinuousClock.Instant) -> (Bool, [Summary]) {
+        let summaries = flush(now: now)
+        if intervalEnd == nil { intervalEnd = now + Self.interval }
+        var shape = Self.shape(of: text)
+        if entries[shape] == nil && entries.count >= Self.maxShapes { shape = "" }
+        entries[shape, default: Entry(last: text, level: level)].seen += 1
+        entries[shape]!.last = text
+        let show = entries[shape]!.seen <= Self.burst
+        if !show { suppressed += 1 }
+        return (show, summaries)
+    }
+
+    /// The summaries of an ended interval, once.
+    mutating func flush(now: ContinuousClock.Instant) -> [Summary] {
+        guard let end = intervalEnd, now >= end else { return [] }
+        let summaries = suppressed == 0 ? [] : entries.values.filter { $0.seen > Self.burst }.map {
+            Summary(text: $0.last, level: $0.level, suppressed: $0.seen - Self.burst)
+        }
+        entries.removeAll(keepingCapacity: true)
+        intervalEnd = nil
+        suppressed = 0
+        return summaries
+    }
+
+    /// `text` with each run of digits (and hex digits after "0x") made "#".
+    static func shape(of text: String) -> String {
+        var result = ""
+        result.reserveCapacity(text.utf8.count)
+        var inNumber = false
+        for character in text {
+            if character.isHexDigit && (character.isNumber || inNumber) {
+                if !inNumber { result.append("#") }
+                inNumber = true
+            } else if inNumber && character == "x" && result.hasSuffix("#") {
+                continue
+            } else {
+                inNumber = false
+                result.append(character)
+            }
+        }
+        return result
     }
 }
 
@@ -113,7 +214,5 @@ private func forwardLog(_ level: coap_log_t, _ message: UnsafePointer<CChar>?) {
         text.removeLast()
     }
     guard !text.isEmpty else { return }
-    CoAPLibrary.threadLogger().log(
-        level: CoAPLibrary.loggerLevel(forCoAP: level), Logger.Message(stringLiteral: text),
-        metadata: ["coap.source": "libcoap"])
+    CoAPLibrary.threadLoggerBox().log(CoAPLibrary.loggerLevel(forCoAP: level), text)
 }

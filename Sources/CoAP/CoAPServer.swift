@@ -34,6 +34,14 @@ public final class CoAPServer: Sendable {
         public var handlerTimeout: Duration
         /// Deferred requests in flight before new ones are answered 5.03 at once.
         public var maxDeferredRequests: Int
+        /// DTLS peers past the cookie exchange (their address answered) that may be
+        /// mid-handshake at once; new peers wait while it is reached. A first ClientHello
+        /// leaves no state (its hello session is freed as soon as it is answered), so
+        /// spoofed ClientHellos cannot use these up.
+        public var maxHandshakes: Int
+        /// How long a DTLS handshake past the cookie exchange may take before its session
+        /// is dropped (libcoap 4.3.1 keeps it 30 s).
+        public var handshakeTimeout: Duration
 
         /// - Parameters:
         ///   - host: defaults to all IPv4 interfaces.
@@ -41,7 +49,8 @@ public final class CoAPServer: Sendable {
         ///   - securePort: e.g. 5684; requires `psk`.
         public init(
             host: String = "0.0.0.0", port: Int? = 5683, securePort: Int? = nil, psk: PSK? = nil,
-            handlerTimeout: Duration = .seconds(30), maxDeferredRequests: Int = 1024
+            handlerTimeout: Duration = .seconds(30), maxDeferredRequests: Int = 1024, maxHandshakes: Int = 100,
+            handshakeTimeout: Duration = .seconds(10)
         ) {
             self.host = host
             self.port = port
@@ -49,6 +58,8 @@ public final class CoAPServer: Sendable {
             self.psk = psk
             self.handlerTimeout = handlerTimeout
             self.maxDeferredRequests = maxDeferredRequests
+            self.maxHandshakes = maxHandshakes
+            self.handshakeTimeout = handshakeTimeout
         }
     }
 
@@ -279,8 +290,10 @@ public final class CoAPServer: Sendable {
         guard configuration.port != nil || configuration.securePort != nil else {
             throw .invalid("start", "neither port nor securePort is set; set at least one")
         }
-        guard configuration.handlerTimeout > .zero, configuration.maxDeferredRequests > 0 else {
-            throw .invalid("start", "handlerTimeout and maxDeferredRequests must be positive")
+        guard configuration.handlerTimeout > .zero, configuration.maxDeferredRequests > 0,
+            configuration.handshakeTimeout > .zero, configuration.maxHandshakes > 0
+        else {
+            throw .invalid("start", "handlerTimeout, maxDeferredRequests, maxHandshakes and handshakeTimeout must be positive")
         }
         var endpoints: [ResolvedEndpoint] = []
         if let port = configuration.port {

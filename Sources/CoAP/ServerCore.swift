@@ -56,6 +56,15 @@ final class ServerCore: LoopMember, @unchecked Sendable {
     private let pskKey = UnsafeMutablePointer<coap_bin_const_t>.allocate(capacity: 1)
     private let pskKeyBytes = UnsafeMutablePointer<UInt8>.allocate(capacity: maxPSKLength)
 
+    /// Peers libcoap made a DTLS hello session for during the current `coap_io_process`.
+    /// Kept by address: a session whose handshake fails at once is freed without an event.
+    private var newHellos: [(address: coap_address_t, ifindex: Int32)] = []
+    /// DTLS sessions past the cookie exchange and still mid-handshake, since when.
+    private var handshaking: [OpaquePointer: ContinuousClock.Instant] = [:]
+    private var nextHandshakeCheck = ContinuousClock.now
+    /// Off when this libcoap's session layout is not 4.3.1's (see the shim).
+    private var retiresHellos = true
+
     /// Verified certificate CNs of DTLS sessions, until the session closes.
     private var certificateNames: [OpaquePointer: String] = [:]
     /// The PKI file names as C strings: libcoap may keep pointing at them.
@@ -93,6 +102,7 @@ final class ServerCore: LoopMember, @unchecked Sendable {
         contextReference = reference
         coap_set_app_data(context, reference.toOpaque())
         coap_context_set_block_mode(context, UInt8(COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY))
+        coap_context_set_max_handshake_sessions(context, UInt32(clamping: configuration.maxHandshakes))
         coap_resource_release_userdata_handler(context, releaseResourceEntry)
         do throws(CoAPError) {
             if let psk = configuration.psk {
@@ -241,6 +251,8 @@ final class ServerCore: LoopMember, @unchecked Sendable {
         }
         deferred.removeAll()
         deferredByAsync.removeAll()
+        newHellos.removeAll()
+        handshaking.removeAll()
         handles.removeAll()
         paths.removeAll()
         pollFD = -1
@@ -264,6 +276,9 @@ final class ServerCore: LoopMember, @unchecked Sendable {
         guard let context else { return nil }
         if coap_io_process(context, ioTimeout) < 0 {
             logger.error("coap_io_process failed")
+        }
+        if !newHellos.isEmpty || !handshaking.isEmpty {
+            guardHandshakes(context, now: .now)
         }
         var next: ContinuousClock.Instant?
         var expired: [UInt64] = []
@@ -400,34 +415,47 @@ final class ServerCore: LoopMember, @unchecked Sendable {
             remoteAddress: CoAPAddress(coap_session_get_addr_remote(session)) ?? CoAPAddress(host: "?", port: 0))
     }
 
-    /// Fills libcoap's response PDU. A payload goes through
-    /// `coap_add_data_large_response`, which does Block2 (the client's block
-    /// size), Size2 and ETag, and keeps the bytes until the transfer ends.
+    /// Fills libcoap's response PDU.
+    ///
+    /// A GET answer is cut into the block the request asks for here, on every
+    /// request: no copy is left with libcoap (`coap_add_data_large_response`
+    /// would answer the later blocks of a session from its own copy, without
+    /// asking the handler), so each block is the handler's current decision.
+    /// Other methods keep libcoap's large-response path (a POST is not
+    /// repeated per block), and so do notifications of block-wise observations.
     /// - Parameter block2: the request's Block2 option (number, SZX), if any.
     private func write(
         _ answer: CoAPResponse, resource: OpaquePointer, session: OpaquePointer, request: OpaquePointer,
         query: UnsafePointer<coap_string_t>?, into response: OpaquePointer, block2: (num: UInt32, szx: UInt32)?
     ) {
         let payload = answer.payload
-        if !payload.isEmpty, let block = block2, block.num > 0, UInt64(payload.count) <= UInt64(block.num) << (block.szx + 4) {
-            // A block past the end. Answered here: libcoap's own 4.00 path would
-            // not call the payload's release callback.
-            PDU.setCode(response, .badRequest)
+        guard answer.code.isSuccess, !payload.isEmpty else {
+            // An error's diagnostic is short and whole, whatever block was asked for.
+            writeWhole(answer, into: response)
+            return
+        }
+        if let block = block2, block.szx > 6 {
+            // RFC 7959 2.2: SZX 7 is reserved.
+            writeWhole(.status(.badRequest, diagnostic: "Block2 SZX 7 is reserved; use 0-6 (16-1024 bytes)"), into: response)
+            return
+        }
+        if let block = block2, block.num > 0, UInt64(payload.count) <= UInt64(block.num) << (block.szx + 4) {
+            writeWhole(.status(.badRequest, diagnostic: "Block2 number past the end of the body"), into: response)
+            return
+        }
+        // A notification of a block-wise observation comes with libcoap's Block2 option
+        // already in (it has no call to replace one): libcoap cuts those.
+        if PDU.code(request) == CoAPMethod.get.rawValue, PDU.option(response, COAP_OPTION_BLOCK2) == nil {
+            writeBlock(answer, session: session, into: response, block2: block2)
             return
         }
         PDU.setCode(response, answer.code)
-        let etag = answer.etag ?? (answer.code.isSuccess && !payload.isEmpty ? payload.contentTag : nil)
-        if let etag, etag != 0 {
+        let etag = answer.etag ?? payload.contentTag
+        if etag != 0 {
             PDU.add(response, COAP_OPTION_ETAG, uint: etag)
         }
         if let location = answer.locationPath {
             PDU.add(response, COAP_OPTION_LOCATION_PATH, path: location)
-        }
-        guard !payload.isEmpty else {
-            if let maxAge = answer.maxAge {
-                PDU.add(response, COAP_OPTION_MAXAGE, uint: UInt64(maxAge))
-            }
-            return
         }
         if answer.contentFormat == .textPlain {
             // libcoap 4.3.1 leaves out Content-Format 0 (text/plain); without it the format is unknown.
@@ -435,11 +463,66 @@ final class ServerCore: LoopMember, @unchecked Sendable {
         }
         let added = coap_add_data_large_response(
             resource, session, request, response, query, answer.contentFormat.rawValue,
-            answer.maxAge.map { Int32(clamping: $0) } ?? -1, etag ?? 0, payload.count,
+            answer.maxAge.map { Int32(clamping: $0) } ?? -1, etag, payload.count,
             payload.storage.buffer.baseAddress, releasePayloadLease,
             PayloadLease.retained(payload, references: references))
         if added == 0 {
             logger.warning("coap_add_data_large_response failed", metadata: ["coap.bytes": "\(payload.count)"])
+        }
+    }
+
+    /// Bytes a response needs besides its block: header, token and options.
+    private static let blockHeadroom = 64
+
+    /// One block of a GET answer, with Block2, Size2 and ETag. Without a Block2 option a
+    /// body that fits one PDU goes whole; else the block size is the request's, made
+    /// smaller when the session's PDU cannot carry it (RFC 7959 2.4).
+    private func writeBlock(
+        _ answer: CoAPResponse, session: OpaquePointer, into response: OpaquePointer,
+        block2: (num: UInt32, szx: UInt32)?
+    ) {
+        let payload = answer.payload
+        let room = coap_session_max_pdu_size(session) - Self.blockHeadroom
+        var szx = block2?.szx ?? 6
+        while szx > 0 && (16 << szx) > room { szx -= 1 }
+        var num = block2.map { $0.num << ($0.szx - szx) } ?? 0
+        if block2 == nil && payload.count <= room {
+            num = 0
+            szx = 7  // whole: no Block2 option
+        }
+        PDU.setCode(response, answer.code)
+        let etag = answer.etag ?? payload.contentTag
+        // Options in ascending number: libcoap appends them without sorting work.
+        if etag != 0 { PDU.add(response, COAP_OPTION_ETAG, uint: etag) }
+        if let location = answer.locationPath { PDU.add(response, COAP_OPTION_LOCATION_PATH, path: location) }
+        PDU.add(response, COAP_OPTION_CONTENT_FORMAT, uint: UInt64(answer.contentFormat.rawValue))
+        if let maxAge = answer.maxAge { PDU.add(response, COAP_OPTION_MAXAGE, uint: UInt64(maxAge)) }
+        let bytes = payload.storage.buffer
+        guard szx < 7 else {
+            coap_add_data(response, bytes.count, bytes.baseAddress)
+            return
+        }
+        let size = 16 << Int(szx)
+        let offset = Int(num) * size
+        let end = min(offset + size, bytes.count)
+        let more: UInt64 = end < bytes.count ? 8 : 0
+        PDU.add(response, COAP_OPTION_BLOCK2, uint: UInt64(num) << 4 | more | UInt64(szx))
+        PDU.add(response, COAP_OPTION_SIZE2, uint: UInt64(bytes.count))
+        coap_add_data(response, end - offset, bytes.baseAddress! + offset)
+    }
+
+    /// A response in one PDU: code, ETag, Location-Path, Content-Format, Max-Age and body.
+    private func writeWhole(_ answer: CoAPResponse, into response: OpaquePointer) {
+        PDU.setCode(response, answer.code)
+        let payload = answer.payload
+        let etag = answer.etag ?? (answer.code.isSuccess && !payload.isEmpty ? payload.contentTag : nil)
+        if let etag, etag != 0 { PDU.add(response, COAP_OPTION_ETAG, uint: etag) }
+        if let location = answer.locationPath { PDU.add(response, COAP_OPTION_LOCATION_PATH, path: location) }
+        if !payload.isEmpty { PDU.add(response, COAP_OPTION_CONTENT_FORMAT, uint: UInt64(answer.contentFormat.rawValue)) }
+        if let maxAge = answer.maxAge { PDU.add(response, COAP_OPTION_MAXAGE, uint: UInt64(maxAge)) }
+        if !payload.isEmpty {
+            let bytes = payload.storage.buffer
+            coap_add_data(response, bytes.count, bytes.baseAddress)
         }
     }
 
@@ -454,6 +537,51 @@ final class ServerCore: LoopMember, @unchecked Sendable {
 
     fileprivate func sessionEnded(_ session: OpaquePointer) {
         certificateNames[session] = nil
+        handshaking[session] = nil
+    }
+
+    fileprivate func sessionConnected(_ session: OpaquePointer) {
+        handshaking[session] = nil
+    }
+
+    fileprivate func sessionCreated(_ session: OpaquePointer) {
+        guard coap_session_get_proto(session) == COAP_PROTO_DTLS, let address = coap_session_get_addr_remote(session)
+        else { return }
+        newHellos.append((address.pointee, coap_session_get_ifindex(session)))
+    }
+
+    /// Frees the hello sessions made since the last call: their ClientHello is answered
+    /// (HelloVerifyRequest), and the cookie it carries is checked without them. Drops
+    /// sessions whose handshake outlived ``CoAPServer/Configuration/handshakeTimeout``.
+    private func guardHandshakes(_ context: OpaquePointer, now: ContinuousClock.Instant) {
+        for var peer in newHellos {
+            guard let session = coap_session_get_by_peer(context, &peer.address, peer.ifindex),
+                coap_session_get_proto(session) == COAP_PROTO_DTLS
+            else { continue }
+            switch coap_session_get_type(session) {
+            case COAP_SESSION_TYPE_HELLO where retiresHellos:
+                if ccoap_session_retire_hello(session) < 0 {
+                    retiresHellos = false
+                    logger.warning(
+                        "this libcoap's sessions are not laid out as 4.3.1's: DTLS hello sessions stay until libcoap frees them (30 s); a ClientHello flood may delay handshakes")
+                }
+            case COAP_SESSION_TYPE_SERVER where coap_session_get_state(session) == COAP_SESSION_STATE_HANDSHAKE:
+                if handshaking[session] == nil { handshaking[session] = now }
+            default:
+                break
+            }
+        }
+        newHellos.removeAll(keepingCapacity: true)
+        guard !handshaking.isEmpty, now >= nextHandshakeCheck else { return }
+        nextHandshakeCheck = now + .milliseconds(250)
+        let limit = configuration.handshakeTimeout
+        for (session, since) in handshaking where now - since > limit {
+            handshaking[session] = nil
+            guard coap_session_get_state(session) == COAP_SESSION_STATE_HANDSHAKE else { continue }
+            logger.debug("DTLS handshake timed out; session dropped", metadata: ["coap.timeout": "\(limit)"])
+            // State none: libcoap frees the session on its next pass (SERVER_SESSION_DEL).
+            coap_session_disconnected(session, COAP_NACK_TLS_FAILED)
+        }
     }
 
     // MARK: - DTLS PSK (libcoap callback, loop thread)
@@ -509,12 +637,17 @@ private func serverCertificateName(
     return core.certificateChecked(name: String(cString: cn), session: session, depth: depth, validated: validated != 0) ? 1 : 0
 }
 
-/// `coap_event_handler_t`: forgets what was kept of a session that ended.
+/// `coap_event_handler_t`: follows DTLS sessions from hello to close.
 private func serverEventHandler(_ session: OpaquePointer?, _ event: coap_event_t) -> Int32 {
-    guard let session, event == COAP_EVENT_DTLS_CLOSED || event == COAP_EVENT_SESSION_CLOSED,
-        let context = coap_session_get_context(session), let data = coap_get_app_data(context)
+    guard let session, let context = coap_session_get_context(session), let data = coap_get_app_data(context)
     else { return 0 }
-    Unmanaged<ServerCore>.fromOpaque(data).takeUnretainedValue().sessionEnded(session)
+    let core = Unmanaged<ServerCore>.fromOpaque(data).takeUnretainedValue()
+    switch event {
+    case COAP_EVENT_DTLS_CLOSED, COAP_EVENT_SESSION_CLOSED, COAP_EVENT_SERVER_SESSION_DEL: core.sessionEnded(session)
+    case COAP_EVENT_SERVER_SESSION_NEW: core.sessionCreated(session)
+    case COAP_EVENT_DTLS_CONNECTED: core.sessionConnected(session)
+    default: break
+    }
     return 0
 }
 

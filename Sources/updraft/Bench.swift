@@ -6,7 +6,7 @@ import UpdraftApp
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput against a reference taken in the same run.",
-        subcommands: [MQTT.self, CoAP.self])
+        subcommands: [MQTT.self, CoAP.self, Handshake.self])
 
     struct MQTT: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -155,6 +155,60 @@ struct Bench: AsyncParsableCommand {
                     }
                 }
             }
+        }
+    }
+}
+
+extension Bench {
+    struct Handshake: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "handshake",
+            abstract: "DTLS handshakes of a real device during a ClientHello and garbage flood.",
+            discussion: """
+                Starts the gateway's CoAP server (DTLS-PSK and plain CoAP on free loopback ports) in \
+                this process and floods it from a thread: DTLS 1.2 ClientHellos to the DTLS port and \
+                garbage to the plain port, from a new source port every --per-port datagrams. \
+                Meanwhile coap-client-openssl makes one PSK request after the other. Prints each \
+                request's seconds (the first before the flood), the worst during the flood against \
+                the 5 s aim, and the log lines and bytes the server wrote. Exits non-zero when a \
+                request failed or took 5 s or more.
+                """)
+
+        @Option(help: "ClientHellos to send.") var hellos = 100_000
+        @Option(help: "Garbage datagrams to send to the plain CoAP port.") var garbage = 0
+        @Option(help: "Datagrams per second, both kinds together.") var rate = 10_000
+        @Option(help: "Datagrams from one source port before the next.") var perPort = 4
+        @Option(help: "coap.max_handshakes of the server.") var maxHandshakes = 100
+        @Option(help: "coap.handshake_timeout of the server, seconds.") var handshakeTimeout = 10
+        @Option(help: "Log level of this command (the server's log is counted, not shown).") var logLevel: Logger.Level = .warning
+
+        func validate() throws {
+            guard hellos >= 0, garbage >= 0, hellos + garbage > 0, rate > 0, perPort > 0, maxHandshakes > 0, handshakeTimeout > 0 else {
+                throw ValidationError("Need hellos + garbage > 0 and positive rate, per-port, max-handshakes and handshake-timeout.")
+            }
+        }
+
+        func run() async throws {
+            var options = HandshakeFlood.Options()
+            options.hellos = hellos
+            options.garbage = garbage
+            options.rate = rate
+            options.perPort = perPort
+            options.maxHandshakes = maxHandshakes
+            options.handshakeTimeout = .seconds(handshakeTimeout)
+            let result = try await Bench.measure(logLevel: logLevel, connections: 16) { progress in
+                try await HandshakeFlood(options: options, logger: Logger(label: "updraft.bench")).run(report: progress)
+            }
+            print("updraft bench handshake: \(result.hellosSent) ClientHellos + \(result.garbageSent) garbage datagrams in \(String(format: "%.1f", result.floodSeconds)) s, new source port every \(perPort)")
+            let before = result.handshakes.first.flatMap { $0 }.map { String(format: "%.3f s", $0) } ?? "failed"
+            let during = Array(result.handshakes.dropFirst())
+            let times = during.compactMap { $0 }.sorted()
+            let median = times.isEmpty ? "-" : String(format: "%.3f s", times[times.count / 2])
+            print("PSK handshake + request: \(before) before the flood; during it \(during.count) one after the other, median \(median), \(during.count - times.count) failed")
+            let worst = during.contains(nil) ? nil : times.last
+            print("worst during the flood: \(worst.map { String(format: "%.3f s", $0) } ?? "a request failed") (aim < 5 s)")
+            print("server log: \(result.logLines) lines, \(result.logBytes) bytes")
+            guard let worst, worst < 5 else { throw ExitCode(1) }
         }
     }
 }

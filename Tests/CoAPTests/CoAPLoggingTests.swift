@@ -130,3 +130,46 @@ struct RecordingLogHandler: LogHandler {
         records.append(.init(level: event.level, message: "\(event.message)", source: source))
     }
 }
+
+@Suite("repeated libcoap messages are collapsed with a count")
+struct CoAPLogRepeatsTests {
+    @Test("the first messages of a shape pass, the rest are counted once per interval")
+    func collapse() {
+        var repeats = LogRepeats()
+        let start = ContinuousClock.now
+        var shown = 0
+        for port in 0..<1_000 {
+            let (show, summaries) = repeats.admit(
+                "*  127.0.0.1:5683 <-> 127.0.0.1:\(40_000 + port) UDP : discard malformed PDU mid=0x\(String(port, radix: 16))",
+                level: .warning, now: start)
+            #expect(summaries.isEmpty)
+            if show { shown += 1 }
+        }
+        #expect(shown == LogRepeats.burst)
+        // Another message is not held back by the flood of the first.
+        #expect(repeats.admit("got RST for mid=0x1234", level: .notice, now: start).0)
+        #expect(repeats.flush(now: start + .seconds(1)).isEmpty)
+        let summaries = repeats.flush(now: start + LogRepeats.interval)
+        #expect(summaries.count == 1)
+        #expect(summaries.first?.suppressed == 1_000 - LogRepeats.burst)
+        #expect(summaries.first?.level == .warning)
+        // A new interval starts afresh, and its summary comes once.
+        #expect(repeats.admit("discard malformed PDU", level: .warning, now: start + .seconds(11)).0)
+        #expect(repeats.flush(now: start + .seconds(30)).isEmpty)
+    }
+
+    @Test("a garbage flood from changing ports writes a handful of lines")
+    func garbageFlood() async throws {
+        let (server, port, recorder) = try recordingServer(
+            CoAPResource(path: "x", handlers: [.get: .immediate { _ in CoAPResponse() }]))
+        defer { server.stop() }
+        // Each datagram from a new socket: a new source port, a new libcoap session.
+        for index in 0..<2_000 {
+            try sendDatagrams([[0x40, 0x01, UInt8(index >> 8), UInt8(index & 0xFF), 0xF5, 0x00, 0x01]], to: port)
+        }
+        #expect(await eventually { recorder.messages.contains { $0.contains("malformed") } }, "\(recorder.messages.prefix(5))")
+        try await Task.sleep(for: .milliseconds(500))
+        let lines = recorder.entries.filter { $0.source == "libcoap" }.count
+        #expect(lines <= 2 * LogRepeats.burst, "\(lines) lines: \(recorder.messages.prefix(10))")
+    }
+}

@@ -273,7 +273,8 @@ struct CoAPServerTests {
         try server.start()
         defer { server.stop() }
         #expect(server.isRunning)
-        // A Block2 transfer left unfinished: libcoap keeps the payload for it.
+        // A Block2 transfer left unfinished (GET blocks are cut per request; libcoap keeps
+        // the context's and the resources' references).
         try sendDatagrams(
             [rawRequest(mid: 1, options: [(11, Array("fw".utf8)), (11, Array("image".utf8)), (23, [0x00])])],
             to: fixture.port)

@@ -44,6 +44,10 @@ public struct UpdraftConfiguration: Sendable {
         /// Seconds a CoAP device that announced no lifetime may stay silent before it is
         /// taken for offline.
         public var defaultLifetime: Int = 86_400
+        /// DTLS peers past the cookie exchange that may be mid-handshake at once.
+        public var maxHandshakes: Int = 100
+        /// Seconds a DTLS handshake past the cookie exchange may take before it is dropped.
+        public var handshakeTimeout: Int = 10
     }
 
     public struct MQTT: Sendable {
@@ -112,6 +116,8 @@ public struct UpdraftConfiguration: Sendable {
         coap.privateKeyFile = c.string(forKey: "private_key_file", default: d.coap.privateKeyFile)
         coap.allowUnauthenticated = c.bool(forKey: "allow_unauthenticated", default: d.coap.allowUnauthenticated)
         coap.defaultLifetime = c.int(forKey: "default_lifetime", default: d.coap.defaultLifetime, in: 1...315_360_000)
+        coap.maxHandshakes = c.int(forKey: "max_handshakes", default: d.coap.maxHandshakes, in: 1...100_000)
+        coap.handshakeTimeout = c.int(forKey: "handshake_timeout", default: d.coap.handshakeTimeout, in: 1...3_600)
 
         let m = config.scoped(to: "mqtt")
         mqtt.topicPrefix = m.string(forKey: "topic_prefix", default: d.mqtt.topicPrefix)
@@ -201,6 +207,12 @@ public struct UpdraftConfiguration: Sendable {
         }
         guard coap.defaultLifetime > 0 else {
             throw UpdraftError("config_invalid", "coap.default_lifetime must be a positive number of seconds (86400 is a day).")
+        }
+        guard coap.maxHandshakes > 0 else {
+            throw UpdraftError("config_invalid", "coap.max_handshakes must be positive (100 is the default), not \(coap.maxHandshakes).")
+        }
+        guard coap.handshakeTimeout > 0 else {
+            throw UpdraftError("config_invalid", "coap.handshake_timeout must be a positive number of seconds (10 is the default), not \(coap.handshakeTimeout).")
         }
     }
 

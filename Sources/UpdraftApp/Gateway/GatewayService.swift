@@ -82,6 +82,8 @@ public final class GatewayService: Service, Sendable {
         var settings = CoAPServer.Configuration(
             host: c.host, port: c.port == 0 ? nil : c.port, securePort: c.securePort == 0 ? nil : c.securePort,
             psk: c.securePort == 0 ? nil : CoAPServer.PSK(keyForIdentity: { keys.key(for: $0) }))
+        settings.maxHandshakes = c.maxHandshakes
+        settings.handshakeTimeout = .seconds(c.handshakeTimeout)
         if c.securePort != 0, !c.caFile.isEmpty {
             settings.pki = CoAPServer.PKI(caFile: c.caFile, certificateFile: c.certificateFile, privateKeyFile: c.privateKeyFile)
         }

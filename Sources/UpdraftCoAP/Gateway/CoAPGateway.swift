@@ -15,10 +15,11 @@ import UpdraftWire
 /// - `POST announce` — the announce body; answers the pending job (like `GET job/<id>`).
 /// - `GET job/<id>` — the pending job offer or `{}`; observable, so an observer is pushed a
 ///   new job at once.
-/// - `POST progress` — the progress body; 2.04, or 4.00 / 4.09 with an error body.
+/// - `POST progress` — the progress body; 2.04, or 4.00 / 4.03 / 4.09 with an error body.
 /// - `GET pending` — `{"pending":true,"job":...}` or `{"pending":false}`, even while the
 ///   device declines updates.
-/// - `GET fw/<key>` — the image, Block2 at any size 16...1024, Size2, ETag from its SHA-256.
+/// - `GET fw/<key>` — the image, Block2 at any size 16...1024, Size2, ETag from its SHA-256;
+///   every block request is checked against the device's current offer.
 public final class CoAPGateway: DeviceNotifier, Sendable {
     public struct Settings: Sendable {
         /// Accept `?d=<device id>` from peers without a DTLS identity (plain `coap://`).
@@ -165,8 +166,13 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
             return refuse(.badRequest, error)
         }
         guard let engine else { return .status(.serviceUnavailable, diagnostic: "starting; retry") }
-        let refusal = await engine.report(id, job: body.job, report)
-        if let refusal {
+        if let refusal = await engine.report(id, job: body.job, report) {
+            if refusal.code == "unknown_job", let owner = await engine.owner(ofActiveJob: body.job), owner != id {
+                return refuse(
+                    .forbidden,
+                    UpdraftError("not_your_job", "Job \(body.job) belongs to another device; report only the job of your own offer (GET job/\(id.rawValue))."),
+                    job: body.job)
+            }
             // `unavailable`: the store cannot be written; the device retries the same report.
             return refuse(refusal.code == "unavailable" ? .serviceUnavailable : .conflict, refusal, job: body.job)
         }
@@ -199,7 +205,8 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         return CoAPResponse(code: code, payload: body, contentFormat: .json)
     }
 
-    /// `fw/<key>`: immediate, from the shared payload; libcoap cuts the blocks.
+    /// `fw/<key>`: immediate, from the shared payload; the server cuts the block asked for,
+    /// so every block is allowed (or refused) by the offer as it stands now.
     private func firmwareGET(_ request: CoAPRequest, key: String) -> CoAPResponse {
         let id: DeviceID
         switch identify(request) {

@@ -207,6 +207,8 @@ public actor UpdateEngine {
     // MARK: Queries
 
     public func activeJob(of id: DeviceID) -> Job? { active[id]?.job }
+    /// The device whose active job `jobID` is, if any. A scan: for refusals only.
+    public func owner(ofActiveJob jobID: JobID) -> DeviceID? { active.first { $0.value.job.id == jobID }?.key }
     public func device(_ id: DeviceID) -> Device? { devices[id] }
     public var onlineCount: Int { devices.values.filter(\.online).count }
     /// Devices the registry has online whose last transport is `transport`.
