@@ -142,7 +142,7 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         try ensureJobResource(for: id)
         let lifetime = body.lifetime.map { Duration.seconds($0) } ?? settings.defaultLifetime
         state.withLock { $0.heard[id] = Heard(at: .now, lifetime: lifetime) }
-        await engine.announced(id, body.announcement, via: .coap)
+        if let limited = await engine.announced(id, body.announcement, via: .coap) { return refuse(.tooManyRequests, limited) }
         count("announce")
         return jobRepresentation(of: id, code: .changed)
     }
@@ -164,7 +164,7 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         }
         guard let engine else { return .status(.serviceUnavailable, diagnostic: "starting; retry") }
         let refusal = await engine.report(id, job: body.job, report)
-        if let refusal { return refuse(.conflict, refusal, job: body.job) }
+        if let refusal { return refuse(refusal.code == "rate_limited" ? .tooManyRequests : .conflict, refusal, job: body.job) }
         count("progress")
         return CoAPResponse(code: .changed)
     }
@@ -294,7 +294,10 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
     private func refuse(_ code: CoAPResponseCode, _ error: UpdraftError, job: JobID? = nil) -> CoAPResponse {
         count("rejected.\(error.code)")
         logger.notice("refused CoAP request", metadata: ["error.code": "\(error.code)"])
-        return CoAPResponse(code: code, payload: WireJSON.encode(ErrorReply(error, job: job)), contentFormat: .json)
+        // RFC 8516: Max-Age says when to try again; a device's budget refills within a minute.
+        return CoAPResponse(
+            code: code, payload: WireJSON.encode(ErrorReply(error, job: job)), contentFormat: .json,
+            maxAge: code == .tooManyRequests ? 60 : nil)
     }
 
     private func count(_ key: String) { counters.withLock { $0[key, default: 0] += 1 } }

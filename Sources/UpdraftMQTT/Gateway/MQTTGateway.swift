@@ -25,14 +25,19 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
     public let codec: WireCodec
     public let limits: ChunkLimits
     public let counters = GatewayCounters()
+    private let flow: ChunkFlow
     private let images: any ChunkSource
     private let logger: Logger
     private let engineBox = Mutex<UpdateEngine?>(nil)
 
-    public init(client: MosquittoClient, codec: WireCodec, limits: ChunkLimits, images: any ChunkSource, logger: Logger) {
+    public init(
+        client: MosquittoClient, codec: WireCodec, limits: ChunkLimits, flow: ChunkFlowLimits = ChunkFlowLimits(),
+        images: any ChunkSource, logger: Logger
+    ) {
         self.client = client
         self.codec = codec
         self.limits = limits
+        self.flow = ChunkFlow(limits: flow)
         self.images = images
         self.logger = logger
     }
@@ -78,7 +83,10 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
         case .presence(let online):
             await engine.presence(device, online: online)
         case .announce(let announcement):
-            await engine.announced(device, announcement)
+            if let error = await engine.announced(device, announcement) {
+                counters.increment("rejected.\(error.code)")
+                sendError(ErrorReply(error), to: device)
+            }
         case .progress(let job, let report):
             if let error = await engine.report(device, job: job, report) {
                 counters.increment("rejected.\(error.code)")
@@ -104,13 +112,19 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
         do {
             let image = try images.image(for: firmware)
             let ranges = try request.chunkRanges(imageSize: image.count, limits: limits)
+            guard flow.openWindow(for: device) else {
+                return refuse(Self.tooManyWindows(flow.limits.windowsPerDevice), request, device)
+            }
             var bytes = 0
             // Slices share the cached image's storage: no copy before libmosquitto's own.
             let chunks = ranges.map { range in
                 bytes += range.count
                 return (topic: codec.topics.chunk(device, job: request.job, offset: range.lowerBound), payload: image[range])
             }
-            client.publishNoWait(chunks, qos: .atMostOnce)
+            // Back-pressure: while the budget is spent, wait (and so read no further
+            // device messages) rather than hand libmosquitto more to buffer.
+            await flow.reserve(bytes)
+            client.publishNoWait(chunks) { [flow] _ in flow.closeWindow(for: device, bytes: bytes) }
             counters.increment("chunks.sent", by: ranges.count)
             counters.increment("bytes.sent", by: bytes)
         } catch let error as UpdraftError {
@@ -120,6 +134,15 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
             logger.error("image read failed", metadata: ["firmware.id": "\(firmware.id)", "error": "\(error)"])
         }
     }
+
+    static func tooManyWindows(_ limit: Int) -> UpdraftError {
+        UpdraftError(
+            "too_many_windows",
+            "At most \(limit) download windows may be in flight per device; ask for the next window once the chunks of an earlier one arrived (or after your request timeout).")
+    }
+
+    /// Chunk bytes handed to libmosquitto and not yet written.
+    public var chunkBytesInFlight: Int { flow.bytesInFlight }
 
     private func refuse(_ error: UpdraftError, _ request: DownloadRequest, _ device: DeviceID) {
         counters.increment("rejected.\(error.code)")
