@@ -12,9 +12,10 @@ struct RawDevice {
     let client: MosquittoClient
     let loop: MosquittoEventLoop
 
-    static func connect(_ id: String, port: Int, subscribe: [String]? = nil) async throws -> RawDevice {
-        let loop = MosquittoEventLoop(name: "raw-\(id)")
-        var options = MosquittoOptions(clientID: id, port: port)
+    /// - Parameter clientID: another connection of the same device (same username) when set.
+    static func connect(_ id: String, clientID: String? = nil, port: Int, subscribe: [String]? = nil) async throws -> RawDevice {
+        let loop = MosquittoEventLoop(name: "raw-\(clientID ?? id)")
+        var options = MosquittoOptions(clientID: clientID ?? id, port: port)
         options.username = id
         let client = MosquittoClient(options: options, loop: loop, logger: Harness.logger)
         try await client.connect()
