@@ -84,4 +84,25 @@ import UpdraftMQTT
             await legit.close()
         }
     }
+
+    @Test func aCoAPDeviceBeyondItsEventBudgetGets429AndIsNotRecorded() async throws {
+        try await Harness.with(tune: { $0.deviceEventsPerMinute = 3 }) { h in
+            let tool = CoAPClientTool(directory: h.stack.directory)
+            let uri = "coap://127.0.0.1:\(h.stack.configuration.coap.port)/announce?d=chatter-1"
+            var logs: [String] = []
+            for minor in 0..<5 {
+                let outcome = try await tool.run(
+                    ["-m", "post", "-t", "json", "-e", #"{"product":"thermo","version":"1.\#(minor)"}"#], uri: uri)
+                logs.append(outcome.log + outcome.text)
+            }
+            #expect(logs.prefix(3).allSatisfy { !$0.contains("4.29") }, "\(logs)")
+            #expect(logs.suffix(2).allSatisfy { $0.contains("4.29") && $0.contains("rate_limited") }, "\(logs)")
+            // The ignored announcements changed nothing.
+            try await eventually(timeout: .seconds(10), "the third announcement in the registry") {
+                try await h.ops.store.device("chatter-1")?.version == "1.2"
+            }
+            let announced = try await h.ops.store.events(after: 0, limit: 10_000).filter { $0.deviceID == "chatter-1" && $0.kind == .deviceAnnounced }
+            #expect(announced.count == 3)
+        }
+    }
 }

@@ -124,7 +124,7 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
             // Back-pressure: while the budget is spent, wait (and so read no further
             // device messages) rather than hand libmosquitto more to buffer.
             await flow.reserve(bytes)
-            client.publishNoWait(chunks) { [flow] _ in flow.closeWindow(for: device, bytes: bytes) }
+            client.publishNoWait(chunks) { [flow, bytes] _ in flow.closeWindow(for: device, bytes: bytes) }
             counters.increment("chunks.sent", by: ranges.count)
             counters.increment("bytes.sent", by: bytes)
         } catch let error as UpdraftError {
