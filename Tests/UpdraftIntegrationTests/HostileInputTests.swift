@@ -50,8 +50,8 @@ struct RawDevice {
         }
     }
 
-    func nextError() async throws -> ErrorReply? {
-        guard let message = try await next("/error") else { return nil }
+    func nextError(timeout: Duration = .seconds(10)) async throws -> ErrorReply? {
+        guard let message = try await next("/error", timeout: timeout) else { return nil }
         return try JSONDecoder().decode(ErrorReply.self, from: Data(message.payload))
     }
 
