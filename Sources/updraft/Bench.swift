@@ -111,7 +111,7 @@ struct Bench: AsyncParsableCommand {
             print("| gateway RSS before / peak / growth | \(mib(r.gatewayRSS.before)) / \(mib(r.gatewayRSS.peak)) / \(mib(r.gatewayRSS.peak - r.gatewayRSS.before)) |")
             print("| broker RSS before / peak / growth | \(mib(r.brokerRSS.before)) / \(mib(r.brokerRSS.peak)) / \(mib(r.brokerRSS.peak - r.brokerRSS.before)) |")
             print(String(format: "| calm device alone / beside the hog | %.2f s / %.2f s (%.2fx) |", r.calmAloneSeconds, r.calmBesideSeconds, r.calmBesideSeconds / r.calmAloneSeconds))
-            print(String(format: "| hog requests handled in | %.2f s |", r.hogSeconds))
+            print(String(format: "| hog requests reaching the gateway / time | %d / %.2f s |", r.hogHandled, r.hogSeconds))
             print("| windows refused too_many_windows / chunks sent | \(r.windowsRefused) / \(r.chunksSent) |")
             print(String(format: "| flood handled in | %.2f s |", r.floodSeconds))
             print("| flood answered rate_limited | \(r.rateLimited) |")
