@@ -113,7 +113,7 @@ struct Bench: AsyncParsableCommand {
             print(String(format: "| calm device alone / beside the hog | %.2f s / %.2f s (%.2fx) |", r.calmAloneSeconds, r.calmBesideSeconds, r.calmBesideSeconds / r.calmAloneSeconds))
             print(String(format: "| hog requests reaching the gateway / time | %d / %.2f s |", r.hogHandled, r.hogSeconds))
             print("| windows refused too_many_windows / chunks sent | \(r.windowsRefused) / \(r.chunksSent) |")
-            print(String(format: "| flood handled in | %.2f s |", r.floodSeconds))
+            print(String(format: "| flood messages reaching the gateway / time | %d / %.2f s |", r.floodHandled, r.floodSeconds))
             print("| flood answered rate_limited | \(r.rateLimited) |")
             print("| events added by the flood | \(r.eventsAdded) |")
             print("| store growth by the flood | \(String(format: "%.1f KiB", Double(r.storeGrowth) / 1024)) |")

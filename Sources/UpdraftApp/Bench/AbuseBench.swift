@@ -44,6 +44,8 @@ public struct AbuseBench: Sendable {
         public var windowsRefused: Int
         public var chunksSent: Int
         public var floodSeconds: Double
+        /// Flood messages that reached the gateway (the broker drops what queues beyond its limit).
+        public var floodHandled: Int
         public var rateLimited: Int
         public var eventsAdded: Int64
         public var storeGrowth: Int
@@ -166,7 +168,7 @@ public struct AbuseBench: Sendable {
                 spammer.publish("announce", #"{"product":"abuse","version":"9.\#(i)"}"#)
             }
         }
-        _ = try await waitFor(counters, "received", atLeast: received1 + options.floodMessages, quiet: .seconds(10))
+        let floodHandled = try await waitFor(counters, "received", atLeast: received1 + options.floodMessages, quiet: .seconds(10)) - received1
         let floodSeconds = (ContinuousClock.now - floodStart).seconds
         // The engine writes in batches every few milliseconds.
         try await Task.sleep(for: .milliseconds(500))
@@ -177,7 +179,7 @@ public struct AbuseBench: Sendable {
             gatewayRSS: (peaks[0].before, peaks[0].peak), brokerRSS: (peaks[1].before, peaks[1].peak),
             calmAloneSeconds: alone, calmBesideSeconds: beside, hogSeconds: hogSeconds, hogHandled: hogHandled,
             windowsRefused: counters["rejected.too_many_windows"], chunksSent: counters["chunks.sent"],
-            floodSeconds: floodSeconds, rateLimited: counters["rejected.rate_limited"],
+            floodSeconds: floodSeconds, floodHandled: floodHandled, rateLimited: counters["rejected.rate_limited"],
             eventsAdded: eventsAdded, storeGrowth: storeGrowth, missed: [])
         result.missed = check(result)
         return result
