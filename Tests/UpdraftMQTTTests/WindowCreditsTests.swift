@@ -16,6 +16,7 @@ import UpdraftCore
         credits.closeWindow(for: hog, bytes: 100)
         let again = credits.openWindow(for: hog)
         #expect(again)
+        #expect(!credits.hasCredit(hog))
         #expect(credits.bytes == 0)
     }
 
@@ -37,5 +38,15 @@ import UpdraftCore
         flow.closeWindow(for: hog, bytes: 800)
         await waiting.value
         #expect(flow.bytesInFlight == 500)
+    }
+
+    @Test func aRefusalIsAnsweredOncePerClosedWindow() {
+        var credits = WindowCredits(limits: ChunkFlowLimits(windowsPerDevice: 1, bytesInFlight: 1000))
+        _ = credits.openWindow(for: hog)
+        let answers = (0..<5).map { _ in credits.answerRefusal(for: hog) }
+        #expect(answers == [true, false, false, false, false])
+        credits.closeWindow(for: hog, bytes: 0)
+        let afterClose = credits.answerRefusal(for: hog)
+        #expect(afterClose)
     }
 }

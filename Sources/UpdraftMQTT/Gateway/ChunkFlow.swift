@@ -25,10 +25,19 @@ struct WindowCredits: Sendable, Equatable {
     private(set) var windows: [DeviceID: Int] = [:]
     /// Bytes of windows in flight, counted from the moment their budget was reserved.
     private(set) var bytes = 0
+    /// Devices told `too_many_windows` since their last window closed: told once, the
+    /// rest of their excess requests are dropped without an answer (an answer costs more
+    /// than the request).
+    private(set) var told: Set<DeviceID> = []
 
     init(limits: ChunkFlowLimits) { self.limits = limits }
 
     /// Takes one of `device`'s window credits; `false` when it has none left.
+    func hasCredit(_ device: DeviceID) -> Bool { windows[device, default: 0] < limits.windowsPerDevice }
+
+    /// Whether a refused request of `device` is answered (the first since a window closed).
+    mutating func answerRefusal(for device: DeviceID) -> Bool { told.insert(device).inserted }
+
     mutating func openWindow(for device: DeviceID) -> Bool {
         let open = windows[device, default: 0]
         guard open < limits.windowsPerDevice else { return false }
@@ -45,6 +54,7 @@ struct WindowCredits: Sendable, Equatable {
     /// A window was written or dropped: its credit and bytes come back.
     mutating func closeWindow(for device: DeviceID, bytes count: Int) {
         bytes -= count
+        told.remove(device)
         let open = windows[device, default: 1] - 1
         windows[device] = open > 0 ? open : nil
     }
@@ -65,7 +75,9 @@ final class ChunkFlow: Sendable {
     var limits: ChunkFlowLimits { state.withLock { $0.credits.limits } }
     var bytesInFlight: Int { state.withLock { $0.credits.bytes } }
 
+    func hasCredit(_ device: DeviceID) -> Bool { state.withLock { $0.credits.hasCredit(device) } }
     func openWindow(for device: DeviceID) -> Bool { state.withLock { $0.credits.openWindow(for: device) } }
+    func answerRefusal(for device: DeviceID) -> Bool { state.withLock { $0.credits.answerRefusal(for: device) } }
 
     /// Returns once `count` bytes fit the budget (first come, first served).
     func reserve(_ count: Int) async {

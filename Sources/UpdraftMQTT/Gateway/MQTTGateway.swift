@@ -102,6 +102,8 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
     }
 
     private func serve(_ request: DownloadRequest, to device: DeviceID) async {
+        // Checked before the engine is asked: a flood of excess requests costs a lock each.
+        guard flow.hasCredit(device) else { return refuseWindow(request, device) }
         let firmware: Firmware
         switch await engine.authorizeDownload(device, job: request.job) {
         case .failure(let error):
@@ -112,9 +114,7 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
         do {
             let image = try images.image(for: firmware)
             let ranges = try request.chunkRanges(imageSize: image.count, limits: limits)
-            guard flow.openWindow(for: device) else {
-                return refuse(Self.tooManyWindows(flow.limits.windowsPerDevice), request, device)
-            }
+            guard flow.openWindow(for: device) else { return refuseWindow(request, device) }
             var bytes = 0
             // Slices share the cached image's storage: no copy before libmosquitto's own.
             let chunks = ranges.map { range in
@@ -139,6 +139,11 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
         UpdraftError(
             "too_many_windows",
             "At most \(limit) download windows may be in flight per device; ask for the next window once the chunks of an earlier one arrived (or after your request timeout).")
+    }
+
+    private func refuseWindow(_ request: DownloadRequest, _ device: DeviceID) {
+        guard flow.answerRefusal(for: device) else { return counters.increment("rejected.too_many_windows") }
+        refuse(Self.tooManyWindows(flow.limits.windowsPerDevice), request, device)
     }
 
     /// Chunk bytes handed to libmosquitto and not yet written.
