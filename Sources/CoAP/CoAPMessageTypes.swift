@@ -62,6 +62,8 @@ public struct CoAPResponseCode: RawRepresentable, Sendable, Hashable, CustomStri
     public static let preconditionFailed = Self(class: 4, detail: 12)
     public static let requestEntityTooLarge = Self(class: 4, detail: 13)
     public static let unsupportedContentFormat = Self(class: 4, detail: 15)
+    /// RFC 8516: the client sends too fast; Max-Age says when to try again.
+    public static let tooManyRequests = Self(class: 4, detail: 29)
     public static let internalServerError = Self(class: 5, detail: 0)
     public static let notImplemented = Self(class: 5, detail: 1)
     public static let serviceUnavailable = Self(class: 5, detail: 3)

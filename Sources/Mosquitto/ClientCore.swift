@@ -63,6 +63,11 @@ final class ClientCore: @unchecked Sendable {
     /// Work waiting for the connection to be announced (publishes during a reconnect).
     private var parked: [(completion: Completion<Void>, run: () -> Void)] = []
     private var publishWaiters: [Int32: Completion<Void>] = [:]
+    /// Batches of QoS 0 publishes waiting to be written, by the mid of their last message.
+    private var writeWaiters: [Int32: @Sendable (Bool) -> Void] = [:]
+    /// QoS 0 mids written while `mosquitto_publish` ran (libmosquitto writes at once
+    /// outside callbacks, so on_publish can come before the mid is known).
+    private var writtenDuringPublish: Set<Int32>?
 
     /// Remembered subscriptions, re-sent after every (re)connect, in order.
     private var subscriptions: [(filter: String, qos: QoS)] = []
@@ -436,6 +441,7 @@ final class ClientCore: @unchecked Sendable {
         let wasAnnounced = announced
         announced = false
         status.connected.store(false, ordering: .releasing)
+        releaseWriteWaiters()
         subscribeMids.removeAll()
         unsubscribeMids.removeAll()
         resubscribeMids.removeAll()
@@ -481,6 +487,7 @@ final class ClientCore: @unchecked Sendable {
         let publishes = publishWaiters
         publishWaiters.removeAll()
         for completion in publishes.values { completion.fail(error) }
+        releaseWriteWaiters()
         let subscribes = subscribeWaiters
         subscribeWaiters.removeAll()
         for completion in subscribes.values.joined() { completion.fail(error) }
@@ -571,8 +578,22 @@ final class ClientCore: @unchecked Sendable {
         connectionEnded(rc == 0 ? nil : connectionError(rc))
     }
 
+    /// PUBACK of a QoS 1 publish, or a QoS 0 publish written to the socket.
     private func didPublish(mid: Int32) {
-        publishWaiters.removeValue(forKey: mid)?.succeed()
+        if let waiter = publishWaiters.removeValue(forKey: mid) {
+            waiter.succeed()
+        } else if let written = writeWaiters.removeValue(forKey: mid) {
+            written(true)
+        } else {
+            writtenDuringPublish?.insert(mid)
+        }
+    }
+
+    /// Batches whose packets libmosquitto dropped with the connection are not written.
+    private func releaseWriteWaiters() {
+        let waiters = writeWaiters
+        writeWaiters.removeAll()
+        for waiter in waiters.values { waiter(false) }
     }
 
     private func didReceive(_ message: mosquitto_message) {
@@ -693,10 +714,12 @@ final class ClientCore: @unchecked Sendable {
         }
     }
 
+    /// Returns the mid when libmosquitto took the message.
+    @discardableResult
     private func sendPublish<Payload: Collection<UInt8>>(
         topic: String, payload: Payload, qos: QoS, retain: Bool, _ completion: Completion<Void>?
-    ) {
-        guard let mosq else { return }
+    ) -> Int32? {
+        guard let mosq else { return nil }
         var mid: Int32 = 0
         let rc: Int32 =
             payload.withContiguousStorageIfAvailable { bytes in
@@ -704,12 +727,14 @@ final class ClientCore: @unchecked Sendable {
             } ?? Array(payload).withUnsafeBytes { bytes in
                 Self.publish(mosq, &mid, topic, bytes, qos, retain)
             }
+        defer { flush() }
         if rc == MOSQ_ERR_SUCCESS.rawValue {
             if qos == .atLeastOnce, let completion {
                 publishWaiters[mid] = completion
             } else {
                 completion?.succeed()
             }
+            return mid
         } else if qos == .atLeastOnce && mid != 0 && rc != MOSQ_ERR_NOMEM.rawValue {
             // libmosquitto queued it before the write failed and resends it after
             // reconnecting; PUBACK then completes the waiter (or the loss fails it).
@@ -719,7 +744,31 @@ final class ClientCore: @unchecked Sendable {
         } else {
             publishFailed(MosquittoError(rc: rc, operation: "publish to \(topic)"), completion)
         }
-        flush()
+        return nil
+    }
+
+    /// Publishes a batch at QoS 0 and calls `written(true)` once its last packet was
+    /// written to the socket (on_publish; packets leave in order), `written(false)` when
+    /// it cannot be: not connected, refused, or dropped with the connection.
+    func publishBatch<Payload: Collection<UInt8> & Sendable>(
+        _ messages: [(topic: String, payload: Payload)], written: @escaping @Sendable (Bool) -> Void
+    ) {
+        guard case .connected = phase, announced, !messages.isEmpty else {
+            for message in messages { publish(topic: message.topic, payload: message.payload, qos: .atMostOnce, retain: false, nil) }
+            return written(false)
+        }
+        writtenDuringPublish = []
+        defer { writtenDuringPublish = nil }
+        var last: Int32?
+        for message in messages {
+            last = sendPublish(topic: message.topic, payload: message.payload, qos: .atMostOnce, retain: false, nil)
+        }
+        guard let last, case .connected = phase else { return written(false) }
+        if writtenDuringPublish?.contains(last) == true {
+            written(true)
+        } else {
+            writeWaiters[last] = written
+        }
     }
 
     private static func publish(

@@ -175,6 +175,22 @@ public final class MosquittoClient: Sendable {
         }
     }
 
+    /// Like ``publishNoWait(_:qos:)`` at QoS 0, and tells when the batch left: `written`
+    /// gets `true` once libmosquitto wrote the last packet to the socket, `false` when the
+    /// batch was dropped (not connected, or the connection ended first). Called once, on the
+    /// event loop's thread: keep it short. The base for flow control of large publishes:
+    /// bytes handed over but not yet written are memory the caller is responsible for.
+    public func publishNoWait<Payload: Collection<UInt8> & Sendable>(
+        _ messages: [(topic: String, payload: Payload)], written: @escaping @Sendable (Bool) -> Void
+    ) {
+        let core = self.core
+        let accepted = loop.execute { core.publishBatch(messages, written: written) }
+        if !accepted {
+            status.failedPublishes.add(messages.count, ordering: .relaxed)
+            written(false)
+        }
+    }
+
     // MARK: -
 
     private func perform(

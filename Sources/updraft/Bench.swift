@@ -6,7 +6,7 @@ import UpdraftApp
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput against a reference taken in the same run.",
-        subcommands: [MQTT.self, CoAP.self, Handshake.self])
+        subcommands: [MQTT.self, CoAP.self, Abuse.self, Handshake.self])
 
     struct MQTT: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -62,6 +62,67 @@ struct Bench: AsyncParsableCommand {
                 print("  round \(index + 1): raw \(Bench.cpu(round.rawCPU)), delivery \(Bench.cpu(round.deliveryCPU))")
             }
             print(String(format: "ratio Updraft / raw (median of the rounds' ratios): %.2f", result.ratio))
+        }
+    }
+
+    struct Abuse: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "abuse",
+            abstract: "What one hostile device costs the gateway, the broker and another device.",
+            discussion: """
+                Starts a managed mosquitto on a free loopback port and a gateway in this process. A calm \
+                simulated device updates to an image of image-bytes alone (timed), then again while a \
+                hog device asks for --window-requests windows of --window-chunks x --chunk-size bytes \
+                and never reads its chunks. Gateway (this process) and broker memory are sampled \
+                from /proc/<pid>/status (VmRSS) every 20 ms meanwhile. Then a spammer sends \
+                --flood-messages reports for an unknown job and announcements of new versions; the \
+                events added and the growth of the store's files are counted. Exits non-zero when an \
+                aim is missed: gateway RSS +64 MiB, broker RSS +128 MiB, calm device beside the \
+                hog within 3x its time alone, at most 500 events and 1 MiB of store from the flood.
+                """)
+
+        @Option(help: "Window requests the hog sends.") var windowRequests = 10_000
+        @Option(help: "Chunks per hog window.") var windowChunks = 64
+        @Option(help: "Chunk size of the hog's windows, bytes.") var chunkSize = 65_536
+        @Option(help: "The calm device's image size in bytes.") var imageBytes = 4 << 20
+        @Option(help: "Messages the spammer sends.") var floodMessages = 100_000
+        @Option(help: "Log level.") var logLevel: Logger.Level = .warning
+
+        func validate() throws {
+            guard windowRequests >= 1, (1...1024).contains(windowChunks), (256...262_144).contains(chunkSize), imageBytes >= 1, floodMessages >= 0 else {
+                throw ValidationError("Need window-requests >= 1, 1 <= window-chunks <= 1024, 256 <= chunk-size <= 262144, image-bytes >= 1, flood-messages >= 0.")
+            }
+        }
+
+        func run() async throws {
+            var options = AbuseBench.Options()
+            options.windowRequests = windowRequests
+            options.windowChunks = windowChunks
+            options.chunkSize = chunkSize
+            options.imageBytes = imageBytes
+            options.floodMessages = floodMessages
+            let r = try await Bench.measure(logLevel: logLevel, connections: 8) { progress in
+                try await AbuseBench(options: options, logger: Logger(label: "updraft.bench")).run(report: progress)
+            }
+            func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
+            print("updraft bench abuse: hog \(windowRequests) windows of \(windowChunks) x \(chunkSize) B; calm device \(imageBytes) B; spammer \(floodMessages) messages")
+            print("| figure | value |")
+            print("|---|---:|")
+            print("| gateway RSS before / peak / growth | \(mib(r.gatewayRSS.before)) / \(mib(r.gatewayRSS.peak)) / \(mib(r.gatewayRSS.peak - r.gatewayRSS.before)) |")
+            print("| broker RSS before / peak / growth | \(mib(r.brokerRSS.before)) / \(mib(r.brokerRSS.peak)) / \(mib(r.brokerRSS.peak - r.brokerRSS.before)) |")
+            print(String(format: "| calm device alone / beside the hog | %.2f s / %.2f s (%.2fx) |", r.calmAloneSeconds, r.calmBesideSeconds, r.calmBesideSeconds / r.calmAloneSeconds))
+            print(String(format: "| hog requests reaching the gateway / time | %d / %.2f s |", r.hogHandled, r.hogSeconds))
+            print("| windows refused too_many_windows / chunks sent | \(r.windowsRefused) / \(r.chunksSent) |")
+            print(String(format: "| flood messages reaching the gateway / time | %d / %.2f s |", r.floodHandled, r.floodSeconds))
+            print("| flood answered rate_limited | \(r.rateLimited) |")
+            print("| events added by the flood | \(r.eventsAdded) |")
+            print("| store growth by the flood | \(String(format: "%.1f KiB", Double(r.storeGrowth) / 1024)) |")
+            if r.missed.isEmpty {
+                print("all aims met")
+            } else {
+                for miss in r.missed { print("MISSED: \(miss)") }
+                throw ExitCode(1)
+            }
         }
     }
 

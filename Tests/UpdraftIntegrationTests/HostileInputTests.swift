@@ -12,9 +12,10 @@ struct RawDevice {
     let client: MosquittoClient
     let loop: MosquittoEventLoop
 
-    static func connect(_ id: String, port: Int, subscribe: [String]? = nil) async throws -> RawDevice {
-        let loop = MosquittoEventLoop(name: "raw-\(id)")
-        var options = MosquittoOptions(clientID: id, port: port)
+    /// - Parameter clientID: another connection of the same device (same username) when set.
+    static func connect(_ id: String, clientID: String? = nil, port: Int, subscribe: [String]? = nil) async throws -> RawDevice {
+        let loop = MosquittoEventLoop(name: "raw-\(clientID ?? id)")
+        var options = MosquittoOptions(clientID: clientID ?? id, port: port)
         options.username = id
         let client = MosquittoClient(options: options, loop: loop, logger: Harness.logger)
         try await client.connect()
@@ -49,8 +50,8 @@ struct RawDevice {
         }
     }
 
-    func nextError() async throws -> ErrorReply? {
-        guard let message = try await next("/error") else { return nil }
+    func nextError(timeout: Duration = .seconds(10)) async throws -> ErrorReply? {
+        guard let message = try await next("/error", timeout: timeout) else { return nil }
         return try JSONDecoder().decode(ErrorReply.self, from: Data(message.payload))
     }
 

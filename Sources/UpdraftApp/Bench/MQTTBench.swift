@@ -50,17 +50,9 @@ public struct MQTTBench: Sendable {
     }
 
     public func run(report: @escaping @Sendable (String, Double) -> Void) async throws -> Result {
-        let stack = try await LocalStack(logger: logger) { c in
+        try await LocalStack.with(logger: logger, tune: { c in
             c.mqtt.chunk.maxCount = max(c.mqtt.chunk.maxCount, options.window)
-        }
-        do {
-            let result = try await run(on: stack, report: report)
-            await stack.stop()
-            return result
-        } catch {
-            await stack.stop()
-            throw error
-        }
+        }) { stack in try await run(on: stack, report: report) }
     }
 
     private func run(on stack: LocalStack, report: @escaping @Sendable (String, Double) -> Void) async throws -> Result {

@@ -18,6 +18,8 @@ public struct UpdraftConfiguration: Sendable {
     public var maxImageBytes: Int64 = 64 << 20
     /// Release signing key (Ed25519, raw 32 bytes base64); empty means `<data_dir>/keys/release.key`.
     public var signingKeyPath: String = ""
+    /// Announcements and refused reports one device may make the gateway record per minute.
+    public var deviceEventsPerMinute: Int = 30
 
     public var mqtt = MQTT()
     public var coap = CoAPSettings()
@@ -56,6 +58,8 @@ public struct UpdraftConfiguration: Sendable {
         public var username: String = "updraft-gateway"
         public var password: String = ""
         public var chunk = ChunkLimits()
+        /// Windows in flight per device and chunk bytes in flight overall.
+        public var flow = ChunkFlowLimits()
         /// Bytes a device may put in one control message (announce, progress, download request).
         public var maxControlBytes: Int = 4096
         public var broker = Broker()
@@ -104,6 +108,7 @@ public struct UpdraftConfiguration: Sendable {
         sqlitePath = config.string(forKey: "store.sqlite.path", default: d.sqlitePath)
         maxImageBytes = Int64(config.int(forKey: "firmware.max_image_bytes", default: Int(d.maxImageBytes), in: 1...(1 << 32)))
         signingKeyPath = config.string(forKey: "keys.signing_key", default: d.signingKeyPath)
+        deviceEventsPerMinute = config.int(forKey: "devices.events_per_minute", default: d.deviceEventsPerMinute)
 
         let c = config.scoped(to: "coap")
         coap.enabled = c.bool(forKey: "enabled", default: d.coap.enabled)
@@ -130,6 +135,9 @@ public struct UpdraftConfiguration: Sendable {
             max: m.int(forKey: "chunk.max", default: d.mqtt.chunk.max),
             preferred: m.int(forKey: "chunk.preferred", default: d.mqtt.chunk.preferred),
             maxCount: m.int(forKey: "chunk.max_count", default: d.mqtt.chunk.maxCount))
+        mqtt.flow = ChunkFlowLimits(
+            windowsPerDevice: m.int(forKey: "chunk.windows_per_device", default: d.mqtt.flow.windowsPerDevice),
+            bytesInFlight: m.int(forKey: "chunk.bytes_in_flight", default: d.mqtt.flow.bytesInFlight))
 
         let b = m.scoped(to: "broker")
         mqtt.broker.external = b.bool(forKey: "external", default: d.mqtt.broker.external)
@@ -191,6 +199,12 @@ public struct UpdraftConfiguration: Sendable {
         let c = mqtt.chunk
         guard 16 <= c.min, c.min <= c.preferred, c.preferred <= c.max, c.max <= 256 * 1024, c.maxCount >= 1 else {
             throw UpdraftError("config_invalid", "mqtt.chunk needs 16 <= min <= preferred <= max <= 262144 and max_count >= 1 (got min \(c.min), preferred \(c.preferred), max \(c.max), max_count \(c.maxCount)).")
+        }
+        guard mqtt.flow.windowsPerDevice >= 1, mqtt.flow.bytesInFlight >= 1 else {
+            throw UpdraftError("config_invalid", "mqtt.chunk.windows_per_device and mqtt.chunk.bytes_in_flight must be at least 1 (got \(mqtt.flow.windowsPerDevice) and \(mqtt.flow.bytesInFlight)).")
+        }
+        guard deviceEventsPerMinute >= 1 else {
+            throw UpdraftError("config_invalid", "devices.events_per_minute must be at least 1, not \(deviceEventsPerMinute).")
         }
         guard (1...65535).contains(mqtt.broker.port) else {
             throw UpdraftError("config_invalid", "mqtt.broker.port must be 1...65535, not \(mqtt.broker.port).")

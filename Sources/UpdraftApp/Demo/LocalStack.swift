@@ -60,6 +60,22 @@ public final class LocalStack: Sendable {
         self.folderGuard = folderGuard
     }
 
+    /// Runs `body` on a new stack in a temporary folder and stops the stack afterwards,
+    /// whatever happened.
+    public static func with<T: Sendable>(
+        logger: Logger, tune: (inout UpdraftConfiguration) -> Void = { _ in }, _ body: (LocalStack) async throws -> T
+    ) async throws -> T {
+        let stack = try await LocalStack(logger: logger, tune: tune)
+        do {
+            let result = try await body(stack)
+            await stack.stop()
+            return result
+        } catch {
+            await stack.stop()
+            throw error
+        }
+    }
+
     /// Starts a gateway (a new one each time, as after a process restart).
     @discardableResult
     public func startGateway(now: @escaping @Sendable () -> Date = { Date() }) async throws -> GatewayService {

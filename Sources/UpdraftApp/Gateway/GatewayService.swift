@@ -59,7 +59,7 @@ public final class GatewayService: Service, Sendable {
         let images = FirmwareImageCache(store: try FileImageStore(directory: configuration.imagesDirectory))
         mqtt = MQTTGateway(
             client: client, codec: WireCodec(topics: configuration.topics, maxControlBytes: c.maxControlBytes),
-            limits: c.chunk, images: ImageSource(cache: images), logger: logger)
+            limits: c.chunk, flow: c.flow, images: ImageSource(cache: images), logger: logger)
         feed = MQTTEventFeed(client: client, topic: configuration.topics.events, store: store, logger: logger)
         var notifiers: [Transport: any DeviceNotifier] = [.mqtt: mqtt]
         if configuration.coap.enabled {
@@ -69,7 +69,9 @@ public final class GatewayService: Service, Sendable {
         } else {
             coap = nil
         }
-        engine = UpdateEngine(store: store, notifiers: notifiers, logger: logger, now: now)
+        engine = UpdateEngine(
+            store: store, notifiers: notifiers, logger: logger, now: now,
+            eventBudget: DeviceEventBudget(perMinute: configuration.deviceEventsPerMinute))
         mqtt.attach(engine)
         coap?.attach(engine)
     }

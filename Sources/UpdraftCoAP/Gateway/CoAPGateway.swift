@@ -143,8 +143,9 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         try ensureJobResource(for: id)
         let lifetime = body.lifetime.map { Duration.seconds($0) } ?? settings.defaultLifetime
         state.withLock { $0.heard[id] = Heard(at: .now, lifetime: lifetime) }
-        if let unavailable = await engine.announced(id, body.announcement, via: .coap) {
-            return refuse(.serviceUnavailable, unavailable)
+        if let refusal = await engine.announced(id, body.announcement, via: .coap) {
+            // `unavailable`: the store cannot be written; `rate_limited`: over the device's event budget.
+            return refuse(refusal.code == "rate_limited" ? .tooManyRequests : .serviceUnavailable, refusal)
         }
         count("announce")
         return jobRepresentation(of: id, code: .changed)
@@ -173,8 +174,7 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
                     UpdraftError("not_your_job", "Job \(body.job) belongs to another device; report only the job of your own offer (GET job/\(id.rawValue))."),
                     job: body.job)
             }
-            // `unavailable`: the store cannot be written; the device retries the same report.
-            return refuse(refusal.code == "unavailable" ? .serviceUnavailable : .conflict, refusal, job: body.job)
+            return refuse(Self.status(of: refusal), refusal, job: body.job)
         }
         count("progress")
         return CoAPResponse(code: .changed)
@@ -306,7 +306,20 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
     private func refuse(_ code: CoAPResponseCode, _ error: UpdraftError, job: JobID? = nil) -> CoAPResponse {
         count("rejected.\(error.code)")
         logger.notice("refused CoAP request", metadata: ["error.code": "\(error.code)"])
-        return CoAPResponse(code: code, payload: WireJSON.encode(ErrorReply(error, job: job)), contentFormat: .json)
+        // RFC 8516: Max-Age says when to try again; a device's budget refills within a minute.
+        return CoAPResponse(
+            code: code, payload: WireJSON.encode(ErrorReply(error, job: job)), contentFormat: .json,
+            maxAge: code == .tooManyRequests ? 60 : nil)
+    }
+
+    /// The answer to a refused report: 5.03 while the store cannot be written (send the
+    /// same report again), 4.29 over the device's event budget, else 4.09.
+    static func status(of refusal: UpdraftError) -> CoAPResponseCode {
+        switch refusal.code {
+        case "unavailable": .serviceUnavailable
+        case "rate_limited": .tooManyRequests
+        default: .conflict
+        }
     }
 
     private func count(_ key: String) { counters.withLock { $0[key, default: 0] += 1 } }

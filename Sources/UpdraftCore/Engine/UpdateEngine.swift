@@ -18,6 +18,8 @@ public actor UpdateEngine {
     /// Fleet rules: releases, profiles, verification, job history and activity.
     var fleet = FleetState()
     var planner: FleetPlanner
+    /// What each device may make the engine record (refusals, announcements).
+    var eventBudget: DeviceEventBudget
 
     var pendingDevices: [DeviceID: Device] = [:]
     var pendingJobs: [JobID: Job] = [:]
@@ -35,13 +37,15 @@ public actor UpdateEngine {
     ///   adapter it last spoke through (MQTT when unknown).
     public init(
         store: any StatusStore, notifiers: [Transport: any DeviceNotifier], logger: Logger,
-        now: @escaping @Sendable () -> Date = { Date() }, planner: FleetPlanner = FleetPlanner()
+        now: @escaping @Sendable () -> Date = { Date() }, planner: FleetPlanner = FleetPlanner(),
+        eventBudget: DeviceEventBudget = DeviceEventBudget()
     ) {
         self.store = store
         self.notifiers = notifiers
         self.logger = logger
         self.now = now
         self.planner = planner
+        self.eventBudget = eventBudget
     }
 
     /// An engine with one adapter, MQTT.
@@ -97,7 +101,9 @@ public actor UpdateEngine {
     ///   a target version, never fail an install (see ``Announcement/recency(knownBoot:replayed:)``).
     ///
     /// Returns the error to send back when the announcement cannot be taken now
-    /// (`unavailable`: the store cannot be written; announce again later).
+    /// (`unavailable`: the store cannot be written; announce again later), or
+    /// `rate_limited` when the device announced changes faster than its event budget:
+    /// the announcement is then ignored.
     @discardableResult
     public func announced(
         _ id: DeviceID, _ announcement: Announcement, via transport: Transport = .mqtt, replayed: Bool = false
@@ -115,6 +121,7 @@ public actor UpdateEngine {
         let changed =
             device.product != announcement.product || device.version != announcement.version
             || device.acceptsUpdates != announcement.acceptsUpdates || device.transport != transport
+        if changed, let limited = spendEventBudget(id, at: time) { return limited }
         device.product = announcement.product
         device.version = announcement.version
         device.acceptsUpdates = announcement.acceptsUpdates
@@ -158,6 +165,7 @@ public actor UpdateEngine {
         let time = now()
         touch(id, at: time)
         guard var machine = active[id], machine.job.id == jobID else {
+            if let limited = spendEventBudget(id, at: time) { return limited }
             let error = UpdraftError("unknown_job", "Job \(jobID) is not the active job of device \(id); ask again by re-announcing.")
             record(UpdraftEvent(kind: .jobRefused, time: time, deviceID: id, jobID: jobID, detail: error.message))
             return error
@@ -169,6 +177,8 @@ public actor UpdateEngine {
             if first { pendingActivity[jobID] = fleet.activity[jobID] }
         }
         let outcome = machine.report(report, at: time)
+        // A refusal is recorded: it spends the budget. Accepted progress never does.
+        if case .refused = outcome, let limited = spendEventBudget(id, at: time) { return limited }
         apply(outcome, &machine, device: id)
         if case .refused(let why) = outcome { return UpdraftError("transition_refused", "Report refused: \(why).") }
         return nil
@@ -380,4 +390,26 @@ public actor UpdateEngine {
     }
 
     func record(_ event: UpdraftEvent) { pendingEvents.append(event) }
+
+    /// Takes one of the device's recordable events; returns `rate_limited` when it has none
+    /// left (the caller then records and applies nothing). Records the summary of what was
+    /// dropped before, if anything.
+    func spendEventBudget(_ id: DeviceID, at time: Date) -> UpdraftError? {
+        switch eventBudget.admit(id, at: time) {
+        case .record(let dropped):
+            if let dropped {
+                record(
+                    UpdraftEvent(
+                        kind: .deviceRateLimited, time: time, deviceID: id,
+                        detail: "dropped \(dropped.count) messages from \(dropped.from.ISO8601Format()) to \(dropped.to.ISO8601Format())"))
+                logger.notice("device was rate limited", metadata: ["device.id": "\(id)", "dropped": "\(dropped.count)"])
+            }
+            return nil
+        case .drop(let retryAt):
+            let seconds = max(1, Int(retryAt.timeIntervalSince(time).rounded(.up)))
+            return UpdraftError(
+                "rate_limited",
+                "Too many announcements or refused reports from this device (at most \(eventBudget.perMinute) a minute); this message was ignored. Wait \(seconds) s before sending again.")
+        }
+    }
 }

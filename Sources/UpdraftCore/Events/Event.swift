@@ -12,6 +12,9 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     case deviceOnline = "device.online"
     case deviceOffline = "device.offline"
     case deviceAnnounced = "device.announced"
+    /// A device sent more than its budget of recordable messages; `detail` says how many
+    /// were dropped and over which period (see ``DeviceEventBudget``).
+    case deviceRateLimited = "device.rate_limited"
     /// A fleet release's rollout changed (stage advanced, paused, resumed, completed,
     /// aborted, canceled), by the planner or by an operator command.
     case rolloutChanged = "release.rollout"

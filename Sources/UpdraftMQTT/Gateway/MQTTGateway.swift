@@ -25,14 +25,19 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
     public let codec: WireCodec
     public let limits: ChunkLimits
     public let counters = GatewayCounters()
+    private let flow: ChunkFlow
     private let images: any ChunkSource
     private let logger: Logger
     private let engineBox = Mutex<UpdateEngine?>(nil)
 
-    public init(client: MosquittoClient, codec: WireCodec, limits: ChunkLimits, images: any ChunkSource, logger: Logger) {
+    public init(
+        client: MosquittoClient, codec: WireCodec, limits: ChunkLimits, flow: ChunkFlowLimits = ChunkFlowLimits(),
+        images: any ChunkSource, logger: Logger
+    ) {
         self.client = client
         self.codec = codec
         self.limits = limits
+        self.flow = ChunkFlow(limits: flow)
         self.images = images
         self.logger = logger
     }
@@ -101,6 +106,8 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
     }
 
     private func serve(_ request: DownloadRequest, to device: DeviceID) async {
+        // Checked before the engine is asked: a flood of excess requests costs a lock each.
+        guard flow.hasCredit(device) else { return refuseWindow(request, device) }
         let firmware: Firmware
         switch await engine.authorizeDownload(device, job: request.job) {
         case .failure(let error):
@@ -111,13 +118,17 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
         do {
             let image = try images.image(for: firmware)
             let ranges = try request.chunkRanges(imageSize: image.count, limits: limits)
+            guard flow.openWindow(for: device) else { return refuseWindow(request, device) }
             var bytes = 0
             // Slices share the cached image's storage: no copy before libmosquitto's own.
             let chunks = ranges.map { range in
                 bytes += range.count
                 return (topic: codec.topics.chunk(device, job: request.job, offset: range.lowerBound), payload: image[range])
             }
-            client.publishNoWait(chunks, qos: .atMostOnce)
+            // Back-pressure: while the budget is spent, wait (and so read no further
+            // device messages) rather than hand libmosquitto more to buffer.
+            await flow.reserve(bytes)
+            client.publishNoWait(chunks) { [flow, bytes] _ in flow.closeWindow(for: device, bytes: bytes) }
             counters.increment("chunks.sent", by: ranges.count)
             counters.increment("bytes.sent", by: bytes)
         } catch let error as UpdraftError {
@@ -127,6 +138,20 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
             logger.error("image read failed", metadata: ["firmware.id": "\(firmware.id)", "error": "\(error)"])
         }
     }
+
+    static func tooManyWindows(_ limit: Int) -> UpdraftError {
+        UpdraftError(
+            "too_many_windows",
+            "At most \(limit) download windows may be in flight per device; ask for the next window once the chunks of an earlier one arrived (or after your request timeout).")
+    }
+
+    private func refuseWindow(_ request: DownloadRequest, _ device: DeviceID) {
+        guard flow.answerRefusal(for: device) else { return counters.increment("rejected.too_many_windows") }
+        refuse(Self.tooManyWindows(flow.limits.windowsPerDevice), request, device)
+    }
+
+    /// Chunk bytes handed to libmosquitto and not yet written.
+    public var chunkBytesInFlight: Int { flow.bytesInFlight }
 
     private func refuse(_ error: UpdraftError, _ request: DownloadRequest, _ device: DeviceID) {
         counters.increment("rejected.\(error.code)")

@@ -1,0 +1,52 @@
+import Testing
+import UpdraftCore
+@testable import UpdraftMQTT
+
+@Suite struct WindowCreditsTests {
+    let hog: DeviceID = "hog-1"
+    let calm: DeviceID = "calm-1"
+
+    @Test func aDeviceGetsItsCreditsAndNoMoreUntilAWindowCloses() {
+        var credits = WindowCredits(limits: ChunkFlowLimits(windowsPerDevice: 2, bytesInFlight: 1 << 20))
+        let granted = (0..<3).map { _ in credits.openWindow(for: hog) }
+        #expect(granted == [true, true, false])
+        let other = credits.openWindow(for: calm)
+        #expect(other, "another device's credit is its own")
+        credits.reserve(100)
+        credits.closeWindow(for: hog, bytes: 100)
+        let again = credits.openWindow(for: hog)
+        #expect(again)
+        #expect(!credits.hasCredit(hog))
+        #expect(credits.bytes == 0)
+    }
+
+    @Test func theByteBudgetTakesAnyWindowWhenIdleAndNoMoreThanItsSizeOtherwise() {
+        var credits = WindowCredits(limits: ChunkFlowLimits(windowsPerDevice: 2, bytesInFlight: 1000))
+        #expect(credits.fits(5000), "a window larger than the budget is not stuck forever")
+        credits.reserve(600)
+        #expect(credits.fits(400))
+        #expect(!credits.fits(401))
+        credits.closeWindow(for: hog, bytes: 600)
+        #expect(credits.windows[hog] == nil)
+    }
+
+    @Test func windowsWaitForTheBudgetInOrder() async {
+        let flow = ChunkFlow(limits: ChunkFlowLimits(windowsPerDevice: 4, bytesInFlight: 1000))
+        await flow.reserve(800)
+        let waiting = Task { await flow.reserve(500) }
+        // Not before the first window's bytes came back.
+        flow.closeWindow(for: hog, bytes: 800)
+        await waiting.value
+        #expect(flow.bytesInFlight == 500)
+    }
+
+    @Test func aRefusalIsAnsweredOncePerClosedWindow() {
+        var credits = WindowCredits(limits: ChunkFlowLimits(windowsPerDevice: 1, bytesInFlight: 1000))
+        _ = credits.openWindow(for: hog)
+        let answers = (0..<5).map { _ in credits.answerRefusal(for: hog) }
+        #expect(answers == [true, false, false, false, false])
+        credits.closeWindow(for: hog, bytes: 0)
+        let afterClose = credits.answerRefusal(for: hog)
+        #expect(afterClose)
+    }
+}
