@@ -11,9 +11,13 @@ import UpdraftCore
             let tool = CoAPClientTool(directory: h.stack.directory)
             let coap = h.stack.configuration.coap
             let key = try PSKFile.issue(for: "flooded-1", path: h.stack.configuration.resolvedPSKFile)
-            // Far more than libcoap's 100 handshakes in progress, from a new port every 2 datagrams.
+            // Far more than libcoap's 100 handshakes in progress, from a new port every 2
+            // datagrams, for 20 s: long enough to outlast the device's handshake on a loaded
+            // CI machine. ClientHellos only: garbage to the plain port (a plain-UDP session
+            // per new port, kept by libcoap) is the README's open limit, and the log
+            // collapsing is CoAPLogRepeatsTests' subject.
             let flood = Flooder(
-                hellos: 40_000, garbage: 4_000, rate: 4_000, perPort: 2, securePort: coap.securePort, plainPort: coap.port)
+                hellos: 40_000, garbage: 0, rate: 2_000, perPort: 2, securePort: coap.securePort, plainPort: coap.port)
             let sender = Thread { flood.run() }
             sender.start()
             defer { flood.stop() }

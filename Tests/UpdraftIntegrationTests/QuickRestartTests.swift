@@ -52,9 +52,22 @@ import UpdraftDevice
         try await Task.sleep(for: .milliseconds(100))
         processes.append(try serve())
 
-        let jobs = try await waitForAll(timeout: .seconds(240)) {
-            let jobs = try await ops.store.jobs(release: plan.release.id)
-            return jobs.allSatisfy { $0.state.isTerminal } ? jobs : nil
+        let jobs: [Job]
+        do {
+            jobs = try await waitForAll(timeout: .seconds(240)) {
+                let jobs = try await ops.store.jobs(release: plan.release.id)
+                return jobs.allSatisfy { $0.state.isTerminal } ? jobs : nil
+            }
+        } catch {
+            // Say where the unfinished jobs stand, so a failure can be diagnosed from the log.
+            let open = try await ops.store.jobs(release: plan.release.id).filter { !$0.state.isTerminal }
+            let states = Dictionary(grouping: open, by: { "\($0.state)" }).mapValues(\.count)
+            print("restart-during-reboots unfinished=\(open.count) states=\(states.sorted { $0.key < $1.key }) first=\(open.prefix(3).map { "\($0.deviceID)" })")
+            if let stuck = open.first {
+                let trail = try await ops.store.events(after: 0, limit: 1_000_000).filter { $0.deviceID == stuck.deviceID }.suffix(12)
+                for event in trail { print("restart-during-reboots trail \(event.sequence) \(event.kind) \(event.detail ?? "")") }
+            }
+            throw error
         }
         let elapsed = ContinuousClock.now - started
         let failed = jobs.filter { $0.state != .succeeded }
