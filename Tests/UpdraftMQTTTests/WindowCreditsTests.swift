@@ -49,4 +49,21 @@ import UpdraftCore
         let afterClose = credits.answerRefusal(for: hog)
         #expect(afterClose)
     }
+
+    @Test func aDeviceIsSentTwiceItsImageAtOnceThenOneImageAMinute() {
+        var allowance = DownloadAllowance(imagesAtOnce: 2, refill: .seconds(60))
+        let start = ContinuousClock.now
+        let job: JobID = "j1"
+        // A download and one full restart of a 1000-byte image, in windows of 250.
+        let first = (0..<8).map { _ in allowance.spend(250, device: hog, job: job, imageSize: 1000, at: start) }
+        #expect(first == Array(repeating: true, count: 8))
+        let asked = allowance.spend(250, device: hog, job: job, imageSize: 1000, at: start)
+        #expect(!asked, "the same bytes asked for a third time at once are refused")
+        let calmFirst = allowance.spend(1000, device: calm, job: "j2", imageSize: 1000, at: start)
+        #expect(calmFirst, "another device's allowance is its own")
+        let later = allowance.spend(250, device: hog, job: job, imageSize: 1000, at: start + .seconds(15))
+        #expect(later, "a quarter of the image comes back in a quarter of a minute")
+        let newJob = allowance.spend(2000, device: hog, job: "j3", imageSize: 1000, at: start + .seconds(15))
+        #expect(newJob, "a new job starts with a full allowance")
+    }
 }

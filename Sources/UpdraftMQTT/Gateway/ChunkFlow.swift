@@ -60,12 +60,48 @@ struct WindowCredits: Sendable, Equatable {
     }
 }
 
+/// How many image bytes one device may be sent for one job: twice the image at once (a
+/// download and one full restart), then one image's worth more per `refill`. Chunks are
+/// QoS 0 and never acknowledged, so a window's credit comes back once it is written to
+/// the broker, whether or not the device reads it; this is what stops a device that asks
+/// for the same bytes again and again from filling the broker's queue for it. A device
+/// that resumes asks only for what it lacks and never comes near it. Pure: time is given.
+struct DownloadAllowance: Sendable {
+    var imagesAtOnce = 2.0
+    var refill: Duration = .seconds(60)
+    private struct Entry { var job: JobID; var bytes: Double; var at: ContinuousClock.Instant }
+    private var entries: [DeviceID: Entry] = [:]
+
+    init(imagesAtOnce: Double = 2, refill: Duration = .seconds(60)) {
+        self.imagesAtOnce = imagesAtOnce
+        self.refill = refill
+    }
+
+    /// Takes `count` bytes of `device`'s allowance for `job`; `false` (nothing taken) when
+    /// they are not there yet.
+    mutating func spend(_ count: Int, device: DeviceID, job: JobID, imageSize: Int, at now: ContinuousClock.Instant) -> Bool {
+        let capacity = imagesAtOnce * Double(imageSize)
+        var entry = entries[device].flatMap { $0.job == job ? $0 : nil } ?? Entry(job: job, bytes: capacity, at: now)
+        let (seconds, attoseconds) = (now - entry.at).components
+        let (refillSeconds, refillAttoseconds) = refill.components
+        let elapsed = Double(seconds) + Double(attoseconds) / 1e18
+        let period = Double(refillSeconds) + Double(refillAttoseconds) / 1e18
+        entry.bytes = min(capacity, entry.bytes + Double(imageSize) * elapsed / period)
+        entry.at = now
+        let granted = entry.bytes >= Double(count)
+        if granted { entry.bytes -= Double(count) }
+        entries[device] = entry
+        return granted
+    }
+}
+
 /// Flow control of chunk windows: a per-device credit (refuse beyond it) and a global
 /// byte budget (wait for it), so that whatever devices ask, the chunk bytes the gateway
 /// holds stay below `windowsPerDevice x window` per device and `bytesInFlight` overall.
 final class ChunkFlow: Sendable {
     private struct State {
         var credits: WindowCredits
+        var allowance = DownloadAllowance()
         var waiters: [(bytes: Int, continuation: CheckedContinuation<Void, Never>)] = []
     }
     private let state: Mutex<State>
@@ -78,6 +114,10 @@ final class ChunkFlow: Sendable {
     func hasCredit(_ device: DeviceID) -> Bool { state.withLock { $0.credits.hasCredit(device) } }
     func openWindow(for device: DeviceID) -> Bool { state.withLock { $0.credits.openWindow(for: device) } }
     func answerRefusal(for device: DeviceID) -> Bool { state.withLock { $0.credits.answerRefusal(for: device) } }
+    func spendAllowance(_ count: Int, device: DeviceID, job: JobID, imageSize: Int) -> Bool {
+        let now = ContinuousClock.now
+        return state.withLock { $0.allowance.spend(count, device: device, job: job, imageSize: imageSize, at: now) }
+    }
 
     /// Returns once `count` bytes fit the budget (first come, first served).
     func reserve(_ count: Int) async {

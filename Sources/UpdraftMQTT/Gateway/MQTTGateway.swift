@@ -118,6 +118,11 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
         do {
             let image = try images.image(for: firmware)
             let ranges = try request.chunkRanges(imageSize: image.count, limits: limits)
+            let size = ranges.reduce(0) { $0 + $1.count }
+            guard flow.spendAllowance(size, device: device, job: request.job, imageSize: image.count) else {
+                guard flow.answerRefusal(for: device) else { return counters.increment("rejected.download_allowance") }
+                return refuse(Self.allowanceSpent, request, device)
+            }
             guard flow.openWindow(for: device) else { return refuseWindow(request, device) }
             var bytes = 0
             // Slices share the cached image's storage: no copy before libmosquitto's own.
@@ -144,6 +149,10 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
             "too_many_windows",
             "At most \(limit) download windows may be in flight per device; ask for the next window once the chunks of an earlier one arrived (or after your request timeout).")
     }
+
+    static let allowanceSpent = UpdraftError(
+        "download_allowance",
+        "This device was sent twice its image for this job within a minute; ask only for the chunks you lack, and wait a few seconds before asking again (one image's worth comes back per minute).")
 
     private func refuseWindow(_ request: DownloadRequest, _ device: DeviceID) {
         guard flow.answerRefusal(for: device) else { return counters.increment("rejected.too_many_windows") }
