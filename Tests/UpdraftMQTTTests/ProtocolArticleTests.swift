@@ -1,0 +1,50 @@
+import Foundation
+import Testing
+
+/// Every error code a device can be sent is in its protocol article: the codes are read
+/// from the sources that answer devices (`UpdraftError("code", ...)` literals), so a new
+/// code without a line in the article fails here.
+@Suite struct ProtocolArticleTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The literal error codes in the Swift files under `folders`.
+    static func codes(in folders: [String]) throws -> Set<String> {
+        let pattern = try Regex(#"UpdraftError\(\s*"([a-z_]+)""#)
+        var found: Set<String> = []
+        for folder in folders {
+            let base = root.appendingPathComponent(folder)
+            let files = FileManager.default.enumerator(at: base, includingPropertiesForKeys: nil)?.compactMap { $0 as? URL } ?? []
+            for file in files where file.pathExtension == "swift" {
+                let text = try String(contentsOf: file, encoding: .utf8)
+                for match in text.matches(of: pattern) {
+                    if let code = match.output[1].substring { found.insert(String(code)) }
+                }
+            }
+        }
+        return found
+    }
+
+    static func article(_ path: String) throws -> String {
+        try String(contentsOf: root.appendingPathComponent(path), encoding: .utf8)
+    }
+
+    @Test func theMQTTArticleListsEveryCodeAnMQTTDeviceCanGet() throws {
+        let codes = try Self.codes(in: ["Sources/UpdraftCore/Engine", "Sources/UpdraftWire", "Sources/UpdraftMQTT"])
+            // Its topic names no device, so there is nobody to answer.
+            .subtracting(["unknown_topic"])
+        #expect(codes.count >= 10, "the scan found too few codes: \(codes.sorted())")
+        let text = try Self.article("Sources/UpdraftMQTT/Documentation.docc/MQTTDeviceProtocol.md")
+        let missing = codes.filter { !text.contains("`\($0)`") }.sorted()
+        #expect(missing.isEmpty, "error codes missing from MQTTDeviceProtocol.md: \(missing)")
+    }
+
+    @Test func theCoAPArticleListsEveryCodeACoAPDeviceCanGet() throws {
+        let codes = try Self.codes(in: ["Sources/UpdraftCore/Engine", "Sources/UpdraftWire", "Sources/UpdraftCoAP"])
+            // Answers to MQTT download requests; CoAP images are authorised in the adapter.
+            .subtracting(["job_installing"])
+        #expect(codes.count >= 5, "the scan found too few codes: \(codes.sorted())")
+        let text = try Self.article("Sources/UpdraftCoAP/Documentation.docc/CoAPDeviceAPI.md")
+        let missing = codes.filter { !text.contains("`\($0)`") }.sorted()
+        #expect(missing.isEmpty, "error codes missing from CoAPDeviceAPI.md: \(missing)")
+    }
+}
