@@ -26,7 +26,9 @@ import UpdraftMQTT
                 }
             }
             let refusal = try #require(try await errors.nextError())
-            #expect(refusal.code == "too_many_windows")
+            // Its credit (windows not yet written) or its allowance (twice the image per job
+            // at once) runs out first, depending on how fast its windows are written.
+            #expect(["too_many_windows", "download_allowance"].contains(refusal.code))
             #expect(refusal.job == job && refusal.offset == 0)
             #expect(!refusal.message.isEmpty)
 
@@ -39,7 +41,8 @@ import UpdraftMQTT
             await fleet.stop()
             await hog.close()
             await errors.close()
-            #expect((h.stack.gateway?.mqtt.counters["rejected.too_many_windows"] ?? 0) > 0)
+            let counters = try #require(h.stack.gateway?.mqtt.counters)
+            #expect(counters["rejected.too_many_windows"] + counters["rejected.download_allowance"] > 0)
         }
     }
 
