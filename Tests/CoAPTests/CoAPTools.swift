@@ -170,7 +170,10 @@ func freeUDPPortBelowEphemeralRange() throws -> Int {
     let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
     let lowest = range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32768
     for _ in 0..<200 {
-        let port = Int.random(in: max(1024, lowest - 10_000)..<lowest)
+        // The 6000 ports below the ephemeral range; PortProbe.freeUDPPort (the gateway
+        // tests' CoAP ports) stays below 26000, so a port released between a stop and a
+        // start here is not handed to a gateway meanwhile.
+        let port = Int.random(in: max(1024, lowest - 6_000)..<lowest)
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         defer { close(fd) }
         var address = loopback(port: port)
