@@ -66,4 +66,16 @@ import UpdraftCore
         let newJob = allowance.spend(2000, device: hog, job: "j3", imageSize: 1000, at: start + .seconds(15))
         #expect(newJob, "a new job starts with a full allowance")
     }
+
+    @Test func aWindowTakesItsCreditAndItsAllowanceTogetherOrNeither() {
+        let flow = ChunkFlow(limits: ChunkFlowLimits(windowsPerDevice: 2, bytesInFlight: 1 << 20))
+        let job: JobID = "j1"
+        #expect(flow.openWindow(for: hog, job: job, bytes: 1000, imageSize: 1000) == nil)
+        #expect(flow.openWindow(for: hog, job: job, bytes: 1000, imageSize: 1000) == nil)
+        #expect(flow.openWindow(for: hog, job: job, bytes: 1000, imageSize: 1000) == .noCredit)
+        flow.closeWindow(for: hog, bytes: 0)
+        // Twice the image went out: the allowance refuses, and the credit stays free.
+        #expect(flow.openWindow(for: hog, job: job, bytes: 1000, imageSize: 1000) == .allowanceSpent)
+        #expect(flow.hasCredit(hog))
+    }
 }

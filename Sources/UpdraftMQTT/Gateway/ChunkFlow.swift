@@ -112,11 +112,20 @@ final class ChunkFlow: Sendable {
     var bytesInFlight: Int { state.withLock { $0.credits.bytes } }
 
     func hasCredit(_ device: DeviceID) -> Bool { state.withLock { $0.credits.hasCredit(device) } }
-    func openWindow(for device: DeviceID) -> Bool { state.withLock { $0.credits.openWindow(for: device) } }
     func answerRefusal(for device: DeviceID) -> Bool { state.withLock { $0.credits.answerRefusal(for: device) } }
-    func spendAllowance(_ count: Int, device: DeviceID, job: JobID, imageSize: Int) -> Bool {
+
+    enum Refusal { case noCredit, allowanceSpent }
+
+    /// Opens a window of `bytes` for `device`'s `job`: takes a window credit and that much
+    /// of its download allowance together, or neither.
+    func openWindow(for device: DeviceID, job: JobID, bytes: Int, imageSize: Int) -> Refusal? {
         let now = ContinuousClock.now
-        return state.withLock { $0.allowance.spend(count, device: device, job: job, imageSize: imageSize, at: now) }
+        return state.withLock { state in
+            guard state.credits.hasCredit(device) else { return .noCredit }
+            guard state.allowance.spend(bytes, device: device, job: job, imageSize: imageSize, at: now) else { return .allowanceSpent }
+            _ = state.credits.openWindow(for: device)
+            return nil
+        }
     }
 
     /// Returns once `count` bytes fit the budget (first come, first served).

@@ -107,7 +107,7 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
 
     private func serve(_ request: DownloadRequest, to device: DeviceID) async {
         // Checked before the engine is asked: a flood of excess requests costs a lock each.
-        guard flow.hasCredit(device) else { return refuseWindow(request, device) }
+        guard flow.hasCredit(device) else { return refuseWindow(request, device, Self.tooManyWindows(flow.limits.windowsPerDevice)) }
         let firmware: Firmware
         switch await engine.authorizeDownload(device, job: request.job) {
         case .failure(let error):
@@ -118,17 +118,18 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
         do {
             let image = try images.image(for: firmware)
             let ranges = try request.chunkRanges(imageSize: image.count, limits: limits)
-            let size = ranges.reduce(0) { $0 + $1.count }
-            guard flow.spendAllowance(size, device: device, job: request.job, imageSize: image.count) else {
-                guard flow.answerRefusal(for: device) else { return counters.increment("rejected.download_allowance") }
-                return refuse(Self.allowanceSpent, request, device)
+            let bytes = ranges.reduce(0) { $0 + $1.count }
+            switch flow.openWindow(for: device, job: request.job, bytes: bytes, imageSize: image.count) {
+            case .noCredit?:
+                return refuseWindow(request, device, Self.tooManyWindows(flow.limits.windowsPerDevice))
+            case .allowanceSpent?:
+                return refuseWindow(request, device, Self.allowanceSpent)
+            case nil:
+                break
             }
-            guard flow.openWindow(for: device) else { return refuseWindow(request, device) }
-            var bytes = 0
             // Slices share the cached image's storage: no copy before libmosquitto's own.
             let chunks = ranges.map { range in
-                bytes += range.count
-                return (topic: codec.topics.chunk(device, job: request.job, offset: range.lowerBound), payload: image[range])
+                (topic: codec.topics.chunk(device, job: request.job, offset: range.lowerBound), payload: image[range])
             }
             // Back-pressure: while the budget is spent, wait (and so read no further
             // device messages) rather than hand libmosquitto more to buffer.
@@ -154,9 +155,11 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
         "download_allowance",
         "This device was sent twice its image for this job within a minute; ask only for the chunks you lack, and wait a few seconds before asking again (one image's worth comes back per minute).")
 
-    private func refuseWindow(_ request: DownloadRequest, _ device: DeviceID) {
-        guard flow.answerRefusal(for: device) else { return counters.increment("rejected.too_many_windows") }
-        refuse(Self.tooManyWindows(flow.limits.windowsPerDevice), request, device)
+    /// A window refused for its credit or allowance is answered once until one of the
+    /// device's windows closes; the rest are dropped (an answer costs more than a request).
+    private func refuseWindow(_ request: DownloadRequest, _ device: DeviceID, _ error: UpdraftError) {
+        guard flow.answerRefusal(for: device) else { return counters.increment("rejected.\(error.code)") }
+        refuse(error, request, device)
     }
 
     /// Chunk bytes handed to libmosquitto and not yet written.
