@@ -168,12 +168,6 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         }
         guard let engine else { return .status(.serviceUnavailable, diagnostic: "starting; retry") }
         if let refusal = await engine.report(id, job: body.job, report) {
-            if refusal.code == "unknown_job", let owner = await engine.owner(ofActiveJob: body.job), owner != id {
-                return refuse(
-                    .forbidden,
-                    UpdraftError("not_your_job", "Job \(body.job) belongs to another device; report only the job of your own offer (GET job/\(id.rawValue))."),
-                    job: body.job)
-            }
             return refuse(Self.status(of: refusal), refusal, job: body.job)
         }
         count("progress")
@@ -313,11 +307,13 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
     }
 
     /// The answer to a refused report: 5.03 while the store cannot be written (send the
-    /// same report again), 4.29 over the device's event budget, else 4.09.
+    /// same report again), 4.29 over the device's event budget, 4.03 for another
+    /// device's job, else 4.09.
     static func status(of refusal: UpdraftError) -> CoAPResponseCode {
         switch refusal.code {
         case "unavailable": .serviceUnavailable
         case "rate_limited": .tooManyRequests
+        case "not_your_job": .forbidden
         default: .conflict
         }
     }

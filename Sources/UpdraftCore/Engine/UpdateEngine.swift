@@ -166,7 +166,12 @@ public actor UpdateEngine {
         touch(id, at: time)
         guard var machine = active[id], machine.job.id == jobID else {
             if let limited = spendEventBudget(id, at: time) { return limited }
-            let error = UpdraftError("unknown_job", "Job \(jobID) is not the active job of device \(id); ask again by re-announcing.")
+            // A scan of the active jobs, on this refusal path only (budgeted above).
+            let owner = active.first { $0.value.job.id == jobID }?.key
+            let error =
+                owner.map { _ in
+                    UpdraftError("not_your_job", "Job \(jobID) belongs to another device; report only the job of your own offer.")
+                } ?? UpdraftError("unknown_job", "Job \(jobID) is not the active job of device \(id); ask again by re-announcing.")
             record(UpdraftEvent(kind: .jobRefused, time: time, deviceID: id, jobID: jobID, detail: error.message))
             return error
         }
@@ -217,8 +222,6 @@ public actor UpdateEngine {
     // MARK: Queries
 
     public func activeJob(of id: DeviceID) -> Job? { active[id]?.job }
-    /// The device whose active job `jobID` is, if any. A scan: for refusals only.
-    public func owner(ofActiveJob jobID: JobID) -> DeviceID? { active.first { $0.value.job.id == jobID }?.key }
     public func device(_ id: DeviceID) -> Device? { devices[id] }
     public var onlineCount: Int { devices.values.filter(\.online).count }
     /// Devices the registry has online whose last transport is `transport`.
