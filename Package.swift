@@ -3,8 +3,12 @@ import PackageDescription
 
 // Module layout (dependencies point one way, see README "Architecture"):
 //   updraft (CLI) -> UpdraftApp -> UpdraftMQTT -> Mosquitto -> CMosquitto
+//                               -> UpdraftCoAP -> CoAP -> CCoAP
 //                               -> UpdraftStore (SQLite)
 //                               -> UpdraftCore (pure domain, no C/SQL/networking)
+//   UpdraftMQTT, UpdraftCoAP -> UpdraftAdapter (the adapter seam: the engine returns
+//     DeviceCommands, the DeviceCommandRouter made in UpdraftApp delivers them to the DeviceAdapter
+//     of each device's transport; DevicePipeline is every adapter's request steps)
 //   UpdraftDevice (reference device, simulator) -> UpdraftMQTT (wire codec), Mosquitto
 let package = Package(
     name: "Updraft",
@@ -84,12 +88,24 @@ let package = Package(
             name: "UpdraftWire",
             dependencies: ["UpdraftCore"]
         ),
+        // The seam every protocol adapter plugs into: the DeviceAdapter protocol, the
+        // router of the engine's commands, the shared request pipeline, counters and the
+        // image source. A new adapter (HTTP downloads) depends on this, not on another adapter.
+        .target(
+            name: "UpdraftAdapter",
+            dependencies: [
+                "UpdraftCore",
+                "UpdraftWire",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // MQTT adapter: device wire protocol codec and the gateway's MQTT service.
         .target(
             name: "UpdraftMQTT",
             dependencies: [
                 "UpdraftCore",
                 "UpdraftWire",
+                "UpdraftAdapter",
                 "Mosquitto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -101,8 +117,8 @@ let package = Package(
             dependencies: [
                 "UpdraftCore",
                 "UpdraftWire",
+                "UpdraftAdapter",
                 "CoAP",
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -124,6 +140,7 @@ let package = Package(
             name: "UpdraftApp",
             dependencies: [
                 "UpdraftCore",
+                "UpdraftAdapter",
                 "UpdraftCoAP",
                 "CoAP",
                 "UpdraftStore",
@@ -150,10 +167,11 @@ let package = Package(
         .testTarget(
             name: "UpdraftStoreTests",
             dependencies: [
-                "UpdraftStore", "UpdraftCore", .product(name: "Logging", package: "swift-log"),
+                "UpdraftStore", "UpdraftCore", "UpdraftAdapter", .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
+        .testTarget(name: "UpdraftAdapterTests", dependencies: ["UpdraftAdapter", "UpdraftCore"]),
         .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto"]),
         .testTarget(name: "CoAPTests", dependencies: ["CoAP"]),
         .testTarget(name: "UpdraftMQTTTests", dependencies: ["UpdraftMQTT", "UpdraftCore"]),

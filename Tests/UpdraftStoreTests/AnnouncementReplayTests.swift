@@ -17,10 +17,10 @@ struct AnnouncementReplayTests {
     func installedJob(_ f: FleetEngineFixture, _ id: DeviceID, boot: UInt64?) async throws -> Job {
         await f.engine.announced(id, announcement("1", boot: boot))
         _ = try await f.release()
-        await f.engine.tick()
+        await f.tick()
         let job = try #require(await f.engine.activeJob(of: id))
         for report in [DeviceReport.downloading(percent: 50), .downloaded, .verified, .installing, .installed] {
-            #expect(await f.engine.report(id, job: job.id, report) == nil)
+            #expect(await f.engine.report(id, job: job.id, report).refusal == nil)
         }
         #expect(await f.engine.activeJob(of: id)?.state == .installed)
         return job
@@ -28,7 +28,7 @@ struct AnnouncementReplayTests {
 
     func restarted(_ f: FleetEngineFixture) async throws -> UpdateEngine {
         try await f.engine.flush()
-        let engine = UpdateEngine(store: f.store, notifier: RecordingNotifier(), logger: testLogger, now: { [clock = f.clock] in clock.now })
+        let engine = UpdateEngine(store: f.store, logger: testLogger, now: { [clock = f.clock] in clock.now })
         try await engine.load()
         return engine
     }
@@ -110,7 +110,7 @@ struct AnnouncementReplayTests {
             let engine = try await restarted(f)
             let before = try await refusals(f)
             for report in [DeviceReport.downloading(percent: 50), .downloaded, .verified, .installing, .installed] {
-                #expect(await engine.report("d1", job: job.id, report) == nil, "\(report.name)")
+                #expect(await engine.report("d1", job: job.id, report).refusal == nil, "\(report.name)")
             }
             try await engine.flush()
             #expect(try await refusals(f) == before)

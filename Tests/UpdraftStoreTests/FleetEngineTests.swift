@@ -13,19 +13,37 @@ final class ManualClock: Sendable {
     func advance(_ seconds: TimeInterval) { current.withLock { $0 += seconds } }
 }
 
-/// Records the offers the engine sends.
-final class RecordingNotifier: DeviceNotifier {
-    private let sent = Mutex<[(DeviceID, JobID)]>([])
-    func offer(_ job: Job, firmware: Firmware, to device: DeviceID) { sent.withLock { $0.append((device, job.id)) } }
-    func offers(to device: DeviceID) -> [JobID] { sent.withLock { $0.filter { $0.0 == device }.map(\.1) } }
-    var count: Int { sent.withLock { $0.count } }
+/// The commands the engine returned to the fixture's calls, in order, as a router gets them.
+final class CommandLog: Sendable {
+    private let sent = Mutex<[DeviceCommand]>([])
+    func record(_ commands: [DeviceCommand]) { sent.withLock { $0 += commands } }
+    func offers(to device: DeviceID) -> [JobID] { sent.withLock { $0.offers(to: device) } }
+    var offerCount: Int { sent.withLock { $0.filter { if case .offer = $0.action { true } else { false } }.count } }
+}
+
+extension [DeviceCommand] {
+    /// The jobs offered to `device`, in order.
+    func offers(to device: DeviceID) -> [JobID] {
+        compactMap { command in
+            guard command.device == device, case .offer(let job, _) = command.action else { return nil }
+            return job.id
+        }
+    }
+
+    /// The jobs withdrawn from `device`, in order.
+    func withdrawals(from device: DeviceID) -> [JobID] {
+        compactMap { command in
+            guard command.device == device, case .withdraw(let job) = command.action else { return nil }
+            return job
+        }
+    }
 }
 
 /// The engine running the fleet rules over a real SQLite store, with an injected clock.
 struct FleetEngineFixture {
     let store: SQLiteStatusStore
     let clock: ManualClock
-    let notifier = RecordingNotifier()
+    let sent = CommandLog()
     let engine: UpdateEngine
     let target: Firmware
 
@@ -33,7 +51,7 @@ struct FleetEngineFixture {
         self.store = store
         self.clock = clock
         self.target = target
-        engine = UpdateEngine(store: store, notifier: notifier, logger: testLogger, now: { [clock] in clock.now })
+        engine = UpdateEngine(store: store, logger: testLogger, now: { [clock] in clock.now })
     }
 
     static func with(_ body: (FleetEngineFixture) async throws -> Void) async throws {
@@ -56,14 +74,31 @@ struct FleetEngineFixture {
     }
 
     func announce(_ id: DeviceID, version: FirmwareVersion = "1", accepts: Bool = true) async {
-        await engine.announced(id, Announcement(product: "p", version: version, acceptsUpdates: accepts))
+        sent.record(await engine.announced(id, Announcement(product: "p", version: version, acceptsUpdates: accepts)).commands)
+    }
+
+    /// Ticks the planner; the commands it returns go to ``sent``.
+    @discardableResult
+    func tick() async -> TickResult {
+        let result = await engine.tick()
+        sent.record(result.commands)
+        return result
+    }
+
+    @discardableResult
+    func tickIfDue() async -> TickResult {
+        let result = await engine.tickIfDue()
+        sent.record(result.commands)
+        return result
     }
 
     /// The device runs the whole update and comes back on the target version.
     func complete(_ id: DeviceID) async throws {
         let job = try #require(await engine.activeJob(of: id))
         for report in [DeviceReport.downloading(percent: 50), .downloaded, .verified, .installing, .installed] {
-            #expect(await engine.report(id, job: job.id, report) == nil)
+            let reply = await engine.report(id, job: job.id, report)
+            #expect(reply.refusal == nil)
+            sent.record(reply.commands)
         }
         await announce(id, version: target.version)
     }
@@ -76,12 +111,12 @@ struct FleetEngineTests {
             await f.announce("d1")
             await f.announce("d2")
             let release = try await f.release()
-            await f.engine.tick()
+            await f.tick()
             for id: DeviceID in ["d1", "d2"] {
                 let job = try #require(await f.engine.activeJob(of: id))
                 #expect(job.releaseID == release.id)
                 #expect(job.state == .notified)
-                #expect(f.notifier.offers(to: id) == [job.id])
+                #expect(f.sent.offers(to: id) == [job.id])
             }
             try await f.complete("d1")
             #expect(await f.engine.activeJob(of: "d1") == nil)
@@ -94,7 +129,7 @@ struct FleetEngineTests {
             let events = try await f.store.events(after: 0, limit: 1000)
             #expect(events.contains { $0.kind == .verificationStatus && $0.firmwareID == f.target.id })
             // Nothing more to do: ticking again changes nothing.
-            #expect(await f.engine.tick() == 0)
+            #expect(await f.tick().actions == 0)
         }
     }
 
@@ -103,32 +138,51 @@ struct FleetEngineTests {
             await f.announce("d1")
             let start = f.clock.now + 3600
             _ = try await f.release(BatchPolicy(start: .at(start), retry: RetryPolicy(interval: 60, maxRetries: 1)))
-            #expect(await f.engine.tick() == 0)
+            #expect(await f.tick().actions == 0)
             #expect(await f.engine.activeJob(of: "d1") == nil)
             #expect(await f.engine.nextFleetWakeup == start)
 
             f.clock.advance(3600)
-            #expect(await f.engine.tickIfDue() > 0)
+            #expect(await f.tickIfDue().actions > 0)
             let first = try #require(await f.engine.activeJob(of: "d1"))
-            #expect(f.notifier.offers(to: "d1") == [first.id])
+            #expect(f.sent.offers(to: "d1") == [first.id])
 
-            await f.engine.report("d1", job: first.id, .failed(.download, detail: "flash full"))
-            await f.engine.tick()
+            let failed = await f.engine.report("d1", job: first.id, .failed(.download, detail: "flash full"))
+            #expect(failed.commands.withdrawals(from: "d1") == [first.id], "an ended job is withdrawn")
+            await f.tick()
             #expect(await f.engine.activeJob(of: "d1") == nil, "the retry waits for its interval")
             let wakeup = try #require(await f.engine.nextFleetWakeup)
             #expect(wakeup > f.clock.now)
 
             f.clock.advance(61)
-            #expect(await f.engine.tickIfDue() > 0)
+            #expect(await f.tickIfDue().actions > 0)
             let second = try #require(await f.engine.activeJob(of: "d1"))
             #expect(second.id != first.id)
-            #expect(f.notifier.offers(to: "d1") == [first.id, second.id])
+            #expect(f.sent.offers(to: "d1") == [first.id, second.id])
 
             // The retry fails too: no attempts left.
             await f.engine.report("d1", job: second.id, .failed(.download, detail: "flash full"))
             f.clock.advance(3600)
-            await f.engine.tick()
+            await f.tick()
             #expect(await f.engine.activeJob(of: "d1") == nil)
+        }
+    }
+
+    @Test func commandsAreAddressedToTheDevicesTransportInTheOrderTheyWereMade() async throws {
+        try await FleetEngineFixture.with { f in
+            await f.engine.announced("d1", Announcement(product: "p", version: "1"), via: .coap)
+            await f.announce("d2")
+            _ = try await f.release()
+            let commands = await f.tick().commands
+            #expect(commands.count == 2)
+            #expect(commands.first { $0.device == "d1" }?.transport == .coap)
+            #expect(commands.first { $0.device == "d2" }?.transport == .mqtt)
+            let job = try #require(await f.engine.activeJob(of: "d1"))
+            let canceled = await f.engine.report("d1", job: job.id, .failed(.download, detail: "no space"))
+            let all = commands + canceled.commands
+            #expect(all.map(\.sequence) == all.map(\.sequence).sorted(), "sequence numbers grow")
+            #expect(canceled.commands.map(\.action) == [.withdraw(job.id)])
+            #expect(canceled.commands.first?.transport == .coap)
         }
     }
 
@@ -136,17 +190,17 @@ struct FleetEngineTests {
         try await FleetEngineFixture.with { f in
             await f.announce("d1", accepts: false)
             let release = try await f.release()
-            await f.engine.tick()
+            await f.tick()
             let job = try #require(await f.engine.activeJob(of: "d1"))
             #expect(job.state == .queued)
-            #expect(f.notifier.count == 0)
+            #expect(f.sent.offerCount == 0)
             let status = try #require(await f.engine.releaseStatus(release.id))
             #expect(status.counts.pendingConsent == 1)
 
             f.clock.advance(1)
             await f.announce("d1", accepts: true)
-            await f.engine.tickIfDue()
-            #expect(f.notifier.offers(to: "d1") == [job.id])
+            await f.tickIfDue()
+            #expect(f.sent.offers(to: "d1") == [job.id])
         }
     }
 
@@ -155,14 +209,14 @@ struct FleetEngineTests {
             for i in 0..<10 { await f.announce(DeviceID(unchecked: "d\(i)")) }
             let release = try await f.release(
                 BatchPolicy(membership: .static), rollout: RolloutPolicy(stages: [20, 100], errorThreshold: 0.4, onError: .pause))
-            await f.engine.tick()
+            await f.tick()
             let admitted = (0..<10).map { DeviceID(unchecked: "d\($0)") }
             var canary: [Job] = []
             for id in admitted { if let job = await f.engine.activeJob(of: id) { canary.append(job) } }
             #expect(canary.count == 2)
             f.clock.advance(1)
             for job in canary { await f.engine.report(job.deviceID, job: job.id, .failed(.install, detail: "boot loop")) }
-            await f.engine.tick()
+            await f.tick()
             #expect(await f.engine.fleetRelease(release.id)?.rollout.phase == .paused(.errorThreshold(failed: 2, of: 2)))
             var active = 0
             for id in admitted where await f.engine.activeJob(of: id) != nil { active += 1 }
@@ -177,7 +231,7 @@ struct FleetEngineTests {
         try await FleetEngineFixture.with { f in
             await f.announce("d1")
             _ = try await f.release(BatchPolicy(retry: RetryPolicy(interval: 1, maxRetries: 1)))
-            await f.engine.tick()
+            await f.tick()
             let first = try #require(await f.engine.activeJob(of: "d1"))
             try await f.engine.flush()
             // The job fails before the gateway's event tail reads its job.created entry.
@@ -185,7 +239,7 @@ struct FleetEngineTests {
             try await f.engine.jobCreated(first.id)
             #expect(await f.engine.activeJob(of: "d1") == nil)
             f.clock.advance(2)
-            await f.engine.tick()
+            await f.tick()
             let retry = try #require(await f.engine.activeJob(of: "d1"))
             #expect(retry.id != first.id)
         }
@@ -195,22 +249,22 @@ struct FleetEngineTests {
         try await FleetEngineFixture.with { f in
             await f.announce("d1")
             _ = try await f.release()
-            await f.engine.tick()
+            await f.tick()
             let job = try #require(await f.engine.activeJob(of: "d1"))
             await f.engine.report("d1", job: job.id, .downloading(percent: 10))
             _ = await f.engine.authorizeDownload("d1", job: job.id)
-            await f.engine.tick()
-            #expect(f.notifier.offers(to: "d1").count == 1)
+            await f.tick()
+            #expect(f.sent.offers(to: "d1").count == 1)
 
             // Silent for the stall time: one re-offer (the nudge).
             f.clock.advance(121)
-            #expect(await f.engine.tickIfDue() > 0)
-            #expect(f.notifier.offers(to: "d1").count == 2)
+            #expect(await f.tickIfDue().actions > 0)
+            #expect(f.sent.offers(to: "d1").count == 2)
             #expect(await f.engine.activeJob(of: "d1")?.state == .downloading)
 
             // Still silent: failed with a timeout reason.
             f.clock.advance(121)
-            await f.engine.tickIfDue()
+            await f.tickIfDue()
             #expect(await f.engine.activeJob(of: "d1") == nil)
             try await f.engine.flush()
             let stored = try #require(try await f.store.job(job.id))
@@ -223,7 +277,7 @@ struct FleetEngineTests {
         try await FleetEngineFixture.with { f in
             await f.announce("d1", accepts: false)
             let release = try await f.release()
-            await f.engine.tick()
+            await f.tick()
             let job = try #require(await f.engine.activeJob(of: "d1"))
             try await f.engine.flush()
 
@@ -234,7 +288,7 @@ struct FleetEngineTests {
             }
             try await f.engine.fleetReleaseChanged(release.id)
             f.clock.advance(1)
-            await f.engine.tickIfDue()
+            await f.tickIfDue()
             #expect(await f.engine.activeJob(of: "d1") == nil)
             try await f.engine.flush()
             let stored = try #require(try await f.store.job(job.id))
@@ -253,7 +307,7 @@ struct FleetEngineTests {
             }
             try await f.engine.fleetProfileChanged("d1")
             let group = try await f.release(target: .groups(["lab"]))
-            await f.engine.tick()
+            await f.tick()
             let queued = try #require(await f.engine.activeJob(of: "d1"))
             #expect(queued.releaseID == group.id)
 
@@ -265,7 +319,7 @@ struct FleetEngineTests {
             }
             try await f.engine.fleetProfileChanged("d1")
             f.clock.advance(1)
-            await f.engine.tick()
+            await f.tick()
             // d1 already runs the locked version: the group's queued job goes, nothing replaces it.
             #expect(await f.engine.activeJob(of: "d1") == nil)
             try await f.engine.flush()
@@ -277,7 +331,7 @@ struct FleetEngineTests {
         try await FleetEngineFixture.with { f in
             await f.announce("d1")
             let release = try await f.release(BatchPolicy(deviceTimeout: 600, notificationsPerMinute: 10))
-            await f.engine.tick()
+            await f.tick()
             let job = try #require(await f.engine.activeJob(of: "d1"))
             await f.engine.report("d1", job: job.id, .downloading(percent: 5))
             try await f.engine.flush()
@@ -285,7 +339,7 @@ struct FleetEngineTests {
             #expect(activity.firstProgressAt == f.clock.now)
             #expect(try await f.store.plannerState()?.limiters[release.id]?.granted.count == 1)
 
-            let restarted = UpdateEngine(store: f.store, notifier: RecordingNotifier(), logger: testLogger, now: { [clock = f.clock] in clock.now })
+            let restarted = UpdateEngine(store: f.store, logger: testLogger, now: { [clock = f.clock] in clock.now })
             try await restarted.load()
             #expect(await restarted.activeJob(of: "d1")?.id == job.id)
             #expect(await restarted.fleetRelease(release.id) != nil)

@@ -12,12 +12,13 @@ struct ForeignJobReportTests {
         try await FleetEngineFixture.with { f in
             for id: DeviceID in ["d1", "d2"] { await f.engine.announced(id, Announcement(product: "p", version: "1")) }
             _ = try await f.release()
-            await f.engine.tick()
+            await f.tick()
             let victim = try #require(await f.engine.activeJob(of: "d1"))
-            let refusal = await f.engine.report("d2", job: victim.id, .installed)
-            #expect(refusal?.code == "not_your_job")
+            let reply = await f.engine.report("d2", job: victim.id, .installed)
+            #expect(reply.refusal?.code == "not_your_job")
+            #expect(reply.commands.isEmpty, "nothing is sent to either device")
             #expect(await f.engine.activeJob(of: "d1")?.state == victim.state, "the other device's job is untouched")
-            let unknown = await f.engine.report("d2", job: "jnobodyhasthis", .downloaded)
+            let unknown = await f.engine.report("d2", job: "jnobodyhasthis", .downloaded).refusal
             #expect(unknown?.code == "unknown_job")
         }
     }

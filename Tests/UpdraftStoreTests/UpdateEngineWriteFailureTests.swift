@@ -17,7 +17,7 @@ struct UpdateEngineWriteFailureTests {
             await f.announce("d2")
             try await f.engine.flush()
             let release = try await f.release()
-            #expect(await f.engine.tick() > 0)
+            #expect(await f.tick().actions > 0)
             let planned = try #require(await f.engine.activeJob(of: "d1"))
             let d2Job = try #require(await f.engine.activeJob(of: "d2"))
             // The CLI, in another process, gives d1 a job of its own first.
@@ -25,14 +25,15 @@ struct UpdateEngineWriteFailureTests {
                 Release(firmwareID: f.target.id, target: .devices(["d1"]), createdAt: f.clock.now), firmware: f.target)
             let cliJob = try #require(cli.jobs.first)
 
-            try await f.engine.flush()
+            let flushed = try await f.engine.flush()
+            #expect(flushed.commands.map(\.action) == [.withdraw(planned.id)], "the refused job is withdrawn from d1")
             #expect(await f.engine.storeWritable)
             #expect(try await f.store.job(d2Job.id)?.state == .notified)
             #expect(try await f.store.activeJobs().filter { $0.deviceID == "d1" }.map(\.id) == [cliJob.id])
             #expect(await f.engine.activeJob(of: "d1") == nil)
 
             // The next flush records the cancellation and why; later writes go through.
-            #expect(await f.engine.report("d2", job: d2Job.id, .downloading(percent: 30)) == nil)
+            #expect(await f.engine.report("d2", job: d2Job.id, .downloading(percent: 30)).refusal == nil)
             try await f.engine.flush()
             let canceled = try #require(try await f.store.job(planned.id))
             #expect(canceled.state == .canceled)
@@ -44,7 +45,8 @@ struct UpdateEngineWriteFailureTests {
             #expect(try await f.store.job(d2Job.id)?.state == .downloading)
 
             // The operator's job reaches the engine through the log as usual.
-            try await f.engine.jobCreated(cliJob.id)
+            let adopted = try await f.engine.jobCreated(cliJob.id)
+            #expect(adopted.offers(to: "d1") == [cliJob.id])
             #expect(await f.engine.activeJob(of: "d1")?.id == cliJob.id)
         }
     }
@@ -59,7 +61,7 @@ struct UpdateEngineWriteFailureTests {
                 Release(firmwareID: f.target.id, target: .devices(["d1"]), createdAt: f.clock.now), firmware: f.target)
             let job = try #require(cli.jobs.first)
             try await f.engine.jobCreated(job.id)
-            #expect(await f.engine.report("d1", job: job.id, .downloading(percent: 10)) == nil)
+            #expect(await f.engine.report("d1", job: job.id, .downloading(percent: 10)).refusal == nil)
             try await f.engine.flush()
 
             try await f.store.capSizeForTesting(true)
@@ -75,15 +77,16 @@ struct UpdateEngineWriteFailureTests {
             #expect(await f.engine.storeWritable == false)
 
             let refused = await f.engine.report("d1", job: job.id, .downloading(percent: 50))
-            #expect(refused?.code == "unavailable")
-            #expect(await f.engine.announced("d1", Announcement(product: "p", version: "1"))?.code == "unavailable")
+            #expect(refused.refusal?.code == "unavailable")
+            #expect(refused.commands.isEmpty)
+            #expect(await f.engine.announced("d1", Announcement(product: "p", version: "1")).refusal?.code == "unavailable")
             #expect(await f.engine.activeJob(of: "d1")?.progress == 10)
             await #expect(throws: UpdraftError.self) { try await f.engine.flush() }
 
             try await f.store.capSizeForTesting(false)
             try await f.engine.flush()
             #expect(await f.engine.storeWritable)
-            #expect(await f.engine.report("d1", job: job.id, .downloading(percent: 50)) == nil)
+            #expect(await f.engine.report("d1", job: job.id, .downloading(percent: 50)).refusal == nil)
             try await f.engine.flush()
             #expect(try await f.store.job(job.id)?.progress == 50)
             let presence = try await f.store.events(after: 0, limit: 100_000).filter { $0.deviceID == "d9" }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Mosquitto
 import Synchronization
+import UpdraftAdapter
 import UpdraftCore
 import UpdraftDevice
 import UpdraftMQTT

@@ -129,7 +129,7 @@ public struct DemoRunner: Sendable {
         let devicesByTransport = Dictionary(grouping: ids) { transports[$0] ?? .mqtt }.mapValues(\.count)
         return Summary(
             jobs: jobs, jobsByTransport: jobsByTransport, devicesByTransport: devicesByTransport,
-            coapDownloads: gateway.coap?.counts["firmware"] ?? 0, failures: failures, bytesSent: bytes,
+            coapDownloads: gateway.coap?.counters["firmware"] ?? 0, failures: failures, bytesSent: bytes,
             seconds: (ContinuousClock.now - started).seconds, devices: options.devices)
     }
 }

@@ -4,6 +4,7 @@ import Logging
 import Mosquitto
 import ServiceLifecycle
 import Synchronization
+import UpdraftAdapter
 import UpdraftCoAP
 import UpdraftCore
 import UpdraftMQTT
@@ -15,6 +16,8 @@ public final class GatewayService: Service, Sendable {
     public let configuration: UpdraftConfiguration
     public let store: any StatusStore
     public let engine: UpdateEngine
+    /// Delivers the engine's commands to the adapter of each device's transport.
+    public let router: DeviceCommandRouter
     public let mqtt: MQTTGateway
     /// The event log on the events topic, at least once and in order (see ``MQTTEventFeed``).
     public let feed: MQTTEventFeed
@@ -56,28 +59,24 @@ public final class GatewayService: Service, Sendable {
                 insecure: c.broker.tls.insecure)
         }
         let client = MosquittoClient(options: options, loop: loop, logger: logger)
-        let images = FirmwareImageCache(store: try FileImageStore(directory: configuration.imagesDirectory))
+        let images = CachedImages(cache: FirmwareImageCache(store: try FileImageStore(directory: configuration.imagesDirectory)))
+        // The engine first: adapters are made with it and register with the router.
+        engine = UpdateEngine(
+            store: store, logger: logger, now: now,
+            eventBudget: DeviceEventBudget(perMinute: configuration.deviceEventsPerMinute))
+        router = DeviceCommandRouter(fallback: .mqtt, logger: logger)
         mqtt = MQTTGateway(
             client: client, codec: WireCodec(topics: configuration.topics, maxControlBytes: c.maxControlBytes),
-            limits: c.chunk, flow: c.flow, images: ImageSource(cache: images), logger: logger)
+            limits: c.chunk, flow: c.flow, engine: engine, router: router, images: images, logger: logger)
         feed = MQTTEventFeed(client: client, topic: configuration.topics.events, store: store, logger: logger)
-        var notifiers: [Transport: any DeviceNotifier] = [.mqtt: mqtt]
-        if configuration.coap.enabled {
-            let coap = try Self.makeCoAP(configuration, images: images, logger: logger)
-            notifiers[.coap] = coap
-            self.coap = coap
-        } else {
-            coap = nil
-        }
-        engine = UpdateEngine(
-            store: store, notifiers: notifiers, logger: logger, now: now,
-            eventBudget: DeviceEventBudget(perMinute: configuration.deviceEventsPerMinute))
-        mqtt.attach(engine)
-        coap?.attach(engine)
+        coap =
+            configuration.coap.enabled
+            ? try Self.makeCoAP(configuration, engine: engine, router: router, images: images, logger: logger) : nil
     }
 
     private static func makeCoAP(
-        _ configuration: UpdraftConfiguration, images: FirmwareImageCache, logger: Logger
+        _ configuration: UpdraftConfiguration, engine: UpdateEngine, router: DeviceCommandRouter,
+        images: CachedImages, logger: Logger
     ) throws -> CoAPGateway {
         let c = configuration.coap
         let keys = PSKFile(path: configuration.resolvedPSKFile)
@@ -93,7 +92,7 @@ public final class GatewayService: Service, Sendable {
         return try CoAPGateway(
             server: server,
             settings: .init(allowUnauthenticated: c.allowUnauthenticated, defaultLifetime: .seconds(c.defaultLifetime)),
-            images: { try images.image(sha256: $0.sha256) }, logger: logger)
+            engine: engine, router: router, images: images, logger: logger)
     }
 
     public func run() async throws {
@@ -124,7 +123,7 @@ public final class GatewayService: Service, Sendable {
                             // Fleet rules tick on this beat: after the batch of device and
                             // operator events since the last one, and when a wakeup is due
                             // by the engine's (injected) clock.
-                            await self.engine.tickIfDue()
+                            self.router.deliver(await self.engine.tickIfDue().commands)
                             await self.flushLogging()
                         }
                     }
@@ -160,8 +159,9 @@ public final class GatewayService: Service, Sendable {
     /// While the store cannot be written, says so once per interval, not on every retry.
     private func flushLogging() async {
         do {
-            let events = try await engine.flush()
-            feed.committed(events)
+            let flushed = try await engine.flush()
+            router.deliver(flushed.commands)
+            feed.committed(flushed.events)
             if let failed = storeFailures.withLock({ $0.recovered() }) {
                 logger.notice("store writable again", metadata: ["store.failed_writes": "\(failed)"])
             }
@@ -184,7 +184,7 @@ public final class GatewayService: Service, Sendable {
             for event in try await store.events(after: cursor, through: last, kinds: Self.operatorKinds) {
                 switch event.kind {
                 case .jobCreated:
-                    if let job = event.jobID { try await engine.jobCreated(job) }
+                    if let job = event.jobID { router.deliver(try await engine.jobCreated(job)) }
                 case .releaseCreated:
                     if let release = event.releaseID { try await engine.fleetReleaseChanged(release) }
                 case .fleetCommand:
@@ -237,8 +237,8 @@ struct FailureLog {
     }
 }
 
-/// Serves images from the in-memory cache.
-struct ImageSource: ChunkSource {
+/// Adapters read images from the in-memory cache, by the catalog's SHA-256.
+struct CachedImages: FirmwareImageSource {
     let cache: FirmwareImageCache
     func image(for firmware: Firmware) throws -> [UInt8] { try cache.image(sha256: firmware.sha256) }
 }

@@ -1,8 +1,8 @@
 import CoAP
-import Crypto
 import Foundation
 import Logging
 import Synchronization
+import UpdraftAdapter
 import UpdraftCore
 import UpdraftWire
 
@@ -20,7 +20,7 @@ import UpdraftWire
 ///   device declines updates.
 /// - `GET fw/<key>` — the image, Block2 at any size 16...1024, Size2, ETag from its SHA-256;
 ///   every block request is checked against the device's current offer.
-public final class CoAPGateway: DeviceNotifier, Sendable {
+public final class CoAPGateway: DeviceAdapter, Sendable {
     public struct Settings: Sendable {
         /// Accept `?d=<device id>` from peers without a DTLS identity (plain `coap://`).
         /// Off in production: anyone could speak for any device.
@@ -67,32 +67,28 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
     }
 
     public let server: CoAPServer
+    public var transport: Transport { .coap }
     private let settings: Settings
-    private let images: @Sendable (Firmware) throws -> [UInt8]
+    private let pipeline: DevicePipeline
     private let logger: Logger
     private let state = Mutex(State())
-    private let engineBox = Mutex<UpdateEngine?>(nil)
-    private let counters = Mutex<[String: Int]>([:])
 
+    /// Registers with the router: commands for CoAP devices come here.
     /// - Parameter images: the image bytes of a firmware (from the in-memory cache).
     public init(
-        server: CoAPServer, settings: Settings = .init(), images: @escaping @Sendable (Firmware) throws -> [UInt8],
-        logger: Logger
+        server: CoAPServer, settings: Settings = .init(), engine: UpdateEngine, router: DeviceCommandRouter,
+        images: any FirmwareImageSource, logger: Logger
     ) throws {
         self.server = server
         self.settings = settings
-        self.images = images
+        self.pipeline = DevicePipeline(transport: .coap, engine: engine, router: router, images: images, logger: logger)
         self.logger = logger
         try addResources()
+        pipeline.serve(self)
     }
 
-    /// The engine is made with this gateway as a notifier, so it is attached after both exist.
-    public func attach(_ engine: UpdateEngine) { engineBox.withLock { $0 = engine } }
-
-    private var engine: UpdateEngine? { engineBox.withLock { $0 } }
-
     /// Requests answered per outcome ("announce", "rejected.<code>", ...).
-    public var counts: [String: Int] { counters.withLock { $0 } }
+    public var counters: GatewayCounters { pipeline.counters }
 
     // MARK: Resources
 
@@ -112,10 +108,9 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         case .refused(let refusal): return refusal
         case .device(let device): id = device
         }
-        guard let engine else { return .status(.serviceUnavailable, diagnostic: "starting; retry") }
         count("pending")
         return CoAPResponse(
-            code: .content, payload: WireJSON.encode(PendingBody(job: await engine.activeJob(of: id))), contentFormat: .json)
+            code: .content, payload: WireJSON.encode(PendingBody(job: await pipeline.activeJob(of: id))), contentFormat: .json)
     }
 
     private func announce(_ request: CoAPRequest) async throws -> CoAPResponse {
@@ -125,11 +120,12 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         case .device(let device): id = device
         }
         let body: AnnounceBody
-        do {
-            body = try WireJSON.decode(
-                request.payload, "announce", example: #"{"product":"thermo","version":"1.0.0","accepts_updates":true}"#)
-        } catch {
-            return refuse(.badRequest, error)
+        switch pipeline.decode(
+            request.payload, "announce", example: #"{"product":"thermo","version":"1.0.0","accepts_updates":true}"#)
+            as Result<AnnounceBody, UpdraftError>
+        {
+        case .failure(let error): return refuse(.badRequest, error)
+        case .success(let decoded): body = decoded
         }
         if let lifetime = body.lifetime, !AnnounceBody.lifetimes.contains(lifetime) {
             return refuse(
@@ -139,13 +135,12 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
                     "lifetime \(lifetime) is out of range: give 1...\(AnnounceBody.lifetimes.upperBound) seconds, or leave it out for the gateway's default."
                 ))
         }
-        guard let engine else { return .status(.serviceUnavailable, diagnostic: "starting; retry") }
         try ensureJobResource(for: id)
         let lifetime = body.lifetime.map { Duration.seconds($0) } ?? settings.defaultLifetime
         state.withLock { $0.heard[id] = Heard(at: .now, lifetime: lifetime) }
-        if let refusal = await engine.announced(id, body.announcement, via: .coap) {
+        if let refusal = await pipeline.announced(id, body.announcement) {
             // `unavailable`: the store cannot be written; `rate_limited`: over the device's event budget.
-            return refuse(refusal.code == "rate_limited" ? .tooManyRequests : .serviceUnavailable, refusal)
+            return answer(refusal.code == "rate_limited" ? .tooManyRequests : .serviceUnavailable, refusal)
         }
         count("announce")
         return jobRepresentation(of: id, code: .changed)
@@ -159,16 +154,16 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         }
         let report: DeviceReport
         let body: ProgressBody
-        do {
-            body = try WireJSON.decode(
-                request.payload, "progress", example: #"{"job":"j0123456789abcdef","state":"downloading","percent":40}"#)
+        do throws(UpdraftError) {
+            body = try pipeline.decode(
+                request.payload, "progress", example: #"{"job":"j0123456789abcdef","state":"downloading","percent":40}"#
+            ).get()
             report = try body.report()
         } catch {
             return refuse(.badRequest, error)
         }
-        guard let engine else { return .status(.serviceUnavailable, diagnostic: "starting; retry") }
-        if let refusal = await engine.report(id, job: body.job, report) {
-            return refuse(Self.status(of: refusal), refusal, job: body.job)
+        if let refusal = await pipeline.report(id, job: body.job, report) {
+            return answer(Self.status(of: refusal), refusal, job: body.job)
         }
         count("progress")
         return CoAPResponse(code: .changed)
@@ -226,11 +221,10 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         var seeded = false
         while !Task.isCancelled {
             do { try await Task.sleep(for: settings.presenceCheckInterval) } catch { return }
-            guard let engine else { continue }
             if !seeded {
                 seeded = true
                 let start = ContinuousClock.now
-                for id in await engine.onlineDevices(via: .coap) {
+                for id in await pipeline.engine.onlineDevices(via: .coap) {
                     state.withLock { state in
                         if state.heard[id] == nil { state.heard[id] = Heard(at: start, lifetime: settings.defaultLifetime) }
                     }
@@ -245,7 +239,7 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
             for (id, quiet) in silent {
                 logger.info("CoAP device silent past its lifetime; taken for offline", metadata: ["device.id": "\(id)"])
                 count("offline.silent")
-                await engine.presence(id, online: false, via: .coap, silentFor: quiet)
+                await pipeline.presence(id, online: false, silentFor: quiet)
             }
         }
     }
@@ -285,9 +279,10 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
                         ? "unauthenticated: add ?d=<device id>, or use coaps:// with your PSK"
                         : "unauthenticated: use coaps:// with your device id as PSK identity or certificate CN"))
         }
-        guard let id = try? DeviceID(validating: raw) else {
-            count("rejected.bad_device_id")
-            return .refused(.status(.badRequest, diagnostic: "bad_device_id: '\(raw.prefix(64))' is not a valid device id"))
+        let id: DeviceID
+        switch pipeline.identify(raw) {
+        case .failure(let error): return .refused(.status(.badRequest, diagnostic: "\(error.code): \(error.message)"))
+        case .success(let device): id = device
         }
         if let expected, expected != id {
             count("rejected.not_your_job")
@@ -297,8 +292,14 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         return .device(id)
     }
 
+    /// Refuses what the gateway itself found wrong (counted here), with an error body.
     private func refuse(_ code: CoAPResponseCode, _ error: UpdraftError, job: JobID? = nil) -> CoAPResponse {
-        count("rejected.\(error.code)")
+        pipeline.count(error)
+        return answer(code, error, job: job)
+    }
+
+    /// The error body for a refusal already counted (the engine's, through the pipeline).
+    private func answer(_ code: CoAPResponseCode, _ error: UpdraftError, job: JobID? = nil) -> CoAPResponse {
         logger.notice("refused CoAP request", metadata: ["error.code": "\(error.code)"])
         // RFC 8516: Max-Age says when to try again; a device's budget refills within a minute.
         return CoAPResponse(
@@ -318,11 +319,20 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         }
     }
 
-    private func count(_ key: String) { counters.withLock { $0[key, default: 0] += 1 } }
+    private func count(_ key: String) { pipeline.count(key) }
 
     // MARK: Offers
 
-    public func withdraw(_ job: JobID, from device: DeviceID) {
+    /// Keeps an offer for the device to GET (and pushes it to observers), or drops a
+    /// withdrawn one.
+    public func deliver(_ command: DeviceCommand) {
+        switch command.action {
+        case .offer(let job, let firmware): offer(job, firmware: firmware, to: command.device)
+        case .withdraw(let job): withdraw(job, from: command.device)
+        }
+    }
+
+    private func withdraw(_ job: JobID, from device: DeviceID) {
         let dropped = state.withLock { state -> Bool in
             guard let offer = state.offers[device], offer.job == job else { return false }
             state.offers[device] = nil
@@ -331,7 +341,7 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         if dropped { server.notifyObservers(path: "job/\(device.rawValue)") }
     }
 
-    public func offer(_ job: Job, firmware: Firmware, to device: DeviceID) {
+    private func offer(_ job: Job, firmware: Firmware, to device: DeviceID) {
         let key = String(firmware.sha256.prefix(16))
         do {
             try ensureImage(firmware, key: key)
@@ -348,12 +358,12 @@ public final class CoAPGateway: DeviceNotifier, Sendable {
         server.notifyObservers(path: "job/\(device.rawValue)")
     }
 
+    /// Makes `fw/<key>` from the cached image. The ETag is the first 8 bytes of the
+    /// catalog's SHA-256: the image was hashed when it entered the catalog, not here.
     private func ensureImage(_ firmware: Firmware, key: String) throws {
         if state.withLock({ $0.images[key] != nil }) { return }
-        let bytes = try images(firmware)
-        let digest = Array(SHA256.hash(data: bytes))
-        let etag = digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        let image = Image(payload: CoAPPayload(bytes), etag: etag)
+        let bytes = try pipeline.images.image(for: firmware)
+        let image = Image(payload: CoAPPayload(bytes), etag: UInt64(firmware.sha256.prefix(16), radix: 16) ?? 0)
         let isNew = state.withLock { state -> Bool in
             guard state.images[key] == nil else { return false }
             state.images[key] = image

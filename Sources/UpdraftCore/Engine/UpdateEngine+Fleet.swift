@@ -103,17 +103,22 @@ extension UpdateEngine {
     /// Ticks when something changed since the last tick, or a wakeup is due. The gateway
     /// calls it from its flush loop, so device events are ticked in batches.
     @discardableResult
-    public func tickIfDue() -> Int {
+    public func tickIfDue() -> TickResult {
         let due = fleet.nextWakeup.map { now() >= $0 } ?? false
         // The planner's actions are transitions: none while the store cannot be written.
-        guard storeWritable, fleet.dirty || due else { return 0 }
+        guard storeWritable, fleet.dirty || due else { return TickResult(commands: takeCommands()) }
         return tick()
     }
 
     /// Runs the planner and performs its actions, ticking again while a tick acts (its
-    /// actions may make more possible). Returns the number of actions performed.
+    /// actions may make more possible). Returns the number of actions performed and the
+    /// commands to deliver.
     @discardableResult
-    public func tick() -> Int {
+    public func tick() -> TickResult {
+        TickResult(actions: tickPlanner(), commands: takeCommands())
+    }
+
+    private func tickPlanner() -> Int {
         fleet.dirty = false
         guard !fleet.releases.isEmpty else {
             fleet.nextWakeup = nil
@@ -216,8 +221,7 @@ extension UpdateEngine {
 
     private func sendFleetOffer(_ id: DeviceID, nudge: Bool, at time: Date) {
         guard var machine = active[id], let fw = firmware[machine.job.firmwareID] else { return }
-        guard let notifier = notifier(for: id) else { return }
-        notifier.offer(machine.job, firmware: fw, to: id)
+        emit(.offer(machine.job, fw), to: id)
         fleet.activity[machine.job.id, default: JobActivity()].offered(at: time, nudge: nudge)
         pendingActivity[machine.job.id] = fleet.activity[machine.job.id]
         apply(machine.offered(at: time), &machine, device: id)

@@ -2,12 +2,12 @@ import Foundation
 import Logging
 
 /// Runs the fleet's jobs: keeps the registry and the active jobs in memory, drives the
-/// job state machine from what devices say, tells online devices about their jobs, and
-/// batches every change for the store. Protocol adapters call in; nothing here knows
-/// MQTT or CoAP.
+/// job state machine from what devices say, decides what online devices are told about
+/// their jobs, and batches every change for the store. Protocol adapters call in; every
+/// entry point returns the ``DeviceCommand``s to deliver, in order (the engine never
+/// calls an adapter). Nothing here knows MQTT or CoAP.
 public actor UpdateEngine {
     let store: any StatusStore
-    let notifiers: [Transport: any DeviceNotifier]
     let now: @Sendable () -> Date
     let logger: Logger
 
@@ -28,32 +28,24 @@ public actor UpdateEngine {
     var pendingVerifications: [String: FirmwareVerification] = [:]
     var pendingActivity: [JobID: JobActivity] = [:]
     var pendingPlanner = false
+    /// Commands decided since the entry point running now (or a suspended one) began;
+    /// taken by whichever entry point returns first.
+    var outbox: [DeviceCommand] = []
+    var commandSequence: UInt64 = 0
     /// False from a failed flush to the next one that succeeds: while the store cannot be
     /// written the engine accepts no job transition (devices get `unavailable` and retry),
     /// so nothing a device was told is applied exists only in memory.
     public private(set) var storeWritable = true
 
-    /// - Parameter notifiers: one per protocol adapter; a device's offers go through the
-    ///   adapter it last spoke through (MQTT when unknown).
     public init(
-        store: any StatusStore, notifiers: [Transport: any DeviceNotifier], logger: Logger,
-        now: @escaping @Sendable () -> Date = { Date() }, planner: FleetPlanner = FleetPlanner(),
-        eventBudget: DeviceEventBudget = DeviceEventBudget()
+        store: any StatusStore, logger: Logger, now: @escaping @Sendable () -> Date = { Date() },
+        planner: FleetPlanner = FleetPlanner(), eventBudget: DeviceEventBudget = DeviceEventBudget()
     ) {
         self.store = store
-        self.notifiers = notifiers
         self.logger = logger
         self.now = now
         self.planner = planner
         self.eventBudget = eventBudget
-    }
-
-    /// An engine with one adapter, MQTT.
-    public init(
-        store: any StatusStore, notifier: any DeviceNotifier, logger: Logger,
-        now: @escaping @Sendable () -> Date = { Date() }, planner: FleetPlanner = FleetPlanner()
-    ) {
-        self.init(store: store, notifiers: [.mqtt: notifier], logger: logger, now: now, planner: planner)
     }
 
     /// Loads the registry and every unfinished job. Devices count as offline until they
@@ -76,9 +68,10 @@ public actor UpdateEngine {
     ///   - replayed: the broker's retained copy, delivered because the gateway
     ///     (re)subscribed. It is the best knowledge there is (a restarted gateway learns
     ///     who is connected from it), but not the device speaking now: `lastSeen` stays.
+    @discardableResult
     public func presence(
         _ id: DeviceID, online: Bool, via transport: Transport = .mqtt, silentFor: Duration = .zero, replayed: Bool = false
-    ) {
+    ) -> [DeviceCommand] {
         let time = now()
         var device = devices[id] ?? Device(id: id, firstSeen: time)
         let changed = device.online != online
@@ -94,19 +87,27 @@ public actor UpdateEngine {
         }
         if online { offerIfReady(id) }
         fleet.dirty = true
+        return takeCommands()
     }
 
     /// - Parameter replayed: the broker's retained copy, delivered because the gateway
     ///   (re)subscribed (MQTT): history, not news. It may update the registry and confirm
     ///   a target version, never fail an install (see ``Announcement/recency(knownBoot:replayed:)``).
     ///
-    /// Returns the error to send back when the announcement cannot be taken now
-    /// (`unavailable`: the store cannot be written; announce again later), or
-    /// `rate_limited` when the device announced changes faster than its event budget:
-    /// the announcement is then ignored.
+    /// Returns, with the commands to deliver, the error to send back when the announcement
+    /// cannot be taken now (`unavailable`: the store cannot be written; announce again
+    /// later), or `rate_limited` when the device announced changes faster than its event
+    /// budget: the announcement is then ignored.
     @discardableResult
     public func announced(
         _ id: DeviceID, _ announcement: Announcement, via transport: Transport = .mqtt, replayed: Bool = false
+    ) -> EngineReply {
+        let refusal = takeAnnouncement(id, announcement, via: transport, replayed: replayed)
+        return EngineReply(refusal: refusal, commands: takeCommands())
+    }
+
+    private func takeAnnouncement(
+        _ id: DeviceID, _ announcement: Announcement, via transport: Transport, replayed: Bool
     ) -> UpdraftError? {
         if let unavailable = refusalWhileUnwritable() { return unavailable }
         let time = now()
@@ -158,9 +159,15 @@ public actor UpdateEngine {
         return nil
     }
 
-    /// A progress report. Returns the error to send back when the report is refused.
+    /// A progress report. Returns, with the commands to deliver, the error to send back
+    /// when the report is refused.
     @discardableResult
-    public func report(_ id: DeviceID, job jobID: JobID, _ report: DeviceReport) -> UpdraftError? {
+    public func report(_ id: DeviceID, job jobID: JobID, _ report: DeviceReport) -> EngineReply {
+        let refusal = takeReport(id, job: jobID, report)
+        return EngineReply(refusal: refusal, commands: takeCommands())
+    }
+
+    private func takeReport(_ id: DeviceID, job jobID: JobID, _ report: DeviceReport) -> UpdraftError? {
         if let unavailable = refusalWhileUnwritable() { return unavailable }
         let time = now()
         touch(id, at: time)
@@ -206,17 +213,20 @@ public actor UpdateEngine {
     // MARK: Inputs from operators (through the store's event log)
 
     /// A job was created (by the CLI, possibly in another process): take it over.
-    public func jobCreated(_ jobID: JobID) async throws {
+    /// Returns the commands to deliver (its offer when the device is online).
+    @discardableResult
+    public func jobCreated(_ jobID: JobID) async throws -> [DeviceCommand] {
         // Jobs the planner made here come back through the log too, perhaps after they
         // already ended in memory: the stored copy is older and must not be adopted again.
-        if fleet.jobs[jobID] != nil { return }
-        guard let job = try await store.job(jobID), job.state.isActive else { return }
-        if active[job.deviceID]?.job.id == jobID { return }
+        if fleet.jobs[jobID] != nil { return takeCommands() }
+        guard let job = try await store.job(jobID), job.state.isActive else { return takeCommands() }
+        if active[job.deviceID]?.job.id == jobID { return takeCommands() }
         try await adopt(job)
         if devices[job.deviceID] == nil {
             devices[job.deviceID] = Device(id: job.deviceID)
         }
         offerIfReady(job.deviceID)
+        return takeCommands()
     }
 
     // MARK: Queries
@@ -235,16 +245,17 @@ public actor UpdateEngine {
     /// refuses (one active job per device: an operator's job won the race) is left out and
     /// canceled here, with why, and the rest is written. When the write fails as a whole
     /// the changes stay pending for the next flush and the engine stops accepting job
-    /// transitions until a flush succeeds (see ``storeWritable``).
+    /// transitions until a flush succeeds (see ``storeWritable``). Returns the committed
+    /// events and the commands to deliver.
     @discardableResult
-    public func flush() async throws -> [UpdraftEvent] {
+    public func flush() async throws -> FlushResult {
         let batch = StoreBatch(
             devices: Array(pendingDevices.values), jobs: Array(pendingJobs.values), events: pendingEvents,
             fleetReleases: Array(pendingFleetReleases.values),
             fleetReleaseBases: fleet.stored.filter { pendingFleetReleases[$0.key] != nil },
             verifications: Array(pendingVerifications.values), activity: pendingActivity,
             plannerState: pendingPlanner ? planner : nil)
-        if batch.isEmpty { return [] }
+        if batch.isEmpty { return FlushResult(commands: takeCommands()) }
         pendingDevices = [:]
         pendingJobs = [:]
         pendingEvents = []
@@ -262,7 +273,7 @@ public actor UpdateEngine {
             if recovered {
                 for (id, machine) in active where machine.job.state == .queued { offerIfReady(id) }
             }
-            return result.events
+            return FlushResult(events: result.events, commands: takeCommands())
         } catch {
             storeWritable = false
             // Newer changes made while committing win over the failed batch.
@@ -341,8 +352,7 @@ public actor UpdateEngine {
         if fleet.jobs[machine.job.id] != nil, machine.job.state == .queued || machine.job.state == .notified { return }
         switch machine.job.state {
         case .queued, .notified, .downloading, .downloaded, .verified:
-            guard let notifier = notifier(for: id) else { return }
-            notifier.offer(machine.job, firmware: fw, to: id)
+            emit(.offer(machine.job, fw), to: id)
             apply(machine.offered(at: now()), &machine, device: id)
         default:
             return
@@ -361,7 +371,7 @@ public actor UpdateEngine {
             jobChanged(job, at: time)
             if job.state.isTerminal {
                 active[id] = nil
-                notifier(for: id)?.withdraw(job.id, from: id)
+                emit(.withdraw(job.id), to: id)
                 logger.info(
                     "job ended",
                     metadata: ["job.id": "\(job.id)", "device.id": "\(id)", "job.state": "\(job.state.rawValue)"])
@@ -376,9 +386,18 @@ public actor UpdateEngine {
         }
     }
 
-    /// The adapter a device last spoke through (MQTT when unknown).
-    func notifier(for id: DeviceID) -> (any DeviceNotifier)? {
-        notifiers[devices[id]?.transport ?? .mqtt] ?? notifiers[.mqtt]
+    /// Queues a command for the device, addressed to the transport it last spoke through
+    /// (MQTT when unknown).
+    func emit(_ action: DeviceCommand.Action, to id: DeviceID) {
+        commandSequence += 1
+        outbox.append(
+            DeviceCommand(device: id, transport: devices[id]?.transport ?? .mqtt, action: action, sequence: commandSequence))
+    }
+
+    /// The commands decided so far, in order; the outbox is empty afterwards.
+    func takeCommands() -> [DeviceCommand] {
+        defer { outbox = [] }
+        return outbox
     }
 
     func touch(_ id: DeviceID, at time: Date) {

@@ -176,18 +176,3 @@ public protocol FirmwareImageStore: Sendable {
     func put(_ bytes: [UInt8], sha256: String) throws
     func get(sha256: String) throws -> [UInt8]
 }
-
-/// Sends messages to devices; implemented by each protocol adapter.
-public protocol DeviceNotifier: Sendable {
-    /// Sends the job offer (the signed manifest and how to download) to a device. Must
-    /// not block: the adapter queues it.
-    func offer(_ job: Job, firmware: Firmware, to device: DeviceID)
-    /// The job ended (succeeded, failed, canceled): adapters that keep offers for devices
-    /// to fetch (CoAP) drop it. Must not block.
-    func withdraw(_ job: JobID, from device: DeviceID)
-}
-
-extension DeviceNotifier {
-    /// Pushed offers (MQTT) have nothing to take back.
-    public func withdraw(_ job: JobID, from device: DeviceID) {}
-}

@@ -1,53 +1,35 @@
 import Foundation
 import Logging
 import Mosquitto
-import Synchronization
+import UpdraftAdapter
 import UpdraftCore
 
-/// Where the gateway gets image bytes for chunks: memory, never the database per chunk.
-public protocol ChunkSource: Sendable {
-    func image(for firmware: Firmware) throws -> [UInt8]
-}
-
-/// Counters for what devices sent that the gateway refused or could not read.
-public final class GatewayCounters: Sendable {
-    private let values = Mutex<[String: Int]>([:])
-    public init() {}
-    public func increment(_ key: String, by amount: Int = 1) { values.withLock { $0[key, default: 0] += amount } }
-    public subscript(key: String) -> Int { values.withLock { $0[key] ?? 0 } }
-    public var snapshot: [String: Int] { values.withLock { $0 } }
-}
-
-/// The gateway's MQTT adapter: turns device messages into engine calls, serves chunk
-/// windows, and sends offers and error replies. One instance per broker connection.
-public final class MQTTGateway: DeviceNotifier, Sendable {
+/// The gateway's MQTT adapter: turns device messages into engine calls (through its
+/// ``DevicePipeline``), serves chunk windows, and publishes offers and error replies.
+/// One instance per broker connection.
+public final class MQTTGateway: DeviceAdapter, Sendable {
     public let client: MosquittoClient
     public let codec: WireCodec
     public let limits: ChunkLimits
-    public let counters = GatewayCounters()
+    public var counters: GatewayCounters { pipeline.counters }
+    public var transport: Transport { .mqtt }
     private let flow: ChunkFlow
-    private let images: any ChunkSource
+    private let pipeline: DevicePipeline
     private let logger: Logger
-    private let engineBox = Mutex<UpdateEngine?>(nil)
 
+    /// Registers with the router: commands for MQTT devices (and for any device whose
+    /// transport has no adapter) come here.
     public init(
         client: MosquittoClient, codec: WireCodec, limits: ChunkLimits, flow: ChunkFlowLimits = ChunkFlowLimits(),
-        images: any ChunkSource, logger: Logger
+        engine: UpdateEngine, router: DeviceCommandRouter, images: any FirmwareImageSource, logger: Logger
     ) {
         self.client = client
         self.codec = codec
         self.limits = limits
         self.flow = ChunkFlow(limits: flow)
-        self.images = images
+        self.pipeline = DevicePipeline(transport: .mqtt, engine: engine, router: router, images: images, logger: logger)
         self.logger = logger
-    }
-
-    /// The engine is made with this gateway as its notifier, so it is attached after both exist.
-    public func attach(_ engine: UpdateEngine) { engineBox.withLock { $0 = engine } }
-
-    private var engine: UpdateEngine {
-        guard let engine = engineBox.withLock({ $0 }) else { preconditionFailure("MQTTGateway used before attach(_:)") }
-        return engine
+        pipeline.serve(self)
     }
 
     /// Subscribes to the device topics and handles messages until the client's stream ends
@@ -70,13 +52,10 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
     public func handle(topic: String, payload: [UInt8], retained: Bool = false) async {
         switch codec.decode(topic: topic, payload: payload) {
         case .failure(let failure):
-            counters.increment("rejected.\(failure.error.code)")
-            logger.notice(
-                "refused device message",
-                metadata: ["mqtt.topic": "\(topic.prefix(120))", "error.code": "\(failure.error.code)", "device.id": "\(failure.device?.rawValue ?? "-")"])
+            pipeline.refuse(failure.error, device: failure.device, metadata: ["mqtt.topic": "\(topic.prefix(120))"])
             if let device = failure.device { sendError(ErrorReply(failure.error), to: device) }
         case .success(let (device, message)):
-            counters.increment("received")
+            pipeline.count("received")
             await dispatch(message, from: device, retained: retained)
         }
     }
@@ -84,22 +63,20 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
     private func dispatch(_ message: DeviceMessage, from device: DeviceID, retained: Bool) async {
         switch message {
         case .presence(let online):
-            await engine.presence(device, online: online, replayed: retained)
+            await pipeline.presence(device, online: online, replayed: retained)
         case .announce(let announcement):
             // A replayed retained announce is not the device speaking: no reply to it.
-            if let error = await engine.announced(device, announcement, replayed: retained), !retained {
-                counters.increment("rejected.\(error.code)")
+            if let error = await pipeline.announced(device, announcement, replayed: retained), !retained {
                 sendError(ErrorReply(error), to: device)
             }
         case .progress(let job, let report):
-            if let error = await engine.report(device, job: job, report) {
-                counters.increment("rejected.\(error.code)")
+            if let error = await pipeline.report(device, job: job, report) {
                 sendError(ErrorReply(error, job: job, state: report.name), to: device)
             }
         case .download(let request):
             await serve(request, to: device)
         case .pendingQuery:
-            let job = await engine.activeJob(of: device)
+            let job = await pipeline.activeJob(of: device)
             client.publishNoWait(
                 topic: codec.topics.device(device, .pending), payload: WireCodec.encode(PendingBody(job: job)), qos: .atLeastOnce)
         }
@@ -108,15 +85,14 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
     private func serve(_ request: DownloadRequest, to device: DeviceID) async {
         // Checked before the engine is asked: a flood of excess requests costs a lock each.
         guard flow.hasCredit(device) else { return refuseWindow(request, device, Self.tooManyWindows(flow.limits.windowsPerDevice)) }
-        let firmware: Firmware
-        switch await engine.authorizeDownload(device, job: request.job) {
+        let image: [UInt8]
+        switch await pipeline.download(device, job: request.job) {
         case .failure(let error):
-            return refuse(error, request, device)
-        case .success(let fw):
-            firmware = fw
+            return answer(error, request, device)
+        case .success(let download):
+            image = download.image
         }
-        do {
-            let image = try images.image(for: firmware)
+        do throws(UpdraftError) {
             let ranges = try request.chunkRanges(imageSize: image.count, limits: limits)
             let bytes = ranges.reduce(0) { $0 + $1.count }
             switch flow.openWindow(for: device, job: request.job, bytes: bytes, imageSize: image.count) {
@@ -135,13 +111,11 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
             // device messages) rather than hand libmosquitto more to buffer.
             await flow.reserve(bytes)
             client.publishNoWait(chunks) { [flow, bytes] _ in flow.closeWindow(for: device, bytes: bytes) }
-            counters.increment("chunks.sent", by: ranges.count)
-            counters.increment("bytes.sent", by: bytes)
-        } catch let error as UpdraftError {
-            refuse(error, request, device)
+            pipeline.count("chunks.sent", by: ranges.count)
+            pipeline.count("bytes.sent", by: bytes)
         } catch {
-            refuse(UpdraftError("image_unavailable", "The gateway cannot read the image right now; retry later."), request, device)
-            logger.error("image read failed", metadata: ["firmware.id": "\(firmware.id)", "error": "\(error)"])
+            pipeline.count(error)
+            answer(error, request, device)
         }
     }
 
@@ -158,15 +132,16 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
     /// A window refused for its credit or allowance is answered once until one of the
     /// device's windows closes; the rest are dropped (an answer costs more than a request).
     private func refuseWindow(_ request: DownloadRequest, _ device: DeviceID, _ error: UpdraftError) {
-        guard flow.answerRefusal(for: device) else { return counters.increment("rejected.\(error.code)") }
-        refuse(error, request, device)
+        pipeline.count(error)
+        guard flow.answerRefusal(for: device) else { return }
+        answer(error, request, device)
     }
 
     /// Chunk bytes handed to libmosquitto and not yet written.
     public var chunkBytesInFlight: Int { flow.bytesInFlight }
 
-    private func refuse(_ error: UpdraftError, _ request: DownloadRequest, _ device: DeviceID) {
-        counters.increment("rejected.\(error.code)")
+    /// Sends the refusal of a download request (counted by whoever refused it).
+    private func answer(_ error: UpdraftError, _ request: DownloadRequest, _ device: DeviceID) {
         sendError(ErrorReply(error, job: request.job, offset: request.offset), to: device)
     }
 
@@ -174,11 +149,15 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
         client.publishNoWait(topic: codec.topics.device(device, .error), payload: WireCodec.encode(reply), qos: .atLeastOnce, retain: false)
     }
 
-    // MARK: DeviceNotifier
+    // MARK: DeviceAdapter
 
-    public func offer(_ job: Job, firmware: Firmware, to device: DeviceID) {
+    /// Publishes an offer (QoS 1, not retained). A withdrawal sends nothing: a pushed offer
+    /// has nothing to take back.
+    public func deliver(_ command: DeviceCommand) {
+        guard case .offer(let job, let firmware) = command.action else { return }
         let offer = JobOffer(job: job, firmware: firmware, limits: limits)
-        counters.increment("offers.sent")
-        client.publishNoWait(topic: codec.topics.device(device, .job), payload: WireCodec.encode(offer), qos: .atLeastOnce, retain: false)
+        pipeline.count("offers.sent")
+        client.publishNoWait(
+            topic: codec.topics.device(command.device, .job), payload: WireCodec.encode(offer), qos: .atLeastOnce, retain: false)
     }
 }
