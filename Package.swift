@@ -171,7 +171,6 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
-        .testTarget(name: "UpdraftAdapterTests", dependencies: ["UpdraftAdapter", "UpdraftCore"]),
         .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto"]),
         .testTarget(name: "CoAPTests", dependencies: ["CoAP"]),
         .testTarget(name: "UpdraftMQTTTests", dependencies: ["UpdraftMQTT", "UpdraftCore"]),

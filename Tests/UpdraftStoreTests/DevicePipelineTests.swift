@@ -1,19 +1,9 @@
 import Foundation
-import Synchronization
 import Testing
 import UpdraftAdapter
 import UpdraftCore
 
 @testable import UpdraftStore
-
-/// An adapter that records what the router handed it.
-final class RecordingAdapter: DeviceAdapter {
-    let transport: Transport
-    private let received = Mutex<[DeviceCommand]>([])
-    init(_ transport: Transport) { self.transport = transport }
-    func deliver(_ command: DeviceCommand) { received.withLock { $0.append(command) } }
-    var commands: [DeviceCommand] { received.withLock { $0 } }
-}
 
 /// Image bytes from memory, or the error a test wants.
 struct FixedImages: FirmwareImageSource {

@@ -21,10 +21,7 @@ public struct DeviceCommand: Sendable, Equatable {
     public let sequence: UInt64
 
     public init(device: DeviceID, transport: Transport, action: Action, sequence: UInt64) {
-        self.device = device
-        self.transport = transport
-        self.action = action
-        self.sequence = sequence
+        (self.device, self.transport, self.action, self.sequence) = (device, transport, action, sequence)
     }
 
     /// The job the command is about.
@@ -39,34 +36,19 @@ public struct DeviceCommand: Sendable, Equatable {
 /// The engine's answer to a device's message: the refusal to send back (nil when taken),
 /// and the commands to deliver.
 public struct EngineReply: Sendable, Equatable {
-    public var refusal: UpdraftError?
-    public var commands: [DeviceCommand]
-
-    public init(refusal: UpdraftError? = nil, commands: [DeviceCommand] = []) {
-        self.refusal = refusal
-        self.commands = commands
-    }
+    public var refusal: UpdraftError? = nil
+    public var commands: [DeviceCommand] = []
 }
 
 /// What one fleet tick did: the planner actions performed and the commands to deliver.
 public struct TickResult: Sendable, Equatable {
-    public var actions: Int
-    public var commands: [DeviceCommand]
-
-    public init(actions: Int = 0, commands: [DeviceCommand] = []) {
-        self.actions = actions
-        self.commands = commands
-    }
+    public var actions = 0
+    public var commands: [DeviceCommand] = []
 }
 
 /// What a flush wrote (the committed events, for the feed) and the commands it led to
 /// (offers held back while the store could not be written, withdrawals of refused jobs).
 public struct FlushResult: Sendable, Equatable {
-    public var events: [UpdraftEvent]
-    public var commands: [DeviceCommand]
-
-    public init(events: [UpdraftEvent] = [], commands: [DeviceCommand] = []) {
-        self.events = events
-        self.commands = commands
-    }
+    public var events: [UpdraftEvent] = []
+    public var commands: [DeviceCommand] = []
 }

@@ -5,7 +5,7 @@ import Testing
 import UpdraftAdapter
 import UpdraftCore
 
-/// An adapter that records what it was handed.
+/// An adapter that records what the router handed it.
 final class RecordingAdapter: DeviceAdapter {
     let transport: Transport
     private let received = Mutex<[DeviceCommand]>([])
@@ -16,8 +16,9 @@ final class RecordingAdapter: DeviceAdapter {
 
 @Suite("DeviceCommandRouter")
 struct DeviceCommandRouterTests {
+    /// The router warns about commands it cannot deliver; these tests make some on purpose.
     static let logger: Logger = {
-        var logger = Logger(label: "updraft.adapter.tests")
+        var logger = Logger(label: "updraft.router.tests")
         logger.logLevel = .critical
         return logger
     }()
