@@ -94,38 +94,38 @@ public final class CoAPGateway: DeviceAdapter, Sendable {
 
     private func addResources() throws {
         try server.addResource(
-            CoAPResource(path: "announce", handlers: [.post: .deferred { [self] in try await announce($0) }]))
+            CoAPResource(path: "announce", handlers: [.post: .deferred { [self] in try await identified($0, announce) }]))
         try server.addResource(
-            CoAPResource(path: "progress", handlers: [.post: .deferred { [self] in try await progress($0) }]))
+            CoAPResource(path: "progress", handlers: [.post: .deferred { [self] in try await identified($0, progress) }]))
         try server.addResource(
-            CoAPResource(path: "pending", handlers: [.get: .deferred { [self] in try await pending($0) }]))
+            CoAPResource(path: "pending", handlers: [.get: .deferred { [self] in try await identified($0, pending) }]))
+    }
+
+    /// Answers for the device the request speaks for, or with the refusal of its identity.
+    private func identified(
+        _ request: CoAPRequest, _ handler: (CoAPRequest, DeviceID) async throws -> CoAPResponse
+    ) async throws -> CoAPResponse {
+        switch identify(request) {
+        case .refused(let refusal): refusal
+        case .device(let id): try await handler(request, id)
+        }
     }
 
     /// "Is an update pending for me?", also while the device declines updates.
-    private func pending(_ request: CoAPRequest) async throws -> CoAPResponse {
-        let id: DeviceID
-        switch identify(request) {
-        case .refused(let refusal): return refusal
-        case .device(let device): id = device
-        }
+    private func pending(_ request: CoAPRequest, _ id: DeviceID) async throws -> CoAPResponse {
         count("pending")
         return CoAPResponse(
             code: .content, payload: WireJSON.encode(PendingBody(job: await pipeline.activeJob(of: id))), contentFormat: .json)
     }
 
-    private func announce(_ request: CoAPRequest) async throws -> CoAPResponse {
-        let id: DeviceID
-        switch identify(request) {
-        case .refused(let refusal): return refusal
-        case .device(let device): id = device
-        }
+    private func announce(_ request: CoAPRequest, _ id: DeviceID) async throws -> CoAPResponse {
         let body: AnnounceBody
-        switch pipeline.decode(
-            request.payload, "announce", example: #"{"product":"thermo","version":"1.0.0","accepts_updates":true}"#)
-            as Result<AnnounceBody, UpdraftError>
-        {
-        case .failure(let error): return refuse(.badRequest, error)
-        case .success(let decoded): body = decoded
+        do throws(UpdraftError) {
+            body = try pipeline.decode(
+                request.payload, "announce", example: #"{"product":"thermo","version":"1.0.0","accepts_updates":true}"#
+            ).get()
+        } catch {
+            return refuse(.badRequest, error)
         }
         if let lifetime = body.lifetime, !AnnounceBody.lifetimes.contains(lifetime) {
             return refuse(
@@ -146,12 +146,7 @@ public final class CoAPGateway: DeviceAdapter, Sendable {
         return jobRepresentation(of: id, code: .changed)
     }
 
-    private func progress(_ request: CoAPRequest) async throws -> CoAPResponse {
-        let id: DeviceID
-        switch identify(request) {
-        case .refused(let refusal): return refusal
-        case .device(let device): id = device
-        }
+    private func progress(_ request: CoAPRequest, _ id: DeviceID) async throws -> CoAPResponse {
         let report: DeviceReport
         let body: ProgressBody
         do throws(UpdraftError) {
