@@ -28,8 +28,8 @@ public actor UpdateEngine {
     var pendingVerifications: [String: FirmwareVerification] = [:]
     var pendingActivity: [JobID: JobActivity] = [:]
     var pendingPlanner = false
-    /// Commands decided since the entry point running now (or a suspended one) began;
-    /// taken by whichever entry point returns first.
+    /// Commands decided by the entry point running now, taken when it returns. Entry
+    /// points emit only after their last suspension, so none is left for another to return.
     var outbox: [DeviceCommand] = []
     var commandSequence: UInt64 = 0
     /// False from a failed flush to the next one that succeeds: while the store cannot be
