@@ -5,6 +5,7 @@ import Synchronization
 import UpdraftCore
 import UpdraftDevice
 import UpdraftMQTT
+import UpdraftWire
 
 /// `updraft bench abuse`: what one hostile device costs everybody else. A hog asks for
 /// thousands of whole-image windows and never reads its chunks, while a calm device

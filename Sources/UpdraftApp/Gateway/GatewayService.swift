@@ -8,6 +8,7 @@ import UpdraftCoAP
 import UpdraftCore
 import UpdraftMQTT
 import UpdraftStore
+import UpdraftWire
 
 /// The running gateway: one MQTT connection, the engine, the batched store writer and the
 /// event feed. A `Service`; `updraft serve` runs it in a ServiceGroup after the broker.
@@ -32,8 +33,11 @@ public final class GatewayService: Service, Sendable {
     public init(
         configuration: UpdraftConfiguration, store: any StatusStore, loop: MosquittoEventLoop = .shared,
         logger: Logger, now: @escaping @Sendable () -> Date = { Date() },
-        flushInterval: Duration = .milliseconds(20), tailInterval: Duration = .milliseconds(50)
+        flushInterval: Duration = .milliseconds(20), tailInterval: Duration = .milliseconds(50),
+        dialect: (any WireDialect)? = nil
     ) throws {
+        // nil: the configured prefix and size limit in today's protocol.
+        let dialect = dialect ?? configuration.dialect
         self.configuration = configuration
         self.store = store
         self.logger = logger
@@ -58,9 +62,9 @@ public final class GatewayService: Service, Sendable {
         let client = MosquittoClient(options: options, loop: loop, logger: logger)
         let images = FirmwareImageCache(store: try FileImageStore(directory: configuration.imagesDirectory))
         mqtt = MQTTGateway(
-            client: client, codec: WireCodec(topics: configuration.topics, maxControlBytes: c.maxControlBytes),
+            client: client, dialect: dialect,
             limits: c.chunk, flow: c.flow, images: ImageSource(cache: images), logger: logger)
-        feed = MQTTEventFeed(client: client, topic: configuration.topics.events, store: store, logger: logger)
+        feed = MQTTEventFeed(client: client, topic: dialect.eventsTopic, store: store, logger: logger)
         var notifiers: [Transport: any DeviceNotifier] = [.mqtt: mqtt]
         if configuration.coap.enabled {
             let coap = try Self.makeCoAP(configuration, images: images, logger: logger)

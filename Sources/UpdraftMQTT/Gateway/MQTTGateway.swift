@@ -3,6 +3,7 @@ import Logging
 import Mosquitto
 import Synchronization
 import UpdraftCore
+import UpdraftWire
 
 /// Where the gateway gets image bytes for chunks: memory, never the database per chunk.
 public protocol ChunkSource: Sendable {
@@ -22,7 +23,8 @@ public final class GatewayCounters: Sendable {
 /// windows, and sends offers and error replies. One instance per broker connection.
 public final class MQTTGateway: DeviceNotifier, Sendable {
     public let client: MosquittoClient
-    public let codec: WireCodec
+    /// Topic layout and codec of the device protocol this gateway speaks.
+    public let dialect: any WireDialect
     public let limits: ChunkLimits
     public let counters = GatewayCounters()
     private let flow: ChunkFlow
@@ -31,11 +33,11 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
     private let engineBox = Mutex<UpdateEngine?>(nil)
 
     public init(
-        client: MosquittoClient, codec: WireCodec, limits: ChunkLimits, flow: ChunkFlowLimits = ChunkFlowLimits(),
+        client: MosquittoClient, dialect: any WireDialect, limits: ChunkLimits, flow: ChunkFlowLimits = ChunkFlowLimits(),
         images: any ChunkSource, logger: Logger
     ) {
         self.client = client
-        self.codec = codec
+        self.dialect = dialect
         self.limits = limits
         self.flow = ChunkFlow(limits: flow)
         self.images = images
@@ -53,11 +55,11 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
     /// Subscribes to the device topics and handles messages until the client's stream ends
     /// or the task is cancelled.
     public func run(onSubscribed: @Sendable () -> Void = {}) async throws {
-        for filter in codec.topics.gatewaySubscriptions {
+        for filter in dialect.gatewaySubscriptions {
             try await client.subscribe(filter, qos: .atLeastOnce)
         }
         onSubscribed()
-        logger.info("gateway subscribed", metadata: ["mqtt.filters": "\(codec.topics.gatewaySubscriptions)"])
+        logger.info("gateway subscribed", metadata: ["mqtt.filters": "\(dialect.gatewaySubscriptions)"])
         for await message in client.messages {
             await handle(topic: message.topic, payload: message.payload, retained: message.retain)
         }
@@ -68,7 +70,7 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
     /// - Parameter retained: the retain flag on delivery: the broker replays the retained
     ///   presence and announcement when the gateway (re)subscribes, and only then sets it.
     public func handle(topic: String, payload: [UInt8], retained: Bool = false) async {
-        switch codec.decode(topic: topic, payload: payload) {
+        switch dialect.decode(topic: topic, payload: payload) {
         case .failure(let failure):
             counters.increment("rejected.\(failure.error.code)")
             logger.notice(
@@ -101,7 +103,7 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
         case .pendingQuery:
             let job = await engine.activeJob(of: device)
             client.publishNoWait(
-                topic: codec.topics.device(device, .pending), payload: WireCodec.encode(PendingBody(job: job)), qos: .atLeastOnce)
+                topic: dialect.topic(.pending, of: device), payload: dialect.encode(PendingBody(job: job)), qos: .atLeastOnce)
         }
     }
 
@@ -129,7 +131,7 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
             }
             // Slices share the cached image's storage: no copy before libmosquitto's own.
             let chunks = ranges.map { range in
-                (topic: codec.topics.chunk(device, job: request.job, offset: range.lowerBound), payload: image[range])
+                (topic: dialect.chunkTopic(of: device, job: request.job, offset: range.lowerBound), payload: image[range])
             }
             // Back-pressure: while the budget is spent, wait (and so read no further
             // device messages) rather than hand libmosquitto more to buffer.
@@ -171,7 +173,7 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
     }
 
     private func sendError(_ reply: ErrorReply, to device: DeviceID) {
-        client.publishNoWait(topic: codec.topics.device(device, .error), payload: WireCodec.encode(reply), qos: .atLeastOnce, retain: false)
+        client.publishNoWait(topic: dialect.topic(.error, of: device), payload: dialect.encode(reply), qos: .atLeastOnce, retain: false)
     }
 
     // MARK: DeviceNotifier
@@ -179,6 +181,6 @@ public final class MQTTGateway: DeviceNotifier, Sendable {
     public func offer(_ job: Job, firmware: Firmware, to device: DeviceID) {
         let offer = JobOffer(job: job, firmware: firmware, limits: limits)
         counters.increment("offers.sent")
-        client.publishNoWait(topic: codec.topics.device(device, .job), payload: WireCodec.encode(offer), qos: .atLeastOnce, retain: false)
+        client.publishNoWait(topic: dialect.topic(.job, of: device), payload: dialect.encode(offer), qos: .atLeastOnce, retain: false)
     }
 }
