@@ -66,6 +66,15 @@ struct SiteDialect: WireDialect {
         ])
     }
 
+    /// Today's protocol is also just a layout: as a value it gives the same topics and rules.
+    @Test func v1AsALayoutValueIsV1() {
+        let value = LayoutDialect(
+            layout: DeviceTopicLayout(head: "updraft/d/", middle: "/"), eventsTopic: "updraft/events", gatewayTopicFilters: ["updraft/#"])
+        #expect(value.gatewayRules == v1.gatewayRules && value.eventsRules == v1.eventsRules && value.deviceRules == v1.deviceRules)
+        #expect(value.gatewaySubscriptions == v1.gatewaySubscriptions)
+        #expect(value.parse("updraft/d/d1/chunk/j1/0") == v1.parse("updraft/d/d1/chunk/j1/0"))
+    }
+
     @Test func rulesFollowAnotherLayout() {
         #expect(site.gatewayRules.map(\.mosquittoLine) == ["topic readwrite site/a/#", "topic readwrite ops/updraft-events"])
         #expect(site.eventsRules.map(\.mosquittoLine) == ["topic read ops/updraft-events"])

@@ -21,6 +21,30 @@ public struct UpdraftDialectV1: WireDialect, Equatable {
     public var gatewayTopicFilters: [String] { ["\(prefix)/#"] }
 }
 
+/// A dialect made of a ``DeviceTopicLayout``, an events topic and the gateway's filters,
+/// with the JSON codec: a new topic layout as a value, no new type.
+public struct LayoutDialect: WireDialect {
+    public let layout: DeviceTopicLayout
+    public let eventsTopic: String
+    public let gatewayTopicFilters: [String]
+    public let maxControlBytes: Int
+
+    /// - Parameter gatewayTopicFilters: must cover every device topic and `eventsTopic`.
+    public init(layout: DeviceTopicLayout, eventsTopic: String, gatewayTopicFilters: [String], maxControlBytes: Int = 4096) {
+        self.layout = layout
+        self.eventsTopic = eventsTopic
+        self.gatewayTopicFilters = gatewayTopicFilters
+        self.maxControlBytes = maxControlBytes
+    }
+
+    public func topic(_ kind: WireTopicKind, device: String) -> String { layout.topic(kind, device: device) }
+    public func parse(_ topic: String) -> WireTopic? { layout.parse(topic) }
+}
+
+extension LayoutDialect: CustomStringConvertible {
+    public var description: String { layout.head + "<device>" + layout.middle + "<kind>" }
+}
+
 /// A topic layout `<head><device><middle><kind>[/<level>...]`: what most dialects need,
 /// with a parser fast enough for the chunk stream. `head` ends with `/`, `middle` starts
 /// and ends with it (`/` alone puts the kind right after the device).
