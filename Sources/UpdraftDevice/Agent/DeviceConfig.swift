@@ -42,8 +42,11 @@ public struct DeviceConfig: ReferenceDeviceConfig {
         id: DeviceID, product: ProductID, version: FirmwareVersion, releaseKey: ReleaseVerifyingKey,
         brokerHost: String = "127.0.0.1", brokerPort: Int = 1883
     ) {
-        (self.id, self.product, self.version) = (id, product, version)
+        self.id = id
+        self.product = product
+        self.version = version
         self.behavior = DeviceBehavior(releaseKey: releaseKey)
-        (self.brokerHost, self.brokerPort) = (brokerHost, brokerPort)
+        self.brokerHost = brokerHost
+        self.brokerPort = brokerPort
     }
 }

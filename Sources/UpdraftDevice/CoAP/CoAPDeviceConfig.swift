@@ -41,8 +41,11 @@ public struct CoAPDeviceConfig: ReferenceDeviceConfig {
         id: DeviceID, product: ProductID, version: FirmwareVersion, releaseKey: ReleaseVerifyingKey,
         host: String = "127.0.0.1", port: Int = 5683
     ) {
-        (self.id, self.product, self.version) = (id, product, version)
+        self.id = id
+        self.product = product
+        self.version = version
         self.behavior = DeviceBehavior(releaseKey: releaseKey)
-        (self.host, self.port) = (host, port)
+        self.host = host
+        self.port = port
     }
 }
