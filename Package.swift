@@ -9,7 +9,8 @@ import PackageDescription
 //   UpdraftMQTT, UpdraftCoAP -> UpdraftAdapter (the adapter seam: the engine returns
 //     DeviceCommands, the DeviceCommandRouter made in UpdraftApp delivers them to the DeviceAdapter
 //     of each device's transport; DevicePipeline is every adapter's request steps)
-//   UpdraftDevice (reference device, simulator) -> UpdraftMQTT (wire codec), Mosquitto
+//   UpdraftMQTT, UpdraftCoAP -> UpdraftWire (bodies; WireDialect: topic layout + codec) -> UpdraftCore
+//   UpdraftDevice (reference device, simulator) -> UpdraftWire, Mosquitto, CoAP (never an adapter)
 let package = Package(
     name: "Updraft",
     platforms: [.macOS(.v15)],
@@ -83,7 +84,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // JSON bodies shared by every protocol adapter and the reference device.
+        // The wire layer shared by the adapters and the reference device: JSON bodies, and
+        // the publish/subscribe dialects (WireDialect: topic layout, codec, broker rules).
         .target(
             name: "UpdraftWire",
             dependencies: ["UpdraftCore"]
@@ -128,7 +130,6 @@ let package = Package(
             dependencies: [
                 "UpdraftCore",
                 "UpdraftWire",
-                "UpdraftMQTT",
                 "Mosquitto",
                 "CoAP",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -144,6 +145,7 @@ let package = Package(
                 "UpdraftCoAP",
                 "CoAP",
                 "UpdraftStore",
+                "UpdraftWire",
                 "UpdraftMQTT",
                 "UpdraftDevice",
                 "Mosquitto",
@@ -173,11 +175,12 @@ let package = Package(
         ),
         .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto"]),
         .testTarget(name: "CoAPTests", dependencies: ["CoAP"]),
-        .testTarget(name: "UpdraftMQTTTests", dependencies: ["UpdraftMQTT", "UpdraftCore"]),
+        .testTarget(name: "UpdraftWireTests", dependencies: ["UpdraftWire", "UpdraftCore"]),
+        .testTarget(name: "UpdraftMQTTTests", dependencies: ["UpdraftMQTT", "UpdraftWire", "UpdraftCore"]),
         .testTarget(
             name: "UpdraftIntegrationTests",
             dependencies: [
-                "UpdraftApp", "UpdraftCore", "UpdraftStore", "UpdraftMQTT", "UpdraftDevice", "Mosquitto", "CoAP",
+                "UpdraftApp", "UpdraftCore", "UpdraftStore", "UpdraftWire", "UpdraftMQTT", "UpdraftDevice", "Mosquitto", "CoAP",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             // Peers/: scripts run by non-Swift peers (aiocoap), not sources of the target.

@@ -57,7 +57,7 @@ struct Sim: AsyncParsableCommand {
             sim.idPrefix = prefix
             sim.brokerHost = configuration.mqtt.broker.host
             sim.brokerPort = configuration.mqtt.broker.port
-            sim.topicsPrefix = configuration.mqtt.topicPrefix
+            sim.dialect = configuration.dialect
             sim.protocol = `protocol`
             if `protocol` != .mqtt {
                 guard configuration.coap.enabled, configuration.coap.port != 0 else {

@@ -3,6 +3,7 @@ import Testing
 import UpdraftApp
 import UpdraftCore
 import UpdraftMQTT
+import UpdraftWire
 
 /// A device that declines updates keeps its job pending, can ask what is pending, and
 /// gets the offer once it accepts — over MQTT and over CoAP.
@@ -36,7 +37,7 @@ import UpdraftMQTT
 
             try await device.send("announce", #"{"product":"thermo","version":"1.0","accepts_updates":true}"#)
             let offer = try #require(try await device.next("/job"))
-            #expect(try WireCodec().decodeOffer(offer.payload).job == job.id)
+            #expect(try UpdraftDialectV1().decodeOffer(offer.payload).job == job.id)
         }
     }
 

@@ -3,10 +3,14 @@ import Testing
 import UpdraftApp
 import UpdraftCore
 import UpdraftDevice
+import UpdraftWire
 
 @Suite(.timeLimit(.minutes(3))) struct EndToEndTests {
-    @Test func everyDeviceSucceedsAndTheEventLogTellsTheWholeStory() async throws {
-        try await Harness.with { h in
+    /// nil: today's dialect; then a dialect with another topic layout, which the gateway,
+    /// the devices and the generated broker ACL all speak.
+    @Test(arguments: [nil, .fleetOTA] as [LayoutDialect?])
+    func everyDeviceSucceedsAndTheEventLogTellsTheWholeStory(dialect: LayoutDialect?) async throws {
+        try await Harness.with(dialect: dialect) { h in
             let (firmware, image) = try await h.addFirmware(version: "2.0", size: 200_000)
             let fleet = try h.fleet(20)
             fleet.start()

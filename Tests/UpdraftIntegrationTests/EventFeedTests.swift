@@ -86,7 +86,7 @@ import UpdraftDevice
             try? FileManager.default.removeItem(atPath: dir)
         }
         try await eventually(timeout: .seconds(30), "the managed broker") { Self.brokerPID(dir) != nil && PortProbe.accepts(host: "127.0.0.1", port: port) }
-        try await backend.start(topic: configuration.topics.events)
+        try await backend.start(topic: configuration.dialect.eventsTopic)
         // The broker keeps a persistent session across its own crash only once it saved it
         // (autosave, or SIGUSR1 as here): the backend's subscription is part of the setup.
         let db = dir + "/broker/mosquitto.db"

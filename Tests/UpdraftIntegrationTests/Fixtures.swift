@@ -3,6 +3,7 @@ import Logging
 import UpdraftApp
 import UpdraftCore
 import UpdraftDevice
+import UpdraftWire
 
 /// A whole Updraft on loopback (managed mosquitto on a free port, SQLite file, gateway)
 /// plus helpers to add firmware, run simulated devices and wait for jobs.
@@ -15,17 +16,20 @@ struct Harness {
         return logger
     }()
 
-    static func start(gateway: Bool = true, tune: (inout UpdraftConfiguration) -> Void = { _ in }) async throws -> Harness {
-        let harness = Harness(stack: try await LocalStack(logger: logger, tune: tune))
+    static func start(
+        gateway: Bool = true, tune: (inout UpdraftConfiguration) -> Void = { _ in }, dialect: (any WireDialect)? = nil
+    ) async throws -> Harness {
+        let harness = Harness(stack: try await LocalStack(logger: logger, tune: tune, dialect: dialect))
         if gateway { try await harness.stack.startGateway() }
         return harness
     }
 
     /// Runs `body`, then stops everything the harness started, whatever happened.
     static func with(
-        gateway: Bool = true, tune: (inout UpdraftConfiguration) -> Void = { _ in }, _ body: (Harness) async throws -> Void
+        gateway: Bool = true, tune: (inout UpdraftConfiguration) -> Void = { _ in }, dialect: (any WireDialect)? = nil,
+        _ body: (Harness) async throws -> Void
     ) async throws {
-        let harness = try await start(gateway: gateway, tune: tune)
+        let harness = try await start(gateway: gateway, tune: tune, dialect: dialect)
         do {
             try await body(harness)
         } catch {
@@ -47,6 +51,7 @@ struct Harness {
     func fleet(_ count: Int, prefix: String = "dev-", product: String = "thermo", version: String = "1.0", tune: (inout SimulatorConfig) -> Void = { _ in }) throws -> FleetSimulator {
         var config = SimulatorConfig(count: count, product: try ProductID(validating: product), version: try FirmwareVersion(validating: version), releaseKey: try ops.publicKey())
         config.brokerPort = stack.brokerPort
+        config.dialect = stack.dialect
         config.idPrefix = prefix
         config.requestTimeout = .milliseconds(800)
         config.rebootDelay = .milliseconds(100)

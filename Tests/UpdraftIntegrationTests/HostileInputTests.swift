@@ -5,6 +5,7 @@ import Testing
 import UpdraftApp
 import UpdraftCore
 import UpdraftMQTT
+import UpdraftWire
 
 /// A hand-driven device: a raw MQTT client that sends whatever bytes a test wants.
 struct RawDevice {
@@ -90,7 +91,7 @@ struct RawDevice {
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(["evil-1"]), allowDowngrade: false)
             let job = try #require(plan.jobs.first).id
             let offer = try #require(try await evil.next("/job"))
-            #expect(try WireCodec().decodeOffer(offer.payload).job == job)
+            #expect(try UpdraftDialectV1().decodeOffer(offer.payload).job == job)
             let windows: [(String, String)] = [
                 (#"{"job":"\#(job)","offset":10000,"count":1,"size":1024}"#, "offset_out_of_range"),
                 (#"{"job":"\#(job)","offset":-1,"count":1,"size":1024}"#, "offset_out_of_range"),

@@ -4,6 +4,7 @@ import UpdraftCore
 import UpdraftMQTT
 
 @testable import UpdraftStore
+import UpdraftWire
 
 /// The gateway's store file stops growing (SQLite's max_page_count on the gateway's own
 /// connection: a full disk, for real, without root). A device's report is answered

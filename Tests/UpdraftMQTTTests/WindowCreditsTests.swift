@@ -1,6 +1,7 @@
 import Testing
 import UpdraftCore
 @testable import UpdraftMQTT
+import UpdraftWire
 
 @Suite struct WindowCreditsTests {
     let hog: DeviceID = "hog-1"

@@ -6,6 +6,7 @@ import UpdraftAdapter
 import UpdraftCore
 import UpdraftDevice
 import UpdraftMQTT
+import UpdraftWire
 
 /// `updraft bench abuse`: what one hostile device costs everybody else. A hog asks for
 /// thousands of whole-image windows and never reads its chunks, while a calm device

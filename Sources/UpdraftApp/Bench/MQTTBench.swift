@@ -101,7 +101,7 @@ public struct MQTTBench: Sendable {
             let (raw, rawBrokerCPU, rawProcessCPU) = try await CPUTime.measure(broker: brokerPID) {
                 try await RawThroughput.measure(
                     port: stack.brokerPort, username: stack.configuration.mqtt.username,
-                    topic: stack.configuration.topics.prefix + "/bench/raw", size: options.chunkSize, count: total / options.chunkSize,
+                    topic: stack.configuration.mqtt.topicPrefix + "/bench/raw", size: options.chunkSize, count: total / options.chunkSize,
                     window: options.window * 4, logger: logger)
             }
             // The release by product only finds devices the registry has on the previous version.

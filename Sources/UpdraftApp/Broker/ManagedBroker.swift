@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 import UpdraftCore
+import UpdraftWire
 
 /// Runs mosquitto as a child process: writes its configuration and ACL from the templates
 /// in Config/, starts it on a loopback port, restarts it when it dies, stops it on shutdown.
@@ -13,10 +14,14 @@ public final class ManagedBroker: Service, Sendable {
         public var mosquittoPath: String
         public var template: String
         public var topicPrefix: String
+        /// The ACL's topic rules come from the dialect the gateway and devices speak.
+        public var dialect: any WireDialect
         public var gatewayUser: String
         public var maxPacketSize: Int
 
-        public init(configuration c: UpdraftConfiguration) {
+        /// - Parameter dialect: nil: the configured prefix in today's protocol.
+        public init(configuration c: UpdraftConfiguration, dialect: (any WireDialect)? = nil) {
+            self.dialect = dialect ?? c.dialect
             port = c.mqtt.broker.port
             directory = c.path("broker")
             mosquittoPath = c.mqtt.broker.mosquittoPath
@@ -139,6 +144,9 @@ public final class ManagedBroker: Service, Sendable {
             "prefix": settings.topicPrefix, "gateway_user": settings.gatewayUser,
             "events_user": settings.gatewayUser + "-events", "max_packet_size": "\(settings.maxPacketSize)",
             "user": Self.currentUser,
+            "gateway_rules": Self.lines(settings.dialect.gatewayRules),
+            "events_rules": Self.lines(settings.dialect.eventsRules),
+            "device_rules": Self.lines(settings.dialect.deviceRules),
         ]
         let confTemplate = try ResourceLocator.read(settings.template)
         let aclTemplate = try ResourceLocator.read(
@@ -171,6 +179,8 @@ public final class ManagedBroker: Service, Sendable {
         if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
         try? FileManager.default.removeItem(atPath: pidFile)
     }
+
+    static func lines(_ rules: [BrokerRule]) -> String { rules.map(\.mosquittoLine).joined(separator: "\n") }
 
     static var currentUser: String {
         guard let entry = getpwuid(geteuid()), let name = entry.pointee.pw_name else { return "root" }

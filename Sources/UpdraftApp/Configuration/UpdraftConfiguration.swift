@@ -4,6 +4,7 @@ import Logging
 import SystemPackage
 import UpdraftCore
 import UpdraftMQTT
+import UpdraftWire
 
 /// Everything Updraft reads from Config/updraft.yaml and the environment. Each key is
 /// documented in Config/updraft.yaml; `UPDRAFT_<KEY>` overrides it (dots and dashes
@@ -237,5 +238,6 @@ public struct UpdraftConfiguration: Sendable {
 
     public var imagesDirectory: String { path("firmware") }
     public var resolvedPSKFile: String { coap.pskFile.isEmpty ? path("coap-psk.txt") : coap.pskFile }
-    public var topics: Topics { Topics(prefix: mqtt.topicPrefix) }
+    /// Today's device protocol under the configured topic prefix and control-message limit.
+    public var dialect: UpdraftDialectV1 { UpdraftDialectV1(prefix: mqtt.topicPrefix, maxControlBytes: mqtt.maxControlBytes) }
 }

@@ -83,7 +83,7 @@ public struct DemoRunner: Sendable {
         sim.protocol = options.protocol
         sim.coapPort = stack.configuration.coap.port
         sim.blockSize = options.blockSize
-        sim.topicsPrefix = stack.configuration.mqtt.topicPrefix
+        sim.dialect = stack.dialect
         sim.offlineFraction = Double(options.offline) / Double(max(options.devices, 1))
         sim.chunkSize = options.chunkSize
         sim.requestTimeout = .seconds(2)

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Synchronization
 import UpdraftCore
+import UpdraftWire
 
 /// A whole Updraft on loopback in one folder: managed mosquitto on a free port, the
 /// store, a release key and a gateway that can be stopped and started again. Used by
@@ -11,6 +12,8 @@ public final class LocalStack: Sendable {
     public let broker: ManagedBroker
     public let operations: Operations
     public let directory: String
+    /// What the broker's ACL and the gateway speak.
+    public let dialect: any WireDialect
     private let logger: Logger
     private let removeOnStop: Bool
     /// One gateway per data directory, as for `updraft serve`.
@@ -22,8 +25,10 @@ public final class LocalStack: Sendable {
     /// - Parameters:
     ///   - directory: the data folder; nil makes a temporary one, removed by `stop()`.
     ///   - tune: adjusts the configuration before anything starts.
+    ///   - dialect: nil: today's protocol under the configured prefix.
     public init(
-        directory: String? = nil, logger: Logger, tune: (inout UpdraftConfiguration) -> Void = { _ in }
+        directory: String? = nil, logger: Logger, tune: (inout UpdraftConfiguration) -> Void = { _ in },
+        dialect: (any WireDialect)? = nil
     ) async throws {
         let dir = directory ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("updraft-\(UUID().uuidString.prefix(8))").path
@@ -39,9 +44,10 @@ public final class LocalStack: Sendable {
         configuration.coap.allowUnauthenticated = true
         tune(&configuration)
         self.configuration = configuration
+        self.dialect = dialect ?? configuration.dialect
         try DataDirectory.create(dir)
         let folderGuard = removeOnStop ? try FolderGuard(directory: dir, pidFile: configuration.path("broker/mosquitto.pid")) : nil
-        let broker = ManagedBroker(settings: .init(configuration: configuration), logger: logger)
+        let broker = ManagedBroker(settings: .init(configuration: configuration, dialect: self.dialect), logger: logger)
         do {
             lock = try DataDirectoryLock(directory: dir)
             operations = try Operations(configuration: configuration, logger: logger)
@@ -80,7 +86,7 @@ public final class LocalStack: Sendable {
     @discardableResult
     public func startGateway(now: @escaping @Sendable () -> Date = { Date() }) async throws -> GatewayService {
         let store = try UpdraftStoreFactory.open(configuration, logger: logger)
-        let service = try GatewayService(configuration: configuration, store: store, logger: logger, now: now)
+        let service = try GatewayService(configuration: configuration, store: store, logger: logger, now: now, dialect: dialect)
         let task = Task { try await service.run() }
         running.withLock { $0 = (task, service) }
         // Ready when the engine has loaded and the MQTT subscriptions are in place.

@@ -9,6 +9,7 @@ import UpdraftCoAP
 import UpdraftCore
 import UpdraftMQTT
 import UpdraftStore
+import UpdraftWire
 
 /// The running gateway: one MQTT connection, the engine, the batched store writer and the
 /// event feed. A `Service`; `updraft serve` runs it in a ServiceGroup after the broker.
@@ -35,8 +36,11 @@ public final class GatewayService: Service, Sendable {
     public init(
         configuration: UpdraftConfiguration, store: any StatusStore, loop: MosquittoEventLoop = .shared,
         logger: Logger, now: @escaping @Sendable () -> Date = { Date() },
-        flushInterval: Duration = .milliseconds(20), tailInterval: Duration = .milliseconds(50)
+        flushInterval: Duration = .milliseconds(20), tailInterval: Duration = .milliseconds(50),
+        dialect: (any WireDialect)? = nil
     ) throws {
+        // nil: the configured prefix and size limit in today's protocol.
+        let dialect = dialect ?? configuration.dialect
         self.configuration = configuration
         self.store = store
         self.logger = logger
@@ -66,9 +70,9 @@ public final class GatewayService: Service, Sendable {
             eventBudget: DeviceEventBudget(perMinute: configuration.deviceEventsPerMinute))
         router = DeviceCommandRouter(fallback: .mqtt, logger: logger)
         mqtt = MQTTGateway(
-            client: client, codec: WireCodec(topics: configuration.topics, maxControlBytes: c.maxControlBytes),
+            client: client, dialect: dialect,
             limits: c.chunk, flow: c.flow, engine: engine, router: router, images: images, logger: logger)
-        feed = MQTTEventFeed(client: client, topic: configuration.topics.events, store: store, logger: logger)
+        feed = MQTTEventFeed(client: client, topic: dialect.eventsTopic, store: store, logger: logger)
         coap =
             configuration.coap.enabled
             ? try Self.makeCoAP(configuration, engine: engine, router: router, images: images, logger: logger) : nil

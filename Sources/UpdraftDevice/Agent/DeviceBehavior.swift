@@ -53,6 +53,12 @@ public struct DeviceBehavior: Sendable {
 /// own (`config.maxRetries` is `config.behavior.maxRetries`).
 @dynamicMemberLookup
 public protocol ReferenceDeviceConfig: Sendable {
+    var id: DeviceID { get }
+    var product: ProductID { get }
+    /// The version running at start, unless the storage directory records a later install.
+    var version: FirmwareVersion { get }
+    /// Manifest sequence of `version`, when known; anti-rollback compares offers against it.
+    var installedSequence: Int64? { get set }
     var behavior: DeviceBehavior { get set }
 }
 

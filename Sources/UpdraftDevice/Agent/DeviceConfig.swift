@@ -1,6 +1,7 @@
 import Foundation
 import Mosquitto
 import UpdraftCore
+import UpdraftWire
 
 /// Everything one MQTT device needs: who it is, what it runs, where the broker is and how
 /// it downloads; what every reference device shares (release key, retries, storage, ...)
@@ -18,7 +19,8 @@ public struct DeviceConfig: ReferenceDeviceConfig {
     public var brokerHost: String = "127.0.0.1"
     public var brokerPort: Int = 1883
     public var tls: MosquittoOptions.TLSOptions?
-    public var topicsPrefix: String = "updraft"
+    /// The topic layout and codec; the gateway's must be the same.
+    public var dialect: any WireDialect = UpdraftDialectV1()
     /// Reconnect backoff after a lost connection.
     public var reconnect = ReconnectPolicy(initialDelay: .milliseconds(200), maxDelay: .seconds(5))
     public var behavior: DeviceBehavior

@@ -3,7 +3,7 @@ import Logging
 import Mosquitto
 import Synchronization
 import UpdraftCore
-import UpdraftMQTT
+import UpdraftWire
 
 /// The reference device: speaks the MQTT device protocol from the device's side.
 ///
@@ -21,59 +21,50 @@ import UpdraftMQTT
 public actor UpdraftDeviceAgent {
     public nonisolated let config: DeviceConfig
     private nonisolated let loop: MosquittoEventLoop
-    private let logger: Logger
-    private let topics: Topics
-    private let codec: WireCodec
-    private let published: Mutex<DeviceState>
+    let logger: Logger
+    let dialect: any WireDialect
+    private nonisolated let published: PublishedDeviceState
+    /// Version, storage, boot counter, offer check and install: what the CoAP device does alike.
+    var core: DeviceCore
 
-    private var version: FirmwareVersion
-    private var installedSequence: Int64?
-    private var storage: DeviceStorage?
-    /// This boot's number, sent in every announcement (see ``BootCounter``).
-    private var bootNumber: UInt64?
     /// The client of the current boot; a reboot makes a new one.
-    private var client: MosquittoClient?
+    var client: MosquittoClient?
     private var subscribed = false
-    private var connected = false
+    var connected = false
     /// Counts connections, so a window asked for before a reconnect is asked again after it.
-    private var epoch = 0
-    private var job: ActiveJob?
-    /// The last job that ended here: repeated offers for it (QoS 1 redelivery) are ignored.
-    private var endedJob: JobID?
-    private var pendingReboot: Installed?
+    var epoch = 0
+    var job: ActiveJob?
+    var pendingReboot: InstalledUpdate?
     /// The reports of the last job, in the order sent: sent again after `unavailable`.
-    private var sentReports: (job: JobID, reports: [DeviceReport])?
+    var sentReports: (job: JobID, reports: [DeviceReport])?
     /// The gateway could not save what we sent (`unavailable`): what to send again, when.
-    private var unavailableRetry: UnavailableRetry?
+    var unavailableRetry: UnavailableRetry?
     private var stopRequested = false
-    private var corruptionInjected = false
-    private var dropInjected = false
+    var corruptionInjected = false
+    var dropInjected = false
 
     /// The installed image when there is no storage directory (and `retainInstalledImage`).
-    public private(set) var installedImage: [UInt8]?
+    public var installedImage: [UInt8]? { core.installedImage }
 
     public init(config: DeviceConfig, loop: MosquittoEventLoop = .shared, logger: Logger) {
-        var logger = logger
-        logger[metadataKey: "device.id"] = "\(config.id)"
+        let core = DeviceCore(config: config, logger: logger)
         self.config = config
         self.loop = loop
-        self.logger = logger
-        self.topics = Topics(prefix: config.topicsPrefix)
-        self.codec = WireCodec(topics: topics)
-        self.version = config.version
-        self.installedSequence = config.installedSequence
-        self.published = Mutex(DeviceState(version: config.version, installedSequence: config.installedSequence))
+        self.logger = core.logger
+        self.dialect = config.dialect
+        self.published = core.published
+        self.core = core
     }
 
     // MARK: Observable state (any thread)
 
-    public nonisolated var state: DeviceState { published.withLock { $0 } }
+    public nonisolated var state: DeviceState { published.value }
     public nonisolated var status: DeviceStatus { state.status }
     public nonisolated var installedVersion: FirmwareVersion { state.version }
     public nonisolated var bytesReceived: Int { state.bytesReceived }
     public nonisolated var resumes: Int { state.resumes }
 
-    private func update(_ body: (inout DeviceState) -> Void) { published.withLock { body(&$0) } }
+    func update(_ body: (inout DeviceState) -> Void) { published.update(body) }
 
     // MARK: Running
 
@@ -81,20 +72,9 @@ public actor UpdraftDeviceAgent {
     /// when the task is cancelled or ``stop()`` is called. Throws only when the storage
     /// directory cannot be created.
     public func run() async throws {
-        if let directory = config.storageDirectory {
-            let storage = try DeviceStorage(directory: directory)
-            self.storage = storage
-            if let installed = storage.installed() {
-                version = installed.version
-                installedSequence = installed.sequence
-                update {
-                    $0.version = installed.version
-                    $0.installedSequence = installed.sequence
-                }
-            }
-        }
+        try core.openStorage()
         defer { update { $0.online = false } }
-        bootNumber = BootCounter.next(after: bootNumber, storage: storage)
+        core.boot()
 
         while !Task.isCancelled && !stopRequested {
             let client = makeClient()
@@ -138,7 +118,7 @@ public actor UpdraftDeviceAgent {
         options.tls = config.tls
         options.reconnect = config.reconnect
         options.will = .init(
-            topic: topics.device(config.id, .presence), payload: Presence.offline, qos: .atLeastOnce, retain: true)
+            topic: dialect.topic(.presence, of: config.id), payload: Presence.offline, qos: .atLeastOnce, retain: true)
         return MosquittoClient(options: options, loop: loop, logger: logger)
     }
 
@@ -168,7 +148,7 @@ public actor UpdraftDeviceAgent {
         case .connected:
             if !subscribed {
                 do {
-                    for filter in topics.deviceSubscriptions(config.id) {
+                    for filter in dialect.deviceSubscriptions(of: config.id) {
                         try await client.subscribe(filter, qos: .atLeastOnce)
                     }
                     subscribed = true
@@ -181,14 +161,14 @@ public actor UpdraftDeviceAgent {
             epoch += 1
             connected = true
             client.publishNoWait(
-                topic: topics.device(config.id, .presence), payload: Presence.online, qos: .atLeastOnce, retain: true)
+                topic: dialect.topic(.presence, of: config.id), payload: Presence.online, qos: .atLeastOnce, retain: true)
             announce()
             update {
                 $0.online = true
                 $0.connections += 1
-                if $0.status == .rebooting { $0.status = .updated(version) }
+                if $0.status == .rebooting { $0.status = .updated(core.version) }
             }
-            logger.debug("online", metadata: ["device.version": "\(version)", "mqtt.connection": "\(epoch)"])
+            logger.debug("online", metadata: ["device.version": "\(core.version)", "mqtt.connection": "\(epoch)"])
         case .disconnected(let error):
             connected = false
             update { $0.online = false }
@@ -196,18 +176,16 @@ public actor UpdraftDeviceAgent {
         }
     }
 
-    private func announce() {
-        let body = AnnounceBody(
-            product: config.product, version: version, acceptsUpdates: config.acceptsUpdates,
-            boot: config.announcesBoot ? bootNumber : nil)
+    func announce() {
         client?.publishNoWait(
-            topic: topics.device(config.id, .announce), payload: WireCodec.encode(body), qos: .atLeastOnce, retain: true)
+            topic: dialect.topic(.announce, of: config.id), payload: dialect.encode(core.announcement()), qos: .atLeastOnce,
+            retain: true)
     }
 
     private func goOffline(_ client: MosquittoClient) async {
         if client.isConnected {
             client.publishNoWait(
-                topic: topics.device(config.id, .presence), payload: Presence.offline, qos: .atLeastOnce, retain: true)
+                topic: dialect.topic(.presence, of: config.id), payload: Presence.offline, qos: .atLeastOnce, retain: true)
         }
         await client.disconnect()
         connected = false
@@ -216,26 +194,19 @@ public actor UpdraftDeviceAgent {
 
     /// Reports `installed` (waiting for the broker's ack, so it is not lost in the
     /// disconnect), goes offline, waits, and comes back as the new version.
-    private func reboot(_ client: MosquittoClient, into installed: Installed) async {
+    private func reboot(_ client: MosquittoClient, into installed: InstalledUpdate) async {
         do {
             try await client.publish(
-                topic: topics.device(config.id, .progress),
-                payload: WireCodec.encode(ProgressBody(job: installed.job, report: .installed)), qos: .atLeastOnce)
+                topic: dialect.topic(.progress, of: config.id),
+                payload: dialect.encode(ProgressBody(job: installed.job, report: .installed)), qos: .atLeastOnce)
         } catch {
             logger.warning("installed report not acknowledged", metadata: ["job.id": "\(installed.job)", "error": "\(error)"])
         }
         await goOffline(client)
         logger.info("rebooting", metadata: ["device.version": "\(installed.version)"])
         try? await Task.sleep(for: config.rebootDelay)
-        version = installed.version
-        installedSequence = installed.sequence
-        bootNumber = BootCounter.next(after: bootNumber, storage: storage)
+        core.rebooted(into: installed)
         pendingReboot = nil
-        update {
-            $0.version = installed.version
-            $0.installedSequence = installed.sequence
-            $0.job = nil
-        }
     }
 
     private nonisolated func tickLoop() async {
@@ -245,393 +216,4 @@ public actor UpdraftDeviceAgent {
             await tick(now: .now)
         }
     }
-
-    // MARK: Messages
-
-    private func handle(_ message: MosquittoMessage) {
-        guard let (device, kind, rest) = topics.parse(message.topic), device == config.id else { return }
-        switch kind {
-        case .job where rest.isEmpty:
-            received(offer: message.payload)
-        case .chunk where rest.count == 2:
-            received(chunk: message.payload, job: rest[0], offset: rest[1])
-        case .error where rest.isEmpty:
-            received(error: message.payload)
-        default:
-            logger.debug("ignored message", metadata: ["mqtt.topic": "\(message.topic)"])
-        }
-    }
-
-    private func received(offer payload: [UInt8]) {
-        let offer: JobOffer
-        do {
-            offer = try codec.decodeOffer(payload)
-        } catch {
-            logger.warning("unreadable offer", metadata: ["error.code": "\(error.code)", "error.message": "\(error.message)"])
-            return
-        }
-        if pendingReboot != nil || offer.job == endedJob { return }
-        if var active = job, active.offer.job == offer.job {
-            resume(&active, offer: offer)
-            job = active
-            return
-        }
-        if offer.version == version {
-            // The gateway missed our announce: say it again, that ends the job.
-            announce()
-            return
-        }
-        guard config.acceptsUpdates else {
-            announce()
-            return
-        }
-        let check = OfferCheck(
-            releaseKey: config.releaseKey, product: config.product, installedSequence: installedSequence,
-            allowRollback: config.allowRollback, maxImageBytes: config.maxImageBytes)
-        let manifest: Manifest
-        do {
-            manifest = try check.verify(offer)
-        } catch {
-            logger.warning(
-                "offer rejected", metadata: ["job.id": "\(offer.job)", "error.code": "\(error.code)", "error.message": "\(error.message)"])
-            report(.failed(.rejected, detail: error.message), job: offer.job)
-            if job == nil { update { $0.status = .failed(.rejected) } }
-            return
-        }
-        if let previous = job {
-            logger.notice("new job replaces the current one", metadata: ["job.id": "\(offer.job)", "job.previous": "\(previous.offer.job)"])
-            storage?.discardPartial()
-        }
-        start(offer, manifest)
-    }
-
-    private func start(_ offer: JobOffer, _ manifest: Manifest) {
-        var download = ImageDownload(job: offer.job, size: Int(manifest.size), chunkSize: chunkSize(for: offer.chunk ?? ChunkLimits()))
-        var resumed = false
-        if let kept = storage?.partial(job: offer.job, sha256: manifest.sha256, size: Int(manifest.size)) {
-            download.restore(prefix: kept[...])
-            resumed = download.receivedBytes > 0
-        }
-        var active = ActiveJob(offer: offer, manifest: manifest, download: download)
-        logger.info(
-            "update accepted",
-            metadata: ["job.id": "\(offer.job)", "firmware.version": "\(manifest.version)", "firmware.size": "\(manifest.size)",
-                       "download.offset": "\(download.firstMissingOffset)"])
-        update {
-            $0.job = offer.job
-            $0.status = .downloading(percent: download.percent)
-            if resumed { $0.resumes += 1 }
-        }
-        active.reportedPercent = download.percent
-        report(.downloading(percent: download.percent), job: offer.job)
-        if download.isComplete {
-            finish(active)
-        } else {
-            requestWindow(&active)
-            job = active
-        }
-    }
-
-    /// The offer of the job in progress came again: after a reconnect the gateway resends
-    /// it, and the download continues from the first missing chunk.
-    private func resume(_ active: inout ActiveJob, offer: JobOffer) {
-        active.offer = offer
-        let size = chunkSize(for: offer.chunk ?? ChunkLimits(), keeping: active.download.chunkSize)
-        if size != active.download.chunkSize {
-            active.download.rechunk(to: size)
-            active.requestEpoch = -1
-        }
-        // Asked on this connection already (offers come in pairs: presence, announce);
-        // a lost window is the stall timer's business.
-        guard active.requestEpoch != epoch else { return }
-        requestWindow(&active)
-    }
-
-    private func received(chunk payload: [UInt8], job jobText: Substring, offset offsetText: Substring) {
-        guard let current = job?.offer.job, jobText == current.rawValue, let offset = Int(offsetText) else { return }
-        var bytes = payload
-        let corrupt = config.corruptFirstDownload && !corruptionInjected && !bytes.isEmpty
-        if corrupt { bytes[bytes.count / 2] ^= 0xFF }
-        // Written in place in `job`: through a copy, every chunk would copy the whole image.
-        guard case .accepted(let windowComplete)? = job?.download.receive(offset: offset, bytes: bytes),
-            var active = job
-        else { return }
-        if corrupt {
-            corruptionInjected = true
-            logger.notice("fault injection: corrupted a chunk", metadata: ["download.offset": "\(offset)"])
-        }
-        active.lastActivity = .now
-        active.refusals = 0
-        active.stalls = 0
-        let percent = active.download.percent
-        update {
-            $0.bytesReceived += bytes.count
-            $0.status = .downloading(percent: percent)
-        }
-        if active.download.isComplete {
-            finish(active)
-            return
-        }
-        if percent / 10 > active.reportedPercent / 10, active.lastActivity - active.reportedAt >= config.progressInterval {
-            active.reportedPercent = percent
-            active.reportedAt = active.lastActivity
-            report(.downloading(percent: percent), job: active.offer.job)
-        }
-        if let at = config.dropConnectionAtPercent, !dropInjected, percent >= at {
-            dropInjected = true
-            logger.notice("fault injection: dropping the connection", metadata: ["download.percent": "\(percent)"])
-            client?.simulateNetworkDrop()
-            connected = false
-        }
-        if windowComplete { savePartial(active) }
-        if let ahead = active.download.aheadRequest(maxCount: windowLimit(active)) {
-            send(ahead, &active)
-        } else if windowComplete {
-            requestWindow(&active)  // the rest has gaps: ask from the first missing chunk
-        }
-        job = active
-    }
-
-    private func received(error payload: [UInt8]) {
-        let reply: ErrorReply
-        do {
-            reply = try codec.decodeError(payload)
-        } catch {
-            logger.warning("unreadable error reply", metadata: ["error.code": "\(error.code)"])
-            return
-        }
-        logger.notice(
-            "gateway refused a message",
-            metadata: ["error.code": "\(reply.code)", "error.message": "\(reply.message)", "job.id": "\(reply.job?.rawValue ?? "-")"])
-        if reply.code == "unavailable" {
-            scheduleRetry(after: reply)
-            return
-        }
-        guard var active = job, reply.job == active.offer.job else { return }
-        if reply.code == "unknown_job" {
-            // Canceled, or ended on the gateway: nothing more to fetch.
-            logger.info("job abandoned", metadata: ["job.id": "\(active.offer.job)"])
-            storage?.discardPartial()
-            endedJob = active.offer.job
-            job = nil
-            update {
-                $0.job = nil
-                $0.status = .idle
-            }
-            return
-        }
-        // Only refused download requests carry an offset; a refused report needs no retry.
-        guard reply.offset != nil else { return }
-        active.refusals += 1
-        if active.refusals > config.maxRetries {
-            end(active, .download, detail: "the gateway refused \(active.refusals) download requests: \(reply.message)")
-            return
-        }
-        active.retryAt = .now + config.retryDelay * active.refusals
-        job = active
-    }
-
-    /// Nothing of a refused message was applied: announce again, or send the refused
-    /// report and every later one of its job again, in order, after the retry delay.
-    private func scheduleRetry(after reply: ErrorReply) {
-        var retry = unavailableRetry ?? UnavailableRetry(at: .now + config.retryDelay)
-        if let job = reply.job {
-            // Replies come in the order of the reports: the first refused one stays the start.
-            if retry.job == nil {
-                retry.job = job
-                retry.fromState = reply.state
-            }
-        } else {
-            retry.announce = true
-        }
-        unavailableRetry = retry
-    }
-
-    private func sendRetry(_ retry: UnavailableRetry) {
-        logger.info("sending again what the gateway could not save", metadata: ["job.id": "\(retry.job?.rawValue ?? "-")"])
-        if retry.announce { announce() }
-        guard let job = retry.job, let sent = sentReports, sent.job == job else { return }
-        let start = retry.fromState.flatMap { state in sent.reports.lastIndex { $0.name == state } } ?? 0
-        for report in sent.reports[start...] { publish(report, job: job) }
-    }
-
-    /// Timers: send again what the gateway could not save, retry after a refusal, and ask
-    /// again when a window stalls.
-    func tick(now: ContinuousClock.Instant) {
-        if connected, let retry = unavailableRetry, now >= retry.at {
-            unavailableRetry = nil
-            sendRetry(retry)
-        }
-        guard connected, var active = job else { return }
-        if let retryAt = active.retryAt {
-            guard now >= retryAt else { return }
-            active.retryAt = nil
-        } else {
-            // Each stall in a row waits twice as long (up to 8x): a busy gateway is not flooded with repeats.
-            let timeout = config.requestTimeout * (1 << min(active.stalls, 3))
-            guard now - active.lastActivity >= timeout else { return }
-            active.stalls += 1
-            logger.info(
-                "window stalled; asking again",
-                metadata: ["job.id": "\(active.offer.job)", "download.offset": "\(active.download.firstMissingOffset)"])
-            update { $0.stalls += 1 }
-        }
-        requestWindow(&active)
-        job = active
-    }
-
-    // MARK: Download
-
-    private func windowLimit(_ active: ActiveJob) -> Int { min(config.windowCount, (active.offer.chunk ?? ChunkLimits()).maxCount) }
-
-    /// Asks for a window from the first missing chunk: at the start, on resume and after a stall.
-    private func requestWindow(_ active: inout ActiveJob) {
-        active.lastActivity = .now
-        guard connected, client != nil, let request = active.download.nextRequest(maxCount: windowLimit(active)) else { return }
-        send(request, &active)
-    }
-
-    private func send(_ request: DownloadRequest, _ active: inout ActiveJob) {
-        guard connected, let client else { return }
-        if active.requestEpoch >= 0, active.requestEpoch != epoch, request.offset > 0 {
-            // First request on a new connection for a download that had begun.
-            update { $0.resumes += 1 }
-            logger.info("resuming download", metadata: ["job.id": "\(active.offer.job)", "download.offset": "\(request.offset)"])
-        }
-        client.publishNoWait(
-            topic: topics.device(config.id, .download), payload: WireCodec.encode(request), qos: .atLeastOnce)
-        active.requestEpoch = epoch
-    }
-
-    /// The configured (or the gateway's preferred) size, within the offer's limits.
-    private func chunkSize(for limits: ChunkLimits, keeping current: Int? = nil) -> Int {
-        if let current, (limits.min...max(limits.min, limits.max)).contains(current) { return current }
-        return min(max(config.chunkSize ?? limits.preferred, limits.min), max(limits.min, limits.max))
-    }
-
-    private func savePartial(_ active: ActiveJob) {
-        guard let storage else { return }
-        do {
-            try storage.savePartial(
-                job: active.offer.job, sha256: active.manifest.sha256, image: active.download.image,
-                bytes: active.download.contiguousBytes)
-        } catch {
-            logger.warning("cannot save the partial download", metadata: ["error": "\(error)"])
-        }
-    }
-
-    /// The last chunk is in: verify, install, and leave the reboot to `run()`.
-    private func finish(_ active: ActiveJob) {
-        var active = active
-        let jobID = active.offer.job
-        update { $0.status = .verifying }
-        if let digest = ImageInstaller.digestMismatch(active.download.image, active.manifest) {
-            guard active.verifyRetries < config.maxVerifyRetries else {
-                end(active, .verify, detail: "image sha256 \(digest) does not match the manifest's \(active.manifest.sha256)")
-                return
-            }
-            active.verifyRetries += 1
-            logger.warning("image digest mismatch; downloading again", metadata: ["job.id": "\(jobID)", "attempt": "\(active.verifyRetries)"])
-            storage?.discardPartial()
-            active.download.restart()
-            active.reportedPercent = 0
-            update {
-                $0.verifyRetries += 1
-                $0.status = .downloading(percent: 0)
-            }
-            report(.downloading(percent: 0), job: jobID)
-            requestWindow(&active)
-            job = active
-            return
-        }
-        report(.downloaded, job: jobID)
-        report(.verified, job: jobID)
-        update { $0.status = .installing }
-        report(.installing, job: jobID)
-        do {
-            try install(active.download.image, active.manifest)
-        } catch {
-            end(active, .install, detail: "cannot write the image: \(error)")
-            return
-        }
-        logger.info("installed; rebooting", metadata: ["job.id": "\(jobID)", "firmware.version": "\(active.manifest.version)"])
-        job = nil
-        endedJob = jobID
-        pendingReboot = Installed(job: jobID, version: active.manifest.version, sequence: active.manifest.sequence)
-        update { $0.status = .rebooting }
-    }
-
-    private func install(_ image: [UInt8], _ manifest: Manifest) throws {
-        let kept = try ImageInstaller(storage: storage, retainImage: config.retainInstalledImage).install(image, manifest)
-        if let kept { installedImage = kept }
-    }
-
-    /// The job failed here: report why and go back to waiting.
-    private func end(_ active: ActiveJob, _ reason: FailureReason, detail: String) {
-        logger.warning("update failed", metadata: ["job.id": "\(active.offer.job)", "reason": "\(reason.rawValue)", "detail": "\(detail)"])
-        report(.failed(reason, detail: detail), job: active.offer.job)
-        storage?.discardPartial()
-        endedJob = active.offer.job
-        job = nil
-        update {
-            $0.job = nil
-            $0.status = .failed(reason)
-        }
-    }
-
-    private func report(_ report: DeviceReport, job: JobID) {
-        if sentReports?.job == job {
-            sentReports?.reports.append(report)
-        } else {
-            sentReports = (job, [report])
-        }
-        publish(report, job: job)
-    }
-
-    private func publish(_ report: DeviceReport, job: JobID) {
-        client?.publishNoWait(
-            topic: topics.device(config.id, .progress), payload: WireCodec.encode(ProgressBody(job: job, report: report)),
-            qos: .atLeastOnce)
-    }
-}
-
-/// The job being downloaded.
-private struct ActiveJob {
-    var offer: JobOffer
-    var manifest: Manifest
-    var download: ImageDownload
-    /// The connection the last window was asked on (see `epoch`).
-    var requestEpoch = -1
-    /// Last new chunk or request: the stall timer counts from here.
-    var lastActivity = ContinuousClock.now
-    var reportedPercent = 0
-    /// When the last `downloading` report went out (see `DeviceConfig.progressInterval`).
-    var reportedAt = ContinuousClock.now
-    var verifyRetries = 0
-    /// Download requests refused in a row.
-    var refusals = 0
-    /// Windows that stalled in a row.
-    var stalls = 0
-    var retryAt: ContinuousClock.Instant?
-}
-
-/// What to send again after `unavailable` replies.
-private struct UnavailableRetry {
-    var at: ContinuousClock.Instant
-    var announce = false
-    var job: JobID?
-    /// The state of the first refused report of `job`.
-    var fromState: String?
-}
-
-/// Installed and waiting for the reboot.
-private struct Installed {
-    var job: JobID
-    var version: FirmwareVersion
-    var sequence: Int64
-}
-
-private enum Presence {
-    static let online = Array("online".utf8)
-    static let offline = Array("offline".utf8)
 }

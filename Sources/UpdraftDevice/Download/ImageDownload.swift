@@ -1,5 +1,5 @@
 import UpdraftCore
-import UpdraftMQTT
+import UpdraftWire
 
 /// One job's image as it arrives in chunks: where each chunk goes, which window to ask
 /// for next, and when the image is complete. Pure bookkeeping, no I/O and no clock: the

@@ -1,5 +1,5 @@
 import UpdraftCore
-import UpdraftMQTT
+import UpdraftWire
 
 /// The checks a device makes before it downloads a byte: the manifest is signed by the
 /// release key, is for this product, describes exactly the offered image, and moves

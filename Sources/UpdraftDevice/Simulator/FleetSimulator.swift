@@ -60,45 +60,15 @@ public final class FleetSimulator: Sendable {
         devices.reserveCapacity(config.count)
         for index in 0..<config.count {
             let id = try DeviceID(validating: config.idPrefix + String(index).leftPadded(to: max(width, 4)))
-            // What both kinds of device share.
-            var behavior = DeviceBehavior(releaseKey: config.releaseKey)
-            behavior.rebootDelay = config.rebootDelay
-            behavior.announcesBoot = config.announcesBoot
-            behavior.storageDirectory = config.storageDirectory?.appendingPathComponent(id.rawValue)
-            behavior.retainInstalledImage = config.retainInstalledImages
-            behavior.corruptFirstDownload = SimulatorConfig.picks(index, fraction: config.corruptFraction, phase: 0.999)
             if transports[index] == .coap {
-                var device = CoAPDeviceConfig(
-                    id: id, product: config.product, version: config.version, releaseKey: config.releaseKey,
-                    host: config.coapHost, port: config.coapPort)
-                device.behavior = behavior
-                device.installedSequence = config.installedSequence
-                device.blockSize = config.blockSize
-                device.lifetime = config.coapLifetime
-                device.retryDelay = config.requestTimeout
-                if SimulatorConfig.picks(index, fraction: config.rebootFraction, phase: 0.3) {
-                    device.rebootDuringFirstDownloadAfter = config.rebootAfter
-                }
+                let clients = index % clientCount
                 devices.append(
                     CoAPDeviceAgent(
-                        config: device, client: coapClients[index % clientCount],
-                        downloads: coapDownloadClients[index % clientCount], logger: logger))
-                continue
+                        config: config.coapDevice(index, id: id), client: coapClients[clients],
+                        downloads: coapDownloadClients[clients], logger: logger))
+            } else {
+                devices.append(UpdraftDeviceAgent(config: config.mqttDevice(index, id: id), loop: loops[index % loopCount], logger: logger))
             }
-            var device = DeviceConfig(
-                id: id, product: config.product, version: config.version, releaseKey: config.releaseKey,
-                brokerHost: config.brokerHost, brokerPort: config.brokerPort)
-            device.behavior = behavior
-            device.installedSequence = config.installedSequence
-            device.password = config.password
-            device.topicsPrefix = config.topicsPrefix
-            device.chunkSize = config.chunkSize
-            device.windowCount = config.windowCount
-            device.requestTimeout = config.requestTimeout
-            if SimulatorConfig.picks(index, fraction: config.disconnectFraction, phase: 0.3) {
-                device.dropConnectionAtPercent = config.disconnectAtPercent
-            }
-            devices.append(UpdraftDeviceAgent(config: device, loop: loops[index % loopCount], logger: logger))
         }
         self.devices = devices
         (signals, signalInput) = AsyncStream.makeStream(of: Signal.self)

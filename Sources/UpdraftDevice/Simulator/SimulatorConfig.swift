@@ -1,5 +1,6 @@
 import Foundation
 import UpdraftCore
+import UpdraftWire
 
 /// A simulated fleet: `count` devices of one product and version, with a share of them
 /// starting offline and shares that meet injected faults. Which devices are picked is
@@ -21,7 +22,8 @@ public struct SimulatorConfig: Sendable {
     public var brokerPort: Int = 1883
     /// Shared by all devices; `nil` when the broker allows anonymous devices.
     public var password: String?
-    public var topicsPrefix: String = "updraft"
+    /// The topic layout and codec of the MQTT devices; the gateway's must be the same.
+    public var dialect: any WireDialect = UpdraftDialectV1()
 
     /// The gateway's plain `coap://` endpoint; CoAP devices name themselves with `?d=<id>`
     /// (the gateway needs `coap.allow_unauthenticated`).

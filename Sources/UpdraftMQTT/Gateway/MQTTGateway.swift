@@ -3,13 +3,15 @@ import Logging
 import Mosquitto
 import UpdraftAdapter
 import UpdraftCore
+import UpdraftWire
 
 /// The gateway's MQTT adapter: turns device messages into engine calls (through its
 /// ``DevicePipeline``), serves chunk windows, and publishes offers and error replies.
 /// One instance per broker connection.
 public final class MQTTGateway: DeviceAdapter, Sendable {
     public let client: MosquittoClient
-    public let codec: WireCodec
+    /// Topic layout and codec of the device protocol this gateway speaks.
+    public let dialect: any WireDialect
     public let limits: ChunkLimits
     public var counters: GatewayCounters { pipeline.counters }
     public var transport: Transport { .mqtt }
@@ -20,11 +22,11 @@ public final class MQTTGateway: DeviceAdapter, Sendable {
     /// Registers with the router: commands for MQTT devices (and for any device whose
     /// transport has no adapter) come here.
     public init(
-        client: MosquittoClient, codec: WireCodec, limits: ChunkLimits, flow: ChunkFlowLimits = ChunkFlowLimits(),
+        client: MosquittoClient, dialect: any WireDialect, limits: ChunkLimits, flow: ChunkFlowLimits = ChunkFlowLimits(),
         engine: UpdateEngine, router: DeviceCommandRouter, images: any FirmwareImageSource, logger: Logger
     ) {
         self.client = client
-        self.codec = codec
+        self.dialect = dialect
         self.limits = limits
         self.flow = ChunkFlow(limits: flow)
         self.pipeline = DevicePipeline(transport: .mqtt, engine: engine, router: router, images: images, logger: logger)
@@ -35,11 +37,11 @@ public final class MQTTGateway: DeviceAdapter, Sendable {
     /// Subscribes to the device topics and handles messages until the client's stream ends
     /// or the task is cancelled.
     public func run(onSubscribed: @Sendable () -> Void = {}) async throws {
-        for filter in codec.topics.gatewaySubscriptions {
+        for filter in dialect.gatewaySubscriptions {
             try await client.subscribe(filter, qos: .atLeastOnce)
         }
         onSubscribed()
-        logger.info("gateway subscribed", metadata: ["mqtt.filters": "\(codec.topics.gatewaySubscriptions)"])
+        logger.info("gateway subscribed", metadata: ["mqtt.filters": "\(dialect.gatewaySubscriptions)"])
         for await message in client.messages {
             await handle(topic: message.topic, payload: message.payload, retained: message.retain)
         }
@@ -50,7 +52,7 @@ public final class MQTTGateway: DeviceAdapter, Sendable {
     /// - Parameter retained: the retain flag on delivery: the broker replays the retained
     ///   presence and announcement when the gateway (re)subscribes, and only then sets it.
     public func handle(topic: String, payload: [UInt8], retained: Bool = false) async {
-        switch codec.decode(topic: topic, payload: payload) {
+        switch dialect.decode(topic: topic, payload: payload) {
         case .failure(let failure):
             pipeline.refuse(failure.error, device: failure.device, metadata: ["mqtt.topic": "\(topic.prefix(120))"])
             if let device = failure.device { sendError(ErrorReply(failure.error), to: device) }
@@ -78,7 +80,7 @@ public final class MQTTGateway: DeviceAdapter, Sendable {
         case .pendingQuery:
             let job = await pipeline.activeJob(of: device)
             client.publishNoWait(
-                topic: codec.topics.device(device, .pending), payload: WireCodec.encode(PendingBody(job: job)), qos: .atLeastOnce)
+                topic: dialect.topic(.pending, of: device), payload: dialect.encode(PendingBody(job: job)), qos: .atLeastOnce)
         }
     }
 
@@ -105,7 +107,7 @@ public final class MQTTGateway: DeviceAdapter, Sendable {
             }
             // Slices share the cached image's storage: no copy before libmosquitto's own.
             let chunks = ranges.map { range in
-                (topic: codec.topics.chunk(device, job: request.job, offset: range.lowerBound), payload: image[range])
+                (topic: dialect.chunkTopic(of: device, job: request.job, offset: range.lowerBound), payload: image[range])
             }
             // Back-pressure: while the budget is spent, wait (and so read no further
             // device messages) rather than hand libmosquitto more to buffer.
@@ -146,7 +148,7 @@ public final class MQTTGateway: DeviceAdapter, Sendable {
     }
 
     private func sendError(_ reply: ErrorReply, to device: DeviceID) {
-        client.publishNoWait(topic: codec.topics.device(device, .error), payload: WireCodec.encode(reply), qos: .atLeastOnce, retain: false)
+        client.publishNoWait(topic: dialect.topic(.error, of: device), payload: dialect.encode(reply), qos: .atLeastOnce, retain: false)
     }
 
     // MARK: DeviceAdapter
@@ -158,6 +160,6 @@ public final class MQTTGateway: DeviceAdapter, Sendable {
         let offer = JobOffer(job: job, firmware: firmware, limits: limits)
         pipeline.count("offers.sent")
         client.publishNoWait(
-            topic: codec.topics.device(command.device, .job), payload: WireCodec.encode(offer), qos: .atLeastOnce, retain: false)
+            topic: dialect.topic(.job, of: command.device), payload: dialect.encode(offer), qos: .atLeastOnce, retain: false)
     }
 }

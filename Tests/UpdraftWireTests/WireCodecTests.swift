@@ -1,12 +1,12 @@
 import Foundation
 import Testing
 import UpdraftCore
-@testable import UpdraftMQTT
+import UpdraftWire
 
 @Suite struct WireCodecTests {
-    let codec = WireCodec(topics: Topics(prefix: "updraft"), maxControlBytes: 512)
+    let codec = UpdraftDialectV1(prefix: "updraft", maxControlBytes: 512)
 
-    func decode(_ topic: String, _ text: String) -> Result<(DeviceID, DeviceMessage), WireCodec.DecodeError> {
+    func decode(_ topic: String, _ text: String) -> Result<(DeviceID, DeviceMessage), WireDecodeError> {
         codec.decode(topic: topic, payload: Array(text.utf8))
     }
 
@@ -103,7 +103,7 @@ import UpdraftCore
         let manifest = Manifest(product: "thermo", version: "2.0", sequence: 3, size: 10, sha256: "ab", created: Date(), keyID: key.publicKey.keyID)
         let fw = Firmware(product: "thermo", version: "2.0", sequence: 3, size: 10, sha256: "ab", md5: "cd", createdAt: Date(), manifest: try key.sign(manifest))
         let job = Job(releaseID: "r1", deviceID: "a", firmwareID: fw.id, targetVersion: "2.0", createdAt: Date())
-        let bytes = WireCodec.encode(JobOffer(job: job, firmware: fw, limits: ChunkLimits()))
+        let bytes = codec.encode(JobOffer(job: job, firmware: fw, limits: ChunkLimits()))
         let offer = try codec.decodeOffer(bytes)
         #expect(offer.job == job.id)
         let signed = try #require(offer.signedManifest)
@@ -111,11 +111,11 @@ import UpdraftCore
     }
 
     @Test func topicsParseAndBuild() {
-        let topics = Topics(prefix: "fleet/eu")
-        #expect(topics.device("d1", .job) == "fleet/eu/d/d1/job")
-        #expect(topics.chunk("d1", job: "j1", offset: 4096) == "fleet/eu/d/d1/chunk/j1/4096")
+        let topics = UpdraftDialectV1(prefix: "fleet/eu")
+        #expect(topics.topic(.job, of: "d1") == "fleet/eu/d/d1/job")
+        #expect(topics.chunkTopic(of: "d1", job: "j1", offset: 4096) == "fleet/eu/d/d1/chunk/j1/4096")
         let parsed = topics.parse("fleet/eu/d/d1/chunk/j1/4096")
-        #expect(parsed?.0 == "d1" && parsed?.1 == .chunk && parsed?.2 == ["j1", "4096"])
+        #expect(parsed == WireTopic(device: "d1", kind: .chunk, rest: ["j1", "4096"]))
         #expect(topics.parse("fleet/d/d1/job") == nil)
     }
 
@@ -128,17 +128,15 @@ import UpdraftCore
         "fleet/eu/d/d1/progress/extra/levels", "fleet/eu/d/\(String(repeating: "x", count: 65))/job",
     ])
     func topicParseMatchesTheLevelDefinition(topic: String) {
-        let topics = Topics(prefix: "fleet/eu")
+        let topics = UpdraftDialectV1(prefix: "fleet/eu")
         let levels = topic.split(separator: "/", omittingEmptySubsequences: false)
-        var expected: (DeviceID, Topics.Kind, [Substring])?
+        var expected: WireTopic?
         if levels.count >= 5, levels[0] == "fleet", levels[1] == "eu", levels[2] == "d",
-            let id = DeviceID(rawValue: String(levels[3])), let kind = Topics.Kind(rawValue: String(levels[4]))
+            let id = DeviceID(rawValue: String(levels[3])), let kind = WireTopicKind(rawValue: String(levels[4]))
         {
-            expected = (id, kind, Array(levels[5...]))
+            expected = WireTopic(device: id, kind: kind, rest: Array(levels[5...]))
         }
         let parsed = topics.parse(topic)
-        #expect(parsed?.0 == expected?.0)
-        #expect(parsed?.1 == expected?.1)
-        #expect(parsed?.2 == expected?.2)
+        #expect(parsed == expected)
     }
 }

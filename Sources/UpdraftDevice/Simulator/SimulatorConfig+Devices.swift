@@ -1,0 +1,41 @@
+import Foundation
+import UpdraftCore
+
+// The configuration of each simulated device: what both kinds share, then what each
+// transport adds.
+extension SimulatorConfig {
+    /// What device `index` of either kind does: retries, storage and injected faults.
+    func referenceDevice<Config: ReferenceDeviceConfig>(_ device: Config, _ index: Int) -> Config {
+        var device = device
+        device.installedSequence = installedSequence
+        device.rebootDelay = rebootDelay
+        device.announcesBoot = announcesBoot
+        device.storageDirectory = storageDirectory?.appendingPathComponent(device.id.rawValue)
+        device.retainInstalledImage = retainInstalledImages
+        device.corruptFirstDownload = Self.picks(index, fraction: corruptFraction, phase: 0.999)
+        return device
+    }
+
+    func coapDevice(_ index: Int, id: DeviceID) -> CoAPDeviceConfig {
+        var device = referenceDevice(
+            CoAPDeviceConfig(id: id, product: product, version: version, releaseKey: releaseKey, host: coapHost, port: coapPort), index)
+        device.blockSize = blockSize
+        device.lifetime = coapLifetime
+        device.retryDelay = requestTimeout
+        if Self.picks(index, fraction: rebootFraction, phase: 0.3) { device.rebootDuringFirstDownloadAfter = rebootAfter }
+        return device
+    }
+
+    func mqttDevice(_ index: Int, id: DeviceID) -> DeviceConfig {
+        var device = referenceDevice(
+            DeviceConfig(id: id, product: product, version: version, releaseKey: releaseKey, brokerHost: brokerHost, brokerPort: brokerPort),
+            index)
+        device.password = password
+        device.dialect = dialect
+        device.chunkSize = chunkSize
+        device.windowCount = windowCount
+        device.requestTimeout = requestTimeout
+        if Self.picks(index, fraction: disconnectFraction, phase: 0.3) { device.dropConnectionAtPercent = disconnectAtPercent }
+        return device
+    }
+}
