@@ -3,6 +3,7 @@ import Testing
 import UpdraftApp
 import UpdraftCore
 import UpdraftMQTT
+import UpdraftTestSupport
 
 /// A device that declines updates keeps its job pending, can ask what is pending, and
 /// gets the offer once it accepts — over MQTT and over CoAP.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UpdraftCore
 import UpdraftMQTT
+import UpdraftTestSupport
 
 /// One device cannot exhaust the gateway: its window credit and its event budget.
 @Suite(.timeLimit(.minutes(3))) struct ContainmentTests {

@@ -1,10 +1,13 @@
 import Foundation
+import LoopbackPorts
 import Mosquitto
 import Synchronization
 import Testing
 import UpdraftApp
 import UpdraftCore
 import UpdraftDevice
+import UpdraftTestSupport
+import UpdraftTools
 
 /// A backend on `updraft/events` with a persistent QoS 1 session gets the whole event log,
 /// whatever fails around the real `updraft serve` process.
@@ -73,8 +76,7 @@ import UpdraftDevice
         let port = configuration.mqtt.broker.port
         let ops = try Operations(configuration: configuration, logger: Harness.logger)
         _ = try ops.generateKeys(force: false)
-        var generator = SplitMix64(seed: 4)
-        FileManager.default.createFile(atPath: dir + "/fw.bin", contents: Data((0..<300_000).map { _ in UInt8(truncatingIfNeeded: generator.next()) }))
+        try DeterministicImage.write(300_000, seed: 4, to: dir + "/fw.bin", what: "test")
 
         let restart = ProcessRestartTests()
         var gateways = [try restart.serve(binary, dataDir: dir, port: port)]

@@ -7,27 +7,27 @@ import UpdraftCore
 ///
 /// A PostgreSQL store reuses ``StoreContract`` by providing its own fixture (a fresh
 /// schema per check) and running `StoreContract.checks` as a parameterised test.
-protocol StoreFixture: Sendable {
+package protocol StoreFixture: Sendable {
     var store: any StatusStore { get }
     /// Another store instance on the same database, as the CLI is next to a running gateway.
     func openAnother() async throws -> any StatusStore
 }
 
 /// One behaviour every `StatusStore` must have.
-struct StoreContractCheck: Sendable, CustomTestStringConvertible {
-    let name: String
-    let run: @Sendable (any StoreFixture) async throws -> Void
+package struct StoreContractCheck: Sendable, CustomTestStringConvertible {
+    package let name: String
+    package let run: @Sendable (any StoreFixture) async throws -> Void
 
-    init(_ name: String, _ run: @escaping @Sendable (any StoreFixture) async throws -> Void) {
+    package init(_ name: String, _ run: @escaping @Sendable (any StoreFixture) async throws -> Void) {
         self.name = name
         self.run = run
     }
 
-    var testDescription: String { name }
+    package var testDescription: String { name }
 }
 
-enum StoreContract {
-    static let checks: [StoreContractCheck] = [
+package enum StoreContract {
+    package static let checks: [StoreContractCheck] = [
         StoreContractCheck("empty store", emptyStore),
         StoreContractCheck("addFirmware numbers versions 1, 2, 3 per product", firmwareSequences),
         StoreContractCheck("addFirmware of the same content returns the existing entry", firmwareExisting),
@@ -50,6 +50,16 @@ enum StoreContract {
         StoreContractCheck("a second store instance sees committed writes", secondInstanceSees),
         StoreContractCheck("two instances writing concurrently keep the event log gap-free", concurrentWriters),
     ] + FleetStoreContract.checks
+
+    /// Adds p@`version` and releases it to `devices` at t0.
+    static func released(
+        _ store: any StatusStore, _ version: FirmwareVersion, to devices: [DeviceID]
+    ) async throws -> (Firmware, ReleasePlan) {
+        let target = try await addFirmware(store, "p", version).firmware
+        let plan = try await store.createRelease(
+            Release(firmwareID: target.id, target: .devices(devices), createdAt: t0), firmware: target)
+        return (target, plan)
+    }
 
     // MARK: Catalog
 
@@ -270,9 +280,7 @@ enum StoreContract {
 
     static func oneActiveJobPerDevice(_ fixture: any StoreFixture) async throws {
         let store = fixture.store
-        let target = try await addFirmware(store, "p", "1").firmware
-        let plan = try await store.createRelease(
-            Release(firmwareID: target.id, target: .devices(["d1"]), createdAt: t0), firmware: target)
+        let (target, plan) = try await released(store, "1", to: ["d1"])
         let active = try #require(plan.jobs.first)
         let before = try await store.lastEventSequence()
 
@@ -305,9 +313,7 @@ enum StoreContract {
 
     static func commitReplacesActiveJob(_ fixture: any StoreFixture) async throws {
         let store = fixture.store
-        let target = try await addFirmware(store, "p", "1").firmware
-        let plan = try await store.createRelease(
-            Release(firmwareID: target.id, target: .devices(["d1"]), createdAt: t0), firmware: target)
+        let (target, plan) = try await released(store, "1", to: ["d1"])
         var old = try #require(plan.jobs.first)
         old.state = .canceled
         old.updatedAt = t0 + 10
@@ -321,9 +327,7 @@ enum StoreContract {
 
     static func commitUpserts(_ fixture: any StoreFixture) async throws {
         let store = fixture.store
-        let target = try await addFirmware(store, "p", "2").firmware
-        let plan = try await store.createRelease(
-            Release(firmwareID: target.id, target: .devices(["d1"]), createdAt: t0), firmware: target)
+        let (target, plan) = try await released(store, "2", to: ["d1"])
         let before = try await store.lastEventSequence()
 
         var device = Device(
@@ -375,9 +379,7 @@ enum StoreContract {
     /// for a device. That job (and its activity) is left out with why; the rest is written.
     static func commitIsolatesRefusedJob(_ fixture: any StoreFixture) async throws {
         let store = fixture.store
-        let target = try await addFirmware(store, "p", "2").firmware
-        let plan = try await store.createRelease(
-            Release(firmwareID: target.id, target: .devices(["d1", "d2"]), createdAt: t0), firmware: target)
+        let (target, plan) = try await released(store, "2", to: ["d1", "d2"])
         let d1Job = try #require(plan.jobs.first { $0.deviceID == "d1" })
         var d2Job = try #require(plan.jobs.first { $0.deviceID == "d2" })
         let before = try await store.lastEventSequence()
@@ -523,41 +525,4 @@ enum StoreContract {
         #expect(log == returned.sorted { $0.sequence < $1.sequence })
         #expect(try await stores[1].lastEventSequence() == Int64(total))
     }
-}
-
-// MARK: Test data
-
-let t0 = Date(timeIntervalSince1970: 1_700_000_000)
-let signingKey = ReleaseSigningKey()
-
-func sha(_ content: String) -> String { Digest.sha256Hex(Array(content.utf8)) }
-
-func makeFirmware(
-    _ product: ProductID, _ version: FirmwareVersion, sequence: Int64, content: String? = nil
-) throws -> Firmware {
-    let bytes = Array((content ?? "\(product)@\(version)").utf8)
-    let digest = Digest.sha256Hex(bytes)
-    let created = t0 + Double(sequence)
-    let manifest = Manifest(
-        product: product, version: version, sequence: sequence, size: Int64(bytes.count), sha256: digest,
-        created: created, keyID: signingKey.publicKey.keyID)
-    return Firmware(
-        product: product, version: version, sequence: sequence, size: Int64(bytes.count), sha256: digest,
-        md5: String(repeating: "0", count: 32), createdAt: created, manifest: try signingKey.sign(manifest))
-}
-
-@discardableResult
-func addFirmware(
-    _ store: any StatusStore, _ product: ProductID, _ version: FirmwareVersion, content: String? = nil
-) async throws -> FirmwareAddResult {
-    let content = content ?? "\(product)@\(version)"
-    return try await store.addFirmware(product: product, version: version, sha256: sha(content)) { sequence in
-        try makeFirmware(product, version, sequence: sequence, content: content)
-    }
-}
-
-final class Counter: Sendable {
-    private let count = Mutex(0)
-    func increment() { count.withLock { $0 += 1 } }
-    var value: Int { count.withLock { $0 } }
 }

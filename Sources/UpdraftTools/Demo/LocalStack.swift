@@ -1,6 +1,8 @@
 import Foundation
 import Logging
+import LoopbackPorts
 import Synchronization
+import UpdraftApp
 import UpdraftCore
 
 /// A whole Updraft on loopback in one folder: managed mosquitto on a free port, the
