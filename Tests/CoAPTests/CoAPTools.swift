@@ -122,9 +122,27 @@ struct RawHeader: Equatable {
         token = Array(datagram[4..<4 + tokenLength])
     }
 
-    /// The payload after the 0xFF marker (options are not parsed).
+    /// The payload after the 0xFF marker. The options before it are skipped by their
+    /// lengths: a message ID, token or option value may hold a 0xFF byte too.
     static func payload(_ datagram: [UInt8]) -> [UInt8] {
-        guard let marker = datagram.firstIndex(of: 0xFF) else { return [] }
-        return Array(datagram[(marker + 1)...])
+        guard datagram.count >= 4 else { return [] }
+        var index = 4 + Int(datagram[0] & 0x0F)
+        // An option's delta or length nibble of 13 or 14 takes 1 or 2 more bytes.
+        func extended(_ nibble: UInt8) -> Int? {
+            switch nibble {
+            case 13: defer { index += 1 }; return index < datagram.count ? Int(datagram[index]) + 13 : nil
+            case 14: defer { index += 2 }; return index + 1 < datagram.count ? (Int(datagram[index]) << 8 | Int(datagram[index + 1])) + 269 : nil
+            case 15: return nil
+            default: return Int(nibble)
+            }
+        }
+        while index < datagram.count {
+            let byte = datagram[index]
+            if byte == 0xFF { return Array(datagram[(index + 1)...]) }
+            index += 1
+            guard extended(byte >> 4) != nil, let length = extended(byte & 0x0F) else { return [] }
+            index += length
+        }
+        return []
     }
 }
