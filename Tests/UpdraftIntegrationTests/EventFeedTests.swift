@@ -68,8 +68,7 @@ import UpdraftTools
 
     @Test func everyEventReachesAPersistentBackendAcrossBrokerAndGatewayKillsTakeoverAndCLIWrites() async throws {
         let binary = try #require(ProcessRestartTests.updraftBinary, "build the updraft executable first")
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("updraft-feed-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try makeTemporaryDirectory(prefix: "updraft-feed").path
         var configuration = UpdraftConfiguration()
         configuration.dataDirectory = dir
         configuration.mqtt.broker.port = PortProbe.freePort()

@@ -2,6 +2,7 @@ import Foundation
 import LoopbackPorts
 import UpdraftApp
 import UpdraftCore
+import UpdraftTestSupport
 import UpdraftTools
 
 /// A data folder for `updraft serve` processes a test starts itself: a configuration with
@@ -13,8 +14,7 @@ struct ServeFolder {
     let firmware: Firmware
 
     init(_ prefix: String, imageBytes: Int, seed: UInt64) async throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        path = try makeTemporaryDirectory(prefix: prefix).path
         var configuration = UpdraftConfiguration()
         configuration.dataDirectory = path
         configuration.mqtt.broker.port = PortProbe.freePort()
