@@ -2,15 +2,18 @@
 import PackageDescription
 
 // Module layout (dependencies point one way, see README "Architecture"):
-//   updraft (CLI) -> UpdraftApp -> UpdraftMQTT -> Mosquitto -> CMosquitto
-//                               -> UpdraftCoAP -> CoAP -> CCoAP
-//                               -> UpdraftStore (SQLite)
-//                               -> UpdraftCore (pure domain, no C/SQL/networking)
+//   updraft (CLI) -> UpdraftApp (composition root) -> UpdraftMQTT -> Mosquitto -> CMosquitto
+//                                                  -> UpdraftCoAP -> CoAP -> CCoAP
+//                                                  -> UpdraftStore (SQLite)
+//                                                  -> UpdraftCore (pure domain, no C/SQL/networking)
+//   updraft (CLI) -> UpdraftTools (demo, benches, LocalStack) -> UpdraftApp, UpdraftDevice
 //   UpdraftMQTT, UpdraftCoAP -> UpdraftAdapter (the adapter seam: the engine returns
 //     DeviceCommands, the DeviceCommandRouter made in UpdraftApp delivers them to the DeviceAdapter
 //     of each device's transport; DevicePipeline is every adapter's request steps)
 //   UpdraftMQTT, UpdraftCoAP -> UpdraftWire (bodies; WireDialect: topic layout + codec) -> UpdraftCore
 //   UpdraftDevice (reference device, simulator) -> UpdraftWire, Mosquitto, CoAP (never an adapter)
+//   UpdraftTestSupport (test targets only, like HummingbirdTesting): eventually, temporary
+//   directories, spawned tools, the store contract and an in-memory store.
 let package = Package(
     name: "Updraft",
     platforms: [.macOS(.v15)],
@@ -37,6 +40,8 @@ let package = Package(
         // posix_spawn cannot set a parent-death signal, and Swift cannot run code between
         // vfork and exec.
         .target(name: "CChildProcess"),
+        // Free loopback ports, one list per process for the demo, the benches and the tests.
+        .target(name: "LoopbackPorts"),
         // C surface of libmosquitto: module map + shims only.
         .systemLibrary(
             name: "CMosquitto",
@@ -147,9 +152,9 @@ let package = Package(
                 "UpdraftStore",
                 "UpdraftWire",
                 "UpdraftMQTT",
-                "UpdraftDevice",
                 "Mosquitto",
                 "CChildProcess",
+                "LoopbackPorts",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
@@ -157,30 +162,48 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
+        // What runs a whole Updraft in one process for people and benches: `updraft demo`,
+        // `updraft bench`, and LocalStack (also the integration tests' harness).
+        .target(
+            name: "UpdraftTools",
+            dependencies: [
+                "UpdraftApp", "UpdraftCore", "UpdraftWire", "UpdraftMQTT", "UpdraftDevice", "Mosquitto", "CoAP", "LoopbackPorts",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "updraft",
             dependencies: [
                 "UpdraftApp",
+                "UpdraftTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        // Test support shared by every test target (not a test target itself: SwiftPM
+        // lets test targets depend only on regular targets). Under Tests/, as it ships nowhere.
+        .target(
+            name: "UpdraftTestSupport",
+            dependencies: ["UpdraftCore", "LoopbackPorts", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/UpdraftTestSupport"
         ),
         .testTarget(name: "UpdraftCoreTests", dependencies: ["UpdraftCore"]),
         .testTarget(
             name: "UpdraftStoreTests",
             dependencies: [
-                "UpdraftStore", "UpdraftCore", "UpdraftAdapter", .product(name: "Logging", package: "swift-log"),
+                "UpdraftStore", "UpdraftCore", "UpdraftAdapter", "UpdraftTestSupport", .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
-        .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto"]),
-        .testTarget(name: "CoAPTests", dependencies: ["CoAP"]),
+        .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto", "UpdraftTestSupport", "LoopbackPorts"]),
+        .testTarget(name: "CoAPTests", dependencies: ["CoAP", "UpdraftTestSupport", "LoopbackPorts"]),
         .testTarget(name: "UpdraftWireTests", dependencies: ["UpdraftWire", "UpdraftCore"]),
         .testTarget(name: "UpdraftMQTTTests", dependencies: ["UpdraftMQTT", "UpdraftWire", "UpdraftCore"]),
         .testTarget(
             name: "UpdraftIntegrationTests",
             dependencies: [
-                "UpdraftApp", "UpdraftCore", "UpdraftStore", "UpdraftWire", "UpdraftMQTT", "UpdraftDevice", "Mosquitto", "CoAP",
+                "UpdraftApp", "UpdraftTools", "UpdraftCore", "UpdraftStore", "UpdraftWire", "UpdraftMQTT", "UpdraftDevice",
+                "Mosquitto", "CoAP", "UpdraftTestSupport", "LoopbackPorts",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             // Peers/: scripts run by non-Swift peers (aiocoap), not sources of the target.

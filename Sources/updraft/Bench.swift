@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import UpdraftApp
+import UpdraftTools
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -37,14 +38,10 @@ struct Bench: AsyncParsableCommand {
         }
 
         func run() async throws {
-            var options = MQTTBench.Options()
-            options.devices = devices
-            options.imageBytes = imageBytes
-            options.chunkSize = chunkSize
-            options.window = window
-            options.rounds = rounds
-            let result = try await Bench.measure(logLevel: logLevel, connections: devices) { progress in
-                try await MQTTBench(options: options, logger: Logger(label: "updraft.bench")).run(report: progress)
+            let options = MQTTBench.Options(
+                devices: devices, imageBytes: imageBytes, chunkSize: chunkSize, window: window, rounds: rounds)
+            let result = try await Bench.measure(logLevel: logLevel, connections: devices) {
+                try await MQTTBench(options: options, logger: Bench.logger).run(report: $0)
             }
             print("updraft bench mqtt: \(devices) devices × \(imageBytes) B, \(chunkSize) B chunks, window \(window), \(rounds) round(s)")
             print("| round | raw 1 pub → 1 sub, s | raw MiB/s | Updraft → \(devices) devices, s | Updraft MiB/s | ratio |")
@@ -95,14 +92,11 @@ struct Bench: AsyncParsableCommand {
         }
 
         func run() async throws {
-            var options = AbuseBench.Options()
-            options.windowRequests = windowRequests
-            options.windowChunks = windowChunks
-            options.chunkSize = chunkSize
-            options.imageBytes = imageBytes
-            options.floodMessages = floodMessages
-            let r = try await Bench.measure(logLevel: logLevel, connections: 8) { progress in
-                try await AbuseBench(options: options, logger: Logger(label: "updraft.bench")).run(report: progress)
+            let options = AbuseBench.Options(
+                windowRequests: windowRequests, windowChunks: windowChunks, chunkSize: chunkSize, imageBytes: imageBytes,
+                floodMessages: floodMessages)
+            let r = try await Bench.measure(logLevel: logLevel, connections: 8) {
+                try await AbuseBench(options: options, logger: Bench.logger).run(report: $0)
             }
             func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
             print("updraft bench abuse: hog \(windowRequests) windows of \(windowChunks) x \(chunkSize) B; calm device \(imageBytes) B; spammer \(floodMessages) messages")
@@ -138,6 +132,9 @@ struct Bench: AsyncParsableCommand {
         line.finish()
         return result
     }
+
+    /// Made after `measure` bootstrapped logging (a logger keeps the handler it was made with).
+    static var logger: Logger { Logger(label: "updraft.bench") }
 
     static func cpu(_ pair: (broker: Double?, process: Double?)) -> String {
         func text(_ value: Double?) -> String { value.map { String(format: "%.2f", $0) } ?? "?" }
@@ -181,14 +178,10 @@ struct Bench: AsyncParsableCommand {
         }
 
         func run() async throws {
-            var options = CoAPBench.Options()
-            options.imageBytes = imageBytes
-            options.blockSizes = blocks
-            options.clientCounts = clientCounts
-            options.rounds = rounds
-            options.repeats = repeats
-            let result = try await Bench.measure(logLevel: logLevel, connections: clientCounts.max() ?? 1) { progress in
-                try await CoAPBench(options: options, logger: Logger(label: "updraft.bench")).run(report: progress)
+            let options = CoAPBench.Options(
+                imageBytes: imageBytes, blockSizes: blocks, clientCounts: clientCounts, rounds: rounds, repeats: repeats)
+            let result = try await Bench.measure(logLevel: logLevel, connections: clientCounts.max() ?? 1) {
+                try await CoAPBench(options: options, logger: Bench.logger).run(report: $0)
             }
             print("updraft bench coap: \(imageBytes) B image, \(rounds) download(s) per client, \(repeats) measure(s) each, coap-client-openssl as the client")
             print("| server | block | clients | MiB/s per measure | median MiB/s | failed downloads |")
@@ -250,15 +243,11 @@ extension Bench {
         }
 
         func run() async throws {
-            var options = HandshakeFlood.Options()
-            options.hellos = hellos
-            options.garbage = garbage
-            options.rate = rate
-            options.perPort = perPort
-            options.maxHandshakes = maxHandshakes
-            options.handshakeTimeout = .seconds(handshakeTimeout)
-            let result = try await Bench.measure(logLevel: logLevel, connections: 16) { progress in
-                try await HandshakeFlood(options: options, logger: Logger(label: "updraft.bench")).run(report: progress)
+            let options = HandshakeFlood.Options(
+                hellos: hellos, garbage: garbage, rate: rate, perPort: perPort, maxHandshakes: maxHandshakes,
+                handshakeTimeout: .seconds(handshakeTimeout))
+            let result = try await Bench.measure(logLevel: logLevel, connections: 16) {
+                try await HandshakeFlood(options: options, logger: Bench.logger).run(report: $0)
             }
             print("updraft bench handshake: \(result.hellosSent) ClientHellos + \(result.garbageSent) garbage datagrams in \(String(format: "%.1f", result.floodSeconds)) s, new source port every \(perPort)")
             let before = result.handshakes.first.flatMap { $0 }.map { String(format: "%.3f s", $0) } ?? "failed"

@@ -8,7 +8,7 @@ struct Keys: AsyncParsableCommand {
         abstract: "Manage the release signing key.",
         subcommands: [Generate.self])
 
-    struct Generate: AsyncParsableCommand {
+    struct Generate: OperationsCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make an Ed25519 release signing key pair.",
             discussion: """
@@ -21,14 +21,13 @@ struct Keys: AsyncParsableCommand {
         @Flag(help: "Replace an existing key (devices holding the old public key will refuse new firmware).")
         var force = false
 
-        func run() async throws {
-            try await userFacing {
-                let ops = try await global.operations(.create)
-                let made = try ops.generateKeys(force: force)
-                print("private key: \(made.privatePath)")
-                print("public key:  \(made.publicPath)")
-                print("key id:      \(made.keyID)")
-            }
+        static let storeAccess = UpdraftStoreFactory.Access.create
+
+        func run(_ ops: Operations) async throws {
+            let made = try ops.generateKeys(force: force)
+            print("private key: \(made.privatePath)")
+            print("public key:  \(made.publicPath)")
+            print("key id:      \(made.keyID)")
         }
     }
 }
@@ -39,7 +38,7 @@ struct FirmwareCommand: AsyncParsableCommand {
         abstract: "Manage the firmware catalog.",
         subcommands: [Add.self, List.self, Show.self, Verify.self])
 
-    struct Add: AsyncParsableCommand {
+    struct Add: OperationsCommand {
         static let configuration = CommandConfiguration(
             abstract: "Add an image to the catalog and sign its manifest.",
             discussion: """
@@ -53,67 +52,60 @@ struct FirmwareCommand: AsyncParsableCommand {
         @Option(help: "Product (device model) the image is built for.") var product: String
         @Option(help: "Version: 1-64 letters, digits, '.', '-', '_'.") var version: String
 
-        func run() async throws {
-            try await userFacing {
-                let ops = try await global.operations(.create)
-                let result = try await ops.addFirmware(file: file, product: product, version: version)
-                let fw = result.firmware
-                if case .existing = result { print("already in the catalog (same content)") }
-                print("firmware: \(fw.id)")
-                print("sequence: \(fw.sequence)")
-                print("size:     \(fw.size) bytes")
-                print("sha256:   \(fw.sha256)")
-                print("md5:      \(fw.md5)")
-            }
+        static let storeAccess = UpdraftStoreFactory.Access.create
+
+        func run(_ ops: Operations) async throws {
+            let result = try await ops.addFirmware(file: file, product: product, version: version)
+            let fw = result.firmware
+            if case .existing = result { print("already in the catalog (same content)") }
+            print("firmware: \(fw.id)")
+            print("sequence: \(fw.sequence)")
+            print("size:     \(fw.size) bytes")
+            print("sha256:   \(fw.sha256)")
+            print("md5:      \(fw.md5)")
         }
     }
 
-    struct List: AsyncParsableCommand {
+    struct List: OperationsCommand {
         static let configuration = CommandConfiguration(abstract: "List the catalog.")
         @OptionGroup var global: GlobalOptions
         @Option(help: "Only this product.") var product: String?
 
-        func run() async throws {
-            try await userFacing {
-                let ops = try await global.operations()
-                let product = try product.map { try ProductID(validating: $0) }
-                let list = try await ops.store.firmwareList(product: product)
-                if list.isEmpty { print("The catalog is empty. Add an image with `updraft firmware add FILE --product P --version V`.") }
-                for fw in list {
-                    print("\(fw.id)\tseq \(fw.sequence)\t\(fw.size) B\t\(fw.sha256.prefix(16))…")
-                }
+        func run(_ ops: Operations) async throws {
+            let product = try product.map { try ProductID(validating: $0) }
+            let list = try await ops.store.firmwareList(product: product)
+            if list.isEmpty { print("The catalog is empty. Add an image with `updraft firmware add FILE --product P --version V`.") }
+            for fw in list {
+                print("\(fw.id)\tseq \(fw.sequence)\t\(fw.size) B\t\(fw.sha256.prefix(16))…")
             }
         }
     }
 
-    struct Show: AsyncParsableCommand {
+    struct Show: OperationsCommand {
         static let configuration = CommandConfiguration(abstract: "Show a firmware and its verification status.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Firmware id, PRODUCT@VERSION.") var id: String
 
-        func run() async throws {
-            try await userFacing {
-                let ops = try await global.operations()
-                let fw = try await ops.firmware(id)
-                let verification = try await ops.verification(of: fw.id)
-                print("firmware:     \(fw.id)")
-                print("sequence:     \(fw.sequence)")
-                print("size:         \(fw.size) bytes")
-                print("sha256:       \(fw.sha256)")
-                print("verification: \(verification.status.rawValue)")
-                if let device = verification.verifiedBy { print("verified by:  \(device)") }
-                if let release = verification.releaseID { print("verification release: \(release)") }
-                if !verification.failedDevices.isEmpty {
-                    print("failed on:    \(verification.failedDevices.map(\.rawValue).joined(separator: ","))")
-                }
-                if verification.status != .verified {
-                    print("Fleet releases need verified firmware: `updraft firmware verify \(fw.id) --devices ID[,ID...]` (or release with --force).")
-                }
+        func run(_ ops: Operations) async throws {
+            let fw = try await ops.firmware(id)
+            let verification = try await ops.verification(of: fw.id)
+            print("firmware:     \(fw.id)")
+            print("sequence:     \(fw.sequence)")
+            print("size:         \(fw.size) bytes")
+            print("sha256:       \(fw.sha256)")
+            print("verification: \(verification.status.rawValue)")
+            if let device = verification.verifiedBy { print("verified by:  \(device)") }
+            if let release = verification.releaseID { print("verification release: \(release)") }
+            if !verification.failedDevices.isEmpty {
+                print("failed on:    \(verification.failedDevices.map(\.rawValue).joined(separator: ","))")
+            }
+            if verification.status != .verified {
+                print("Fleet releases need verified firmware: `updraft firmware verify \(fw.id) --devices ID[,ID...]` (or release with --force).")
             }
         }
     }
 
-    struct Verify: AsyncParsableCommand {
+    struct Verify: OperationsCommand {
         static let configuration = CommandConfiguration(
             abstract: "Verify a firmware on test devices before releasing it to the fleet.",
             discussion: """
@@ -126,14 +118,11 @@ struct FirmwareCommand: AsyncParsableCommand {
         @Argument(help: "Firmware id, PRODUCT@VERSION.") var id: String
         @Option(help: "Test devices, comma-separated.") var devices: String
 
-        func run() async throws {
-            try await userFacing {
-                let ops = try await global.operations()
-                let release = try await ops.verifyFirmware(id, devices: try parseList(devices, DeviceID.self, flag: "--devices"))
-                print("verification release: \(release.id)")
-                print("test devices: \(release.staticMembers?.map(\.rawValue).joined(separator: ",") ?? "-")")
-                print("Follow it with `updraft release watch \(release.id)`; `updraft firmware show \(id)` tells the result.")
-            }
+        func run(_ ops: Operations) async throws {
+            let release = try await ops.verifyFirmware(id, devices: try parseList(devices, DeviceID.self, flag: "--devices"))
+            print("verification release: \(release.id)")
+            print("test devices: \(release.staticMembers?.map(\.rawValue).joined(separator: ",") ?? "-")")
+            print("Follow it with `updraft release watch \(release.id)`; `updraft firmware show \(id)` tells the result.")
         }
     }
 }

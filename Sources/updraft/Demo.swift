@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import UpdraftApp
+import UpdraftTools
 import UpdraftCore
 import UpdraftDevice
 

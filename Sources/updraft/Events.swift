@@ -3,7 +3,7 @@ import Foundation
 import UpdraftApp
 import UpdraftCore
 
-struct Events: AsyncParsableCommand {
+struct Events: OperationsCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print the event log as JSON lines.",
         discussion: "Every accepted job transition, refusal, release and device change, with a gap-free sequence number. Backends can also subscribe to the <prefix>/events MQTT topic.")
@@ -11,21 +11,18 @@ struct Events: AsyncParsableCommand {
     @Option(help: "Start after this sequence number.") var after: Int64 = 0
     @Flag(help: "Keep printing new events as they are committed.") var follow = false
 
-    func run() async throws {
-        try await userFacing {
-            let ops = try await global.operations()
-            var cursor = after
-            while true {
-                let events = try await ops.store.events(after: cursor, limit: 1000)
-                for event in events {
-                    print(event.jsonLine())
-                    cursor = event.sequence
-                }
-                if events.count == 1000 { continue }
-                guard follow else { return }
-                fflush(nil)
-                try await Task.sleep(for: .milliseconds(200))
+    func run(_ ops: Operations) async throws {
+        var cursor = after
+        while true {
+            let events = try await ops.store.events(after: cursor, limit: 1000)
+            for event in events {
+                print(event.jsonLine())
+                cursor = event.sequence
             }
+            if events.count == 1000 { continue }
+            guard follow else { return }
+            fflush(nil)
+            try await Task.sleep(for: .milliseconds(200))
         }
     }
 }

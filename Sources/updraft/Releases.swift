@@ -16,7 +16,7 @@ struct ReleaseCommand: AsyncParsableCommand {
             """,
         subcommands: [Create.self, List.self, Show.self, Watch.self, Pause.self, Resume.self, Advance.self, Cancel.self])
 
-    struct Create: AsyncParsableCommand {
+    struct Create: OperationsCommand {
         static let configuration = CommandConfiguration(
             abstract: "Release a firmware to devices, groups or a product.",
             discussion: """
@@ -95,14 +95,11 @@ struct ReleaseCommand: AsyncParsableCommand {
             }
         }
 
-        func run() async throws {
-            try await userFacing {
-                let ops = try await global.operations()
-                if isFleet {
-                    try await createFleet(ops)
-                } else {
-                    try await createOneOff(ops)
-                }
+        func run(_ ops: Operations) async throws {
+            if isFleet {
+                try await createFleet(ops)
+            } else {
+                try await createOneOff(ops)
             }
         }
 
@@ -124,14 +121,34 @@ struct ReleaseCommand: AsyncParsableCommand {
 
         func createFleet(_ ops: Operations) async throws {
             let fw = try await ops.firmware(firmware)
-            let target: FleetTarget
-            if let devices {
-                target = .devices(try parseList(devices, DeviceID.self, flag: "--devices"))
-            } else if let groups {
-                target = .groups(try parseList(groups, GroupID.self, flag: "--groups"))
-            } else {
-                target = .productDefault(try ProductID(validating: product!))
-            }
+            let target = try fleetTarget()
+            let policy = try batchPolicy()
+            let rollout = try rolloutPolicy()
+            var named: [DeviceID] = []
+            if case .devices(let ids) = target { named += ids }
+            if case .devices(let ids) = policy.selection { named += ids }
+            if !allowUnknown, let unknown = UpdraftError.unknownDevices(try await ops.unknownDevices(named)) { throw unknown }
+            let request = FleetReleaseRequest(
+                firmware: FirmwareRef(fw), target: target, policy: policy, rollout: rollout,
+                allowDowngrade: allowDowngrade, force: force)
+            let release = try await ops.createFleetRelease(request)
+            print("release: \(release.id)")
+            print("target:  \(release.target.summary)")
+            print("batch:   \(release.policy.membership.rawValue)\(release.staticMembers.map { ", \($0.count) devices" } ?? "")")
+            print("starts:  \(release.startsAt.formatted(.iso8601))")
+            if release.rollout.policy.stages.count > 1 { print("stages:  \(release.rollout.policy.stages.map { "\($0)%" }.joined(separator: " → "))") }
+            if let forced = release.forcedFrom { print("note: forced release of \(forced.rawValue) firmware (recorded)") }
+            print("Follow it with `updraft release watch \(release.id)`.")
+        }
+
+        func fleetTarget() throws -> FleetTarget {
+            if let devices { return .devices(try parseList(devices, DeviceID.self, flag: "--devices")) }
+            if let groups { return .groups(try parseList(groups, GroupID.self, flag: "--groups")) }
+            return .productDefault(try ProductID(validating: product!))
+        }
+
+        /// Which devices, when, how fast and how often: from the batch options.
+        func batchPolicy() throws -> BatchPolicy {
             var policy = BatchPolicy()
             if let selectGroup { policy.selection = .groups(try parseList(selectGroup, GroupID.self, flag: "--select-group")) }
             if let selectDevices { policy.selection = .devices(try parseList(selectDevices, DeviceID.self, flag: "--select-devices")) }
@@ -155,6 +172,11 @@ struct ReleaseCommand: AsyncParsableCommand {
             policy.deviceTimeout = try deviceTimeout.map { try seconds($0, flag: "--device-timeout") }
             policy.notificationsPerMinute = rate
             if let delivery { policy.delivery = delivery }
+            return policy
+        }
+
+        /// Stages and thresholds: from the rollout options.
+        func rolloutPolicy() throws -> RolloutPolicy {
             var rollout = RolloutPolicy()
             if let stages {
                 rollout.stages = try stages.split(separator: ",").map { part in
@@ -168,81 +190,61 @@ struct ReleaseCommand: AsyncParsableCommand {
             rollout.errorThreshold = errorThreshold
             if let onError { rollout.onError = onError }
             if let minStageDuration { rollout.minimumStageDuration = try seconds(minStageDuration, flag: "--min-stage-duration") }
-            var named: [DeviceID] = []
-            if case .devices(let ids) = target { named += ids }
-            if case .devices(let ids) = policy.selection { named += ids }
-            if !allowUnknown, let unknown = UpdraftError.unknownDevices(try await ops.unknownDevices(named)) { throw unknown }
-            let request = FleetReleaseRequest(
-                firmware: FirmwareRef(fw), target: target, policy: policy, rollout: rollout, allowDowngrade: allowDowngrade,
-                force: force)
-            let release = try await ops.createFleetRelease(request)
-            print("release: \(release.id)")
-            print("target:  \(release.target.summary)")
-            print("batch:   \(release.policy.membership.rawValue)\(release.staticMembers.map { ", \($0.count) devices" } ?? "")")
-            print("starts:  \(release.startsAt.formatted(.iso8601))")
-            if release.rollout.policy.stages.count > 1 { print("stages:  \(release.rollout.policy.stages.map { "\($0)%" }.joined(separator: " → "))") }
-            if let forced = release.forcedFrom { print("note: forced release of \(forced.rawValue) firmware (recorded)") }
-            print("Follow it with `updraft release watch \(release.id)`.")
+            return rollout
         }
     }
 
-    struct List: AsyncParsableCommand {
+    struct List: OperationsCommand {
         static let configuration = CommandConfiguration(abstract: "List releases, newest first.")
         @OptionGroup var global: GlobalOptions
 
-        func run() async throws {
-            try await userFacing {
-                let ops = try await global.operations()
-                var rows: [(Date, String)] = []
-                for release in try await ops.store.fleetReleases() {
-                    rows.append(
-                        (release.createdAt,
-                            "\(release.id)\t\(release.firmware.id)\t\(release.kind.rawValue): \(release.target.summary)\t\(describe(release.rollout))\t\(release.createdAt.formatted(.iso8601))"))
-                }
-                for release in try await ops.store.releases() {
-                    rows.append((release.createdAt, "\(release.id)\t\(release.firmwareID)\tone-off: \(release.target.summary)\t-\t\(release.createdAt.formatted(.iso8601))"))
-                }
-                if rows.isEmpty { print("No releases yet. Create one with `updraft release create --firmware ID ...`.") }
-                for row in rows.sorted(by: { $0.0 > $1.0 }) { print(row.1) }
+        func run(_ ops: Operations) async throws {
+            var rows: [(Date, String)] = []
+            for release in try await ops.store.fleetReleases() {
+                rows.append(
+                    (release.createdAt,
+                        "\(release.id)\t\(release.firmware.id)\t\(release.kind.rawValue): \(release.target.summary)\t\(describe(release.rollout))\t\(release.createdAt.formatted(.iso8601))"))
             }
+            for release in try await ops.store.releases() {
+                rows.append((release.createdAt, "\(release.id)\t\(release.firmwareID)\tone-off: \(release.target.summary)\t-\t\(release.createdAt.formatted(.iso8601))"))
+            }
+            if rows.isEmpty { print("No releases yet. Create one with `updraft release create --firmware ID ...`.") }
+            for row in rows.sorted(by: { $0.0 > $1.0 }) { print(row.1) }
         }
     }
 
-    struct Show: AsyncParsableCommand {
+    struct Show: OperationsCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show a release: devices per state and where each device stands.",
             discussion: "Pending devices say why they wait: scheduled, rollout stage, busy with another job, offline, no consent, delivery (next session or rate), retry.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Release id (see `updraft release list`).") var id: String
 
-        func run() async throws {
-            try await userFacing {
-                let ops = try await global.operations()
-                let releaseID = try ReleaseID(validating: id)
-                if try await ops.store.fleetRelease(releaseID) != nil {
-                    let status = try await ops.fleetReleaseStatus(releaseID)
-                    printHeader(status)
-                    for (name, count) in stateCounts(status.counts) where count > 0 { print("  \(name): \(count)") }
-                    for (reason, count) in status.counts.failedByReason.sorted(by: { $0.key < $1.key }) { print("  failed (\(reason)): \(count)") }
-                    for entry in status.devices {
-                        print("\(entry.device)\t\(describe(entry.state))\t\(entry.job?.rawValue ?? "-")\tattempts \(entry.attempts)")
-                    }
-                    return
+        func run(_ ops: Operations) async throws {
+            let releaseID = try ReleaseID(validating: id)
+            if try await ops.store.fleetRelease(releaseID) != nil {
+                let status = try await ops.fleetReleaseStatus(releaseID)
+                printHeader(status)
+                for (name, count) in stateCounts(status.counts) where count > 0 { print("  \(name): \(count)") }
+                for (reason, count) in status.counts.failedByReason.sorted(by: { $0.key < $1.key }) { print("  failed (\(reason)): \(count)") }
+                for entry in status.devices {
+                    print("\(entry.device)\t\(describe(entry.state))\t\(entry.job?.rawValue ?? "-")\tattempts \(entry.attempts)")
                 }
-                let jobs = try await ops.releaseStatus(releaseID)
-                if jobs.isEmpty { throw UpdraftError.notFound("release", id, hint: "List releases with `updraft release list`.") }
-                let counts = Dictionary(grouping: jobs, by: \.state).mapValues(\.count)
-                for state in JobState.allCases where counts[state] != nil { print("\(state.rawValue): \(counts[state]!)") }
-                for job in jobs {
-                    var line = "\(job.deviceID)\t\(job.id)\t\(job.state.rawValue)\t\(job.progress)%"
-                    if let failure = job.failure { line += "\t\(failure.rawValue): \(job.detail ?? "")" }
-                    print(line)
-                }
+                return
+            }
+            let jobs = try await ops.releaseStatus(releaseID)
+            if jobs.isEmpty { throw UpdraftError.notFound("release", id, hint: "List releases with `updraft release list`.") }
+            let counts = Dictionary(grouping: jobs, by: \.state).mapValues(\.count)
+            for state in JobState.allCases where counts[state] != nil { print("\(state.rawValue): \(counts[state]!)") }
+            for job in jobs {
+                var line = "\(job.deviceID)\t\(job.id)\t\(job.state.rawValue)\t\(job.progress)%"
+                if let failure = job.failure { line += "\t\(failure.rawValue): \(job.detail ?? "")" }
+                print(line)
             }
         }
     }
 
-    struct Watch: AsyncParsableCommand {
+    struct Watch: OperationsCommand {
         static let configuration = CommandConfiguration(
             abstract: "Watch a fleet release live: one progress bar per state.",
             discussion: "Redraws until the release completes, is aborted or canceled, or you press Ctrl-C. Bars show the share of the release's devices in each state; updating shows the mean download percent.")
@@ -251,73 +253,69 @@ struct ReleaseCommand: AsyncParsableCommand {
         @Option(help: "Seconds between redraws.") var interval: Double = 1
         @Flag(help: "Draw once and exit.") var once = false
 
-        func run() async throws {
-            try await userFacing {
-                let ops = try await global.operations()
-                let releaseID = try ReleaseID(validating: id)
-                let board = ProgressBoard()
-                while true {
-                    let status = try await ops.fleetReleaseStatus(releaseID)
-                    var lines = ["release \(status.release) · \(status.firmware.id) · \(describe(status.phase)) · stage \(status.stagePercent)%"]
-                    let total = max(status.counts.total, 1)
-                    for (name, count) in stateCounts(status.counts) where count > 0 || ["succeeded", "updating", "failed"].contains(name) {
-                        var label = "\(name) \(count)"
-                        if name == "updating", let percent = status.counts.updatingPercent { label += " (mean \(percent)%)" }
-                        lines.append(ProgressBoard.bar(Double(count) / Double(total), label))
-                    }
-                    board.draw(lines)
-                    let done: Bool =
-                        switch status.phase {
-                        case .completed, .aborted, .canceled: true
-                        case .running, .paused: false
-                        }
-                    if once || done { return }
-                    try await Task.sleep(for: .milliseconds(Int(max(interval, 0.1) * 1000)))
+        func run(_ ops: Operations) async throws {
+            let releaseID = try ReleaseID(validating: id)
+            let board = ProgressBoard()
+            while true {
+                let status = try await ops.fleetReleaseStatus(releaseID)
+                var lines = ["release \(status.release) · \(status.firmware.id) · \(describe(status.phase)) · stage \(status.stagePercent)%"]
+                let total = max(status.counts.total, 1)
+                for (name, count) in stateCounts(status.counts) where count > 0 || ["succeeded", "updating", "failed"].contains(name) {
+                    var label = "\(name) \(count)"
+                    if name == "updating", let percent = status.counts.updatingPercent { label += " (mean \(percent)%)" }
+                    lines.append(ProgressBoard.bar(Double(count) / Double(total), label))
                 }
+                board.draw(lines)
+                let done: Bool =
+                    switch status.phase {
+                    case .completed, .aborted, .canceled: true
+                    case .running, .paused: false
+                    }
+                if once || done { return }
+                try await Task.sleep(for: .milliseconds(Int(max(interval, 0.1) * 1000)))
             }
         }
     }
 
-    struct Pause: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Pause a fleet release: no new devices, retries or first offers.",
-            discussion: "Jobs already offered continue. Resume with `updraft release resume ID`.")
-        @OptionGroup var global: GlobalOptions
-        @Argument(help: "Release id.") var id: String
-        func run() async throws { try await runCommand(.pause, id: id, global: global) }
-    }
-
-    struct Resume: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Resume a paused fleet release.",
-            discussion: "After an automatic pause on errors, failures from before the resume no longer count toward the threshold.")
-        @OptionGroup var global: GlobalOptions
-        @Argument(help: "Release id.") var id: String
-        func run() async throws { try await runCommand(.resume, id: id, global: global) }
-    }
-
-    struct Advance: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Move a staged rollout to its next stage now.",
-            discussion: "Without a success threshold, stages only advance this way.")
-        @OptionGroup var global: GlobalOptions
-        @Argument(help: "Release id.") var id: String
-        func run() async throws { try await runCommand(.advance, id: id, global: global) }
-    }
-
-    struct Cancel: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Cancel a fleet release for good.",
-            discussion: "Jobs that have not finished downloading are canceled; installs in progress finish. Its devices fall back to the next rule (group, product default). A canceled verification returns the firmware to unverified.")
-        @OptionGroup var global: GlobalOptions
-        @Argument(help: "Release id.") var id: String
-        func run() async throws { try await runCommand(.cancel, id: id, global: global) }
-    }
+    // One line each: what they do and their help are RolloutCommand's, by `command`.
+    struct Pause: RolloutCommand { static let command = RolloutStateMachine.Command.pause; @OptionGroup var release: FleetReleaseArgument }
+    struct Resume: RolloutCommand { static let command = RolloutStateMachine.Command.resume; @OptionGroup var release: FleetReleaseArgument }
+    struct Advance: RolloutCommand { static let command = RolloutStateMachine.Command.advance; @OptionGroup var release: FleetReleaseArgument }
+    struct Cancel: RolloutCommand { static let command = RolloutStateMachine.Command.cancel; @OptionGroup var release: FleetReleaseArgument }
 }
 
-func runCommand(_ command: RolloutStateMachine.Command, id: String, global: GlobalOptions) async throws {
-    try await userFacing {
-        let ops = try await global.operations()
+/// The fleet release a rollout command acts on.
+struct FleetReleaseArgument: ParsableArguments {
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Release id.") var id: String
+}
+
+private let rolloutCommandHelp: [RolloutStateMachine.Command: (abstract: String, discussion: String)] = [
+    .pause: ("Pause a fleet release: no new devices, retries or first offers.", "Jobs already offered continue. Resume with `updraft release resume ID`."),
+    .resume: ("Resume a paused fleet release.", "After an automatic pause on errors, failures from before the resume no longer count toward the threshold."),
+    .advance: ("Move a staged rollout to its next stage now.", "Without a success threshold, stages only advance this way."),
+    .cancel: (
+        "Cancel a fleet release for good.",
+        "Jobs that have not finished downloading are canceled; installs in progress finish. Its devices fall back to the next rule (group, product default). A canceled verification returns the firmware to unverified."
+    ),
+]
+
+/// Pause, resume, advance and cancel: one rollout command on one fleet release.
+protocol RolloutCommand: OperationsCommand {
+    static var command: RolloutStateMachine.Command { get }
+    var release: FleetReleaseArgument { get }
+}
+
+extension RolloutCommand {
+    static var configuration: CommandConfiguration {
+        let help = rolloutCommandHelp[command]!
+        return CommandConfiguration(abstract: help.abstract, discussion: help.discussion)
+    }
+
+    var global: GlobalOptions { release.global }
+
+    func run(_ ops: Operations) async throws {
+        let id = release.id
         let releaseID = try ReleaseID(validating: id)
         guard try await ops.store.fleetRelease(releaseID) != nil else {
             if try await ops.store.releases().contains(where: { $0.id == releaseID }) {
@@ -327,6 +325,7 @@ func runCommand(_ command: RolloutStateMachine.Command, id: String, global: Glob
             }
             throw UpdraftError.notFound("release", id, hint: "List releases with `updraft release list`.")
         }
+        let command = Self.command
         if let change = try await ops.command(command, release: releaseID) {
             print("release \(id): \(change.summary)")
         } else {

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import Testing
+import UpdraftTestSupport
+import LoopbackPorts
 
 @testable import CoAP
 
@@ -26,7 +28,7 @@ struct CoAPCertificateTests {
                 key device device-7; sign device ca
                 key intruder device-7; sign intruder rogue
                 """
-            let tool = try SpawnedTool("/bin/sh", ["-c", "cd '\(directory.path)' && \(script)"], directory: directory)
+            let tool = try SpawnedProcess("/bin/sh", ["-c", "cd '\(directory.path)' && \(script)"], directory: directory)
             let status = try await tool.waitForExit(timeout: .seconds(60))
             guard status == 0 else { throw ToolFailure(description: "openssl failed (\(status)): \(tool.output)") }
             return Certificates(directory: directory)
@@ -37,7 +39,7 @@ struct CoAPCertificateTests {
     func clientCertificates() async throws {
         try await withTemporaryDirectory { directory in
             let certs = try await Certificates.make(in: directory)
-            let port = try freeUDPPort()
+            let port = PortProbe.ephemeralUDPPort()
             var configuration = CoAPServer.Configuration(
                 host: "127.0.0.1", port: nil, securePort: port,
                 psk: CoAPServer.PSK { $0 == "psk-device" ? Array("psk-secret".utf8) : nil })
@@ -72,7 +74,7 @@ struct CoAPCertificateTests {
 
     @Test("a missing certificate file fails the start with a clear error")
     func missingFiles() throws {
-        var configuration = CoAPServer.Configuration(host: "127.0.0.1", port: nil, securePort: try freeUDPPort())
+        var configuration = CoAPServer.Configuration(host: "127.0.0.1", port: nil, securePort: PortProbe.ephemeralUDPPort())
         configuration.pki = CoAPServer.PKI(caFile: "/nonexistent/ca.crt", certificateFile: "/nonexistent/s.crt", privateKeyFile: "/nonexistent/s.key")
         let server = CoAPServer(configuration: configuration, logger: testLogger)
         #expect {

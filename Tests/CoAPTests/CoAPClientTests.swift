@@ -1,6 +1,8 @@
 import CoAP
 import Foundation
 import Testing
+import UpdraftTestSupport
+import LoopbackPorts
 
 @Suite("CoAPClient against CoAPServer and coap-server-openssl", .timeLimit(.minutes(3)))
 struct CoAPClientTests {
@@ -12,12 +14,22 @@ struct CoAPClientTests {
             : try await client.session(host: "127.0.0.1", port: fixture.port)
     }
 
-    @Test("GET with Block2 at the client's block size: body byte-identical, Size2 and ETag", arguments: [false, true])
-    func blockwiseGet(secure: Bool) async throws {
-        try await withTestServer { fixture in
+    /// Runs `body` with a session to a new test server (to its DTLS port when `secure`);
+    /// stops both afterwards.
+    private func withSession(
+        extraResources: [CoAPResource] = [], secure: Bool = false,
+        _ body: (CoAPClientSession, TestServer) async throws -> Void
+    ) async throws {
+        try await withTestServer(extraResources: extraResources) { fixture in
             let client = CoAPClient(logger: testLogger)
             defer { client.shutdown() }
-            let session = try await session(client, fixture, secure: secure)
+            try await body(try await session(client, fixture, secure: secure), fixture)
+        }
+    }
+
+    @Test("GET with Block2 at the client's block size: body byte-identical, Size2 and ETag", arguments: [false, true])
+    func blockwiseGet(secure: Bool) async throws {
+        try await withSession(secure: secure) { session, fixture in
             var etags: Set<[UInt8]> = []
             for blockSize in [16, 64, 512, 1024] {
                 let response = try await session.get("fw/image", blockSize: blockSize)
@@ -77,10 +89,7 @@ struct CoAPClientTests {
 
     @Test("getBlock needs a client whose blocks are transferred by the caller")
     func getBlockNeedsCallerMode() async throws {
-        try await withTestServer { fixture in
-            let client = CoAPClient(logger: testLogger)
-            defer { client.shutdown() }
-            let session = try await client.session(host: "127.0.0.1", port: fixture.port)
+        try await withSession { session, fixture in
             await #expect(throws: CoAPError.self) { try await session.getBlock("fw/image", number: 1, size: 64) }
             var request = CoAPClientRequest(method: .get, path: "fw/image", blockSize: 64)
             request.blockNumber = 2
@@ -90,10 +99,7 @@ struct CoAPClientTests {
 
     @Test("POST a block-wise payload to a deferred handler", arguments: [false, true])
     func post(secure: Bool) async throws {
-        try await withTestServer { fixture in
-            let client = CoAPClient(logger: testLogger)
-            defer { client.shutdown() }
-            let session = try await session(client, fixture, secure: secure)
+        try await withSession(secure: secure) { session, fixture in
             let small = try await session.post("echo", payload: Array("hello".utf8), contentFormat: .textPlain)
             #expect(small.code == .changed)
             #expect(String(decoding: small.payload, as: UTF8.self) == "olleh")
@@ -122,10 +128,7 @@ struct CoAPClientTests {
 
     @Test("the handler sees method, path, query, formats, payload, PSK identity and the peer's address")
     func requestValue() async throws {
-        try await withTestServer { fixture in
-            let client = CoAPClient(logger: testLogger)
-            defer { client.shutdown() }
-            let session = try await session(client, fixture, secure: true)
+        try await withSession(secure: true) { session, fixture in
             let get = try await session.get("inspect", query: ["device=42", "v=2", "flag"], accept: .json)
             #expect(get.code == .content)
             #expect(get.contentFormat == .json)
@@ -154,10 +157,7 @@ struct CoAPClientTests {
 
     @Test("4.04 and 4.05 come back as responses, not errors")
     func errorCodes() async throws {
-        try await withTestServer { fixture in
-            let client = CoAPClient(logger: testLogger)
-            defer { client.shutdown() }
-            let session = try await client.session(host: "127.0.0.1", port: fixture.port)
+        try await withSession { session, _ async throws in
             #expect(try await session.get("missing").code == .notFound)
             #expect(try await session.put("fw/image", payload: [1]).code == .methodNotAllowed)
         }
@@ -165,10 +165,7 @@ struct CoAPClientTests {
 
     @Test("Observe: the current representation, then each notification", arguments: [false, true])
     func observe(secure: Bool) async throws {
-        try await withTestServer { fixture in
-            let client = CoAPClient(logger: testLogger)
-            defer { client.shutdown() }
-            let session = try await session(client, fixture, secure: secure)
+        try await withSession(secure: secure) { session, fixture in
             var notifications = session.observe("state").makeAsyncIterator()
             let first = try #require(try await notifications.next())
             #expect(String(decoding: first.payload, as: UTF8.self) == "v1")
@@ -188,10 +185,7 @@ struct CoAPClientTests {
         let large = CoAPResource(
             path: "large", observable: true,
             handlers: [.get: .immediate { _ in CoAPResponse(payload: body.withLock { $0 }) }])
-        try await withTestServer(extraResources: [large]) { fixture in
-            let client = CoAPClient(logger: testLogger)
-            defer { client.shutdown() }
-            let session = try await client.session(host: "127.0.0.1", port: fixture.port)
+        try await withSession(extraResources: [large]) { session, fixture in
             var notifications = session.observe("large", blockSize: 256).makeAsyncIterator()
             let first = try #require(try await notifications.next())
             #expect(first.payload == body.withLock { $0 })
@@ -207,7 +201,7 @@ struct CoAPClientTests {
     func sharedLoop() async throws {
         let loop = CoAPEventLoop(name: "coap-shared", logger: testLogger)
         defer { loop.shutdown() }
-        let port = try freeUDPPortBelowEphemeralRange()
+        let port = PortProbe.udpPortBelowEphemeralRange()
         let server = CoAPServer(configuration: .init(host: "127.0.0.1", port: port), loop: loop, logger: testLogger)
         try server.addResource(
             CoAPResource(path: "ping", handlers: [.get: .immediate { _ in CoAPResponse(payload: Array("pong".utf8)) }]))
@@ -235,10 +229,7 @@ struct CoAPClientTests {
 
     @Test("observing a resource that is not observable yields one response and ends")
     func observeNotObservable() async throws {
-        try await withTestServer { fixture in
-            let client = CoAPClient(logger: testLogger)
-            defer { client.shutdown() }
-            let session = try await client.session(host: "127.0.0.1", port: fixture.port)
+        try await withSession { session, fixture in
             var responses: [CoAPClientResponse] = []
             for try await response in session.observe("whoami") {
                 responses.append(response)
@@ -305,8 +296,8 @@ struct CoAPClientTests {
     @Test("against coap-server-openssl: PUT and GET a dynamic resource block-wise, observe its clock")
     func againstLibcoapServer() async throws {
         try await withTemporaryDirectory { directory in
-            let port = try freeUDPPortPair()
-            let server = try SpawnedTool(
+            let port = try #require(PortProbe.udpPortPair(), "no two consecutive free UDP ports")
+            let server = try SpawnedProcess(
                 CoAPTools.server, ["-A", "127.0.0.1", "-p", "\(port)", "-d", "10", "-k", "tool-secret"],
                 directory: directory)
             defer { server.stop() }
@@ -349,7 +340,7 @@ struct CoAPClientTests {
     func unreachable() async throws {
         let client = CoAPClient(logger: testLogger)
         defer { client.shutdown() }
-        let session = try await client.session(host: "127.0.0.1", port: try freeUDPPort())
+        let session = try await client.session(host: "127.0.0.1", port: PortProbe.ephemeralUDPPort())
         let error = await #expect(throws: CoAPError.self) { try await session.get("anything", timeout: .seconds(5)) }
         #expect(error?.code == .sendFailed || error?.code == .timeout, "\(String(describing: error))")
     }
@@ -364,10 +355,7 @@ struct CoAPClientTests {
                     return CoAPResponse()
                 }
             ])
-        try await withTestServer(extraResources: [slow]) { fixture in
-            let client = CoAPClient(logger: testLogger)
-            defer { client.shutdown() }
-            let session = try await client.session(host: "127.0.0.1", port: fixture.port)
+        try await withSession(extraResources: [slow]) { session, fixture in
             let task = Task { try await session.get("slow") }
             try await Task.sleep(for: .milliseconds(200))
             task.cancel()

@@ -1,5 +1,7 @@
 import Logging
 import Testing
+import UpdraftTestSupport
+import LoopbackPorts
 
 @testable import CoAP
 
@@ -90,7 +92,7 @@ private func recordingServer(_ resource: CoAPResource) throws -> (CoAPServer, In
     let recorder = RecordingLogHandler.Records()
     var logger = Logger(label: "recording") { _ in RecordingLogHandler(records: recorder) }
     logger.logLevel = .info
-    let port = try freeUDPPort()
+    let port = PortProbe.ephemeralUDPPort()
     let server = CoAPServer(configuration: .init(host: "127.0.0.1", port: port), logger: logger)
     try server.addResource(resource)
     try server.start()

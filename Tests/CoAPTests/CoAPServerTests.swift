@@ -1,35 +1,25 @@
 import CoAP
 import Foundation
 import Testing
+import LoopbackPorts
+import UpdraftTestSupport
 
 @Suite("CoAPServer against coap-client-openssl", .timeLimit(.minutes(3)))
 struct CoAPServerTests {
-    @Test("coap-client downloads 100_000 bytes block-wise, byte-identical", arguments: [16, 64, 512, 1024])
-    func blockwiseDownload(blockSize: Int) async throws {
+    @Test(
+        "coap-client downloads 100_000 bytes block-wise, byte-identical, over CoAP and DTLS-PSK",
+        arguments: [false, true], [16, 64, 512, 1024])
+    func blockwiseDownload(secure: Bool, blockSize: Int) async throws {
         try await withTestServer { fixture in
             try await withTemporaryDirectory { directory in
                 let file = directory.appendingPathComponent("image")
+                let psk = secure ? ["-u", "device-1", "-k", "secret-1"] : []
+                let url = secure ? fixture.secureURL : fixture.url
                 let result = try await runCoAPClient(
-                    ["-b", "\(blockSize)", "-o", file.path, "\(fixture.url)/fw/image"], directory: directory)
+                    ["-b", "\(blockSize)"] + psk + ["-o", file.path, "\(url)/fw/image"], directory: directory)
                 #expect(result.status == 0, "\(result.output)")
                 let received = try [UInt8](Data(contentsOf: file))
                 #expect(received.count == fixture.image.count, "\(result.output)")
-                #expect(received == fixture.image)
-            }
-        }
-    }
-
-    @Test("coap-client downloads block-wise over DTLS-PSK, byte-identical", arguments: [16, 64, 512, 1024])
-    func blockwiseDownloadOverDTLS(blockSize: Int) async throws {
-        try await withTestServer { fixture in
-            try await withTemporaryDirectory { directory in
-                let file = directory.appendingPathComponent("image")
-                let result = try await runCoAPClient(
-                    ["-b", "\(blockSize)", "-u", "device-1", "-k", "secret-1", "-o", file.path,
-                     "\(fixture.secureURL)/fw/image"],
-                    directory: directory)
-                #expect(result.status == 0, "\(result.output)")
-                let received = try [UInt8](Data(contentsOf: file))
                 #expect(received == fixture.image, "\(received.count) bytes; \(result.output)")
             }
         }
@@ -208,7 +198,7 @@ struct CoAPServerTests {
     func observeWithCoAPClient() async throws {
         try await withTestServer { fixture in
             try await withTemporaryDirectory { directory in
-                let observer = try SpawnedTool(
+                let observer = try SpawnedProcess(
                     CoAPTools.client, ["-s", "60", "-w", "\(fixture.url)/state"], directory: directory)
                 defer { observer.stop() }
                 #expect(await eventually { observer.output.contains("v1") }, "\(observer.output)")
@@ -314,7 +304,7 @@ struct CoAPServerTests {
 
     @Test("configuration and registration errors are typed and say what to do")
     func errors() async throws {
-        let port = try freeUDPPort()
+        let port = PortProbe.ephemeralUDPPort()
         let first = CoAPServer(configuration: .init(host: "127.0.0.1", port: port), logger: testLogger)
         let resource = CoAPResource(path: "/a/b/", handlers: [.get: .immediate { _ in CoAPResponse() }])
         #expect(resource.path == "a/b")
@@ -333,7 +323,7 @@ struct CoAPServerTests {
         #expect(!second.isRunning)
 
         let noPSK = CoAPServer(
-            configuration: .init(host: "127.0.0.1", port: nil, securePort: try freeUDPPort()), logger: testLogger)
+            configuration: .init(host: "127.0.0.1", port: nil, securePort: PortProbe.ephemeralUDPPort()), logger: testLogger)
         let psk = #expect(throws: CoAPError.self) { try noPSK.start() }
         #expect(psk?.code == .invalidArgument)
 

@@ -1,6 +1,8 @@
 import CoAP
 import Foundation
 import Synchronization
+import UpdraftTestSupport
+import LoopbackPorts
 
 /// A ``CoAPServer`` on free ports of 127.0.0.1 with the resources the tests use.
 ///
@@ -23,16 +25,16 @@ final class TestServer: Sendable {
     /// Identities the PSK lookup was asked for.
     let lookedUp = Locked<[String]>([])
 
-    /// - Parameter rebindable: ports that can be bound again after a stop (see ``freeUDPPortBelowEphemeralRange()``).
+    /// - Parameter rebindable: ports that can be bound again after a stop (see ``PortProbe/udpPortBelowEphemeralRange()``).
     init(
         extraResources: [CoAPResource] = [], handlerTimeout: Duration = .seconds(30), rebindable: Bool = false
     ) throws {
         image = randomBytes(100_000)
-        port = rebindable ? try freeUDPPortBelowEphemeralRange() : try freeUDPPort()
-        let pick = rebindable ? freeUDPPortBelowEphemeralRange : freeUDPPort
-        var secure = try pick()
+        port = rebindable ? PortProbe.udpPortBelowEphemeralRange() : PortProbe.ephemeralUDPPort()
+        let pick = rebindable ? PortProbe.udpPortBelowEphemeralRange : PortProbe.ephemeralUDPPort
+        var secure = pick()
         while secure == port {
-            secure = try pick()
+            secure = pick()
         }
         securePort = secure
         let lookedUp = self.lookedUp
@@ -141,23 +143,9 @@ struct Inspection: Codable, Equatable {
     var encoded: String {
         String(decoding: (try? JSONEncoder().encode(self)) ?? Data(), as: UTF8.self)
     }
+}
 
-    init(
-        method: String, path: String, query: [String], contentFormat: UInt16?, accept: UInt16?, payloadCount: Int,
-        pskIdentity: String?, remoteHost: String, remotePort: Int, device: String?
-    ) {
-        self.method = method
-        self.path = path
-        self.query = query
-        self.contentFormat = contentFormat
-        self.accept = accept
-        self.payloadCount = payloadCount
-        self.pskIdentity = pskIdentity
-        self.remoteHost = remoteHost
-        self.remotePort = remotePort
-        self.device = device
-    }
-
+extension Inspection {
     init(_ payload: [UInt8]) throws {
         self = try JSONDecoder().decode(Inspection.self, from: Data(payload))
     }

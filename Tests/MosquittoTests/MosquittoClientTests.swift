@@ -1,16 +1,15 @@
 import Foundation
 import Mosquitto
 import Testing
+import UpdraftTestSupport
 
 @Suite("MosquittoClient against a real broker", .timeLimit(.minutes(3)))
 struct MosquittoClientTests {
     @Test("QoS 0 and QoS 1 round trips keep topic and payload bytes, including 64 KiB binary")
     func roundTrip() async throws {
         try await withBroker { broker in
-            let subscriber = MosquittoClient(options: broker.options(clientID: "rt-sub"), logger: testLogger)
-            let publisher = MosquittoClient(options: broker.options(clientID: "rt-pub"), logger: testLogger)
-            try await subscriber.connect()
-            try await publisher.connect()
+            let subscriber = try await broker.connectedClient("rt-sub")
+            let publisher = try await broker.connectedClient("rt-pub")
             #expect(subscriber.isConnected)
             try await subscriber.subscribe("rt/#", qos: .atLeastOnce)
 
@@ -46,10 +45,8 @@ struct MosquittoClientTests {
     @Test("publishNoWait keeps order and retained messages reach later subscribers")
     func publishNoWaitAndRetain() async throws {
         try await withBroker { broker in
-            let subscriber = MosquittoClient(options: broker.options(clientID: "nw-sub"), logger: testLogger)
-            let publisher = MosquittoClient(options: broker.options(clientID: "nw-pub"), logger: testLogger)
-            try await subscriber.connect()
-            try await publisher.connect()
+            let subscriber = try await broker.connectedClient("nw-sub")
+            let publisher = try await broker.connectedClient("nw-pub")
             try await subscriber.subscribe("nw/stream", qos: .atLeastOnce)
 
             for index in 0..<200 {
@@ -62,9 +59,7 @@ struct MosquittoClientTests {
             #expect(publisher.failedPublishCount == 0)
 
             try await publisher.publish(topic: "nw/retained", payload: [42], qos: .atLeastOnce, retain: true)
-            let late = MosquittoClient(options: broker.options(clientID: "nw-late"), logger: testLogger)
-            try await late.connect()
-            try await late.subscribe("nw/retained")
+            let late = try await broker.connectedClient("nw-late", subscribedTo: "nw/retained")
             let retained = try #require(try await late.nextMessage())
             #expect(retained.retain)
             #expect(retained.payload == [42])
@@ -113,11 +108,9 @@ struct MosquittoClientTests {
         try await broker.start()
         defer { broker.stop() }
 
-        var options = broker.options(clientID: "tls")
-        options.tls = .init(caFile: files.caFile, tlsVersion: "tlsv1.2")
-        let client = MosquittoClient(options: options, logger: testLogger)
-        try await client.connect()
-        try await client.subscribe("tls/echo")
+        let client = try await broker.connectedClient("tls", subscribedTo: "tls/echo") {
+            $0.tls = .init(caFile: files.caFile, tlsVersion: "tlsv1.2")
+        }
         let payload = (0..<20_000).map { UInt8(truncatingIfNeeded: $0) }
         try await client.publish(topic: "tls/echo", payload: payload, qos: .atLeastOnce)
         let echo = try #require(try await client.nextMessage())
@@ -161,15 +154,12 @@ struct MosquittoClientTests {
     @Test("the will is published when the connection drops without DISCONNECT")
     func lastWill() async throws {
         try await withBroker { broker in
-            let watcher = MosquittoClient(options: broker.options(clientID: "will-watch"), logger: testLogger)
-            try await watcher.connect()
-            try await watcher.subscribe("wills/#", qos: .atLeastOnce)
+            let watcher = try await broker.connectedClient("will-watch", subscribedTo: "wills/#")
 
-            var options = broker.options(clientID: "will-device")
-            options.will = .init(topic: "wills/device", payload: [0xDE, 0xAD], qos: .atLeastOnce)
-            options.reconnect = .disabled
-            let device = MosquittoClient(options: options, logger: testLogger)
-            try await device.connect()
+            let device = try await broker.connectedClient("will-device") { options in
+                options.will = .init(topic: "wills/device", payload: [0xDE, 0xAD], qos: .atLeastOnce)
+                options.reconnect = .disabled
+            }
             device.simulateNetworkDrop()
 
             let will = try #require(try await watcher.nextMessage())
@@ -178,10 +168,7 @@ struct MosquittoClientTests {
             #expect(await eventually { !device.isConnected })
 
             // A clean disconnect publishes no will.
-            var politeOptions = broker.options(clientID: "will-polite")
-            politeOptions.will = .init(topic: "wills/polite", payload: [1])
-            let polite = MosquittoClient(options: politeOptions, logger: testLogger)
-            try await polite.connect()
+            let polite = try await broker.connectedClient("will-polite") { $0.will = .init(topic: "wills/polite", payload: [1]) }
             await polite.disconnect()
             try await device.connect()  // connect again after the drop
             device.simulateNetworkDrop()
@@ -194,10 +181,9 @@ struct MosquittoClientTests {
     @Test("after the broker is killed and restarted, the client reconnects and re-subscribes")
     func reconnectAndResubscribe() async throws {
         try await withBroker { broker in
-            var options = broker.options(clientID: "re-sub")
-            options.reconnect = ReconnectPolicy(initialDelay: .milliseconds(20), maxDelay: .milliseconds(300))
-            let subscriber = MosquittoClient(options: options, logger: testLogger)
-            try await subscriber.connect()
+            let subscriber = try await broker.connectedClient("re-sub") {
+                $0.reconnect = ReconnectPolicy(initialDelay: .milliseconds(20), maxDelay: .milliseconds(300))
+            }
             try await subscriber.subscribe("re/+", qos: .atLeastOnce)
 
             broker.kill()
@@ -217,8 +203,7 @@ struct MosquittoClientTests {
             #expect(parkedTopics == ["re/parked0", "re/parked1"])
 
             // persistence is off: the broker forgot the subscription, the client re-sent it.
-            let publisher = MosquittoClient(options: broker.options(clientID: "re-pub"), logger: testLogger)
-            try await publisher.connect()
+            let publisher = try await broker.connectedClient("re-pub")
             try await publisher.publish(topic: "re/1", payload: Array("after restart".utf8), qos: .atLeastOnce)
             let message = try #require(try await subscriber.nextMessage())
             #expect(message.topic == "re/1")
@@ -245,13 +230,10 @@ struct MosquittoClientTests {
     @Test("QoS 1 messages in flight when the connection drops are re-sent after reconnecting")
     func qos1SurvivesDrop() async throws {
         try await withBroker { broker in
-            let subscriber = MosquittoClient(options: broker.options(clientID: "drop-sub"), logger: testLogger)
-            try await subscriber.connect()
-            try await subscriber.subscribe("drop/data", qos: .atLeastOnce)
-            var options = broker.options(clientID: "drop-pub")
-            options.reconnect = ReconnectPolicy(initialDelay: .milliseconds(20), maxDelay: .milliseconds(200))
-            let publisher = MosquittoClient(options: options, logger: testLogger)
-            try await publisher.connect()
+            let subscriber = try await broker.connectedClient("drop-sub", subscribedTo: "drop/data")
+            let publisher = try await broker.connectedClient("drop-pub") {
+                $0.reconnect = ReconnectPolicy(initialDelay: .milliseconds(20), maxDelay: .milliseconds(200))
+            }
 
             let total = 300
             for index in 0..<(total - 1) {
@@ -279,9 +261,7 @@ struct MosquittoClientTests {
     @Test("a cancelled message iterator returns nil and loses nothing")
     func iteratorCancellation() async throws {
         try await withBroker { broker in
-            let client = MosquittoClient(options: broker.options(clientID: "cancel"), logger: testLogger)
-            try await client.connect()
-            try await client.subscribe("cancel/x")
+            let client = try await broker.connectedClient("cancel", subscribedTo: "cancel/x")
             let messages = client.messages
             let waiting = Task {
                 var iterator = messages.makeAsyncIterator()

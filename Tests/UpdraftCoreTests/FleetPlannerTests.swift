@@ -84,6 +84,25 @@ final class FleetHarness {
     func advance(_ seconds: TimeInterval) { now += seconds }
 
     /// The device (re)connects and announces itself.
+    /// Device "a" online, downloading a release of 2.0 (10 %).
+    static func downloading(stallAfter: TimeInterval) -> FleetHarness {
+        let h = FleetHarness(stallAfter: stallAfter)
+        h.addDevice("a", online: true)
+        h.release("2.0")
+        h.tick()
+        h.report("a", .downloading(percent: 10))
+        return h
+    }
+
+    /// Device "on" online, device "off" offline, and a release of 2.0 under `policy`.
+    static func onlineAndOffline(releasing policy: BatchPolicy) -> FleetHarness {
+        let h = FleetHarness()
+        h.addDevice("on", online: true)
+        h.addDevice("off")
+        h.release("2.0", policy: policy)
+        return h
+    }
+
     func connect(_ id: DeviceID, accepts: Bool = true) {
         devices[id]!.device.online = true
         devices[id]!.device.acceptsUpdates = accepts
@@ -238,26 +257,17 @@ extension FleetTick {
 
     // MARK: Static and dynamic
 
-    @Test func dynamicBatchTakesDevicesThatAppearLater() {
+    /// A dynamic batch takes devices that appear later; a static one keeps its members.
+    @Test(arguments: [(BatchPolicy.Membership.dynamic, ["late"] as [DeviceID]), (.static, [])])
+    func aDeviceThatAppearsLaterJoinsOnlyADynamicBatch(membership: BatchPolicy.Membership, joining: [DeviceID]) {
         let h = FleetHarness()
         h.addDevice("a")
-        h.release("2.0", policy: BatchPolicy(membership: .dynamic))
-        #expect(h.tick().created.map(\.device) == ["a"])
-        h.advance(60)
-        h.addDevice("late", version: "1.0", online: true)
-        h.connect("late")
-        #expect(h.tick().created.map(\.device) == ["late"])
-    }
-
-    @Test func staticBatchKeepsItsMembers() {
-        let h = FleetHarness()
-        h.addDevice("a")
-        h.release("2.0", policy: BatchPolicy(membership: .static))
+        h.release("2.0", policy: BatchPolicy(membership: membership))
         #expect(h.tick().created.map(\.device) == ["a"])
         h.advance(60)
         h.addDevice("late", version: "1.0")
         h.connect("late")
-        #expect(h.tick().created.isEmpty)
+        #expect(h.tick().created.map(\.device) == joining)
     }
 
     @Test func dynamicBatchTakesADeviceAnnouncingAnOldVersion() {
@@ -500,10 +510,7 @@ extension FleetTick {
     // MARK: Delivery
 
     @Test func immediateOffersOnlineDevicesNow() {
-        let h = FleetHarness()
-        h.addDevice("on", online: true)
-        h.addDevice("off")
-        h.release("2.0", policy: BatchPolicy(delivery: .immediate))
+        let h = FleetHarness.onlineAndOffline(releasing: BatchPolicy(delivery: .immediate))
         let tick = h.tick()
         #expect(tick.created.first { $0.device == "on" }?.offerNow == true)
         #expect(tick.created.first { $0.device == "off" }?.offerNow == false)
@@ -514,10 +521,7 @@ extension FleetTick {
     }
 
     @Test func gradualWaitsForTheNextSession() {
-        let h = FleetHarness()
-        h.addDevice("on", online: true)
-        h.addDevice("off")
-        h.release("2.0", policy: BatchPolicy(delivery: .gradual))
+        let h = FleetHarness.onlineAndOffline(releasing: BatchPolicy(delivery: .gradual))
         let tick = h.tick()
         #expect(tick.created.count == 2)
         #expect(tick.created.allSatisfy { !$0.offerNow })
@@ -712,11 +716,7 @@ extension FleetTick {
     }
 
     @Test func activityAfterANudgeStartsTheClockAgain() {
-        let h = FleetHarness(stallAfter: 100)
-        h.addDevice("a", online: true)
-        h.release("2.0")
-        h.tick()
-        h.report("a", .downloading(percent: 10))
+        let h = FleetHarness.downloading(stallAfter: 100)
         h.advance(100)
         #expect(h.tick().offered.map(\.1) == [true])
         h.advance(50)
@@ -728,11 +728,7 @@ extension FleetTick {
     }
 
     @Test func offlineDeviceIsNotJudgedStalled() {
-        let h = FleetHarness(stallAfter: 60)
-        h.addDevice("a", online: true)
-        h.release("2.0")
-        h.tick()
-        h.report("a", .downloading(percent: 10))
+        let h = FleetHarness.downloading(stallAfter: 60)
         h.disconnect("a")
         h.advance(3600)
         #expect(h.tick().actions.isEmpty)
@@ -744,11 +740,7 @@ extension FleetTick {
     }
 
     @Test func busyDeviceIsNotJudgedStalled() {
-        let h = FleetHarness(stallAfter: 60)
-        h.addDevice("a", online: true)
-        h.release("2.0")
-        h.tick()
-        h.report("a", .downloading(percent: 10))
+        let h = FleetHarness.downloading(stallAfter: 60)
         h.connect("a", accepts: false)
         h.advance(3600)
         #expect(h.tick().actions.isEmpty)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UpdraftApp
 import UpdraftCore
+import UpdraftTestSupport
 
 /// The real `updraft` binary as a child process, for the tests of what a user sees:
 /// exit status, one-line errors, and what the process leaves behind.
@@ -19,8 +20,7 @@ struct CLIProcess {
 
     init() throws {
         binary = try #require(ProcessRestartTests.updraftBinary, "build the updraft executable first (swift build --build-tests builds it)")
-        logs = FileManager.default.temporaryDirectory.appendingPathComponent("updraft-cli-logs-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+        logs = try makeTemporaryDirectory(prefix: "updraft-cli-logs").path
     }
 
     func removeLogs() { try? FileManager.default.removeItem(atPath: logs) }

@@ -1,9 +1,11 @@
 import CoAP
 import Foundation
 import Logging
+import LoopbackPorts
 import Testing
 import UpdraftApp
 import UpdraftCore
+import UpdraftTestSupport
 import UpdraftWire
 
 #if canImport(Glibc)

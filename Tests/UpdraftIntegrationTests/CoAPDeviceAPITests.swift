@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UpdraftApp
 import UpdraftCore
+import UpdraftTestSupport
 import UpdraftWire
 
 /// libcoap's own `coap-client-openssl` as the device: it exits 0 even on errors, so

@@ -4,6 +4,7 @@ import Testing
 import UpdraftApp
 import UpdraftCore
 import UpdraftDevice
+import UpdraftTestSupport
 import UpdraftWire
 
 /// CoAP reference devices next to MQTT ones, through one gateway and one engine.
@@ -16,17 +17,8 @@ import UpdraftWire
                 config.coapPort = h.stack.configuration.coap.port
                 config.blockSize = 256
             }
-            fleet.start()
-            try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 8 }
-            try await h.waitUntilRegistered(8)
-            let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .product("thermo"), allowDowngrade: false)
-            #expect(plan.jobs.count == 8)
-            let jobs = try await h.waitForAllSucceeded(plan.release.id)
-            #expect(jobs.allSatisfy { $0.progress == 100 && $0.failure == nil })
-            try await fleet.waitForAll(version: "2.0", timeout: .seconds(30))
-            for device in fleet.devices {
-                #expect(await device.installedImage == image, "\(device.id) (\(device.transport))")
-            }
+            try await h.start(fleet, online: 8)
+            let (_, jobs) = try await h.updateEveryDevice(of: fleet, count: 8, to: firmware, image: image)
             let byTransport = fleet.snapshotByTransport()
             #expect(byTransport[.mqtt]?.count(running: "2.0") == 4)
             #expect(byTransport[.coap]?.count(running: "2.0") == 4)
@@ -40,12 +32,7 @@ import UpdraftWire
                 #expect(devices.first { $0.id == device.id }?.transport == device.transport)
             }
             let events = try await h.ops.store.events(after: 0, limit: 100_000)
-            for job in jobs {
-                let path = events.filter { $0.jobID == job.id && $0.kind == .jobTransition }.compactMap(\.to)
-                let distinct = path.reduce(into: [JobState]()) { if $0.last != $1 { $0.append($1) } }
-                #expect(distinct == [.notified, .downloading, .downloaded, .verified, .installing, .installed, .succeeded], "\(job.deviceID): \(distinct)")
-            }
-            #expect(!events.contains { $0.kind == .jobRefused })
+            h.expectEveryJobTookTheWholePath(jobs, events: events)
         }
     }
 
@@ -57,24 +44,8 @@ import UpdraftWire
                 config.coapPort = h.stack.configuration.coap.port
                 config.offlineFraction = 0.5
             }
-            fleet.start()
-            try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 3 }
-            try await h.waitUntilRegistered(3)
-            let ids = fleet.devices.map(\.id)
-            let offline = Set(fleet.offlineAtStart.map(\.id))
-            #expect(offline.count == 3)
-            let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(ids), allowDowngrade: false)
-            #expect(plan.jobs.count == 6)
-            #expect(Set(plan.unknownDevices) == offline)
-
-            let jobs = try await h.waitForJobs(plan.release.id) { jobs in
-                jobs.filter { !offline.contains($0.deviceID) }.allSatisfy { $0.state == .succeeded }
-            }
-            #expect(jobs.filter { offline.contains($0.deviceID) }.allSatisfy { $0.state == .queued })
-
-            // They announce, and the announce answer holds the job.
-            fleet.bringOfflineDevicesOnline()
-            try await h.waitForAllSucceeded(plan.release.id)
+            // They announce when they come online, and the announce answer holds the job.
+            try await h.releaseWithDevicesOffline(firmware, to: fleet, offline: 3)
             try await fleet.waitForAll(version: "2.0", timeout: .seconds(30))
             await fleet.stop()
         }
@@ -93,9 +64,7 @@ import UpdraftWire
                 config.rebootAfter = .milliseconds(50)
                 config.storageDirectory = storage
             }
-            fleet.start()
-            try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 1 }
-            try await h.waitUntilRegistered(1)
+            try await h.start(fleet, online: 1)
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .product("thermo"), allowDowngrade: false)
             try await h.waitForAllSucceeded(plan.release.id, timeout: .seconds(120))
             let snapshot = try await fleet.waitForAll(version: "2.0", timeout: .seconds(30))

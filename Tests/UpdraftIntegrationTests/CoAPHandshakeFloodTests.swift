@@ -2,6 +2,8 @@ import Foundation
 import Testing
 import UpdraftApp
 import UpdraftCore
+import UpdraftTestSupport
+import UpdraftTools
 
 /// Issue 8 item 7: a flood of DTLS ClientHellos from changing source ports (spoofable,
 /// never answered) does not lock a real device out of its DTLS handshake.

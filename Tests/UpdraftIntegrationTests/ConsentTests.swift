@@ -4,6 +4,7 @@ import UpdraftApp
 import UpdraftCore
 import UpdraftMQTT
 import UpdraftWire
+import UpdraftTestSupport
 
 /// A device that declines updates keeps its job pending, can ask what is pending, and
 /// gets the offer once it accepts — over MQTT and over CoAP.

@@ -3,6 +3,7 @@ import Testing
 import UpdraftCore
 import UpdraftMQTT
 import UpdraftWire
+import UpdraftTestSupport
 
 /// One device cannot exhaust the gateway: its window credit and its event budget.
 @Suite(.timeLimit(.minutes(3))) struct ContainmentTests {

@@ -1,8 +1,10 @@
 import Foundation
+import LoopbackPorts
 import Testing
 import UpdraftApp
 import UpdraftCore
 import UpdraftDevice
+import UpdraftTestSupport
 
 /// Crash hygiene and one gateway per data directory (issue 8, items 8, 10, 11), with the
 /// real binary and its real mosquitto: whatever ends a process, no broker or temporary
@@ -28,70 +30,92 @@ import UpdraftDevice
         return broker
     }
 
-    @Test func aSecondServeOnTheSameDataDirectoryIsRefusedAndTheFirstKeepsWorking() async throws {
+    /// A gateway serving a fresh data directory, its broker ready; what a test starts
+    /// with ``serveAgain()`` is killed with it.
+    final class ServedGateway {
+        let dir: String
+        let port: Int
+        let first: ChildProcess
+        let firstLog: String
+        var broker: pid_t = 0
+        var others: [ChildProcess] = []
+        private let serve: () throws -> (ChildProcess, String)
+
+        init(dir: String, port: Int, serve: @escaping () throws -> (ChildProcess, String)) throws {
+            (self.dir, self.port, self.serve) = (dir, port, serve)
+            (first, firstLog) = try serve()
+        }
+
+        /// Another `updraft serve` on the same data directory and port.
+        func serveAgain() throws -> (ChildProcess, String) {
+            let (process, log) = try serve()
+            others.append(process)
+            return (process, log)
+        }
+    }
+
+    func withServedGateway(_ body: (ServedGateway) async throws -> Void) async throws {
         let cli = try CLIProcess()
         defer { cli.removeLogs() }
         let dir = try await cli.dataDirectory()
         let port = PortProbe.freePort()
-        let (first, firstLog) = try serve(cli, dir, port: port)
-        var second: ChildProcess?
-        defer { killAll([first, second], brokerOf: dir) }
-        let broker = try await brokerReady(dir, port: port)
+        let gateway = try ServedGateway(dir: dir, port: port) { try serve(cli, dir, port: port) }
+        defer { killAll([gateway.first] + gateway.others, brokerOf: dir) }
+        gateway.broker = try await brokerReady(dir, port: port)
+        try await body(gateway)
+    }
 
-        let (process, secondLog) = try serve(cli, dir, port: port)
-        second = process
-        #expect(await process.waitForExit(timeout: .seconds(20)), "the second serve kept running beside the first")
-        #expect((process.terminationStatus >> 8) & 0xff == 1)
-        let said = (try? String(contentsOfFile: secondLog, encoding: .utf8)) ?? ""
-        #expect(said.contains("Another updraft gateway (pid \(first.pid))"), "\(said)")
+    @Test func aSecondServeOnTheSameDataDirectoryIsRefusedAndTheFirstKeepsWorking() async throws {
+        try await withServedGateway { gateway in
+            let (dir, port, first, firstLog, broker) = (gateway.dir, gateway.port, gateway.first, gateway.firstLog, gateway.broker)
+            let (process, secondLog) = try gateway.serveAgain()
+            #expect(await process.waitForExit(timeout: .seconds(20)), "the second serve kept running beside the first")
+            #expect((process.terminationStatus >> 8) & 0xff == 1)
+            let said = (try? String(contentsOfFile: secondLog, encoding: .utf8)) ?? ""
+            #expect(said.contains("Another updraft gateway (pid \(first.pid))"), "\(said)")
 
-        // The first and its broker are untouched: same broker, still serving.
-        #expect(first.isRunning)
-        #expect(processIsAlive(broker), "the second serve stopped the first's broker")
-        #expect(pid(inFile: dir + "/broker/mosquitto.pid") == broker)
-        #expect(PortProbe.accepts(host: "127.0.0.1", port: port))
-        // ... and the first still works: a device announces, the gateway registers it.
-        let ops = try Operations(configuration: { var c = UpdraftConfiguration(); c.dataDirectory = dir; return c }(), access: .existing, logger: Harness.logger)
-        var sim = SimulatorConfig(count: 1, product: "thermo", version: "1.0", releaseKey: try ops.publicKey())
-        sim.brokerPort = port
-        let fleet = try FleetSimulator(config: sim, logger: Harness.logger)
-        fleet.start()
-        try await eventually(timeout: .seconds(30), "the first gateway to register a device") {
-            try await ops.store.devices().contains { $0.online }
+            // The first and its broker are untouched: same broker, still serving.
+            #expect(first.isRunning)
+            #expect(processIsAlive(broker), "the second serve stopped the first's broker")
+            #expect(pid(inFile: dir + "/broker/mosquitto.pid") == broker)
+            #expect(PortProbe.accepts(host: "127.0.0.1", port: port))
+            // ... and the first still works: a device announces, the gateway registers it.
+            let ops = try Operations(configuration: { var c = UpdraftConfiguration(); c.dataDirectory = dir; return c }(), access: .existing, logger: Harness.logger)
+            var sim = SimulatorConfig(count: 1, product: "thermo", version: "1.0", releaseKey: try ops.publicKey())
+            sim.brokerPort = port
+            let fleet = try FleetSimulator(config: sim, logger: Harness.logger)
+            fleet.start()
+            try await eventually(timeout: .seconds(30), "the first gateway to register a device") {
+                try await ops.store.devices().contains { $0.online }
+            }
+            await fleet.stop()
+
+            first.signal(SIGTERM)
+            #expect(await first.waitForExit(timeout: .seconds(30)))
+            #expect(first.terminationStatus == 0, "\((try? String(contentsOfFile: firstLog, encoding: .utf8)) ?? "")")
         }
-        await fleet.stop()
-
-        first.signal(SIGTERM)
-        #expect(await first.waitForExit(timeout: .seconds(30)))
-        #expect(first.terminationStatus == 0, "\((try? String(contentsOfFile: firstLog, encoding: .utf8)) ?? "")")
     }
 
     @Test func aGatewayKilledWithSIGKILLLeavesNoBrokerAndTheNextStartServes() async throws {
-        let cli = try CLIProcess()
-        defer { cli.removeLogs() }
-        let dir = try await cli.dataDirectory()
-        let port = PortProbe.freePort()
-        let (first, _) = try serve(cli, dir, port: port)
-        var second: ChildProcess?
-        defer { killAll([first, second], brokerOf: dir) }
-        let broker = try await brokerReady(dir, port: port)
-        kill(first.pid, SIGKILL)
-        #expect(await first.waitForExit(timeout: .seconds(10)))
-        // The parent-death signal stops the broker: no orphan holds the port.
-        try await eventually(timeout: .seconds(10), "the orphaned broker to exit") { !processIsAlive(broker) }
-        #expect(!PortProbe.accepts(host: "127.0.0.1", port: port))
+        try await withServedGateway { gateway in
+            let (dir, port, first, broker) = (gateway.dir, gateway.port, gateway.first, gateway.broker)
+            kill(first.pid, SIGKILL)
+            #expect(await first.waitForExit(timeout: .seconds(10)))
+            // The parent-death signal stops the broker: no orphan holds the port.
+            try await eventually(timeout: .seconds(10), "the orphaned broker to exit") { !processIsAlive(broker) }
+            #expect(!PortProbe.accepts(host: "127.0.0.1", port: port))
 
-        let (restarted, log) = try serve(cli, dir, port: port)
-        second = restarted
-        let next = try await brokerReady(dir, port: port)
-        #expect(next != broker)
-        restarted.signal(SIGTERM)
-        #expect(await restarted.waitForExit(timeout: .seconds(30)))
-        // A SIGTERM that lands before serve handles signals ends it by the signal; either
-        // way its broker must go with it.
-        let status = restarted.terminationStatus
-        #expect(status == 0 || status & 0x7f == SIGTERM, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
-        try await eventually(timeout: .seconds(10), "the broker to stop with its gateway") { !processIsAlive(next) }
+            let (restarted, log) = try gateway.serveAgain()
+            let next = try await brokerReady(dir, port: port)
+            #expect(next != broker)
+            restarted.signal(SIGTERM)
+            #expect(await restarted.waitForExit(timeout: .seconds(30)))
+            // A SIGTERM that lands before serve handles signals ends it by the signal; either
+            // way its broker must go with it.
+            let status = restarted.terminationStatus
+            #expect(status == 0 || status & 0x7f == SIGTERM, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+            try await eventually(timeout: .seconds(10), "the broker to stop with its gateway") { !processIsAlive(next) }
+        }
     }
 
     /// A private temporary directory for a demo, so its folder is easy to look for.

@@ -22,9 +22,7 @@ import UpdraftDevice
                 $0.rebootDelay = .seconds(4)
                 $0.announcesBoot = announcesBoot
             }
-            fleet.start()
-            try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 3 }
-            try await h.waitUntilRegistered(3)
+            try await h.start(fleet, online: 3)
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .product("thermo"), allowDowngrade: false)
             // Every device is now rebooting: its retained announcement still says 1.0.
             // (One that is back already, on a slow machine, has succeeded.)

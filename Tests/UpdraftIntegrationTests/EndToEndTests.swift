@@ -4,6 +4,7 @@ import UpdraftApp
 import UpdraftCore
 import UpdraftDevice
 import UpdraftWire
+import UpdraftTestSupport
 
 @Suite(.timeLimit(.minutes(3))) struct EndToEndTests {
     /// nil: today's dialect; then a dialect with another topic layout, which the gateway,
@@ -13,33 +14,19 @@ import UpdraftWire
         try await Harness.with(dialect: dialect) { h in
             let (firmware, image) = try await h.addFirmware(version: "2.0", size: 200_000)
             let fleet = try h.fleet(20)
-            fleet.start()
-            try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 20 }
-            try await h.waitUntilRegistered(20)
+            try await h.start(fleet, online: 20)
             try await eventually("the gateway to register every device") {
                 try await h.ops.store.devices().filter { $0.product == "thermo" && $0.online }.count == 20
             }
-            let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .product("thermo"), allowDowngrade: false)
-            #expect(plan.jobs.count == 20)
-            let jobs = try await h.waitForAllSucceeded(plan.release.id)
-            #expect(jobs.allSatisfy { $0.progress == 100 && $0.failure == nil })
-            try await fleet.waitForAll(version: "2.0", timeout: .seconds(30))
-            for device in fleet.devices {
-                #expect(await device.installedImage == image)
-            }
+            let (plan, jobs) = try await h.updateEveryDevice(of: fleet, count: 20, to: firmware, image: image)
             await fleet.stop()
 
             // Gap-free log with the full path of every job.
             let events = try await h.ops.store.events(after: 0, limit: 100_000)
             #expect(events.map(\.sequence) == Array(1...Int64(events.count)))
-            for job in jobs {
-                let path = events.filter { $0.jobID == job.id && $0.kind == .jobTransition }.compactMap(\.to)
-                let distinct = path.reduce(into: [JobState]()) { if $0.last != $1 { $0.append($1) } }
-                #expect(distinct == [.notified, .downloading, .downloaded, .verified, .installing, .installed, .succeeded], "\(job.deviceID): \(distinct)")
-            }
+            h.expectEveryJobTookTheWholePath(jobs, events: events)
             #expect(events.contains { $0.kind == .releaseCreated && $0.releaseID == plan.release.id })
             #expect(events.filter { $0.kind == .jobCreated }.count == 20)
-            #expect(!events.contains { $0.kind == .jobRefused })
 
             // The device registry knows the new version; a second release has nothing to do.
             let again = try await h.ops.createRelease(firmwareID: firmware.id, target: .product("thermo"), allowDowngrade: false)
@@ -52,23 +39,7 @@ import UpdraftWire
         try await Harness.with { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0")
             let fleet = try h.fleet(10) { $0.offlineFraction = 0.4 }
-            fleet.start()
-            try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 6 }
-            try await h.waitUntilRegistered(6)
-            let ids = fleet.devices.map(\.id)
-            let offline = Set(fleet.offlineAtStart.map(\.id))
-            #expect(offline.count == 4)
-            let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(ids), allowDowngrade: false)
-            #expect(plan.jobs.count == 10)
-            #expect(Set(plan.unknownDevices) == offline)
-
-            let jobs = try await h.waitForJobs(plan.release.id) { jobs in
-                jobs.filter { !offline.contains($0.deviceID) }.allSatisfy { $0.state == .succeeded }
-            }
-            #expect(jobs.filter { offline.contains($0.deviceID) }.allSatisfy { $0.state == .queued })
-
-            fleet.bringOfflineDevicesOnline()
-            try await h.waitForAllSucceeded(plan.release.id)
+            try await h.releaseWithDevicesOffline(firmware, to: fleet, offline: 4)
             await fleet.stop()
         }
     }
@@ -82,9 +53,7 @@ import UpdraftWire
                 $0.disconnectAtPercent = 50
                 $0.chunkSize = 1024
             }
-            fleet.start()
-            try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 6 }
-            try await h.waitUntilRegistered(6)
+            try await h.start(fleet, online: 6)
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(fleet.devices.map(\.id)), allowDowngrade: false)
             try await h.waitForAllSucceeded(plan.release.id)
             let snapshot = fleet.snapshot()
@@ -99,9 +68,7 @@ import UpdraftWire
         try await Harness.with { h in
             let (firmware, image) = try await h.addFirmware(version: "2.0", size: 50_000)
             let fleet = try h.fleet(4) { $0.corruptFraction = 1 }
-            fleet.start()
-            try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 4 }
-            try await h.waitUntilRegistered(4)
+            try await h.start(fleet, online: 4)
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .product("thermo"), allowDowngrade: false)
             try await h.waitForAllSucceeded(plan.release.id)
             #expect(fleet.snapshot().verifyRetries >= 4)
@@ -114,9 +81,7 @@ import UpdraftWire
         try await Harness.with { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: 400_000)
             let fleet = try h.fleet(10) { $0.chunkSize = 512; $0.windowCount = 4 }
-            fleet.start()
-            try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 10 }
-            try await h.waitUntilRegistered(10)
+            try await h.start(fleet, online: 10)
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .product("thermo"), allowDowngrade: false)
             #expect(plan.jobs.count == 10)
             try await h.waitForJobs(plan.release.id) { jobs in jobs.contains { $0.state == .downloading } }

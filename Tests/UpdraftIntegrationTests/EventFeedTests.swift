@@ -1,10 +1,13 @@
 import Foundation
+import LoopbackPorts
 import Mosquitto
 import Synchronization
 import Testing
 import UpdraftApp
 import UpdraftCore
 import UpdraftDevice
+import UpdraftTestSupport
+import UpdraftTools
 
 /// A backend on `updraft/events` with a persistent QoS 1 session gets the whole event log,
 /// whatever fails around the real `updraft serve` process.
@@ -65,16 +68,14 @@ import UpdraftDevice
 
     @Test func everyEventReachesAPersistentBackendAcrossBrokerAndGatewayKillsTakeoverAndCLIWrites() async throws {
         let binary = try #require(ProcessRestartTests.updraftBinary, "build the updraft executable first")
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("updraft-feed-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try makeTemporaryDirectory(prefix: "updraft-feed").path
         var configuration = UpdraftConfiguration()
         configuration.dataDirectory = dir
         configuration.mqtt.broker.port = PortProbe.freePort()
         let port = configuration.mqtt.broker.port
         let ops = try Operations(configuration: configuration, logger: Harness.logger)
         _ = try ops.generateKeys(force: false)
-        var generator = SplitMix64(seed: 4)
-        FileManager.default.createFile(atPath: dir + "/fw.bin", contents: Data((0..<300_000).map { _ in UInt8(truncatingIfNeeded: generator.next()) }))
+        try DeterministicImage.write(300_000, seed: 4, to: dir + "/fw.bin", what: "test")
 
         let restart = ProcessRestartTests()
         var gateways = [try restart.serve(binary, dataDir: dir, port: port)]

@@ -1,9 +1,12 @@
 import Foundation
 import Logging
+import Testing
 import UpdraftApp
 import UpdraftCore
 import UpdraftDevice
 import UpdraftWire
+import UpdraftTestSupport
+import UpdraftTools
 
 /// A whole Updraft on loopback (managed mosquitto on a free port, SQLite file, gateway)
 /// plus helpers to add firmware, run simulated devices and wait for jobs.
@@ -41,10 +44,8 @@ struct Harness {
 
     /// Adds a deterministic image of `size` bytes.
     func addFirmware(product: String = "thermo", version: String, size: Int = 64 * 1024, seed: UInt64 = 1) async throws -> (Firmware, [UInt8]) {
-        var generator = SplitMix64(seed: seed)
-        let bytes = (0..<size).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
         let file = stack.directory + "/fw-\(product)-\(version).bin"
-        FileManager.default.createFile(atPath: file, contents: Data(bytes))
+        let bytes = try DeterministicImage.write(size, seed: seed, to: file, what: "test")
         return (try await ops.addFirmware(file: file, product: product, version: version).firmware, bytes)
     }
 
@@ -83,16 +84,72 @@ struct Harness {
         }
     }
 
+    @discardableResult
     func waitForAllSucceeded(_ release: ReleaseID, timeout: Duration = .seconds(90)) async throws -> [Job] {
         try await waitForJobs(release, timeout: timeout) { jobs in !jobs.isEmpty && jobs.allSatisfy { $0.state == .succeeded } }
     }
-}
 
-/// Waits for a condition on something that is not the store.
-func eventually(timeout: Duration = .seconds(30), _ what: String, _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while try await !condition() {
-        if ContinuousClock.now > deadline { throw UpdraftError("test_timeout", "Timed out waiting for \(what).") }
-        try await Task.sleep(for: .milliseconds(25))
+    /// Releases `firmware` to every device of product thermo and waits until each of
+    /// the `count` devices succeeded and runs `image`; returns the jobs.
+    func updateEveryDevice(
+        of fleet: FleetSimulator, count: Int, to firmware: Firmware, image: [UInt8]
+    ) async throws -> (ReleasePlan, [Job]) {
+        let plan = try await ops.createRelease(firmwareID: firmware.id, target: .product("thermo"), allowDowngrade: false)
+        #expect(plan.jobs.count == count)
+        let jobs = try await waitForAllSucceeded(plan.release.id)
+        #expect(jobs.allSatisfy { $0.progress == 100 && $0.failure == nil })
+        try await fleet.waitForAll(version: firmware.version, timeout: .seconds(30))
+        for device in fleet.devices {
+            #expect(await device.installedImage == image, "\(device.id) (\(device.transport))")
+        }
+        return (plan, jobs)
+    }
+
+    /// A started fleet of `count` devices, once the registry has them all.
+    func registeredFleet(
+        _ count: Int, prefix: String = "dev-", tune: (inout SimulatorConfig) -> Void = { _ in }
+    ) async throws -> FleetSimulator {
+        let fleet = try self.fleet(count, prefix: prefix, tune: tune)
+        fleet.start()
+        try await waitUntilRegistered(count)
+        return fleet
+    }
+
+    /// Starts `fleet` and waits until `online` devices are connected and in the registry.
+    func start(_ fleet: FleetSimulator, online: Int) async throws {
+        fleet.start()
+        try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == online }
+        try await waitUntilRegistered(online)
+    }
+
+    /// Releases `firmware` to every device of `fleet`, of which `offline` start offline:
+    /// the online ones succeed while the offline ones' jobs wait queued; brought online,
+    /// they succeed too.
+    func releaseWithDevicesOffline(_ firmware: Firmware, to fleet: FleetSimulator, offline count: Int) async throws {
+        try await start(fleet, online: fleet.devices.count - count)
+        let ids = fleet.devices.map(\.id)
+        let offline = Set(fleet.offlineAtStart.map(\.id))
+        #expect(offline.count == count)
+        let plan = try await ops.createRelease(firmwareID: firmware.id, target: .devices(ids), allowDowngrade: false)
+        #expect(plan.jobs.count == ids.count)
+        #expect(Set(plan.unknownDevices) == offline)
+
+        let jobs = try await waitForJobs(plan.release.id) { jobs in
+            jobs.filter { !offline.contains($0.deviceID) }.allSatisfy { $0.state == .succeeded }
+        }
+        #expect(jobs.filter { offline.contains($0.deviceID) }.allSatisfy { $0.state == .queued })
+
+        fleet.bringOfflineDevicesOnline()
+        try await waitForAllSucceeded(plan.release.id)
+    }
+
+    /// Every job went the whole way, each state once, in order, and none was refused.
+    func expectEveryJobTookTheWholePath(_ jobs: [Job], events: [UpdraftEvent]) {
+        for job in jobs {
+            let path = events.filter { $0.jobID == job.id && $0.kind == .jobTransition }.compactMap(\.to)
+            let distinct = path.reduce(into: [JobState]()) { if $0.last != $1 { $0.append($1) } }
+            #expect(distinct == [.notified, .downloading, .downloaded, .verified, .installing, .installed, .succeeded], "\(job.deviceID): \(distinct)")
+        }
+        #expect(!events.contains { $0.kind == .jobRefused })
     }
 }

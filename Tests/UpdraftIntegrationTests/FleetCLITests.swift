@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UpdraftApp
 import UpdraftCore
+import UpdraftTestSupport
 
 /// The fleet commands of the real `updraft` binary against a data directory (no gateway:
 /// the CLI writes the store, a gateway would act on it).
@@ -20,8 +21,7 @@ import UpdraftCore
 
     @Test func releaseDeviceFirmwareAndStatsCommands() async throws {
         let binary = try #require(ProcessRestartTests.updraftBinary, "build the updraft executable first (swift build --build-tests builds it)")
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("updraft-cli-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try makeTemporaryDirectory(prefix: "updraft-cli").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         FileManager.default.createFile(atPath: dir + "/fw.bin", contents: Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7) }))
 

@@ -6,6 +6,7 @@ import Testing
 import UpdraftApp
 import UpdraftCore
 import UpdraftDevice
+import UpdraftTestSupport
 
 /// Fleet releases end to end: the real broker, the gateway's planner, simulated devices.
 @Suite(.timeLimit(.minutes(3))) struct FleetReleaseTests {
@@ -55,9 +56,7 @@ import UpdraftDevice
     @Test func anOperatorAdvancesAStagedRolloutAcrossAGatewayRestart() async throws {
         try await Harness.with { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0")
-            let fleet = try h.fleet(4, prefix: "s-")
-            fleet.start()
-            try await h.waitUntilRegistered(4)
+            let fleet = try await h.registeredFleet(4, prefix: "s-")
             let release = try await h.ops.createFleetRelease(
                 request(firmware, .productDefault("thermo"), policy: BatchPolicy(membership: .static), rollout: RolloutPolicy(stages: [25, 100])))
             try await h.waitForJobs(release.id) { jobs in jobs.count == 1 && jobs[0].state == .succeeded }
@@ -83,9 +82,7 @@ import UpdraftDevice
     @Test func aDynamicBatchCatchesADeviceAnnouncingAnOldVersionLater() async throws {
         try await Harness.with { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0")
-            let first = try h.fleet(3, prefix: "early-")
-            first.start()
-            try await h.waitUntilRegistered(3)
+            let first = try await h.registeredFleet(3, prefix: "early-")
             let release = try await h.ops.createFleetRelease(request(firmware, .productDefault("thermo")))
             try await first.waitForAll(version: "2.0", timeout: .seconds(60))
 
@@ -105,9 +102,7 @@ import UpdraftDevice
             let offset = Mutex<TimeInterval>(0)
             try await h.stack.startGateway(now: { Date() + offset.withLock { $0 } })
             let (firmware, _) = try await h.addFirmware(version: "2.0")
-            let fleet = try h.fleet(3)
-            fleet.start()
-            try await h.waitUntilRegistered(3)
+            let fleet = try await h.registeredFleet(3)
             let start = Date() + 3600
             let release = try await h.ops.createFleetRelease(
                 request(firmware, .productDefault("thermo"), policy: BatchPolicy(start: .at(start))))
@@ -154,9 +149,7 @@ import UpdraftDevice
     @Test func aVerificationOnATestDeviceOpensTheGateForTheFleet() async throws {
         try await Harness.with { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0")
-            let fleet = try h.fleet(3, prefix: "v-")
-            fleet.start()
-            try await h.waitUntilRegistered(3)
+            let fleet = try await h.registeredFleet(3, prefix: "v-")
             let unforced = FleetReleaseRequest(firmware: FirmwareRef(firmware), target: .productDefault("thermo"))
             do {
                 _ = try await h.ops.createFleetRelease(unforced)

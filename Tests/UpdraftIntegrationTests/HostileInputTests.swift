@@ -6,6 +6,7 @@ import UpdraftApp
 import UpdraftCore
 import UpdraftMQTT
 import UpdraftWire
+import UpdraftTestSupport
 
 /// A hand-driven device: a raw MQTT client that sends whatever bytes a test wants.
 struct RawDevice {
@@ -119,9 +120,7 @@ struct RawDevice {
 
             // The gateway is alive and well for everybody else.
             let fleet = try h.fleet(3, prefix: "good-")
-            fleet.start()
-            try await fleet.waitUntil(timeout: .seconds(30)) { $0.online == 3 }
-            try await h.waitUntilRegistered(3)
+            try await h.start(fleet, online: 3)
             let good = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(fleet.devices.map(\.id)), allowDowngrade: false)
             try await h.waitForAllSucceeded(good.release.id)
             await fleet.stop()

@@ -3,6 +3,7 @@ import Testing
 import UpdraftApp
 import UpdraftCore
 import UpdraftDevice
+import UpdraftTestSupport
 
 /// The real `updraft serve` process, killed with SIGKILL mid-release and started again.
 @Suite(.timeLimit(.minutes(3))) struct ProcessRestartTests {

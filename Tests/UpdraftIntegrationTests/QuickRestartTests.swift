@@ -3,6 +3,7 @@ import Testing
 import UpdraftApp
 import UpdraftCore
 import UpdraftDevice
+import UpdraftTestSupport
 
 /// The real `updraft serve` process stopped while a fleet reboots into its update, and
 /// started again at once.

@@ -1,8 +1,10 @@
 import Foundation
+import LoopbackPorts
 import Testing
 import UpdraftApp
 import UpdraftCore
 import UpdraftStore
+import UpdraftTestSupport
 
 /// Small refusals from issue 8, item 14, through the real binary: a command that cannot do
 /// what was asked exits non-zero, says why, and records nothing.

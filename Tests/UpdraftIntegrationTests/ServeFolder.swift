@@ -1,6 +1,9 @@
 import Foundation
+import LoopbackPorts
 import UpdraftApp
 import UpdraftCore
+import UpdraftTestSupport
+import UpdraftTools
 
 /// A data folder for `updraft serve` processes a test starts itself: a configuration with
 /// a free broker port, a release key and one firmware image (`thermo@2.0`).
@@ -11,17 +14,14 @@ struct ServeFolder {
     let firmware: Firmware
 
     init(_ prefix: String, imageBytes: Int, seed: UInt64) async throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        path = try makeTemporaryDirectory(prefix: prefix).path
         var configuration = UpdraftConfiguration()
         configuration.dataDirectory = path
         configuration.mqtt.broker.port = PortProbe.freePort()
         self.configuration = configuration
         ops = try Operations(configuration: configuration, logger: Harness.logger)
         _ = try ops.generateKeys(force: false)
-        var generator = SplitMix64(seed: seed)
-        FileManager.default.createFile(
-            atPath: path + "/fw.bin", contents: Data((0..<imageBytes).map { _ in UInt8(truncatingIfNeeded: generator.next()) }))
+        try DeterministicImage.write(imageBytes, seed: seed, to: path + "/fw.bin", what: "test")
         firmware = try await ops.addFirmware(file: path + "/fw.bin", product: "thermo", version: "2.0").firmware
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import LoopbackPorts
 import Testing
 import UpdraftApp
 import UpdraftCore

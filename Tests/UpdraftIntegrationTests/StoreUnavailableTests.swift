@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UpdraftCore
 import UpdraftMQTT
+import UpdraftTestSupport
 
 @testable import UpdraftStore
 import UpdraftWire

@@ -2,12 +2,13 @@ import Foundation
 import Testing
 import UpdraftCore
 import UpdraftStore
+import UpdraftTestSupport
 
 @Suite("FileImageStore")
 struct FileImageStoreTests {
     @Test("put then get returns the bytes, stored under <sha[0..2]>/<sha>")
     func roundTrip() async throws {
-        try await withTemporaryDirectory { directory in
+        try await withTemporaryPath { directory in
             let store = try FileImageStore(directory: directory + "/images")
             let bytes = Array("firmware image".utf8)
             let digest = Digest.sha256Hex(bytes)
@@ -28,7 +29,7 @@ struct FileImageStoreTests {
 
     @Test("a missing image throws firmware_image_missing")
     func missing() async throws {
-        try await withTemporaryDirectory { directory in
+        try await withTemporaryPath { directory in
             let store = try FileImageStore(directory: directory)
             let error = #expect(throws: UpdraftError.self) {
                 try store.get(sha256: String(repeating: "ab", count: 32))
@@ -39,7 +40,7 @@ struct FileImageStoreTests {
 
     @Test("a digest that is not 64 hex digits is refused", arguments: ["", "../../etc/passwd", String(repeating: "g", count: 64)])
     func invalidDigest(_ digest: String) async throws {
-        try await withTemporaryDirectory { directory in
+        try await withTemporaryPath { directory in
             let store = try FileImageStore(directory: directory)
             #expect(throws: UpdraftError.self) { try store.put([1], sha256: digest) }
             #expect(throws: UpdraftError.self) { try store.get(sha256: digest) }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UpdraftCore
 import UpdraftStore
+import UpdraftTestSupport
 
 @Suite("FirmwareImageCache")
 struct FirmwareImageCacheTests {
@@ -15,7 +16,7 @@ struct FirmwareImageCacheTests {
 
     @Test("loads an image once and serves chunks from memory")
     func loadsOnce() async throws {
-        try await withTemporaryDirectory { directory in
+        try await withTemporaryPath { directory in
             let store = try FileImageStore(directory: directory)
             let bytes = (0..<1000).map { UInt8($0 % 251) }
             let digest = Digest.sha256Hex(bytes)
@@ -35,7 +36,7 @@ struct FirmwareImageCacheTests {
 
     @Test("evicts the least recently used image when over capacity")
     func evictsLRU() async throws {
-        try await withTemporaryDirectory { directory in
+        try await withTemporaryPath { directory in
             let store = try FileImageStore(directory: directory)
             let a = try put(store, 1)
             let b = try put(store, 2)
@@ -58,7 +59,7 @@ struct FirmwareImageCacheTests {
 
     @Test("an image larger than the cache is served but not kept")
     func tooLarge() async throws {
-        try await withTemporaryDirectory { directory in
+        try await withTemporaryPath { directory in
             let store = try FileImageStore(directory: directory)
             let small = try put(store, 1, count: 50)
             let large = try put(store, 2, count: 500)
@@ -73,7 +74,7 @@ struct FirmwareImageCacheTests {
 
     @Test("a damaged or missing image fails with a clear error")
     func damagedOrMissing() async throws {
-        try await withTemporaryDirectory { directory in
+        try await withTemporaryPath { directory in
             let store = try FileImageStore(directory: directory)
             let claimed = Digest.sha256Hex(Array("good".utf8))
             try store.put(Array("evil".utf8), sha256: claimed)

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import UpdraftCore
+import UpdraftTestSupport
 
 @testable import UpdraftStore
 

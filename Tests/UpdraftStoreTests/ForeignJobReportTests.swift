@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UpdraftCore
+import UpdraftTestSupport
 
 @testable import UpdraftStore
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UpdraftCore
+import UpdraftTestSupport
 
 @testable import UpdraftStore
 
@@ -15,7 +16,7 @@ struct SQLiteFixture: StoreFixture {
 
     /// A store on a new file in a temporary directory, removed afterwards.
     static func with(_ body: (SQLiteFixture) async throws -> Void) async throws {
-        try await withTemporaryDirectory { directory in
+        try await withTemporaryPath { directory in
             let path = directory + "/status.sqlite"
             try await body(SQLiteFixture(path: path, sqlite: try SQLiteStatusStore(path: path, logger: testLogger)))
         }
@@ -24,11 +25,6 @@ struct SQLiteFixture: StoreFixture {
 
 @Suite("SQLiteStatusStore")
 struct SQLiteStatusStoreTests {
-    @Test("satisfies the store contract", arguments: StoreContract.checks)
-    func contract(_ check: StoreContractCheck) async throws {
-        try await SQLiteFixture.with { fixture in try await check.run(fixture) }
-    }
-
     @Test("migrations run on a fresh file, with WAL and the connection pragmas")
     func freshFile() async throws {
         try await SQLiteFixture.with { fixture async throws in
@@ -86,7 +82,7 @@ struct SQLiteStatusStoreTests {
 
     @Test("stores opening a fresh file at once all migrate it")
     func concurrentOpen() async throws {
-        try await withTemporaryDirectory { directory in
+        try await withTemporaryPath { directory in
             let path = directory + "/status.sqlite"
             let migrations = try await withThrowingTaskGroup(of: [String].self) { group in
                 for _ in 0..<4 {
@@ -116,7 +112,7 @@ struct SQLiteStatusStoreTests {
 
     @Test("an unwritable location fails with store_unwritable")
     func unwritable() async throws {
-        try await withTemporaryDirectory { directory in
+        try await withTemporaryPath { directory in
             let error = #expect(throws: UpdraftError.self) {
                 try SQLiteStatusStore(path: directory + "/missing/status.sqlite", logger: testLogger)
             }
@@ -127,7 +123,7 @@ struct SQLiteStatusStoreTests {
 
     @Test("a file that is not a database fails with store_corrupt")
     func notADatabase() async throws {
-        try await withTemporaryDirectory { directory in
+        try await withTemporaryPath { directory in
             let path = directory + "/status.sqlite"
             try Data(repeating: 0x41, count: 4096).write(to: URL(fileURLWithPath: path))
             let error = #expect(throws: UpdraftError.self) {

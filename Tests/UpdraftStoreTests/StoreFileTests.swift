@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Testing
 import UpdraftCore
+import UpdraftTestSupport
 
 @testable import UpdraftStore
 
@@ -32,7 +33,7 @@ struct StoreFileTests {
 
     @Test("an empty (0-byte) file is refused, not replaced by a fresh store")
     func emptyFile() async throws {
-        try await withTemporaryDirectory { directory async throws in
+        try await withTemporaryPath { directory async throws in
             let path = directory + "/updraft.sqlite"
             _ = FileManager.default.createFile(atPath: path, contents: Data())
             for create in [true, false] {
@@ -46,7 +47,7 @@ struct StoreFileTests {
 
     @Test("a missing file is an error when the caller may not create one, and nothing is created")
     func missingFile() async throws {
-        try await withTemporaryDirectory { directory async throws in
+        try await withTemporaryPath { directory async throws in
             let path = directory + "/updraft.sqlite"
             let error = #expect(throws: UpdraftError.self) { try SQLiteStatusStore(path: path, create: false, logger: testLogger) }
             #expect(error?.code == "store_missing")
@@ -57,7 +58,7 @@ struct StoreFileTests {
 
     @Test("a file that is not SQLite, or another program's database, is refused and left as it was")
     func foreignFiles() async throws {
-        try await withTemporaryDirectory { directory async throws in
+        try await withTemporaryPath { directory async throws in
             let text = directory + "/notes.sqlite"
             try "not a database\n".write(toFile: text, atomically: true, encoding: .utf8)
             let notSQLite = #expect(throws: UpdraftError.self) { try SQLiteStatusStore(path: text, logger: testLogger) }
@@ -81,7 +82,7 @@ struct StoreFileTests {
 
     @Test("a store with a damaged page fails the quick check, naming the file")
     func corruptPage() async throws {
-        try await withTemporaryDirectory { directory async throws in
+        try await withTemporaryPath { directory async throws in
             let path = directory + "/updraft.sqlite"
             let store = try SQLiteStatusStore(path: path, logger: testLogger)
             try await store.executeForTesting(
@@ -99,7 +100,7 @@ struct StoreFileTests {
 
     @Test("a fresh store appears under its name whole: never as an empty file")
     func freshStoreIsLinkedWhole() async throws {
-        try await withTemporaryDirectory { directory async throws in
+        try await withTemporaryPath { directory async throws in
             let path = directory + "/updraft.sqlite"
             let store = try SQLiteStatusStore(path: path, logger: testLogger)
             #expect(try await store.appliedMigrations() == SQLiteStatusStore.migrationIdentifiers)

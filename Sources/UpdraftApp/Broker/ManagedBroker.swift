@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import LoopbackPorts
 import ServiceLifecycle
 import Synchronization
 import UpdraftCore
@@ -232,83 +233,5 @@ enum ResourceLocator {
             throw UpdraftError("template_missing", "Cannot find '\(path)'. Run updraft from the repository root, or set mqtt.broker.template to the absolute path of Config/mosquitto.conf.template.")
         }
         return text
-    }
-}
-
-/// Loopback port helpers.
-public enum PortProbe {
-    /// True when something accepts TCP connections on host:port.
-    public static func accepts(host: String, port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, host, &addr.sin_addr)
-        return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
-    }
-
-    /// A TCP port on 127.0.0.1 that was free a moment ago.
-    /// A loopback port nobody listens on now and that this process has not handed out
-    /// before: concurrent tests would otherwise be told the same port by the kernel.
-    public static func freePort() -> Int {
-        while true {
-            let port = anyFreePort()
-            let fresh = handedOut.withLock { $0.insert(port).inserted }
-            if fresh { return port }
-        }
-    }
-
-    private static let handedOut = Mutex<Set<Int>>([])
-
-    /// The same for UDP (CoAP): a port no socket is bound to now, never handed out twice,
-    /// and below the kernel's ephemeral range: libcoap binds client sockets with
-    /// SO_REUSEADDR, so a client could otherwise be given a server's port.
-    public static func freeUDPPort() -> Int {
-        while true {
-            // 20000-25999: the CoAP wrapper's tests pick their re-bindable ports from the
-            // 6000 below the ephemeral range, so the two never hand out the same port.
-            let candidate = Int.random(in: 20_000..<26_000)
-            guard bindable(port: candidate, type: Int32(SOCK_DGRAM.rawValue)) else { continue }
-            let port = candidate
-            let fresh = handedOutUDP.withLock { $0.insert(port).inserted }
-            if fresh { return port }
-        }
-    }
-
-    private static let handedOutUDP = Mutex<Set<Int>>([])
-
-    private static func bindable(port: Int, type: Int32) -> Bool {
-        let fd = socket(AF_INET, type, 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
-        return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        } == 0
-    }
-
-    private static func anyFreePort(type: Int32 = Int32(SOCK_STREAM.rawValue)) -> Int {
-        let fd = socket(AF_INET, type, 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
-        _ = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        return Int(UInt16(bigEndian: addr.sin_port))
     }
 }

@@ -3,6 +3,7 @@ import Logging
 import Mosquitto
 import Synchronization
 import UpdraftAdapter
+import UpdraftApp
 import UpdraftCore
 import UpdraftDevice
 import UpdraftMQTT
@@ -22,7 +23,14 @@ public struct AbuseBench: Sendable {
         /// The calm device's image.
         public var imageBytes = 4 << 20
         public var floodMessages = 100_000
-        public init() {}
+
+        public init(
+            windowRequests: Int = 10_000, windowChunks: Int = 64, chunkSize: Int = 65_536, imageBytes: Int = 4 << 20,
+            floodMessages: Int = 100_000
+        ) {
+            (self.windowRequests, self.windowChunks, self.chunkSize) = (windowRequests, windowChunks, chunkSize)
+            (self.imageBytes, self.floodMessages) = (imageBytes, floodMessages)
+        }
     }
 
     /// The aims the bench checks (issue 8).
@@ -77,11 +85,7 @@ public struct AbuseBench: Sendable {
         var firmware: [Firmware] = []
         for version in ["2.0", "3.0"] {
             let file = stack.directory + "/abuse-\(version).bin"
-            var generator = SplitMix64(seed: UInt64(firmware.count + 1))
-            let bytes = Data((0..<options.imageBytes).map { _ in UInt8(truncatingIfNeeded: generator.next()) })
-            guard FileManager.default.createFile(atPath: file, contents: bytes) else {
-                throw UpdraftError("bench_setup", "Cannot write the bench image to \(file); check the free space in \(stack.directory).")
-            }
+            try DeterministicImage.write(options.imageBytes, seed: UInt64(firmware.count + 1), to: file, what: "bench")
             firmware.append(try await stack.operations.addFirmware(file: file, product: "abuse", version: version).firmware)
         }
         var sim = SimulatorConfig(count: 1, product: "abuse", version: "1.0", releaseKey: try stack.operations.publicKey())

@@ -1,4 +1,5 @@
 import Foundation
+import UpdraftApp
 
 /// Removes a temporary folder when this process dies however it dies (SIGINT, SIGTERM,
 /// a Swift trap, SIGKILL), where no code of ours runs any more: a small `sh` child

@@ -3,8 +3,8 @@ import Testing
 import UpdraftCore
 
 /// Fleet state behaviours every `StatusStore` must have (run from ``StoreContract/checks``).
-enum FleetStoreContract {
-    static let checks: [StoreContractCheck] = [
+package enum FleetStoreContract {
+    package static let checks: [StoreContractCheck] = [
         StoreContractCheck("fleet releases round-trip, with a releases row their jobs can refer to", fleetReleaseRoundTrip),
         StoreContractCheck("fleet releases are not listed by releases()", fleetReleasesApart),
         StoreContractCheck("updateFleetRelease changes the release and appends events in one transaction", fleetReleaseUpdate),

@@ -1,7 +1,9 @@
 import CoAP
 import Foundation
 import Logging
+import LoopbackPorts
 import Synchronization
+import UpdraftApp
 import UpdraftCore
 
 #if canImport(Glibc)
@@ -26,7 +28,14 @@ public struct HandshakeFlood: Sendable {
         public var maxHandshakes = 100
         public var handshakeTimeout: Duration = .seconds(10)
         public var clientPath = "/usr/bin/coap-client-openssl"
-        public init() {}
+
+        public init(
+            hellos: Int = 100_000, garbage: Int = 0, rate: Int = 10_000, perPort: Int = 4, maxHandshakes: Int = 100,
+            handshakeTimeout: Duration = .seconds(10)
+        ) {
+            (self.hellos, self.garbage, self.rate, self.perPort) = (hellos, garbage, rate, perPort)
+            (self.maxHandshakes, self.handshakeTimeout) = (maxHandshakes, handshakeTimeout)
+        }
     }
 
     public struct Result: Sendable {
@@ -45,10 +54,7 @@ public struct HandshakeFlood: Sendable {
     let options: Options
     let logger: Logger
 
-    public init(options: Options, logger: Logger) {
-        self.options = options
-        self.logger = logger
-    }
+    public init(options: Options, logger: Logger) { (self.options, self.logger) = (options, logger) }
 
     public func run(report: @escaping @Sendable (String, Double) -> Void = { _, _ in }) async throws -> Result {
         let counter = LogCounter()
@@ -208,24 +214,6 @@ public final class Flooder: Sendable {
     }
 }
 
-/// Datagrams to 127.0.0.1 from a socket of the caller's.
-public enum LoopbackUDP {
-    @discardableResult
-    public static func send(_ fd: Int32, _ datagram: [UInt8], port: Int) -> Int {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        return datagram.withUnsafeBytes { bytes in
-            withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-        }
-    }
-}
-
 /// Counts the lines (and their rendered bytes) a logger would write.
 final class LogCounter: Sendable {
     private let state = Mutex((lines: 0, bytes: 0))
@@ -238,10 +226,7 @@ struct CountingLogHandler: LogHandler {
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level = .notice
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? { get { metadata[key] } set { metadata[key] = newValue } }
 
     func log(event: LogEvent) {
         // About what a plain-text line would take: time, level, label, message, metadata.

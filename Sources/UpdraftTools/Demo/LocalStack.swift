@@ -1,6 +1,8 @@
 import Foundation
 import Logging
+import LoopbackPorts
 import Synchronization
+import UpdraftApp
 import UpdraftCore
 import UpdraftWire
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import UpdraftApp
 import UpdraftCore
 import UpdraftDevice
 
@@ -71,54 +72,18 @@ public struct DemoRunner: Sendable {
 
         // A demo image: deterministic bytes, signed like any release.
         let file = stack.directory + "/demo-1.1.0.bin"
-        var generator = SplitMix64(seed: 2026)
-        let image = (0..<options.imageBytes).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
-        guard FileManager.default.createFile(atPath: file, contents: Data(image)) else {
-            throw UpdraftError("demo_setup", "Cannot write the demo image to \(file); check the free space there.")
-        }
+        try DeterministicImage.write(options.imageBytes, seed: 2026, to: file, what: "demo")
         let firmware = try await ops.addFirmware(file: file, product: "demo-thermo", version: "1.1.0").firmware
 
-        var sim = SimulatorConfig(count: options.devices, product: "demo-thermo", version: "1.0.0", releaseKey: try ops.publicKey())
-        sim.brokerPort = stack.brokerPort
-        sim.protocol = options.protocol
-        sim.coapPort = stack.configuration.coap.port
-        sim.blockSize = options.blockSize
-        sim.dialect = stack.dialect
-        sim.offlineFraction = Double(options.offline) / Double(max(options.devices, 1))
-        sim.chunkSize = options.chunkSize
-        sim.requestTimeout = .seconds(2)
-        let fleet = try FleetSimulator(config: sim, logger: logger)
-        fleet.start()
-        let onlineAtStart = options.devices - fleet.offlineAtStart.count
-        report(Progress(phase: "devices connecting", jobs: [:], total: options.devices, percent: 0))
-        try await fleet.waitUntil(timeout: .seconds(60)) { $0.online >= onlineAtStart }
-
+        let fleet = try await startFleet(on: stack, report: report)
         let ids = fleet.devices.map(\.id)
         let plan = try await ops.createRelease(firmwareID: firmware.id, target: .devices(ids), allowDowngrade: false)
         let release = plan.release.id
         logger.info("demo release created", metadata: ["release.id": "\(release)", "jobs": "\(plan.jobs.count)"])
 
-        let deadline = ContinuousClock.now + options.timeout
-        var broughtOnline = false
-        var jobs: [JobState: Int] = [:]
-        while ContinuousClock.now < deadline {
-            let current = try await ops.store.jobs(release: release)
-            jobs = Dictionary(grouping: current, by: \.state).mapValues(\.count)
-            let done = current.filter(\.state.isTerminal).count
-            let percent = current.isEmpty ? 0 : Double(current.map { $0.state.isTerminal ? 100 : $0.progress }.reduce(0, +)) / Double(current.count)
-            // Once most online devices are on their way, the offline ones wake up.
-            if !broughtOnline, done + (jobs[.installed] ?? 0) + (jobs[.installing] ?? 0) >= onlineAtStart / 2 {
-                fleet.bringOfflineDevicesOnline()
-                broughtOnline = true
-            }
-            report(Progress(
-                phase: broughtOnline ? "updating (offline devices back)" : "updating (\(options.devices - onlineAtStart) devices offline)",
-                jobs: jobs, total: current.count, percent: percent))
-            if done == current.count { break }
-            try await Task.sleep(for: .milliseconds(200))
-        }
+        try await follow(release, of: fleet, store: ops.store, report: report)
         let final = try await ops.store.jobs(release: release)
-        jobs = Dictionary(grouping: final, by: \.state).mapValues(\.count)
+        let jobs = Dictionary(grouping: final, by: \.state).mapValues(\.count)
         let failures = final.filter { $0.state == .failed }.map { "\($0.deviceID): \($0.failure?.rawValue ?? "?") \($0.detail ?? "")" }
         let bytes = gateway.mqtt.counters["bytes.sent"]
         await fleet.stop()
@@ -132,17 +97,49 @@ public struct DemoRunner: Sendable {
             coapDownloads: gateway.coap?.counters["firmware"] ?? 0, failures: failures, bytesSent: bytes,
             seconds: (ContinuousClock.now - started).seconds, devices: options.devices)
     }
-}
 
-/// A small deterministic generator for demo and bench images.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+    /// Starts the simulated fleet and waits for the devices that start online.
+    private func startFleet(on stack: LocalStack, report: @escaping @Sendable (Progress) -> Void) async throws -> FleetSimulator {
+        var sim = SimulatorConfig(
+            count: options.devices, product: "demo-thermo", version: "1.0.0", releaseKey: try stack.operations.publicKey())
+        sim.brokerPort = stack.brokerPort
+        sim.protocol = options.protocol
+        sim.coapPort = stack.configuration.coap.port
+        sim.blockSize = options.blockSize
+        sim.dialect = stack.dialect
+        sim.offlineFraction = Double(options.offline) / Double(max(options.devices, 1))
+        sim.chunkSize = options.chunkSize
+        sim.requestTimeout = .seconds(2)
+        let fleet = try FleetSimulator(config: sim, logger: logger)
+        fleet.start()
+        let onlineAtStart = options.devices - fleet.offlineAtStart.count
+        report(Progress(phase: "devices connecting", jobs: [:], total: options.devices, percent: 0))
+        try await fleet.waitUntil(timeout: .seconds(60)) { $0.online >= onlineAtStart }
+        return fleet
+    }
+
+    /// Reports the release's jobs until all ended or the demo's time is up; brings the
+    /// offline devices online once most online ones are on their way.
+    private func follow(
+        _ release: ReleaseID, of fleet: FleetSimulator, store: any StatusStore, report: @escaping @Sendable (Progress) -> Void
+    ) async throws {
+        let onlineAtStart = options.devices - fleet.offlineAtStart.count
+        let deadline = ContinuousClock.now + options.timeout
+        var broughtOnline = false
+        while ContinuousClock.now < deadline {
+            let current = try await store.jobs(release: release)
+            let jobs = Dictionary(grouping: current, by: \.state).mapValues(\.count)
+            let done = current.filter(\.state.isTerminal).count
+            let percent = current.isEmpty ? 0 : Double(current.map { $0.state.isTerminal ? 100 : $0.progress }.reduce(0, +)) / Double(current.count)
+            if !broughtOnline, done + (jobs[.installed] ?? 0) + (jobs[.installing] ?? 0) >= onlineAtStart / 2 {
+                fleet.bringOfflineDevicesOnline()
+                broughtOnline = true
+            }
+            report(Progress(
+                phase: broughtOnline ? "updating (offline devices back)" : "updating (\(options.devices - onlineAtStart) devices offline)",
+                jobs: jobs, total: current.count, percent: percent))
+            if done == current.count { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
     }
 }

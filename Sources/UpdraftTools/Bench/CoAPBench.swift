@@ -1,6 +1,8 @@
 import CoAP
 import Foundation
 import Logging
+import LoopbackPorts
+import UpdraftApp
 import UpdraftCore
 import UpdraftWire
 
@@ -19,7 +21,14 @@ public struct CoAPBench: Sendable {
         public var repeats = 3
         public var serverPath = "/usr/bin/coap-server-openssl"
         public var clientPath = "/usr/bin/coap-client-openssl"
-        public init() {}
+
+        public init(
+            imageBytes: Int = 256 * 1024, blockSizes: [Int] = [64, 1024], clientCounts: [Int] = [1, 50], rounds: Int = 4,
+            repeats: Int = 3
+        ) {
+            (self.imageBytes, self.blockSizes, self.clientCounts) = (imageBytes, blockSizes, clientCounts)
+            (self.rounds, self.repeats) = (rounds, repeats)
+        }
     }
 
     public enum Side: String, Sendable, CaseIterable {
@@ -68,78 +77,71 @@ public struct CoAPBench: Sendable {
     public let options: Options
     public let logger: Logger
 
-    public init(options: Options, logger: Logger) {
-        self.options = options
-        self.logger = logger
-    }
+    public init(options: Options, logger: Logger) { (self.options, self.logger) = (options, logger) }
 
     public func run(report: @escaping @Sendable (String, Double) -> Void) async throws -> Result {
         for tool in [options.serverPath, options.clientPath] where !FileManager.default.isExecutableFile(atPath: tool) {
             throw UpdraftError("bench_tool_missing", "\(tool) is missing: install Debian's libcoap3-bin (`make deps`).")
         }
-        let stack = try await LocalStack(logger: logger)
+        return try await LocalStack.with(logger: logger) { stack in try await run(on: stack, report: report) }
+    }
+
+    private func run(on stack: LocalStack, report: @escaping @Sendable (String, Double) -> Void) async throws -> Result {
         let work = stack.directory + "/coap-bench"
-        do {
-            try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-            var generator = SplitMix64(seed: 7)
-            let image = (0..<options.imageBytes).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
-            let imageFile = work + "/image.bin"
-            guard FileManager.default.createFile(atPath: imageFile, contents: Data(image)) else {
-                throw UpdraftError("bench_setup", "Cannot write the bench image to \(imageFile); check the free space there.")
-            }
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let imageFile = work + "/image.bin"
+        let image = try DeterministicImage.write(options.imageBytes, seed: 7, to: imageFile, what: "bench")
 
-            let total = Double(options.blockSizes.count * options.clientCounts.count * 2 * options.repeats)
-            var done = 0.0
-            var measurements: [Measurement] = []
+        // libcoap's reference server, holding the image as a dynamic resource.
+        report("libcoap server", 0)
+        let libcoapPort = PortProbe.freeUDPPort()
+        let server = try ChildProcess(
+            executable: options.serverPath, arguments: ["-A", "127.0.0.1", "-p", "\(libcoapPort)", "-d", "10", "-v", "0"],
+            outputFile: work + "/coap-server.log")
+        defer { server.stop() }
+        let libcoapURI = "coap://127.0.0.1:\(libcoapPort)/bench-image"
+        try await upload(imageFile, to: libcoapURI, work: work, image: image)
 
-            // libcoap's reference server, holding the image as a dynamic resource.
-            report("libcoap server", 0)
-            let libcoapPort = PortProbe.freeUDPPort()
-            let server = try ChildProcess(
-                executable: options.serverPath, arguments: ["-A", "127.0.0.1", "-p", "\(libcoapPort)", "-d", "10", "-v", "0"],
-                outputFile: work + "/coap-server.log")
-            defer { server.stop() }
-            let libcoapURI = "coap://127.0.0.1:\(libcoapPort)/bench-image"
-            try await upload(imageFile, to: libcoapURI, work: work, image: image)
+        // The gateway, with a job for each client device.
+        report("Updraft gateway", 0)
+        try await stack.startGateway()
+        let firmware = try await stack.operations.addFirmware(file: imageFile, product: "bench", version: "2.0").firmware
+        let devices = (0..<(options.clientCounts.max() ?? 1)).map { "bench-\($0)" }
+        let downloadPath = try await prepareJobs(stack, firmware: firmware, devices: devices)
+        let gatewayPort = stack.configuration.coap.port
+        let uris: [Side: @Sendable (Int) -> String] = [
+            .libcoap: { _ in libcoapURI },
+            .updraft: { "coap://127.0.0.1:\(gatewayPort)/\(downloadPath)?d=\(devices[$0])" },
+        ]
+        return Result(measurements: try await measure(uris: uris, image: image, work: work, report: report))
+    }
 
-            // The gateway, with a job for each client device.
-            report("Updraft gateway", 0)
-            try await stack.startGateway()
-            let firmware = try await stack.operations.addFirmware(file: imageFile, product: "bench", version: "2.0").firmware
-            let devices = (0..<(options.clientCounts.max() ?? 1)).map { "bench-\($0)" }
-            let downloadPath = try await prepareJobs(stack, firmware: firmware, devices: devices)
-            let gatewayPort = stack.configuration.coap.port
-
-            for block in options.blockSizes {
-                for clients in options.clientCounts {
-                    // The servers take turns, so a slow spell of the machine hits both.
-                    for repeatIndex in 0..<options.repeats {
-                        let order = repeatIndex % 2 == 0 ? Side.allCases : Side.allCases.reversed()
-                        for side in order {
-                            report("\(side.rawValue) \(clients) client(s), \(block) B blocks", done / total)
-                            let uri: @Sendable (Int) -> String =
-                                switch side {
-                                case .libcoap: { _ in libcoapURI }
-                                case .updraft: { "coap://127.0.0.1:\(gatewayPort)/\(downloadPath)?d=\(devices[$0])" }
-                                }
-                            let (seconds, failures) = try await download(
-                                clients: clients, block: block, uri: uri, image: image, work: work + "/\(side.rawValue)")
-                            measurements.append(
-                                Measurement(
-                                    side: side, blockSize: block, clients: clients, repeatIndex: repeatIndex,
-                                    bytes: (clients * options.rounds - failures.count) * image.count, seconds: seconds,
-                                    failures: failures.count, firstFailure: failures.first))
-                            done += 1
-                        }
+    /// Every configuration, `repeats` times, the servers taking turns so that a slow spell
+    /// of the machine hits both.
+    private func measure(
+        uris: [Side: @Sendable (Int) -> String], image: [UInt8], work: String,
+        report: @escaping @Sendable (String, Double) -> Void
+    ) async throws -> [Measurement] {
+        let total = Double(options.blockSizes.count * options.clientCounts.count * 2 * options.repeats)
+        var measurements: [Measurement] = []
+        for block in options.blockSizes {
+            for clients in options.clientCounts {
+                for repeatIndex in 0..<options.repeats {
+                    let order = repeatIndex % 2 == 0 ? Side.allCases : Side.allCases.reversed()
+                    for side in order {
+                        report("\(side.rawValue) \(clients) client(s), \(block) B blocks", Double(measurements.count) / total)
+                        let (seconds, failures) = try await download(
+                            clients: clients, block: block, uri: uris[side]!, image: image, work: work + "/\(side.rawValue)")
+                        measurements.append(
+                            Measurement(
+                                side: side, blockSize: block, clients: clients, repeatIndex: repeatIndex,
+                                bytes: (clients * options.rounds - failures.count) * image.count, seconds: seconds,
+                                failures: failures.count, firstFailure: failures.first))
                     }
                 }
             }
-            await stack.stop()
-            return Result(measurements: measurements)
-        } catch {
-            await stack.stop()
-            throw error
         }
+        return measurements
     }
 
     /// PUTs the image to libcoap's server (`-d` creates the resource) and reads it back.

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Mosquitto
 import Synchronization
+import UpdraftApp
 import UpdraftCore
 
 /// The reference for `updraft bench mqtt`: one publisher streaming `count` messages of

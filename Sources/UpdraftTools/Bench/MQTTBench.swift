@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import UpdraftApp
 import UpdraftCore
 import UpdraftDevice
 
@@ -13,7 +14,10 @@ public struct MQTTBench: Sendable {
         public var window = 16
         /// Raw stream and delivery alternate this many times; the figures are the medians.
         public var rounds = 5
-        public init() {}
+
+        public init(devices: Int = 100, imageBytes: Int = 1 << 20, chunkSize: Int = 4096, window: Int = 16, rounds: Int = 5) {
+            (self.devices, self.imageBytes, self.chunkSize, self.window, self.rounds) = (devices, imageBytes, chunkSize, window, rounds)
+        }
     }
 
     /// One raw stream followed by one release delivered to every device.
@@ -44,10 +48,7 @@ public struct MQTTBench: Sendable {
     public let options: Options
     public let logger: Logger
 
-    public init(options: Options, logger: Logger) {
-        self.options = options
-        self.logger = logger
-    }
+    public init(options: Options, logger: Logger) { (self.options, self.logger) = (options, logger) }
 
     public func run(report: @escaping @Sendable (String, Double) -> Void) async throws -> Result {
         try await LocalStack.with(logger: logger, tune: { c in
@@ -62,11 +63,7 @@ public struct MQTTBench: Sendable {
         var firmware: [Firmware] = []
         for round in 1...options.rounds {
             let file = stack.directory + "/bench-\(round).bin"
-            var generator = SplitMix64(seed: UInt64(round))
-            let bytes = Data((0..<options.imageBytes).map { _ in UInt8(truncatingIfNeeded: generator.next()) })
-            guard FileManager.default.createFile(atPath: file, contents: bytes) else {
-                throw UpdraftError("bench_setup", "Cannot write the bench image to \(file); check the free space in \(stack.directory).")
-            }
+            try DeterministicImage.write(options.imageBytes, seed: UInt64(round), to: file, what: "bench")
             firmware.append(try await stack.operations.addFirmware(file: file, product: "bench", version: "\(round + 1).0").firmware)
         }
         var sim = SimulatorConfig(count: options.devices, product: "bench", version: "1.0", releaseKey: try stack.operations.publicKey())
