@@ -21,6 +21,20 @@ final class LibcoapReferences: Sendable {
         count.subtract(1, ordering: .relaxed)
         reference.release()
     }
+
+    /// Frees `context` (libcoap releases resource entries and payloads in flight through
+    /// their callbacks), then the owner's reference that was the context's app data.
+    /// Both end `nil`; idempotent. Loop thread, never inside a libcoap callback.
+    func freeContext<Owner: AnyObject>(_ context: inout OpaquePointer?, owner: inout Unmanaged<Owner>?) {
+        if let handle = context {
+            context = nil
+            coap_free_context(handle)
+        }
+        if let reference = owner {
+            owner = nil
+            release(reference)
+        }
+    }
 }
 
 /// A payload handed to libcoap (`coap_add_data_large_*`), released by its
