@@ -30,9 +30,9 @@ import Glibc
 /// several on one loop to keep all libcoap calls of a process on one thread.
 public final class CoAPEventLoop: Sendable {
     public let name: String
-    let handle: LoopHandle
-    let core: LoopCore
-    private let thread: LoopThread
+    private let thread: LoopThread<LoopCore>
+    var handle: LoopHandle { thread.handle }
+    var core: LoopCore { thread.core }
 
     /// Starts the loop's thread.
     /// - Parameters:
@@ -43,10 +43,7 @@ public final class CoAPEventLoop: Sendable {
         logger[metadataKey: "coap.loop"] = "\(name)"
         CoAPLibrary.prepare(for: logger)
         self.name = name
-        let handle = LoopHandle(name: name)
-        let core = LoopCore(handle: handle, logger: logger)
-        (self.handle, self.core) = (handle, core)
-        self.thread = LoopThread(handle: handle) { core.run() }
+        thread = LoopThread(name: name, core: { LoopCore(handle: $0, logger: logger) }, run: { $0.run() })
     }
 
     deinit {
@@ -65,7 +62,7 @@ public final class CoAPEventLoop: Sendable {
     /// Runs `body` on the loop thread. Returns `false` once the loop is shut down.
     @discardableResult
     func execute(_ body: @escaping @Sendable () -> Void) -> Bool {
-        handle.queue.enqueue(body)
+        thread.execute(body)
     }
 
     /// Runs `body` on the loop thread and blocks until it returned; runs it

@@ -63,36 +63,36 @@ package final class LoopHandle: Sendable {
     }
 }
 
-/// The thread an event loop runs on: started with its body, joined once. Shared by the
-/// Mosquitto and CoAP wrappers, whose C libraries want every call on one thread.
-package final class LoopThread: Sendable {
-    private final class Body {
-        let run: @Sendable () -> Void
-        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
-    }
-
-    private let handle: LoopHandle
+/// The thread an event loop runs on, with the loop's handle and its loop-thread state
+/// (`Core`): started with its body, joined once. Shared by the Mosquitto and CoAP
+/// wrappers, whose C libraries want every call on one thread.
+package final class LoopThread<Core: Sendable>: Sendable {
+    package let handle: LoopHandle
+    /// Touched only on the loop thread once it started.
+    package let core: Core
     private let thread: pthread_t
     private let joined = Atomic<Bool>(false)
 
-    /// Starts a thread named after `handle` that runs `body` and ends when it returns.
-    package init(handle: LoopHandle, _ body: @escaping @Sendable () -> Void) {
+    /// Makes the loop's handle (wake eventfd) and its `Core`, then starts a thread named
+    /// `name` that runs `run(core)` and ends when it returns.
+    package init(name: String, core makeCore: (LoopHandle) -> Core, run: @escaping @Sendable (Core) -> Void) {
+        let handle = LoopHandle(name: name)
+        let core = makeCore(handle)
         self.handle = handle
-        var thread = pthread_t()
-        let rc = pthread_create(
-            &thread, nil,
-            { argument in
-                Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue().run()
-                return nil
-            },
-            Unmanaged.passRetained(Body({ handle.bindToCurrentThread(); body() })).toOpaque()
-        )
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-        self.thread = thread
+        self.core = core
+        self.thread = startThread {
+            handle.bindToCurrentThread()
+            run(core)
+        }
     }
 
     /// `true` on the thread itself.
     package var isCurrent: Bool { pthread_equal(pthread_self(), thread) != 0 }
+
+    /// Runs `command` on the loop thread. `false` once the loop is shut down.
+    package func execute(_ command: @escaping @Sendable () -> Void) -> Bool {
+        handle.queue.enqueue(command)
+    }
 
     /// Asks the loop to stop and waits for its body to return; from the thread itself (a
     /// command that shuts its own loop down), detaches instead: the body ends after that
@@ -106,4 +106,26 @@ package final class LoopThread: Sendable {
             pthread_join(thread, nil)
         }
     }
+}
+
+/// The closure a new thread runs, passed through `pthread_create`'s argument.
+private final class ThreadBody {
+    let run: @Sendable () -> Void
+    init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+}
+
+/// Starts a thread that runs `body`. Outside the generic `LoopThread`: a C function
+/// pointer cannot be formed in a generic context.
+private func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
+    var thread = pthread_t()
+    let rc = pthread_create(
+        &thread, nil,
+        { argument in
+            Unmanaged<ThreadBody>.fromOpaque(argument!).takeRetainedValue().run()
+            return nil
+        },
+        Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    )
+    precondition(rc == 0, "pthread_create failed: \(rc)")
+    return thread
 }

@@ -29,10 +29,10 @@ public final class MosquittoEventLoop: Sendable {
     public static let shared = MosquittoEventLoop(name: "mosquitto")
 
     public let name: String
-    let handle: LoopHandle
+    private let thread: LoopThread<LoopCore>
+    var handle: LoopHandle { thread.handle }
     /// Loop-thread state; clients keep a reference but use it only on the loop thread.
-    let core: LoopCore
-    private let thread: LoopThread
+    var core: LoopCore { thread.core }
 
     /// Starts the loop's thread.
     /// - Parameters:
@@ -46,10 +46,7 @@ public final class MosquittoEventLoop: Sendable {
         logger[metadataKey: "mqtt.loop"] = "\(name)"
         Self.checkLibraryVersion(logger: logger)
         self.name = name
-        let handle = LoopHandle(name: name)
-        let core = LoopCore(handle: handle, logger: logger)
-        (self.handle, self.core) = (handle, core)
-        self.thread = LoopThread(handle: handle) { core.run() }
+        thread = LoopThread(name: name, core: { LoopCore(handle: $0, logger: logger) }, run: { $0.run() })
     }
 
     deinit {
@@ -66,7 +63,7 @@ public final class MosquittoEventLoop: Sendable {
     /// Runs `body` on the loop thread. Returns `false` if the loop is shut down.
     @discardableResult
     func execute(_ body: @escaping @Sendable () -> Void) -> Bool {
-        handle.queue.enqueue(body)
+        thread.execute(body)
     }
 
     private static func checkLibraryVersion(logger: Logger) {

@@ -3,6 +3,7 @@ import Testing
 
 @Suite("MosquittoClient speaking MQTT 5 to a real broker", .timeLimit(.minutes(2)))
 struct MQTT5Tests {
+    /// MQTT 5 refusals are checked in MosquittoClientTests.refusedCredentials.
     func options(_ broker: TestBroker, _ clientID: String) -> MosquittoOptions {
         var options = broker.options(clientID: clientID)
         options.protocolVersion = .v5
@@ -32,26 +33,6 @@ struct MQTT5Tests {
         // The broker flushes its log when it stops; it names the protocol of each client.
         broker.stop()
         #expect(try broker.connectedWithMQTT5(clientID: "v5-sub"))
-    }
-
-    @Test("a refused MQTT 5 CONNECT is a typed refusal with the MQTT 5 reason code")
-    func refused() async throws {
-        let secured = try TestBroker(config: ["allow_anonymous false"])
-        let passwords = try secured.makePasswordFile(user: "alice", password: "right")
-        secured.extraConfig.append("password_file \(passwords)")
-        try await secured.start()
-        defer { secured.stop() }
-
-        var options = options(secured, "v5-bad")
-        options.username = "alice"
-        options.password = "wrong"
-        let client = MosquittoClient(options: options, logger: testLogger)
-        let error = try await #require(throws: MosquittoError.self) {
-            try await client.connect(timeout: .seconds(10))
-        }
-        #expect(error.isConnectionRefused)
-        #expect(error.isNotAuthorized)
-        #expect((error.connackCode ?? 0) >= 0x80)
     }
 }
 

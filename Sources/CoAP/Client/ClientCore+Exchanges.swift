@@ -90,7 +90,7 @@ extension ClientCore {
         }
         if !request.payload.isEmpty {
             let payload = CoAPPayload(request.payload)
-            let lease = PayloadLease.retained(payload, references: references)
+            let lease = PayloadLease.retained(payload.storage, references: references)
             guard
                 coap_add_data_large_request(
                     session, pdu, payload.count, payload.storage.buffer.baseAddress, releasePayloadLease, lease) != 0

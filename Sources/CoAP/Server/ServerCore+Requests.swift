@@ -10,10 +10,10 @@ import Glibc
 extension ServerCore {
 
     func handle(
-        _ entry: ResourceEntry, resource: OpaquePointer, session: OpaquePointer, request: OpaquePointer,
+        _ entry: CoAPResource, resource: OpaquePointer, session: OpaquePointer, request: OpaquePointer,
         query: UnsafePointer<coap_string_t>?, response: OpaquePointer
     ) {
-        guard let method = CoAPMethod(rawValue: PDU.code(request)), let handler = entry.resource.handlers[method] else {
+        guard let method = CoAPMethod(rawValue: PDU.code(request)), let handler = entry.handlers[method] else {
             PDU.setCode(response, .methodNotAllowed)
             return
         }
@@ -33,7 +33,7 @@ extension ServerCore {
 
     func handleDeferred(
         _ body: @escaping @Sendable (CoAPRequest) async throws -> CoAPResponse, _ method: CoAPMethod,
-        _ entry: ResourceEntry, resource: OpaquePointer, session: OpaquePointer, request: OpaquePointer,
+        _ entry: CoAPResource, resource: OpaquePointer, session: OpaquePointer, request: OpaquePointer,
         query: UnsafePointer<coap_string_t>?, response: OpaquePointer
     ) {
         if let async = coap_find_async(session, coap_pdu_get_token(request)) {
@@ -69,7 +69,7 @@ extension ServerCore {
         deferred[id] = Deferred(
             async: async, requestMID: coap_pdu_get_mid(request),
             deadline: .now + configuration.handlerTimeout, task: nil, response: nil,
-            description: "\(method) \(entry.resource.path)")
+            description: "\(method) \(entry.path)")
         deferredByAsync[async] = id
         let logger = self.logger
         let loop = self.loop
@@ -98,7 +98,7 @@ extension ServerCore {
     }
 
     func makeRequest(
-        _ method: CoAPMethod, _ entry: ResourceEntry, session: OpaquePointer, pdu: OpaquePointer,
+        _ method: CoAPMethod, _ entry: CoAPResource, session: OpaquePointer, pdu: OpaquePointer,
         options: PDU.RequestOptions
     ) -> CoAPRequest {
         var identity: String?
@@ -106,7 +106,7 @@ extension ServerCore {
             identity = String(decoding: UnsafeBufferPointer(start: start, count: bytes.length), as: UTF8.self)
         }
         return CoAPRequest(
-            method: method, path: entry.resource.path, query: options.query, payload: PDU.payload(pdu),
+            method: method, path: entry.path, query: options.query, payload: PDU.payload(pdu),
             contentFormat: options.contentFormat, accept: options.accept,
             pskIdentity: identity, certificateName: identity == nil ? certificateNames[session] : nil,
             remoteAddress: CoAPAddress(coap_session_get_addr_remote(session)) ?? CoAPAddress(host: "?", port: 0))
@@ -162,7 +162,7 @@ extension ServerCore {
             resource, session, request, response, query, answer.contentFormat.rawValue,
             answer.maxAge.map { Int32(clamping: $0) } ?? -1, etag, payload.count,
             payload.storage.buffer.baseAddress, releasePayloadLease,
-            PayloadLease.retained(payload, references: references))
+            PayloadLease.retained(payload.storage, references: references))
         if added == 0 {
             logger.warning("coap_add_data_large_response failed", metadata: ["coap.bytes": "\(payload.count)"])
         }
@@ -235,7 +235,7 @@ func serverRequestHandler(
         let entryPointer = coap_resource_get_userdata(resource),
         let context = coap_session_get_context(session), let corePointer = coap_get_app_data(context)
     else { return }
-    let entry = Unmanaged<ResourceEntry>.fromOpaque(entryPointer).takeUnretainedValue()
+    let entry = ResourceEntry.value(at: entryPointer)
     let core = Unmanaged<ServerCore>.fromOpaque(corePointer).takeUnretainedValue()
     core.handle(entry, resource: resource, session: session, request: request, query: query, response: response)
 }

@@ -6,19 +6,6 @@ import Logging
 import Glibc
 #endif
 
-/// A registered resource: retained by libcoap as the resource's user data
-/// and released through `coap_resource_release_userdata_handler` when the
-/// context frees it.
-final class ResourceEntry: Sendable {
-    let resource: CoAPResource
-    let references: LibcoapReferences
-
-    init(_ resource: CoAPResource, references: LibcoapReferences) {
-        self.resource = resource
-        self.references = references
-    }
-}
-
 /// The part of a ``CoAPServer`` that lives on its event loop's thread: the
 /// libcoap context, its resources and the deferred requests in flight.
 ///
@@ -105,7 +92,7 @@ final class ServerCore: LoopMember, @unchecked Sendable {
         coap_set_app_data(context, reference.toOpaque())
         coap_context_set_block_mode(context, UInt8(COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY))
         coap_context_set_max_handshake_sessions(context, UInt32(clamping: configuration.maxHandshakes))
-        coap_resource_release_userdata_handler(context, releaseResourceEntry)
+        coap_resource_release_userdata_handler(context) { ResourceEntry.release($0) }
         do throws(CoAPError) {
             if let psk = configuration.psk {
                 try configurePSK(context, psk, reference: reference)
@@ -222,8 +209,7 @@ final class ServerCore: LoopMember, @unchecked Sendable {
                 code: .libraryFailure, operation: "addResource",
                 message: "coap_resource_init failed for \"\(resource.path)\"; the process may be out of memory")
         }
-        let entry = references.retain(ResourceEntry(resource, references: references))
-        coap_resource_set_userdata(handle, entry.toOpaque())
+        coap_resource_set_userdata(handle, ResourceEntry.retained(resource, references: references))
         for method in resource.handlers.keys {
             let code = coap_request_t(rawValue: UInt32(method.rawValue))
             coap_register_request_handler(handle, code, serverRequestHandler)
@@ -300,13 +286,4 @@ final class ServerCore: LoopMember, @unchecked Sendable {
         // libcoap 4.3.1 ignores the query argument: every observer of the resource is notified.
         coap_resource_notify_observers(handle, nil)
     }
-}
-
-// MARK: - C callbacks
-
-/// `coap_resource_release_userdata_handler_t`: the context frees a resource.
-func releaseResourceEntry(_ pointer: UnsafeMutableRawPointer?) {
-    guard let pointer else { return }
-    let entry = Unmanaged<ResourceEntry>.fromOpaque(pointer)
-    entry.takeUnretainedValue().references.release(entry)
 }
