@@ -28,8 +28,8 @@ public final class MosquittoEventLoop: Sendable {
     /// A process-wide loop, started on first use and never shut down.
     public static let shared = MosquittoEventLoop(name: "mosquitto")
 
-    public let name: String
     private let thread: LoopThread<LoopCore>
+    public var name: String { thread.handle.name }
     var handle: LoopHandle { thread.handle }
     /// Loop-thread state; clients keep a reference but use it only on the loop thread.
     var core: LoopCore { thread.core }
@@ -45,12 +45,7 @@ public final class MosquittoEventLoop: Sendable {
         var logger = logger
         logger[metadataKey: "mqtt.loop"] = "\(name)"
         Self.checkLibraryVersion(logger: logger)
-        self.name = name
         thread = LoopThread(name: name, core: { LoopCore(handle: $0, logger: logger) }, run: { $0.run() })
-    }
-
-    deinit {
-        shutdown()
     }
 
     /// Closes every client of this loop (without DISCONNECT packets if they
@@ -64,6 +59,10 @@ public final class MosquittoEventLoop: Sendable {
     @discardableResult
     func execute(_ body: @escaping @Sendable () -> Void) -> Bool {
         thread.execute(body)
+    }
+
+    deinit {
+        shutdown()
     }
 
     private static func checkLibraryVersion(logger: Logger) {
