@@ -378,7 +378,8 @@ final class ClientCore: @unchecked Sendable {
     func close(reason: String) {
         loop.preconditionInLoop()
         if let mosq, state.closeRequested(now: .now) {
-            _ = mosquitto_disconnect(mosq)  // best effort: closing follows whatever it returns
+            // Best effort: closing follows whatever it returns.
+            _ = try? MosquittoError.check(mosquitto_disconnect(mosq), "disconnect")
         }
         finishClose(reason: reason)
     }
