@@ -57,9 +57,14 @@ package final class LoopHandle: Sendable {
     }
 
     /// Called first on the loop's thread by ``LoopThread``.
-    fileprivate func bindToCurrentThread() {
+    fileprivate func bind() {
         loop_support_set_thread_name(name)
         thread.store(UInt(bitPattern: Int(bitPattern: pthread_self())), ordering: .relaxed)
+    }
+
+    /// Called last on the loop's thread: a later thread may get the same id.
+    fileprivate func unbind() {
+        thread.store(0, ordering: .relaxed)
     }
 }
 
@@ -81,8 +86,9 @@ package final class LoopThread<Core: Sendable>: Sendable {
         self.handle = handle
         self.core = core
         self.thread = startThread {
-            handle.bindToCurrentThread()
+            handle.bind()
             run(core)
+            handle.unbind()
         }
     }
 
