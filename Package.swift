@@ -33,9 +33,12 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
-        // What the C-library wrappers share: the wake queue into a loop thread, and the
-        // one-shot completion a loop thread hands back to a task.
-        .target(name: "LoopSupport"),
+        // What the C-library wrappers' event loops need from C: the wake eventfd, thread
+        // names (prctl), and walking the descriptors of a C library's epoll set.
+        .target(name: "CLoopSupport"),
+        // What the C-library wrappers share: the loop thread and its handle (wake queue,
+        // loop-thread checks), and the one-shot completion a loop thread hands back to a task.
+        .target(name: "LoopSupport", dependencies: ["CLoopSupport"]),
         // vfork + prctl(PR_SET_PDEATHSIG) + exec: the managed broker dies with its gateway.
         // posix_spawn cannot set a parent-death signal, and Swift cannot run code between
         // vfork and exec.
@@ -68,6 +71,7 @@ let package = Package(
             name: "CoAP",
             dependencies: [
                 "CCoAP",
+                "CLoopSupport",
                 "LoopSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]

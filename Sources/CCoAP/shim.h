@@ -8,9 +8,7 @@
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/epoll.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,12 +29,6 @@ static const int CCOAP_LOG_WARNING = LOG_WARNING;
 static const int CCOAP_LOG_NOTICE = LOG_NOTICE;
 static const int CCOAP_LOG_INFO = LOG_INFO;
 static const int CCOAP_LOG_DEBUG = LOG_DEBUG;
-
-// Wake-up descriptor for the event loop: Glibc's Swift module does not
-// export <sys/eventfd.h>.
-static inline int ccoap_wakefd_create(void) {
-    return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-}
 
 // Adds `fd` to libcoap's epoll set `epfd` with a null data pointer: libcoap 4.3.1
 // takes such an event for its timer trigger, which only ends its epoll_wait.
@@ -99,11 +91,6 @@ static inline int ccoap_context_set_pki_pem(coap_context_t *ctx, const char *ca_
     setup.pki_key.key.pem.public_cert = cert_file;
     setup.pki_key.key.pem.private_key = key_file;
     return coap_context_set_pki(ctx, &setup);
-}
-
-// Names the calling thread (first 15 bytes); prctl is variadic.
-static inline void ccoap_set_thread_name(const char *name) {
-    prctl(PR_SET_NAME, name, 0, 0, 0);
 }
 
 // Resolves `host` (a name or a numeric IPv4/IPv6 address) into a
@@ -173,77 +160,6 @@ static inline int ccoap_udp_bind_probe(const coap_address_t *address) {
     result = bind(fd, &address->addr.sa, address->size) == 0 ? 0 : errno;
     close(fd);
     return result;
-}
-
-// Sets SO_RCVBUF to `bytes` (the kernel caps it at net.core.rmem_max) on every UDP
-// socket in libcoap's epoll interest list (a server's endpoints). A release wakes
-// thousands of devices at once; with the default buffer (about 200 small datagrams)
-// the burst overflows it and each dropped request costs its device a 2-3 s
-// retransmission. Returns the number of sockets changed, -1 on error.
-static inline int ccoap_set_udp_rcvbuf(int epoll_fd, int bytes) {
-    char path[64];
-    char line[256];
-    int count = 0;
-    FILE *file;
-
-    if (epoll_fd < 0) {
-        return -1;
-    }
-    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epoll_fd);
-    file = fopen(path, "re");
-    if (file == NULL) {
-        return -1;
-    }
-    while (fgets(line, sizeof(line), file) != NULL) {
-        int fd;
-        int type = 0;
-        socklen_t length = sizeof(type);
-        if (sscanf(line, "tfd: %d", &fd) == 1
-            && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0 && type == SOCK_DGRAM
-            && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes)) == 0) {
-            count++;
-        }
-    }
-    fclose(file);
-    return count;
-}
-
-// Sets FD_CLOEXEC on libcoap's epoll descriptor and on every descriptor in
-// its interest list (sockets, timerfd), as listed in /proc/self/fdinfo.
-// libcoap 4.3.1 opens them without close-on-exec: a child process spawned
-// by the application would inherit them and keep the ports bound after the
-// context is freed. Returns the number of descriptors found, -1 on error.
-static inline int ccoap_set_cloexec(int epoll_fd) {
-    char path[64];
-    char line[256];
-    int count = 0;
-    int flags;
-    FILE *file;
-
-    if (epoll_fd < 0) {
-        return -1;
-    }
-    flags = fcntl(epoll_fd, F_GETFD);
-    if (flags >= 0) {
-        fcntl(epoll_fd, F_SETFD, flags | FD_CLOEXEC);
-    }
-    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epoll_fd);
-    file = fopen(path, "re");
-    if (file == NULL) {
-        return -1;
-    }
-    while (fgets(line, sizeof(line), file) != NULL) {
-        int fd;
-        if (sscanf(line, "tfd: %d", &fd) == 1) {
-            flags = fcntl(fd, F_GETFD);
-            if (flags >= 0 && !(flags & FD_CLOEXEC)) {
-                fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
-            }
-            count++;
-        }
-    }
-    fclose(file);
-    return count;
 }
 
 #endif

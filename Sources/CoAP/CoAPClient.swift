@@ -281,9 +281,7 @@ public final class CoAPClientSession: Sendable {
         _ path: String, payload: [UInt8], contentFormat: CoAPContentFormat = .octetStream, query: [String] = [],
         timeout: Duration? = nil
     ) async throws -> CoAPClientResponse {
-        try await request(
-            CoAPClientRequest(method: .post, path: path, query: query, payload: payload, contentFormat: contentFormat),
-            timeout: timeout)
+        try await send(.post, path, payload, contentFormat, query, timeout)
     }
 
     /// PUT `payload` (sent block-wise when large).
@@ -291,8 +289,15 @@ public final class CoAPClientSession: Sendable {
         _ path: String, payload: [UInt8], contentFormat: CoAPContentFormat = .octetStream, query: [String] = [],
         timeout: Duration? = nil
     ) async throws -> CoAPClientResponse {
+        try await send(.put, path, payload, contentFormat, query, timeout)
+    }
+
+    private func send(
+        _ method: CoAPMethod, _ path: String, _ payload: [UInt8], _ contentFormat: CoAPContentFormat, _ query: [String],
+        _ timeout: Duration?
+    ) async throws -> CoAPClientResponse {
         try await request(
-            CoAPClientRequest(method: .put, path: path, query: query, payload: payload, contentFormat: contentFormat),
+            CoAPClientRequest(method: method, path: path, query: query, payload: payload, contentFormat: contentFormat),
             timeout: timeout)
     }
 

@@ -109,6 +109,15 @@ extension CoAPError {
         self.init(code: code, operation: operation, message: message)
     }
 
+    /// Throws `.dtlsUnavailable` when this libcoap has no DTLS; `instead` says what to do
+    /// without it.
+    static func checkDTLSSupported(_ operation: String, instead: String) throws(CoAPError) {
+        guard coap_dtls_is_supported() == 0 else { return }
+        throw CoAPError(
+            code: .dtlsUnavailable, operation: operation,
+            message: "this libcoap has no DTLS support; link libcoap-3-openssl or \(instead)")
+    }
+
     static func notRunning(_ operation: String, _ what: String) -> CoAPError {
         CoAPError(code: .notRunning, operation: operation, message: "\(what); create a new one to continue")
     }

@@ -30,9 +30,9 @@ import Glibc
 /// several on one loop to keep all libcoap calls of a process on one thread.
 public final class CoAPEventLoop: Sendable {
     public let name: String
-    let queue: WakeQueue
-    let core: LoopCore
-    private let thread: LoopThread
+    private let thread: LoopThread<LoopCore>
+    var handle: LoopHandle { thread.handle }
+    var core: LoopCore { thread.core }
 
     /// Starts the loop's thread.
     /// - Parameters:
@@ -42,16 +42,8 @@ public final class CoAPEventLoop: Sendable {
         var logger = logger
         logger[metadataKey: "coap.loop"] = "\(name)"
         CoAPLibrary.prepare(for: logger)
-
-        let wakeFD = ccoap_wakefd_create()
-        precondition(wakeFD >= 0, "eventfd failed: errno \(errno)")
         self.name = name
-        let queue = WakeQueue(wakeFD: wakeFD)
-        self.queue = queue
-        let core = LoopCore(queue: queue, name: name, logger: logger)
-        self.core = core
-
-        self.thread = LoopThread { core.run() }
+        thread = LoopThread(name: name, core: { LoopCore(handle: $0, logger: logger) }, run: { $0.run() })
     }
 
     deinit {
@@ -61,17 +53,16 @@ public final class CoAPEventLoop: Sendable {
     /// Stops every server and client on this loop (their contexts are freed),
     /// stops the thread and waits for it. Idempotent.
     public func shutdown() {
-        queue.requestShutdown()
-        thread.join()
+        thread.shutdown()
     }
 
     /// `true` on the loop's own thread.
-    var isCurrentThread: Bool { thread.isCurrent }
+    var isCurrentThread: Bool { handle.inLoop }
 
     /// Runs `body` on the loop thread. Returns `false` once the loop is shut down.
     @discardableResult
     func execute(_ body: @escaping @Sendable () -> Void) -> Bool {
-        queue.enqueue(body)
+        thread.execute(body)
     }
 
     /// Runs `body` on the loop thread and blocks until it returned; runs it
@@ -83,7 +74,7 @@ public final class CoAPEventLoop: Sendable {
         }
         let result = Mutex<T?>(nil)
         let done = DispatchSemaphore(value: 0)
-        let accepted = queue.enqueue {
+        let accepted = handle.queue.enqueue {
             let value = body()
             result.withLock { $0 = value }
             done.signal()
@@ -112,8 +103,7 @@ protocol LoopMember: AnyObject {
 /// `@unchecked Sendable`: created on the constructing thread, then touched only
 /// by the loop thread (handed over once through `pthread_create`).
 final class LoopCore: @unchecked Sendable {
-    let queue: WakeQueue
-    let name: String
+    let handle: LoopHandle
     let loggerBox: LoggerBox
 
     private var members: [any LoopMember] = []
@@ -125,10 +115,14 @@ final class LoopCore: @unchecked Sendable {
     /// descriptor; this only bounds the damage of a missed wake-up.
     private static let maxSleep: Duration = .seconds(1)
 
-    init(queue: WakeQueue, name: String, logger: Logger) {
-        self.queue = queue
-        self.name = name
+    init(handle: LoopHandle, logger: Logger) {
+        self.handle = handle
         self.loggerBox = LoggerBox(logger)
+    }
+
+    /// NIOLoopBound-style check at the entry points of loop-bound types.
+    func preconditionInLoop(file: StaticString = #fileID, line: UInt = #line) {
+        handle.preconditionInLoop(file: file, line: line)
     }
 
     var logger: Logger { loggerBox.logger }
@@ -137,10 +131,12 @@ final class LoopCore: @unchecked Sendable {
     private var wakeHost: (any LoopMember)?
 
     func add(_ member: any LoopMember) {
+        preconditionInLoop()
         members.append(member)
     }
 
     func remove(_ member: any LoopMember) {
+        preconditionInLoop()
         if let host = wakeHost, host === member { unregisterWake() }
         members.removeAll { $0 === member }
     }
@@ -155,7 +151,7 @@ final class LoopCore: @unchecked Sendable {
         if let host = wakeHost, host === member { return member }
         if wakeHost != nil { unregisterWake() }
         // A null data pointer is libcoap's timer trigger: its event ends the wait and nothing more.
-        guard ccoap_epoll_add_wake(member.pollFD, queue.loopWakeFD) == 0 else {
+        guard ccoap_epoll_add_wake(member.pollFD, handle.queue.loopWakeFD) == 0 else {
             logger.warning("cannot add the wake descriptor to libcoap's epoll set; polling", metadata: ["errno": "\(errno)"])
             return nil
         }
@@ -165,77 +161,59 @@ final class LoopCore: @unchecked Sendable {
 
     private func unregisterWake() {
         if let host = wakeHost, host.pollFD >= 0 {
-            _ = ccoap_epoll_remove(host.pollFD, queue.loopWakeFD)
+            _ = ccoap_epoll_remove(host.pollFD, handle.queue.loopWakeFD)
         }
         wakeHost = nil
     }
 
     func run() {
-        ccoap_set_thread_name(name)
         CoAPLibrary.setThreadLogger(loggerBox)
         logger.debug("event loop started")
-
-        while true {
-            // Commands accepted before a shutdown request still run: the drain that
-            // sees the request takes them too, and no command is accepted after it.
-            let (commands, shutdown) = queue.drain()
-            for command in commands {
-                command()
-            }
-            if shutdown {
-                break
-            }
+        while !handle.runQueuedCommands() {
             loggerBox.flushRepeats()
-
             if let member = soleMember() {
                 // Sleeps in libcoap's epoll_wait: network input, libcoap's timers and the wake eventfd end it.
                 let now = ContinuousClock.now
                 var deadline = now + Self.maxSleep
                 if let due = soleDue, due < deadline { deadline = due }
-                let wait = Self.milliseconds(until: deadline, from: now)
+                let wait = LoopHandle.milliseconds(until: deadline, from: now)
                 soleDue = member.process(now: now, ioTimeout: wait > 0 ? UInt32(wait) : CCOAP_IO_NO_WAIT)
-                continue
+            } else {
+                soleDue = nil
+                processAllAndPoll()
             }
-            soleDue = nil
-
-            let now = ContinuousClock.now
-            var deadline = now + Self.maxSleep
-            for member in members {
-                if let due = member.process(now: now, ioTimeout: CCOAP_IO_NO_WAIT), due < deadline {
-                    deadline = due
-                }
-            }
-
-            pollFDs.removeAll(keepingCapacity: true)
-            pollFDs.append(pollfd(fd: queue.loopWakeFD, events: Int16(POLLIN), revents: 0))
-            for member in members where member.pollFD >= 0 {
-                pollFDs.append(pollfd(fd: member.pollFD, events: Int16(POLLIN), revents: 0))
-            }
-            let timeout = Self.milliseconds(until: deadline, from: ContinuousClock.now)
-            let ready = poll(&pollFDs, nfds_t(pollFDs.count), timeout)
-            if ready < 0 && errno != EINTR {
-                logger.error("poll failed", metadata: ["errno": "\(errno)"])
-            }
-            // A readable wake descriptor is cleared by the next `drain`.
         }
-
         unregisterWake()
         let remaining = members
         members.removeAll()
         for member in remaining {
             member.loopDidShutDown()
         }
-        queue.closeWakeFD()
+        handle.queue.closeWakeFD()
         logger.debug("event loop stopped")
         CoAPLibrary.setThreadLogger(nil)
     }
 
-    private static func milliseconds(
-        until deadline: ContinuousClock.Instant, from now: ContinuousClock.Instant
-    ) -> Int32 {
-        guard deadline > now else { return 0 }
-        let (seconds, attoseconds) = (deadline - now).components
-        let milliseconds = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-        return Int32(clamping: milliseconds)
+    /// Several members (or none): each runs `coap_io_process` without waiting, then the
+    /// loop sleeps in `poll` on the wake descriptor and every member's epoll descriptor.
+    private func processAllAndPoll() {
+        let now = ContinuousClock.now
+        var deadline = now + Self.maxSleep
+        for member in members {
+            if let due = member.process(now: now, ioTimeout: CCOAP_IO_NO_WAIT), due < deadline {
+                deadline = due
+            }
+        }
+        pollFDs.removeAll(keepingCapacity: true)
+        pollFDs.append(pollfd(fd: handle.queue.loopWakeFD, events: Int16(POLLIN), revents: 0))
+        for member in members where member.pollFD >= 0 {
+            pollFDs.append(pollfd(fd: member.pollFD, events: Int16(POLLIN), revents: 0))
+        }
+        let timeout = LoopHandle.milliseconds(until: deadline, from: ContinuousClock.now)
+        let ready = poll(&pollFDs, nfds_t(pollFDs.count), timeout)
+        if ready < 0 && errno != EINTR {
+            logger.error("poll failed", metadata: ["errno": "\(errno)"])
+        }
+        // A readable wake descriptor is cleared by the next `drain`.
     }
 }

@@ -21,29 +21,60 @@ final class LibcoapReferences: Sendable {
         count.subtract(1, ordering: .relaxed)
         reference.release()
     }
+
+    /// Frees `context` (libcoap releases resource entries and payloads in flight through
+    /// their callbacks), then the owner's reference that was the context's app data.
+    /// Both end `nil`; idempotent. Loop thread, never inside a libcoap callback.
+    func freeContext<Owner: AnyObject>(_ context: inout OpaquePointer?, owner: inout Unmanaged<Owner>?) {
+        if let handle = context {
+            context = nil
+            coap_free_context(handle)
+        }
+        if let reference = owner {
+            owner = nil
+            release(reference)
+        }
+    }
 }
 
-/// A payload handed to libcoap (`coap_add_data_large_*`), released by its
-/// release callback once the last block went out or the transfer expired.
-final class PayloadLease: Sendable {
-    let storage: PayloadStorage
+/// A value libcoap holds as user data: a registered resource (released through
+/// `coap_resource_release_userdata_handler` when the context frees it), or a payload
+/// handed to `coap_add_data_large_*` (released by its release callback once the last
+/// block went out or the transfer expired). Counted in ``LibcoapReferences``.
+final class LibcoapHeld<Value: Sendable>: Sendable {
+    let value: Value
     let references: LibcoapReferences
 
-    init(_ storage: PayloadStorage, references: LibcoapReferences) {
-        self.storage = storage
+    private init(_ value: Value, references: LibcoapReferences) {
+        self.value = value
         self.references = references
     }
 
-    /// The `app_ptr` for libcoap; pair with ``releasePayloadLease``.
-    static func retained(_ payload: CoAPPayload, references: LibcoapReferences) -> UnsafeMutableRawPointer {
-        references.retain(PayloadLease(payload.storage, references: references)).toOpaque()
+    /// The user-data pointer for libcoap; pair with ``release(_:)``.
+    static func retained(_ value: Value, references: LibcoapReferences) -> UnsafeMutableRawPointer {
+        references.retain(LibcoapHeld(value, references: references)).toOpaque()
+    }
+
+    /// The value behind a pointer from ``retained(_:references:)``, still held by libcoap.
+    static func value(at pointer: UnsafeMutableRawPointer) -> Value {
+        Unmanaged<LibcoapHeld>.fromOpaque(pointer).takeUnretainedValue().value
+    }
+
+    /// libcoap's release callback: once per pointer from ``retained(_:references:)``.
+    static func release(_ pointer: UnsafeMutableRawPointer?) {
+        guard let pointer else { return }
+        let held = Unmanaged<LibcoapHeld>.fromOpaque(pointer)
+        held.takeUnretainedValue().references.release(held)
     }
 }
+
+/// A registered resource, the user data of its libcoap resource.
+typealias ResourceEntry = LibcoapHeld<CoAPResource>
+/// A response or request body in libcoap's hands.
+typealias PayloadLease = LibcoapHeld<PayloadStorage>
 
 /// `coap_release_large_data_t`: libcoap calls it exactly once per payload,
 /// on success and on failure of `coap_add_data_large_*`.
 func releasePayloadLease(_ session: OpaquePointer?, _ pointer: UnsafeMutableRawPointer?) {
-    guard let pointer else { return }
-    let lease = Unmanaged<PayloadLease>.fromOpaque(pointer)
-    lease.takeUnretainedValue().references.release(lease)
+    PayloadLease.release(pointer)
 }

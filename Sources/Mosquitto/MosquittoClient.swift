@@ -9,7 +9,7 @@ public enum ConnectionEvent: Sendable {
     case disconnected(MosquittoError?)
 }
 
-/// An MQTT 3.1.1 client over libmosquitto, driven by a ``MosquittoEventLoop``.
+/// An MQTT 3.1.1 (or, with ``MosquittoOptions/protocolVersion``, MQTT 5) client over libmosquitto, driven by a ``MosquittoEventLoop``.
 ///
 /// ```swift
 /// let client = MosquittoClient(options: .init(clientID: "gw-1"), logger: logger)
@@ -38,7 +38,7 @@ public final class MosquittoClient: Sendable {
         logger[metadataKey: "mqtt.client_id"] = "\(options.clientID)"
         let (events, continuation) = AsyncStream.makeStream(
             of: ConnectionEvent.self, bufferingPolicy: .bufferingNewest(64))
-        let queue = loop.queue
+        let queue = loop.handle.queue
         let inbox = Inbox(capacity: options.inboxCapacity, wake: { queue.wake() })
         let status = ClientStatus()
         self.options = options

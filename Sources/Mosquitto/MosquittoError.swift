@@ -8,7 +8,7 @@ import Glibc
 ///
 /// `code` is a `MOSQ_ERR_*` value; `operation` names the call that failed;
 /// `message` says what happened and, where we know, what to do about it.
-public struct MosquittoError: Error, CustomStringConvertible, Sendable {
+public struct MosquittoError: Error, CustomStringConvertible, Sendable, Equatable {
     /// A `MOSQ_ERR_*` code, e.g. `MOSQ_ERR_CONN_REFUSED` (5) or `MOSQ_ERR_TIMEOUT` (27).
     public let code: Int32
     /// The operation that failed, e.g. `"connect"` or `"mosquitto_publish"`.
@@ -70,8 +70,12 @@ extension MosquittoError {
     }
 
     /// The broker refused the connection with CONNACK `connack`.
-    static func refused(connack: Int32, host: String, port: Int) -> MosquittoError {
-        let reason = String(cString: mosquitto_connack_string(connack))
+    static func refused(
+        connack: Int32, host: String, port: Int, protocolVersion: MosquittoOptions.ProtocolVersion = .v311
+    ) -> MosquittoError {
+        // MQTT 5 answers with a reason code (0x80 and up), 3.1.1 with a CONNACK return code (1...5).
+        let reason = String(
+            cString: protocolVersion == .v5 ? mosquitto_reason_string(connack) : mosquitto_connack_string(connack))
         var message = "broker \(host):\(port) refused the connection: \(reason)"
         switch connack {
         case 4, 5, 0x86, 0x87: message += "; check the username, password and the broker's ACL"

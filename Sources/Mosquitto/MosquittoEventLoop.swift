@@ -8,7 +8,9 @@ import Glibc
 #endif
 
 /// `mosquitto_lib_init` runs once per process, on first use of any loop.
-private let libraryInitialized: Int32 = mosquitto_lib_init()
+private let libraryInitialized = Result { () throws(MosquittoError) in
+    try MosquittoError.check(mosquitto_lib_init(), "mosquitto_lib_init")
+}
 
 /// One thread that drives many ``MosquittoClient``s with `poll()`.
 ///
@@ -26,48 +28,41 @@ public final class MosquittoEventLoop: Sendable {
     /// A process-wide loop, started on first use and never shut down.
     public static let shared = MosquittoEventLoop(name: "mosquitto")
 
-    public let name: String
-    let queue: WakeQueue
+    private let thread: LoopThread<LoopCore>
+    public var name: String { thread.handle.name }
+    var handle: LoopHandle { thread.handle }
     /// Loop-thread state; clients keep a reference but use it only on the loop thread.
-    let core: LoopCore
-    private let thread: LoopThread
+    var core: LoopCore { thread.core }
 
     /// Starts the loop's thread.
     /// - Parameters:
     ///   - name: thread name (Linux keeps the first 15 bytes) and log metadata.
     ///   - logger: logs of the loop itself; clients log through their own logger.
     public init(name: String = "mosquitto", logger: Logger = Logger(label: "Mosquitto")) {
-        precondition(libraryInitialized == MOSQ_ERR_SUCCESS.rawValue, "mosquitto_lib_init failed")
+        if case .failure(let error) = libraryInitialized {
+            preconditionFailure("\(error)")
+        }
         var logger = logger
         logger[metadataKey: "mqtt.loop"] = "\(name)"
         Self.checkLibraryVersion(logger: logger)
-
-        let wakeFD = cmosquitto_wakefd_create()
-        precondition(wakeFD >= 0, "eventfd failed: errno \(errno)")
-        self.name = name
-        self.queue = WakeQueue(wakeFD: wakeFD)
-        let core = LoopCore(queue: queue, name: name, logger: logger)
-        self.core = core
-
-        self.thread = LoopThread { core.run() }
-    }
-
-    deinit {
-        shutdown()
+        thread = LoopThread(name: name, core: { LoopCore(handle: $0, logger: logger) }, run: { $0.run() })
     }
 
     /// Closes every client of this loop (without DISCONNECT packets if they
     /// cannot be sent at once), stops the thread and waits for it. Commands
     /// submitted afterwards fail with "event loop is shut down". Idempotent.
     public func shutdown() {
-        queue.requestShutdown()
-        thread.join()
+        thread.shutdown()
     }
 
     /// Runs `body` on the loop thread. Returns `false` if the loop is shut down.
     @discardableResult
     func execute(_ body: @escaping @Sendable () -> Void) -> Bool {
-        queue.enqueue(body)
+        thread.execute(body)
+    }
+
+    deinit {
+        shutdown()
     }
 
     private static func checkLibraryVersion(logger: Logger) {
@@ -89,8 +84,7 @@ public final class MosquittoEventLoop: Sendable {
 /// `@unchecked Sendable`: created on the constructing thread, then touched
 /// only by the loop thread (handed over once through `pthread_create`).
 final class LoopCore: @unchecked Sendable {
-    let queue: WakeQueue
-    let name: String
+    let handle: LoopHandle
     let logger: Logger
 
     private var clients: [ClientCore] = []
@@ -98,21 +92,24 @@ final class LoopCore: @unchecked Sendable {
     private var pollFDs: [pollfd] = []
     private var pollOwners: [ClientCore] = []
     private var nextMisc = ContinuousClock.now
-    private let wakeFD: Int32
 
     /// How often `mosquitto_loop_misc` runs: keep-alive has one-second resolution.
     private static let miscInterval: Duration = .seconds(1)
 
-    init(queue: WakeQueue, name: String, logger: Logger) {
-        self.queue = queue
-        self.name = name
+    init(handle: LoopHandle, logger: Logger) {
+        self.handle = handle
         self.logger = logger
-        self.wakeFD = queue.loopWakeFD
+    }
+
+    /// NIOLoopBound-style check at the entry points of loop-bound types.
+    func preconditionInLoop(file: StaticString = #fileID, line: UInt = #line) {
+        handle.preconditionInLoop(file: file, line: line)
     }
 
     // MARK: Client registry
 
     func register(_ client: ClientCore) {
+        preconditionInLoop()
         client.loopIndex = clients.count
         clients.append(client)
     }
@@ -120,6 +117,7 @@ final class LoopCore: @unchecked Sendable {
     /// The client's handle is destroyed at the end of the current step, never
     /// from inside a libmosquitto callback.
     func retire(_ client: ClientCore) {
+        preconditionInLoop()
         retired.append(client)
     }
 
@@ -140,80 +138,71 @@ final class LoopCore: @unchecked Sendable {
 
     func run() {
         blockSIGPIPE()
-        setThreadName()
         logger.debug("event loop started")
-
         while true {
-            let (commands, shutdown) = queue.drain()
-            for command in commands {
-                command()
-            }
+            let shutdown = handle.runQueuedCommands()
             reapRetired()
             if shutdown {
                 break
             }
-
-            let now = ContinuousClock.now
-            if now >= nextMisc {
-                for client in clients {
-                    client.misc()
-                }
-                nextMisc = now + Self.miscInterval
-            }
-            var deadline = nextMisc
-            for client in clients {
-                client.tick(now: now)
-                if let due = client.nextDeadline, due < deadline {
-                    deadline = due
-                }
-            }
+            let deadline = runTimers(now: .now)
             reapRetired()
-
-            pollFDs.removeAll(keepingCapacity: true)
-            pollOwners.removeAll(keepingCapacity: true)
-            pollFDs.append(pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))
-            for client in clients {
-                if let interest = client.pollInterest() {
-                    pollFDs.append(pollfd(fd: interest.fd, events: interest.events, revents: 0))
-                    pollOwners.append(client)
-                }
-            }
-
-            let timeout = Self.milliseconds(until: deadline, from: ContinuousClock.now)
-            let ready = poll(&pollFDs, nfds_t(pollFDs.count), timeout)
-            if ready < 0 {
-                if errno != EINTR {
-                    logger.error("poll failed", metadata: ["errno": "\(errno)"])
-                }
-                continue
-            }
-            if ready == 0 {
-                continue
-            }
-            // A readable wake descriptor is cleared by the next `drain`.
-            for index in 1..<pollFDs.count {
-                let revents = Int32(pollFDs[index].revents)
-                if revents != 0 {
-                    pollOwners[index - 1].handle(fd: pollFDs[index].fd, revents: revents)
-                }
-            }
+            pollSockets(until: deadline)
             reapRetired()
         }
-
         for client in clients {
-            client.close(reason: "event loop \(name) is shut down")
+            client.close(reason: "event loop \(handle.name) is shut down")
         }
         reapRetired()
         pollOwners.removeAll()
-        queue.closeWakeFD()
+        handle.queue.closeWakeFD()
         logger.debug("event loop stopped")
     }
 
-    private static func milliseconds(until deadline: ContinuousClock.Instant, from now: ContinuousClock.Instant) -> Int32 {
-        guard deadline > now else { return 0 }
-        let (seconds, attoseconds) = (deadline - now).components
-        let milliseconds = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-        return Int32(clamping: milliseconds)
+    /// Keep-alive about once a second and the clients' own deadlines; returns when the
+    /// loop must wake up next.
+    private func runTimers(now: ContinuousClock.Instant) -> ContinuousClock.Instant {
+        if now >= nextMisc {
+            for client in clients {
+                client.misc()
+            }
+            nextMisc = now + Self.miscInterval
+        }
+        var deadline = nextMisc
+        for client in clients {
+            client.tick(now: now)
+            if let due = client.nextDeadline, due < deadline {
+                deadline = due
+            }
+        }
+        return deadline
+    }
+
+    /// Sleeps in `poll` on the wake descriptor and the clients' sockets until `deadline`,
+    /// then reads and writes the ready sockets.
+    private func pollSockets(until deadline: ContinuousClock.Instant) {
+        pollFDs.removeAll(keepingCapacity: true)
+        pollOwners.removeAll(keepingCapacity: true)
+        pollFDs.append(pollfd(fd: handle.queue.loopWakeFD, events: Int16(POLLIN), revents: 0))
+        for client in clients {
+            if let interest = client.pollInterest() {
+                pollFDs.append(pollfd(fd: interest.fd, events: interest.events, revents: 0))
+                pollOwners.append(client)
+            }
+        }
+        let timeout = LoopHandle.milliseconds(until: deadline, from: .now)
+        let ready = poll(&pollFDs, nfds_t(pollFDs.count), timeout)
+        if ready < 0 && errno != EINTR {
+            logger.error("poll failed", metadata: ["errno": "\(errno)"])
+        }
+        guard ready > 0 else { return }
+        // A readable wake descriptor is cleared by the next `drain`.
+        for index in 1..<pollFDs.count {
+            let revents = Int32(pollFDs[index].revents)
+            if revents != 0 {
+                pollOwners[index - 1].handle(fd: pollFDs[index].fd, revents: revents)
+            }
+        }
     }
 
     /// libmosquitto writes TLS through OpenSSL, which does not pass
@@ -224,9 +213,5 @@ final class LoopCore: @unchecked Sendable {
         sigemptyset(&set)
         sigaddset(&set, SIGPIPE)
         pthread_sigmask(SIG_BLOCK, &set, nil)
-    }
-
-    private func setThreadName() {
-        cmosquitto_set_thread_name(name)
     }
 }

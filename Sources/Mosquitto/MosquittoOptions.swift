@@ -1,3 +1,5 @@
+import CMosquitto
+
 /// MQTT quality of service. QoS 2 is deliberately not offered: the gateway
 /// protocol is idempotent and QoS 2 doubles the round trips.
 public enum QoS: Int32, Sendable, Hashable {
@@ -21,6 +23,8 @@ public struct MosquittoOptions: Sendable {
     /// Published by the broker when the connection ends without a DISCONNECT.
     public var will: Will?
     public var reconnect: ReconnectPolicy = .init(initialDelay: .milliseconds(100), maxDelay: .seconds(5))
+    /// MQTT 3.1.1 by default; MQTT 5 (for shared subscriptions, message expiry) on request.
+    public var protocolVersion: ProtocolVersion = .v311
     /// Messages buffered for the consumer of ``MosquittoClient/messages`` before the
     /// client stops reading its socket, which makes TCP push back on the broker.
     public var inboxCapacity: Int = 1024
@@ -29,6 +33,21 @@ public struct MosquittoOptions: Sendable {
         self.clientID = clientID
         self.host = host
         self.port = port
+    }
+
+    /// The MQTT version spoken with the broker.
+    public enum ProtocolVersion: Sendable, Hashable {
+        /// MQTT 3.1.1.
+        case v311
+        /// MQTT 5. Refusals carry MQTT 5 reason codes (e.g. 0x86, 0x87).
+        case v5
+
+        var libmosquittoValue: Int32 {
+            switch self {
+            case .v311: MQTT_PROTOCOL_V311
+            case .v5: MQTT_PROTOCOL_V5
+            }
+        }
     }
 
     public struct TLSOptions: Sendable {

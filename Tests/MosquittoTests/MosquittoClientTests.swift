@@ -70,8 +70,8 @@ struct MosquittoClientTests {
         }
     }
 
-    @Test("wrong password: connect throws a typed refusal")
-    func refusedCredentials() async throws {
+    @Test("wrong password: connect throws a typed refusal", arguments: [MosquittoOptions.ProtocolVersion.v311, .v5])
+    func refusedCredentials(version: MosquittoOptions.ProtocolVersion) async throws {
         let secured = try TestBroker(config: ["allow_anonymous false"])
         let passwords = try secured.makePasswordFile(user: "alice", password: "right")
         secured.extraConfig.append("password_file \(passwords)")
@@ -79,6 +79,7 @@ struct MosquittoClientTests {
         defer { secured.stop() }
 
         var options = secured.options(clientID: "auth-bad")
+        options.protocolVersion = version
         options.username = "alice"
         options.password = "wrong"
         let client = MosquittoClient(options: options, logger: testLogger)
@@ -87,9 +88,16 @@ struct MosquittoClientTests {
         }
         #expect(error.isConnectionRefused)
         #expect(error.isNotAuthorized)
-        #expect(error.connackCode == 5)
         #expect(error.operation == "connect")
-        #expect(error.message.contains("not authorised"))
+        switch version {
+        case .v311:
+            #expect(error.connackCode == 5)
+            #expect(error.message.contains("not authorised"))
+        case .v5:
+            // MQTT 5 reason codes: 0x86 bad user name or password, 0x87 not authorized.
+            #expect(error.connackCode == 0x86 || error.connackCode == 0x87)
+            #expect(error.message.contains("check the username, password"))
+        }
         #expect(!client.isConnected)
 
         options.clientID = "auth-good"

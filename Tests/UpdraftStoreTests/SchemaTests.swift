@@ -1,0 +1,50 @@
+import Foundation
+import GRDB
+import Testing
+import UpdraftCore
+
+@testable import UpdraftStore
+
+/// Migrations are history: a file made by an older updraft upgrades in place.
+@Suite("Schema")
+struct SchemaTests {
+    @Test("migration identifiers are unique and in shipping order")
+    func identifiers() {
+        let identifiers = Schema.migrations.map(\.identifier)
+        #expect(Set(identifiers).count == identifiers.count)
+        #expect(Schema.migrator.migrations == identifiers)
+        #expect(identifiers.last == "v7-device-transport-unchecked")
+    }
+
+    @Test("a store made by the v6 migrations upgrades: transports are kept and the column takes new values")
+    func upgradeFromV6() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = directory + "/status.sqlite"
+            let old = try DatabaseQueue(path: path)
+            try Schema.migrator.migrate(old, upTo: "v6-event-cursors")
+            try await old.write { db in
+                try db.execute(
+                    sql: """
+                        INSERT INTO devices (id, product, version, transport) VALUES
+                            ('d-mqtt', 'p', '1', 'mqtt'), ('d-coap', 'p', '1', 'coap'), ('d-old', 'p', '1', NULL)
+                        """)
+            }
+            // v2's CHECK list held until now.
+            #expect(throws: DatabaseError.self) {
+                try old.write { db in try db.execute(sql: "UPDATE devices SET transport = 'http' WHERE id = 'd-old'") }
+            }
+            try old.close()
+
+            let store = try SQLiteStatusStore(path: path, logger: testLogger)
+            #expect(try await store.appliedMigrations() == SQLiteStatusStore.migrationIdentifiers)
+            #expect(try await store.device("d-mqtt")?.transport == .mqtt)
+            #expect(try await store.device("d-coap")?.transport == .coap)
+            #expect(try await store.device("d-old")?.transport == nil)
+            #expect(try await store.device("d-old")?.product == "p")
+            // A transport this build does not know needs no table rebuild any more.
+            try await store.executeForTesting("UPDATE devices SET transport = 'http' WHERE id = 'd-old'")
+            #expect(try await store.pragma("foreign_key_check") == nil)
+            try store.close()
+        }
+    }
+}
