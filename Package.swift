@@ -75,8 +75,21 @@ let package = Package(
             name: "UpdraftStore",
             dependencies: [
                 "UpdraftCore",
+                "UpdraftSettings",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Configuration keys read with their bounds, every key remembered with its default
+        // (unknown keys are reported; Config/updraft.yaml is checked against them). Each
+        // module's settings type reads its own keys through it (`init(reader:)`).
+        .target(
+            name: "UpdraftSettings",
+            dependencies: [
+                "UpdraftCore",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         // JSON bodies shared by every protocol adapter and the reference device.
@@ -90,7 +103,9 @@ let package = Package(
             dependencies: [
                 "UpdraftCore",
                 "UpdraftWire",
+                "UpdraftSettings",
                 "Mosquitto",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -101,7 +116,9 @@ let package = Package(
             dependencies: [
                 "UpdraftCore",
                 "UpdraftWire",
+                "UpdraftSettings",
                 "CoAP",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -128,6 +145,7 @@ let package = Package(
                 "CoAP",
                 "UpdraftStore",
                 "UpdraftMQTT",
+                "UpdraftSettings",
                 "UpdraftDevice",
                 "Mosquitto",
                 "CChildProcess",
@@ -161,6 +179,9 @@ let package = Package(
             name: "UpdraftIntegrationTests",
             dependencies: [
                 "UpdraftApp", "UpdraftCore", "UpdraftStore", "UpdraftMQTT", "UpdraftDevice", "Mosquitto", "CoAP",
+                "UpdraftSettings", "UpdraftCoAP",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             // Peers/: scripts run by non-Swift peers (aiocoap), not sources of the target.

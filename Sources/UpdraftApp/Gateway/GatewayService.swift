@@ -31,36 +31,21 @@ public final class GatewayService: Service, Sendable {
 
     public init(
         configuration: UpdraftConfiguration, store: any StatusStore, loop: MosquittoEventLoop = .shared,
-        logger: Logger, now: @escaping @Sendable () -> Date = { Date() },
-        flushInterval: Duration = .milliseconds(20), tailInterval: Duration = .milliseconds(50)
+        logger: Logger, now: @escaping @Sendable () -> Date = { Date() }
     ) throws {
         self.configuration = configuration
         self.store = store
         self.logger = logger
-        self.flushInterval = flushInterval
-        self.tailInterval = tailInterval
+        self.flushInterval = configuration.gateway.flushInterval
+        self.tailInterval = configuration.gateway.tailInterval
         let c = configuration.mqtt
-        var options = MosquittoOptions(clientID: c.clientID)
-        options.host = c.broker.host
-        options.port = c.broker.port
-        options.username = c.username
-        options.password = c.password.isEmpty ? nil : c.password
-        // A persistent session: reports devices send while the gateway restarts wait at the broker.
-        options.cleanSession = false
-        options.inboxCapacity = 4096
-        if c.broker.tls.enabled {
-            options.tls = MosquittoOptions.TLSOptions(
-                caFile: c.broker.tls.caFile.isEmpty ? nil : c.broker.tls.caFile,
-                certFile: c.broker.tls.certFile.isEmpty ? nil : c.broker.tls.certFile,
-                keyFile: c.broker.tls.keyFile.isEmpty ? nil : c.broker.tls.keyFile,
-                insecure: c.broker.tls.insecure)
-        }
-        let client = MosquittoClient(options: options, loop: loop, logger: logger)
-        let images = FirmwareImageCache(store: try FileImageStore(directory: configuration.imagesDirectory))
+        let client = MosquittoClient(options: c.clientOptions, loop: loop, logger: logger)
+        let images = FirmwareImageCache(
+            store: try FileImageStore(directory: configuration.imagesDirectory), capacityBytes: configuration.firmware.cacheBytes)
         mqtt = MQTTGateway(
             client: client, codec: WireCodec(topics: configuration.topics, maxControlBytes: c.maxControlBytes),
             limits: c.chunk, flow: c.flow, images: ImageSource(cache: images), logger: logger)
-        feed = MQTTEventFeed(client: client, topic: configuration.topics.events, store: store, logger: logger)
+        feed = MQTTEventFeed(client: client, topic: configuration.topics.events, store: store, settings: c.events, logger: logger)
         var notifiers: [Transport: any DeviceNotifier] = [.mqtt: mqtt]
         if configuration.coap.enabled {
             let coap = try Self.makeCoAP(configuration, images: images, logger: logger)
@@ -70,8 +55,8 @@ public final class GatewayService: Service, Sendable {
             coap = nil
         }
         engine = UpdateEngine(
-            store: store, notifiers: notifiers, logger: logger, now: now,
-            eventBudget: DeviceEventBudget(perMinute: configuration.deviceEventsPerMinute))
+            store: store, notifiers: notifiers, logger: logger, now: now, planner: configuration.engine.planner,
+            eventBudget: configuration.engine.eventBudget)
         mqtt.attach(engine)
         coap?.attach(engine)
     }
