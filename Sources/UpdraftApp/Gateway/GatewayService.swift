@@ -87,63 +87,54 @@ public final class GatewayService: Service, Sendable {
         try await engine.load()
         try await mqtt.client.connect()
         logger.info("gateway connected", metadata: ["broker": "\(configuration.mqtt.broker.host):\(configuration.mqtt.broker.port)"])
-        do {
-            try await cancelWhenGracefulShutdown {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await self.mqtt.run(onSubscribed: { self.ready.store(true, ordering: .releasing) }) }
-                    if let coap = self.coap {
-                        group.addTask { await coap.watchPresence() }
-                        group.addTask {
-                            do {
-                                try await coap.server.run()
-                            } catch let error as CoAPError {
-                                throw UpdraftError(
-                                    "coap_start_failed",
-                                    "The CoAP endpoint could not start: \(error). Change coap.port / coap.secure_port, or set coap.enabled: false.")
-                            }
-                        }
-                    }
-                    group.addTask {
-                        while !Task.isCancelled {
-                            try? await Task.sleep(for: self.flushInterval)
-                            // Fleet rules tick on this beat: after the batch of device and
-                            // operator events since the last one, and when a wakeup is due
-                            // by the engine's (injected) clock.
-                            await self.engine.tickIfDue()
-                            await self.flushLogging()
-                        }
-                    }
-                    group.addTask { try await self.feed.run() }
-                    group.addTask {
-                        var position = cursor
-                        while !Task.isCancelled {
-                            try? await Task.sleep(for: self.tailInterval)
-                            position = await self.followOperatorChanges(after: position)
-                        }
-                    }
-                    try await group.next()
-                    group.cancelAll()
-                }
-            }
-        } catch is CancellationError {
-            // Shutdown or cancellation: finish below.
-        }
-        // Outside the cancelled context (a cancelled task cannot write to the store):
-        // write what is pending, then leave the broker cleanly.
-        // The feed publishes the last flush's events before the connection closes; what
-        // it cannot publish in time waits in the store for the next start.
-        await Task {
-            await self.flushLogging()
-            await self.feed.finish(within: .seconds(2))
-            await self.mqtt.client.disconnect()
-        }.value
+        let parts = ServiceGroup(configuration: ServiceGroupConfiguration(services: parts(after: cursor), logger: logger))
+        try await parts.run()
+        // Every part has stopped: the device input first, then the store was flushed, then
+        // the feed published what it could; the broker connection closes last.
+        await mqtt.client.disconnect()
         ready.store(false, ordering: .releasing)
         logger.info("gateway stopped")
     }
 
-    /// Writes the engine's pending changes and hands the committed events to the feed.
-    /// While the store cannot be written, says so once per interval, not on every retry.
-    private func flushLogging() async {
+    /// The gateway's long-running parts in dependency order: the group starts them in this
+    /// order and, on graceful shutdown, stops them in reverse. Device input stops first;
+    /// the store is written after the last device message and operator change; the feed
+    /// publishes the events of that last write (for at most 2 s; what it cannot publish in
+    /// time waits in the store for the next start). One part ending ends the gateway.
+    private func parts(after cursor: Int64) -> [ServiceGroupConfiguration.ServiceConfiguration] {
+        var parts: [any Service] = [
+            UntilShutdown(body: { try await self.feed.run() }, then: { await self.feed.finish(within: .seconds(2)) }),
+            Beat(interval: flushInterval, state: (), step: { _ in
+                // Fleet rules tick on this beat: after the batch of device and operator
+                // events since the last one, and when a wakeup is due by the engine's
+                // (injected) clock.
+                await self.engine.tickIfDue()
+                await self.flushStore()
+            }, final: { _ in await self.flushStore() }),
+            Beat(interval: tailInterval, state: cursor, step: { await self.followOperatorChanges(after: $0) }),
+        ]
+        if let coap {
+            parts.append(UntilShutdown(body: { await coap.watchPresence() }))
+            parts.append(UntilShutdown(body: { try await Self.serve(coap) }))
+        }
+        parts.append(UntilShutdown(body: { try await self.mqtt.run(onSubscribed: { self.ready.store(true, ordering: .releasing) }) }))
+        return parts.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
+    }
+
+    private static func serve(_ coap: CoAPGateway) async throws {
+        do {
+            try await coap.server.run()
+        } catch let error as CoAPError {
+            throw UpdraftError(
+                "coap_start_failed",
+                "The CoAP endpoint could not start: \(error). Change coap.port / coap.secure_port, or set coap.enabled: false.")
+        }
+    }
+
+    /// Writes the engine's pending changes to the store and hands the committed events to
+    /// the feed. While the store cannot be written, says so once per interval, not on
+    /// every retry.
+    private func flushStore() async {
         do {
             let events = try await engine.flush()
             feed.committed(events)
