@@ -172,3 +172,9 @@ public struct ConfigKeys: Sendable {
         var problems: [UpdraftError] { storage.withLock { $0.problems } }
     }
 }
+
+extension UpdraftError {
+    /// A configuration value updraft cannot use; the command stops with it before it starts
+    /// anything. Never sent to a device.
+    public static func configInvalid(_ message: String) -> UpdraftError { UpdraftError("config_invalid", message) }
+}

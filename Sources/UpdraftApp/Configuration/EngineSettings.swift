@@ -22,10 +22,10 @@ public struct EngineSettings: Sendable {
 
     public func validate() throws(UpdraftError) {
         guard deviceEventsPerMinute >= 1 else {
-            throw UpdraftError("config_invalid", "devices.events_per_minute must be at least 1, not \(deviceEventsPerMinute).")
+            throw UpdraftError.configInvalid("devices.events_per_minute must be at least 1, not \(deviceEventsPerMinute).")
         }
         guard stallAfter >= 1 else {
-            throw UpdraftError("config_invalid", "fleet.stall_after must be a positive number of seconds (120 is the default), not \(stallAfter).")
+            throw UpdraftError.configInvalid("fleet.stall_after must be a positive number of seconds (120 is the default), not \(stallAfter).")
         }
     }
 

@@ -52,22 +52,20 @@ public struct CoAPSettings: Sendable {
     /// in code.
     public func validate() throws(UpdraftError) {
         for (key, port) in [("coap.port", port), ("coap.secure_port", securePort)] where !(0...65535).contains(port) {
-            throw UpdraftError("config_invalid", "\(key) must be 0 (off) or 1...65535, not \(port).")
+            throw UpdraftError.configInvalid("\(key) must be 0 (off) or 1...65535, not \(port).")
         }
         let pkiFiles = [caFile, certificateFile, privateKeyFile]
         guard pkiFiles.allSatisfy(\.isEmpty) || pkiFiles.allSatisfy({ !$0.isEmpty }) else {
-            throw UpdraftError(
-                "config_invalid",
-                "coap.ca_file, coap.certificate_file and coap.private_key_file go together: set all three for DTLS with certificates, or none.")
+            throw UpdraftError.configInvalid("coap.ca_file, coap.certificate_file and coap.private_key_file go together: set all three for DTLS with certificates, or none.")
         }
         guard defaultLifetime > 0 else {
-            throw UpdraftError("config_invalid", "coap.default_lifetime must be a positive number of seconds (86400 is a day).")
+            throw UpdraftError.configInvalid("coap.default_lifetime must be a positive number of seconds (86400 is a day).")
         }
         guard maxHandshakes > 0 else {
-            throw UpdraftError("config_invalid", "coap.max_handshakes must be positive (100 is the default), not \(maxHandshakes).")
+            throw UpdraftError.configInvalid("coap.max_handshakes must be positive (100 is the default), not \(maxHandshakes).")
         }
         guard handshakeTimeout > 0 else {
-            throw UpdraftError("config_invalid", "coap.handshake_timeout must be a positive number of seconds (10 is the default), not \(handshakeTimeout).")
+            throw UpdraftError.configInvalid("coap.handshake_timeout must be a positive number of seconds (10 is the default), not \(handshakeTimeout).")
         }
     }
 }

@@ -63,17 +63,17 @@ public struct MQTTSettings: Sendable {
     /// What a key's type and range alone cannot say.
     public func validate() throws(UpdraftError) {
         guard !topicPrefix.isEmpty, !topicPrefix.contains(where: { "+#".contains($0) }) else {
-            throw UpdraftError("config_invalid", "mqtt.topic_prefix is '\(topicPrefix)'; it must be a non-empty topic without + or #.")
+            throw UpdraftError.configInvalid("mqtt.topic_prefix is '\(topicPrefix)'; it must be a non-empty topic without + or #.")
         }
         let c = chunk
         guard 16 <= c.min, c.min <= c.preferred, c.preferred <= c.max, c.max <= 256 * 1024, c.maxCount >= 1 else {
-            throw UpdraftError("config_invalid", "mqtt.chunk needs 16 <= min <= preferred <= max <= 262144 and max_count >= 1 (got min \(c.min), preferred \(c.preferred), max \(c.max), max_count \(c.maxCount)).")
+            throw UpdraftError.configInvalid("mqtt.chunk needs 16 <= min <= preferred <= max <= 262144 and max_count >= 1 (got min \(c.min), preferred \(c.preferred), max \(c.max), max_count \(c.maxCount)).")
         }
         guard flow.windowsPerDevice >= 1, flow.bytesInFlight >= 1 else {
-            throw UpdraftError("config_invalid", "mqtt.chunk.windows_per_device and mqtt.chunk.bytes_in_flight must be at least 1 (got \(flow.windowsPerDevice) and \(flow.bytesInFlight)).")
+            throw UpdraftError.configInvalid("mqtt.chunk.windows_per_device and mqtt.chunk.bytes_in_flight must be at least 1 (got \(flow.windowsPerDevice) and \(flow.bytesInFlight)).")
         }
         guard (1...65535).contains(broker.port) else {
-            throw UpdraftError("config_invalid", "mqtt.broker.port must be 1...65535, not \(broker.port).")
+            throw UpdraftError.configInvalid("mqtt.broker.port must be 1...65535, not \(broker.port).")
         }
     }
 

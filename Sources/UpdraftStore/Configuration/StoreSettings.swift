@@ -33,6 +33,6 @@ public struct FirmwareSettings: Sendable {
     }
 
     public func validate() throws(UpdraftError) {
-        guard maxImageBytes > 0 else { throw UpdraftError("config_invalid", "firmware.max_image_bytes must be positive.") }
+        guard maxImageBytes > 0 else { throw UpdraftError.configInvalid("firmware.max_image_bytes must be positive.") }
     }
 }
