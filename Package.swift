@@ -84,14 +84,9 @@ let package = Package(
         // Configuration keys read with their bounds, every key remembered with its default
         // (unknown keys are reported; Config/updraft.yaml is checked against them). Each
         // module's settings type reads its own keys through it (`init(reader:)`).
-        .target(
-            name: "UpdraftSettings",
-            dependencies: [
-                "UpdraftCore",
-                .product(name: "Configuration", package: "swift-configuration"),
-                .product(name: "Yams", package: "Yams"),
-            ]
-        ),
+        .target(name: "UpdraftSettings", dependencies: [
+            "UpdraftCore", .product(name: "Configuration", package: "swift-configuration"), .product(name: "Yams", package: "Yams"),
+        ]),
         // JSON bodies shared by every protocol adapter and the reference device.
         .target(
             name: "UpdraftWire",

@@ -56,25 +56,21 @@ import UpdraftStore
         try keys.check()
     }
 
-    static let outOfRange: [(variable: String, value: String, key: String)] = [
-        ("UPDRAFT_GATEWAY_FLUSH_INTERVAL_MS", "0", "gateway.flush_interval_ms"),
-        ("UPDRAFT_GATEWAY_TAIL_INTERVAL_MS", "soon", "gateway.tail_interval_ms"),
-        ("UPDRAFT_MQTT_INBOX_CAPACITY", "1", "mqtt.inbox_capacity"),
-        ("UPDRAFT_MQTT_EVENTS_WINDOW", "70000", "mqtt.events.window"),
-        ("UPDRAFT_MQTT_CHUNK_DOWNLOAD_ALLOWANCE_IMAGES", "0", "mqtt.chunk.download_allowance_images"),
-        ("UPDRAFT_MQTT_CHUNK_DOWNLOAD_ALLOWANCE_REFILL", "-1", "mqtt.chunk.download_allowance_refill"),
-        ("UPDRAFT_FIRMWARE_CACHE_BYTES", "-5", "firmware.cache_bytes"),
-        ("UPDRAFT_FLEET_STALL_AFTER", "0", "fleet.stall_after"),
-        ("UPDRAFT_COAP_MAX_HANDSHAKES", "0", "coap.max_handshakes"),
+    /// `key=value`, set through the key's `UPDRAFT_*` variable.
+    static let outOfRange = [
+        "gateway.flush_interval_ms=0", "gateway.tail_interval_ms=soon", "mqtt.inbox_capacity=1",
+        "mqtt.events.window=70000", "mqtt.chunk.download_allowance_images=0", "mqtt.chunk.download_allowance_refill=-1",
+        "firmware.cache_bytes=-5", "fleet.stall_after=0", "coap.max_handshakes=0",
     ]
 
-    @Test(arguments: outOfRange.indices)
-    func aBadValueOfANewKeyIsAnErrorNamingIt(_ index: Int) throws {
-        let (variable, value, key) = Self.outOfRange[index]
-        let provider = EnvironmentVariablesProvider(environmentVariables: [variable: value]).prefixKeys(with: "updraft")
+    @Test(arguments: outOfRange)
+    func aBadValueOfANewKeyIsAnErrorNamingIt(_ setting: String) throws {
+        let (key, value) = (String(setting.prefix { $0 != "=" }), String(setting.drop { $0 != "=" }.dropFirst()))
+        let variables = [ConfigKeys.variable(key): value]
+        let provider = EnvironmentVariablesProvider(environmentVariables: variables).prefixKeys(with: "updraft")
         do {
             _ = try UpdraftConfiguration(config: ConfigReader(provider: provider))
-            Issue.record("\(variable)=\(value) was accepted")
+            Issue.record("\(variables) was accepted")
         } catch {
             #expect(error.code == "config_invalid")
             #expect(error.message.contains(key) && error.message.contains("'\(value)'"), "\(error.message)")
