@@ -89,10 +89,18 @@ let package = Package(
             name: "UpdraftStore",
             dependencies: [
                 "UpdraftCore",
+                "UpdraftSettings",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Configuration keys read with their bounds, every key remembered with its default
+        // (unknown keys are reported; Config/updraft.yaml is checked against them). Each
+        // module's settings type reads its own keys through it (`init(reader:)`).
+        .target(name: "UpdraftSettings", dependencies: [
+            "UpdraftCore", .product(name: "Configuration", package: "swift-configuration"), .product(name: "Yams", package: "Yams"),
+        ]),
         // The wire layer shared by the adapters and the reference device: JSON bodies, and
         // the publish/subscribe dialects (WireDialect: topic layout, codec, broker rules).
         .target(
@@ -117,7 +125,9 @@ let package = Package(
                 "UpdraftCore",
                 "UpdraftWire",
                 "UpdraftAdapter",
+                "UpdraftSettings",
                 "Mosquitto",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -129,7 +139,9 @@ let package = Package(
                 "UpdraftCore",
                 "UpdraftWire",
                 "UpdraftAdapter",
+                "UpdraftSettings",
                 "CoAP",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -156,6 +168,7 @@ let package = Package(
                 "UpdraftStore",
                 "UpdraftWire",
                 "UpdraftMQTT",
+                "UpdraftSettings",
                 "Mosquitto",
                 "CChildProcess",
                 "LoopbackPorts",
@@ -208,6 +221,9 @@ let package = Package(
             dependencies: [
                 "UpdraftApp", "UpdraftTools", "UpdraftCore", "UpdraftStore", "UpdraftWire", "UpdraftMQTT", "UpdraftDevice",
                 "Mosquitto", "CoAP", "UpdraftTestSupport", "LoopbackPorts",
+                "UpdraftSettings", "UpdraftCoAP",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             // Peers/: scripts run by non-Swift peers (aiocoap), not sources of the target.

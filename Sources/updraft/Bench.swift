@@ -125,7 +125,7 @@ struct Bench: AsyncParsableCommand {
     static func measure<T: Sendable>(
         logLevel: Logger.Level, connections: Int, _ body: (@escaping @Sendable (String, Double) -> Void) async throws -> T
     ) async throws -> T {
-        Logging.bootstrapOnce(level: logLevel)
+        LogSetup.bootstrapOnce(level: logLevel)
         try await userFacing { try OpenFileLimit.reserve(OpenFileLimit.forDevices(connections)) }
         let line = ProgressLine()
         let result = try await userFacing { try await body { phase, fraction in line.update(fraction, phase) } }

@@ -37,7 +37,7 @@ struct Demo: AsyncParsableCommand {
     }
 
     func run() async throws {
-        Logging.bootstrapOnce(level: logLevel)
+        LogSetup.bootstrapOnce(level: logLevel)
         // Refused with the numbers before anything starts: nothing to clean up.
         try await userFacing { try OpenFileLimit.reserve(OpenFileLimit.forDevices(devices)) }
         var options = DemoRunner.Options()

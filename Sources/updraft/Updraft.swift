@@ -44,7 +44,7 @@ struct GlobalOptions: ParsableArguments {
         var configuration = try await UpdraftConfiguration.load(file: config)
         if let dataDir { configuration.dataDirectory = dataDir }
         if let logLevel { configuration.logLevel = logLevel }
-        Logging.bootstrapOnce(level: configuration.logLevel)
+        LogSetup.bootstrapOnce(level: configuration.logLevel)
         let logger = Logger(label: "updraft.config")
         for warning in configuration.warnings { logger.warning("\(warning)") }
         return configuration
@@ -60,7 +60,7 @@ struct GlobalOptions: ParsableArguments {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
-enum Logging {
+enum LogSetup {
     nonisolated(unsafe) private static var done = false
     /// Logs go to stderr so command output on stdout stays clean for scripts.
     static func bootstrapOnce(level: Logger.Level) {

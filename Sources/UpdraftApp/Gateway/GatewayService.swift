@@ -35,44 +35,28 @@ public final class GatewayService: Service, Sendable {
 
     public init(
         configuration: UpdraftConfiguration, store: any StatusStore, loop: MosquittoEventLoop = .shared,
-        logger: Logger, now: @escaping @Sendable () -> Date = { Date() },
-        flushInterval: Duration = .milliseconds(20), tailInterval: Duration = .milliseconds(50),
-        dialect: (any WireDialect)? = nil
+        logger: Logger, now: @escaping @Sendable () -> Date = { Date() }, dialect: (any WireDialect)? = nil
     ) throws {
         // nil: the configured prefix and size limit in today's protocol.
         let dialect = dialect ?? configuration.dialect
         self.configuration = configuration
         self.store = store
         self.logger = logger
-        self.flushInterval = flushInterval
-        self.tailInterval = tailInterval
+        self.flushInterval = configuration.gateway.flushInterval
+        self.tailInterval = configuration.gateway.tailInterval
         let c = configuration.mqtt
-        var options = MosquittoOptions(clientID: c.clientID)
-        options.host = c.broker.host
-        options.port = c.broker.port
-        options.username = c.username
-        options.password = c.password.isEmpty ? nil : c.password
-        // A persistent session: reports devices send while the gateway restarts wait at the broker.
-        options.cleanSession = false
-        options.inboxCapacity = 4096
-        if c.broker.tls.enabled {
-            options.tls = MosquittoOptions.TLSOptions(
-                caFile: c.broker.tls.caFile.isEmpty ? nil : c.broker.tls.caFile,
-                certFile: c.broker.tls.certFile.isEmpty ? nil : c.broker.tls.certFile,
-                keyFile: c.broker.tls.keyFile.isEmpty ? nil : c.broker.tls.keyFile,
-                insecure: c.broker.tls.insecure)
-        }
-        let client = MosquittoClient(options: options, loop: loop, logger: logger)
-        let images = CachedImages(cache: FirmwareImageCache(store: try FileImageStore(directory: configuration.imagesDirectory)))
+        let client = MosquittoClient(options: c.clientOptions, loop: loop, logger: logger)
+        let images = CachedImages(cache: FirmwareImageCache(
+            store: try FileImageStore(directory: configuration.imagesDirectory), capacityBytes: configuration.firmware.cacheBytes))
         // The engine first: adapters are made with it and register with the router.
         engine = UpdateEngine(
-            store: store, logger: logger, now: now,
-            eventBudget: DeviceEventBudget(perMinute: configuration.deviceEventsPerMinute))
+            store: store, logger: logger, now: now, planner: configuration.engine.planner,
+            eventBudget: configuration.engine.eventBudget)
         router = DeviceCommandRouter(fallback: .mqtt, logger: logger)
         mqtt = MQTTGateway(
             client: client, dialect: dialect,
             limits: c.chunk, flow: c.flow, engine: engine, router: router, images: images, logger: logger)
-        feed = MQTTEventFeed(client: client, topic: dialect.eventsTopic, store: store, logger: logger)
+        feed = MQTTEventFeed(client: client, topic: dialect.eventsTopic, store: store, settings: c.events, logger: logger)
         coap =
             configuration.coap.enabled
             ? try Self.makeCoAP(configuration, engine: engine, router: router, images: images, logger: logger) : nil
@@ -105,63 +89,54 @@ public final class GatewayService: Service, Sendable {
         try await engine.load()
         try await mqtt.client.connect()
         logger.info("gateway connected", metadata: ["broker": "\(configuration.mqtt.broker.host):\(configuration.mqtt.broker.port)"])
-        do {
-            try await cancelWhenGracefulShutdown {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await self.mqtt.run(onSubscribed: { self.ready.store(true, ordering: .releasing) }) }
-                    if let coap = self.coap {
-                        group.addTask { await coap.watchPresence() }
-                        group.addTask {
-                            do {
-                                try await coap.server.run()
-                            } catch let error as CoAPError {
-                                throw UpdraftError(
-                                    "coap_start_failed",
-                                    "The CoAP endpoint could not start: \(error). Change coap.port / coap.secure_port, or set coap.enabled: false.")
-                            }
-                        }
-                    }
-                    group.addTask {
-                        while !Task.isCancelled {
-                            try? await Task.sleep(for: self.flushInterval)
-                            // Fleet rules tick on this beat: after the batch of device and
-                            // operator events since the last one, and when a wakeup is due
-                            // by the engine's (injected) clock.
-                            self.router.deliver(await self.engine.tickIfDue().commands)
-                            await self.flushLogging()
-                        }
-                    }
-                    group.addTask { try await self.feed.run() }
-                    group.addTask {
-                        var position = cursor
-                        while !Task.isCancelled {
-                            try? await Task.sleep(for: self.tailInterval)
-                            position = await self.followOperatorChanges(after: position)
-                        }
-                    }
-                    try await group.next()
-                    group.cancelAll()
-                }
-            }
-        } catch is CancellationError {
-            // Shutdown or cancellation: finish below.
-        }
-        // Outside the cancelled context (a cancelled task cannot write to the store):
-        // write what is pending, then leave the broker cleanly.
-        // The feed publishes the last flush's events before the connection closes; what
-        // it cannot publish in time waits in the store for the next start.
-        await Task {
-            await self.flushLogging()
-            await self.feed.finish(within: .seconds(2))
-            await self.mqtt.client.disconnect()
-        }.value
+        let parts = ServiceGroup(configuration: ServiceGroupConfiguration(services: parts(after: cursor), logger: logger))
+        try await parts.run()
+        // Every part has stopped: the device input first, then the store was flushed, then
+        // the feed published what it could; the broker connection closes last.
+        await mqtt.client.disconnect()
         ready.store(false, ordering: .releasing)
         logger.info("gateway stopped")
     }
 
-    /// Writes the engine's pending changes and hands the committed events to the feed.
-    /// While the store cannot be written, says so once per interval, not on every retry.
-    private func flushLogging() async {
+    /// The gateway's long-running parts in dependency order: the group starts them in this
+    /// order and, on graceful shutdown, stops them in reverse. Device input stops first;
+    /// the store is written after the last device message and operator change; the feed
+    /// publishes the events of that last write (for at most 2 s; what it cannot publish in
+    /// time waits in the store for the next start). One part ending ends the gateway.
+    private func parts(after cursor: Int64) -> [ServiceGroupConfiguration.ServiceConfiguration] {
+        var parts: [any Service] = [
+            UntilShutdown(body: { try await self.feed.run() }, then: { await self.feed.finish(within: .seconds(2)) }),
+            Beat(interval: flushInterval, state: (), step: { _ in
+                // Fleet rules tick on this beat: after the batch of device and operator
+                // events since the last one, and when a wakeup is due by the engine's
+                // (injected) clock.
+                self.router.deliver(await self.engine.tickIfDue().commands)
+                await self.flushStore()
+            }, final: { _ in await self.flushStore() }),
+            Beat(interval: tailInterval, state: cursor, step: { await self.followOperatorChanges(after: $0) }),
+        ]
+        if let coap {
+            parts.append(UntilShutdown(body: { await coap.watchPresence() }))
+            parts.append(UntilShutdown(body: { try await Self.serve(coap) }))
+        }
+        parts.append(UntilShutdown(body: { try await self.mqtt.run(onSubscribed: { self.ready.store(true, ordering: .releasing) }) }))
+        return parts.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
+    }
+
+    private static func serve(_ coap: CoAPGateway) async throws {
+        do {
+            try await coap.server.run()
+        } catch let error as CoAPError {
+            throw UpdraftError(
+                "coap_start_failed",
+                "The CoAP endpoint could not start: \(error). Change coap.port / coap.secure_port, or set coap.enabled: false.")
+        }
+    }
+
+    /// Writes the engine's pending changes to the store and hands the committed events to
+    /// the feed. While the store cannot be written, says so once per interval, not on
+    /// every retry.
+    private func flushStore() async {
         do {
             let flushed = try await engine.flush()
             router.deliver(flushed.commands)

@@ -11,10 +11,19 @@ public struct ChunkFlowLimits: Sendable, Equatable {
     /// that would exceed it waits (the gateway stops reading device messages meanwhile)
     /// instead of being buffered; a window alone may exceed it.
     public var bytesInFlight: Int
+    /// A device's download allowance for one job (see ``DownloadAllowance``): this many
+    /// images at once, and one image more per `downloadRefill`.
+    public var downloadImagesAtOnce: Int
+    public var downloadRefill: Duration
 
-    public init(windowsPerDevice: Int = 2, bytesInFlight: Int = 32 << 20) {
+    public init(
+        windowsPerDevice: Int = 2, bytesInFlight: Int = 32 << 20, downloadImagesAtOnce: Int = 2,
+        downloadRefill: Duration = .seconds(60)
+    ) {
         self.windowsPerDevice = windowsPerDevice
         self.bytesInFlight = bytesInFlight
+        self.downloadImagesAtOnce = downloadImagesAtOnce
+        self.downloadRefill = downloadRefill
     }
 }
 
@@ -101,12 +110,15 @@ struct DownloadAllowance: Sendable {
 final class ChunkFlow: Sendable {
     private struct State {
         var credits: WindowCredits
-        var allowance = DownloadAllowance()
+        var allowance: DownloadAllowance
         var waiters: [(bytes: Int, continuation: CheckedContinuation<Void, Never>)] = []
     }
     private let state: Mutex<State>
 
-    init(limits: ChunkFlowLimits) { state = Mutex(State(credits: WindowCredits(limits: limits))) }
+    init(limits: ChunkFlowLimits) {
+        let allowance = DownloadAllowance(imagesAtOnce: Double(limits.downloadImagesAtOnce), refill: limits.downloadRefill)
+        state = Mutex(State(credits: WindowCredits(limits: limits), allowance: allowance))
+    }
 
     var limits: ChunkFlowLimits { state.withLock { $0.credits.limits } }
     var bytesInFlight: Int { state.withLock { $0.credits.bytes } }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import LoopbackPorts
+import ServiceLifecycle
 import Synchronization
 import UpdraftApp
 import UpdraftCore
@@ -22,7 +23,15 @@ public final class LocalStack: Sendable {
     private let lock: DataDirectoryLock
     /// Removes the temporary folder if this process dies before `stop()`.
     private let folderGuard: FolderGuard?
-    private let running = Mutex<(task: Task<Void, any Error>, service: GatewayService)?>(nil)
+    private let running = Mutex<Running?>(nil)
+
+    /// A started gateway in its own service group, so that stopping it is a graceful
+    /// shutdown (it writes what it holds), as SIGTERM is for `updraft serve`.
+    private struct Running: Sendable {
+        let task: Task<Void, any Error>
+        let group: ServiceGroup
+        let service: GatewayService
+    }
 
     /// - Parameters:
     ///   - directory: the data folder; nil makes a temporary one, removed by `stop()`.
@@ -89,8 +98,9 @@ public final class LocalStack: Sendable {
     public func startGateway(now: @escaping @Sendable () -> Date = { Date() }) async throws -> GatewayService {
         let store = try UpdraftStoreFactory.open(configuration, logger: logger)
         let service = try GatewayService(configuration: configuration, store: store, logger: logger, now: now, dialect: dialect)
-        let task = Task { try await service.run() }
-        running.withLock { $0 = (task, service) }
+        let group = ServiceGroup(services: [service], logger: logger)
+        let task = Task { try await group.run() }
+        running.withLock { $0 = Running(task: task, group: group, service: service) }
         // Ready when the engine has loaded and the MQTT subscriptions are in place.
         let deadline = ContinuousClock.now + .seconds(15)
         while !service.isReady {
@@ -102,10 +112,10 @@ public final class LocalStack: Sendable {
 
     public var gateway: GatewayService? { running.withLock { $0?.service } }
 
-    /// Stops the gateway: cancels it, lets it write what it holds, waits for it.
+    /// Stops the gateway: shuts it down gracefully (it writes what it holds), waits for it.
     public func stopGateway() async {
-        guard let current = running.withLock({ r -> (task: Task<Void, any Error>, service: GatewayService)? in defer { r = nil }; return r }) else { return }
-        current.task.cancel()
+        guard let current = running.withLock({ r -> Running? in defer { r = nil }; return r }) else { return }
+        await current.group.triggerGracefulShutdown()
         _ = await current.task.result
     }
 
