@@ -7,6 +7,7 @@ import UpdraftCore
 import UpdraftMQTT
 import UpdraftSettings
 import UpdraftStore
+import UpdraftWire
 
 /// Each settings type reads its own keys from the scope it is given (`init(reader:)`),
 /// with the bounds of every key; the tunables that were constants are keys like the rest.

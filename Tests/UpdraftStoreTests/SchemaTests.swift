@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Testing
 import UpdraftCore
+import UpdraftTestSupport
 
 @testable import UpdraftStore
 
@@ -18,7 +19,7 @@ struct SchemaTests {
 
     @Test("a store made by the v6 migrations upgrades: transports are kept and the column takes new values")
     func upgradeFromV6() async throws {
-        try await withTemporaryDirectory { directory in
+        try await withTemporaryPath { directory in
             let path = directory + "/status.sqlite"
             let old = try DatabaseQueue(path: path)
             try Schema.migrator.migrate(old, upTo: "v6-event-cursors")
