@@ -15,7 +15,7 @@ struct AnnouncementReplayTests {
     }
 
     /// A job for `id` that the device reported `installed`.
-    func installedJob(_ f: FleetEngineFixture, _ id: DeviceID, boot: UInt64?) async throws -> Job {
+    func installedJob(_ f: EngineFixture, _ id: DeviceID, boot: UInt64?) async throws -> Job {
         await f.engine.announced(id, announcement("1", boot: boot))
         _ = try await f.release()
         await f.tick()
@@ -27,14 +27,14 @@ struct AnnouncementReplayTests {
         return job
     }
 
-    func restarted(_ f: FleetEngineFixture) async throws -> UpdateEngine {
+    func restarted(_ f: EngineFixture) async throws -> UpdateEngine {
         try await f.engine.flush()
         let engine = UpdateEngine(store: f.store, logger: testLogger, now: { [clock = f.clock] in clock.now })
         try await engine.load()
         return engine
     }
 
-    func refusals(_ f: FleetEngineFixture) async throws -> Int {
+    func refusals(_ f: EngineFixture) async throws -> Int {
         try await f.store.events(after: 0, limit: 10_000).filter { $0.kind == .jobRefused }.count
     }
 

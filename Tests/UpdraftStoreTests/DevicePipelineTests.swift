@@ -20,11 +20,11 @@ struct ReadFailure: Error {}
 @Suite("DevicePipeline")
 struct DevicePipelineTests {
     struct Setup {
-        let f: FleetEngineFixture
+        let f: EngineFixture
         let adapter = RecordingAdapter(.coap)
         let pipeline: DevicePipeline
 
-        init(_ f: FleetEngineFixture, images: FixedImages = FixedImages()) {
+        init(_ f: EngineFixture, images: FixedImages = FixedImages()) {
             self.f = f
             let router = DeviceCommandRouter(logger: testLogger)
             pipeline = DevicePipeline(transport: .coap, engine: f.engine, router: router, images: images, logger: testLogger)

@@ -40,29 +40,30 @@ extension [DeviceCommand] {
     }
 }
 
-/// The engine running the fleet rules over a real SQLite store, with an injected clock.
-struct FleetEngineFixture {
-    let store: SQLiteStatusStore
+/// The engine running the fleet rules over a store (the in-memory one (which passes the same
+/// contract as SQLite, see StoreContractTests; SQLite where a test needs the file), with an
+/// injected clock.
+struct FleetEngineFixture<Store: StatusStore> {
+    let store: Store
     let clock: ManualClock
     let sent = CommandLog()
     let engine: UpdateEngine
     let target: Firmware
 
-    init(store: SQLiteStatusStore, clock: ManualClock, target: Firmware) {
+    init(store: Store, clock: ManualClock, target: Firmware) {
         self.store = store
         self.clock = clock
         self.target = target
         engine = UpdateEngine(store: store, logger: testLogger, now: { [clock] in clock.now })
     }
 
-    static func with(_ body: (FleetEngineFixture) async throws -> Void) async throws {
-        try await SQLiteFixture.with { fixture in
-            try await addFirmware(fixture.store, "p", "1")
-            let target = try await addFirmware(fixture.store, "p", "2").firmware
-            let f = FleetEngineFixture(store: fixture.sqlite, clock: ManualClock(t0 + 1000), target: target)
-            try await f.engine.load()
-            try await body(f)
-        }
+    /// Runs `body` with `store`, holding firmware "p" 1 and 2 (2 is the target), the engine loaded.
+    static func with(_ store: Store, _ body: (FleetEngineFixture) async throws -> Void) async throws {
+        try await addFirmware(store, "p", "1")
+        let target = try await addFirmware(store, "p", "2").firmware
+        let f = FleetEngineFixture(store: store, clock: ManualClock(t0 + 1000), target: target)
+        try await f.engine.load()
+        try await body(f)
     }
 
     func release(_ policy: BatchPolicy = BatchPolicy(), rollout: RolloutPolicy = .single, target: FleetTarget = .productDefault("p")) async throws -> FleetRelease {
@@ -357,3 +358,19 @@ struct FleetEngineTests {
         }
     }
 }
+
+extension FleetEngineFixture where Store == InMemoryStatusStore {
+    static func with(_ body: (FleetEngineFixture) async throws -> Void) async throws {
+        try await with(TestStores.inMemory(), body)
+    }
+}
+
+extension FleetEngineFixture where Store == SQLiteStatusStore {
+    /// On a SQLite file: for what only a real database does (a full disk, refused writes).
+    static func withSQLite(_ body: (FleetEngineFixture) async throws -> Void) async throws {
+        try await SQLiteFixture.with { fixture in try await with(fixture.sqlite, body) }
+    }
+}
+
+/// The engine tests' usual fixture: the engine over the in-memory store.
+typealias EngineFixture = FleetEngineFixture<InMemoryStatusStore>

@@ -13,7 +13,7 @@ struct UpdateEngineWriteFailureTests {
     /// database refuses the planner's (one active job per device). Before, every later
     /// flush failed until a restart.
     @Test func aJobTheDatabaseRefusesIsCanceledWithWhyAndTheRestIsWritten() async throws {
-        try await FleetEngineFixture.with { f in
+        try await FleetEngineFixture.withSQLite { f in
             await f.announce("d1")
             await f.announce("d2")
             try await f.engine.flush()
@@ -56,7 +56,7 @@ struct UpdateEngineWriteFailureTests {
     /// refused with `unavailable` instead of piling up in memory, and nothing accepted
     /// before is lost once the store can be written again.
     @Test func aStoreThatCannotBeWrittenStopsTransitionsUntilItCanAgain() async throws {
-        try await FleetEngineFixture.with { f in
+        try await FleetEngineFixture.withSQLite { f in
             await f.announce("d1")
             let cli = try await f.store.createRelease(
                 Release(firmwareID: f.target.id, target: .devices(["d1"]), createdAt: f.clock.now), firmware: f.target)
