@@ -35,8 +35,7 @@ public final class CoAPClient: Sendable {
         public var blockTransfers: BlockTransfers
 
         public init(requestTimeout: Duration = .seconds(60), blockTransfers: BlockTransfers = .byLibcoap) {
-            self.requestTimeout = requestTimeout
-            self.blockTransfers = blockTransfers
+            (self.requestTimeout, self.blockTransfers) = (requestTimeout, blockTransfers)
         }
     }
 
@@ -145,13 +144,8 @@ public struct CoAPClientRequest: Sendable {
         contentFormat: CoAPContentFormat? = nil, accept: CoAPContentFormat? = nil, blockSize: Int? = nil,
         confirmable: Bool = true
     ) {
-        self.method = method
-        self.path = path
-        self.query = query
-        self.payload = payload
-        self.contentFormat = contentFormat
-        self.accept = accept
-        self.blockSize = blockSize
+        (self.method, self.path, self.query, self.payload) = (method, path, query, payload)
+        (self.contentFormat, self.accept, self.blockSize) = (contentFormat, accept, blockSize)
         self.confirmable = confirmable
     }
 
@@ -191,14 +185,8 @@ public struct CoAPClientResponse: Sendable {
         size2: Int? = nil, maxAge: UInt32? = nil, observe: UInt32? = nil, locationPath: String? = nil,
         block2: CoAPBlock? = nil
     ) {
-        self.block2 = block2
-        self.code = code
-        self.payload = payload
-        self.contentFormat = contentFormat
-        self.etag = etag
-        self.size2 = size2
-        self.maxAge = maxAge
-        self.observe = observe
+        (self.block2, self.code, self.payload, self.contentFormat) = (block2, code, payload, contentFormat)
+        (self.etag, self.size2, self.maxAge, self.observe) = (etag, size2, maxAge, observe)
         self.locationPath = locationPath
     }
 

@@ -62,9 +62,7 @@ public struct CoAPError: Error, CustomStringConvertible, Sendable {
     public let message: String
 
     public init(code: Code, operation: String, message: String) {
-        self.code = code
-        self.operation = operation
-        self.message = message
+        (self.code, self.operation, self.message) = (code, operation, message)
     }
 
     public var description: String {

@@ -96,8 +96,7 @@ public struct CoAPAddress: Sendable, Hashable, CustomStringConvertible {
     public var port: Int
 
     public init(host: String, port: Int) {
-        self.host = host
-        self.port = port
+        (self.host, self.port) = (host, port)
     }
 
     public var description: String {
@@ -114,9 +113,7 @@ public struct CoAPBlock: Sendable, Hashable {
     public var size: Int
 
     public init(number: Int, more: Bool, size: Int) {
-        self.number = number
-        self.more = more
-        self.size = size
+        (self.number, self.more, self.size) = (number, more, size)
     }
 
     /// From the option's value: NUM << 4 | M << 3 | SZX; `nil` for SZX 7 (BERT, reserved here).

@@ -21,15 +21,9 @@ public struct CoAPRequest: Sendable {
         contentFormat: CoAPContentFormat? = nil, accept: CoAPContentFormat? = nil,
         pskIdentity: String? = nil, certificateName: String? = nil, remoteAddress: CoAPAddress
     ) {
-        self.certificateName = certificateName
-        self.method = method
-        self.path = path
-        self.query = query
-        self.payload = payload
-        self.contentFormat = contentFormat
-        self.accept = accept
-        self.pskIdentity = pskIdentity
-        self.remoteAddress = remoteAddress
+        (self.certificateName, self.method, self.path, self.query) = (certificateName, method, path, query)
+        (self.payload, self.contentFormat, self.accept) = (payload, contentFormat, accept)
+        (self.pskIdentity, self.remoteAddress) = (pskIdentity, remoteAddress)
     }
 
     /// The value of the first `name=value` query item, `""` for a bare `name`.
@@ -72,12 +66,8 @@ public struct CoAPResponse: Sendable {
         contentFormat: CoAPContentFormat = .octetStream, etag: UInt64? = nil, maxAge: UInt32? = nil,
         locationPath: String? = nil
     ) {
-        self.code = code
-        self.payload = payload
-        self.contentFormat = contentFormat
-        self.etag = etag
-        self.maxAge = maxAge
-        self.locationPath = locationPath
+        (self.code, self.payload, self.contentFormat, self.etag) = (code, payload, contentFormat, etag)
+        (self.maxAge, self.locationPath) = (maxAge, locationPath)
     }
 
     /// Copies `payload` into a new ``CoAPPayload``.

@@ -52,14 +52,9 @@ public final class CoAPServer: Sendable {
             handlerTimeout: Duration = .seconds(30), maxDeferredRequests: Int = 1024, maxHandshakes: Int = 100,
             handshakeTimeout: Duration = .seconds(10)
         ) {
-            self.host = host
-            self.port = port
-            self.securePort = securePort
-            self.psk = psk
-            self.handlerTimeout = handlerTimeout
-            self.maxDeferredRequests = maxDeferredRequests
-            self.maxHandshakes = maxHandshakes
-            self.handshakeTimeout = handshakeTimeout
+            (self.host, self.port, self.securePort, self.psk) = (host, port, securePort, psk)
+            (self.handlerTimeout, self.maxDeferredRequests) = (handlerTimeout, maxDeferredRequests)
+            (self.maxHandshakes, self.handshakeTimeout) = (maxHandshakes, handshakeTimeout)
         }
     }
 
@@ -73,8 +68,7 @@ public final class CoAPServer: Sendable {
         public var keyForIdentity: @Sendable (String) -> [UInt8]?
 
         public init(hint: String? = nil, keyForIdentity: @escaping @Sendable (String) -> [UInt8]?) {
-            self.hint = hint
-            self.keyForIdentity = keyForIdentity
+            (self.hint, self.keyForIdentity) = (hint, keyForIdentity)
         }
     }
 
@@ -86,9 +80,7 @@ public final class CoAPServer: Sendable {
         public var privateKeyFile: String
 
         public init(caFile: String, certificateFile: String, privateKeyFile: String) {
-            self.caFile = caFile
-            self.certificateFile = certificateFile
-            self.privateKeyFile = privateKeyFile
+            (self.caFile, self.certificateFile, self.privateKeyFile) = (caFile, certificateFile, privateKeyFile)
         }
     }
 

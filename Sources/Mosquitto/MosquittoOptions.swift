@@ -30,9 +30,7 @@ public struct MosquittoOptions: Sendable {
     public var inboxCapacity: Int = 1024
 
     public init(clientID: String, host: String = "127.0.0.1", port: Int = 1883) {
-        self.clientID = clientID
-        self.host = host
-        self.port = port
+        (self.clientID, self.host, self.port) = (clientID, host, port)
     }
 
     /// The MQTT version spoken with the broker.
@@ -67,12 +65,8 @@ public struct MosquittoOptions: Sendable {
             caFile: String? = nil, caPath: String? = nil, certFile: String? = nil, keyFile: String? = nil,
             insecure: Bool = false, tlsVersion: String? = nil
         ) {
-            self.caFile = caFile
-            self.caPath = caPath
-            self.certFile = certFile
-            self.keyFile = keyFile
-            self.insecure = insecure
-            self.tlsVersion = tlsVersion
+            (self.caFile, self.caPath, self.certFile, self.keyFile) = (caFile, caPath, certFile, keyFile)
+            (self.insecure, self.tlsVersion) = (insecure, tlsVersion)
         }
     }
 
@@ -83,10 +77,7 @@ public struct MosquittoOptions: Sendable {
         public var retain: Bool
 
         public init(topic: String, payload: [UInt8], qos: QoS = .atLeastOnce, retain: Bool = false) {
-            self.topic = topic
-            self.payload = payload
-            self.qos = qos
-            self.retain = retain
+            (self.topic, self.payload, self.qos, self.retain) = (topic, payload, qos, retain)
         }
     }
 }

@@ -21,14 +21,8 @@ public struct Device: Sendable, Equatable, Codable {
         online: Bool = false, firstSeen: Date? = nil, lastSeen: Date? = nil, transport: Transport? = nil,
         boot: UInt64? = nil
     ) {
-        self.id = id
-        self.product = product
-        self.version = version
-        self.acceptsUpdates = acceptsUpdates
-        self.online = online
-        self.firstSeen = firstSeen
-        self.lastSeen = lastSeen
-        self.transport = transport
+        (self.id, self.product, self.version, self.acceptsUpdates) = (id, product, version, acceptsUpdates)
+        (self.online, self.firstSeen, self.lastSeen, self.transport) = (online, firstSeen, lastSeen, transport)
         self.boot = boot
     }
 }
@@ -52,10 +46,7 @@ public struct Announcement: Sendable, Equatable {
     public var boot: UInt64?
 
     public init(product: ProductID, version: FirmwareVersion, acceptsUpdates: Bool = true, boot: UInt64? = nil) {
-        self.product = product
-        self.version = version
-        self.acceptsUpdates = acceptsUpdates
-        self.boot = boot
+        (self.product, self.version, self.acceptsUpdates, self.boot) = (product, version, acceptsUpdates, boot)
     }
 
     /// How this announcement relates to what the gateway already heard from the device:

@@ -148,8 +148,7 @@ public struct RetryPolicy: Sendable, Equatable, Codable {
     public var maxRetries: Int
 
     public init(interval: TimeInterval, maxRetries: Int) {
-        self.interval = interval
-        self.maxRetries = maxRetries
+        (self.interval, self.maxRetries) = (interval, maxRetries)
     }
 
     public static let none = RetryPolicy(interval: 0, maxRetries: 0)

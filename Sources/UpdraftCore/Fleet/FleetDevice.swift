@@ -18,9 +18,7 @@ public struct FirmwareRef: Sendable, Equatable, Hashable, Codable {
     public var sequence: Int64
 
     public init(product: ProductID, version: FirmwareVersion, sequence: Int64) {
-        self.product = product
-        self.version = version
-        self.sequence = sequence
+        (self.product, self.version, self.sequence) = (product, version, sequence)
     }
 
     public init(_ firmware: Firmware) {
@@ -51,10 +49,7 @@ public struct FirmwareLock: Sendable, Equatable, Codable {
     public var lockedAt: Date
 
     public init(releaseID: ReleaseID, firmware: FirmwareRef, delivery: LockDelivery, lockedAt: Date) {
-        self.releaseID = releaseID
-        self.firmware = firmware
-        self.delivery = delivery
-        self.lockedAt = lockedAt
+        (self.releaseID, self.firmware, self.delivery, self.lockedAt) = (releaseID, firmware, delivery, lockedAt)
     }
 }
 
@@ -121,9 +116,7 @@ public struct FleetDevice: Sendable, Equatable {
     public var lastAnnouncedAt: Date?
 
     public init(device: Device, profile: DeviceFleetProfile = .default, versionSequence: Int64? = nil, lastAnnouncedAt: Date? = nil) {
-        self.device = device
-        self.profile = profile
-        self.versionSequence = versionSequence
+        (self.device, self.profile, self.versionSequence) = (device, profile, versionSequence)
         self.lastAnnouncedAt = lastAnnouncedAt
     }
 

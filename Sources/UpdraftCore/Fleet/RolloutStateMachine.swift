@@ -27,11 +27,8 @@ public struct RolloutPolicy: Sendable, Equatable, Codable {
         stages: [Int] = [100], successThreshold: Double? = nil, errorThreshold: Double? = nil,
         onError: ErrorAction = .pause, minimumStageDuration: TimeInterval = 0
     ) {
-        self.stages = stages
-        self.successThreshold = successThreshold
-        self.errorThreshold = errorThreshold
-        self.onError = onError
-        self.minimumStageDuration = minimumStageDuration
+        (self.stages, self.successThreshold, self.errorThreshold) = (stages, successThreshold, errorThreshold)
+        (self.onError, self.minimumStageDuration) = (onError, minimumStageDuration)
     }
 
     /// Everything at once (still subject to the batch policy's pacing).
@@ -105,10 +102,7 @@ public struct RolloutStateMachine: Sendable, Equatable, Codable {
         public var unsettled: Int
 
         public init(admitted: Int = 0, succeeded: Int = 0, failed: Int = 0, unsettled: Int = 0) {
-            self.admitted = admitted
-            self.succeeded = succeeded
-            self.failed = failed
-            self.unsettled = unsettled
+            (self.admitted, self.succeeded, self.failed, self.unsettled) = (admitted, succeeded, failed, unsettled)
         }
     }
 
@@ -121,9 +115,7 @@ public struct RolloutStateMachine: Sendable, Equatable, Codable {
         public var waiting: Int
 
         public init(stage: Tally, total: Tally, waiting: Int) {
-            self.stage = stage
-            self.total = total
-            self.waiting = waiting
+            (self.stage, self.total, self.waiting) = (stage, total, waiting)
         }
     }
 

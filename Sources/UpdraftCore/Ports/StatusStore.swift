@@ -106,8 +106,7 @@ public struct CommitResult: Sendable, Equatable {
     public var refused: [RefusedJob]
 
     public init(events: [UpdraftEvent] = [], refused: [RefusedJob] = []) {
-        self.events = events
-        self.refused = refused
+        (self.events, self.refused) = (events, refused)
     }
 }
 
@@ -117,8 +116,7 @@ public struct RefusedJob: Sendable, Equatable {
     public var error: UpdraftError
 
     public init(job: Job, error: UpdraftError) {
-        self.job = job
-        self.error = error
+        (self.job, self.error) = (job, error)
     }
 }
 
@@ -155,13 +153,8 @@ public struct StoreBatch: Sendable, Equatable {
         fleetReleaseBases: [ReleaseID: FleetRelease] = [:], verifications: [FirmwareVerification] = [],
         activity: [JobID: JobActivity] = [:], plannerState: FleetPlanner? = nil
     ) {
-        self.devices = devices
-        self.jobs = jobs
-        self.events = events
-        self.fleetReleases = fleetReleases
-        self.fleetReleaseBases = fleetReleaseBases
-        self.verifications = verifications
-        self.activity = activity
+        (self.devices, self.jobs, self.events, self.fleetReleases) = (devices, jobs, events, fleetReleases)
+        (self.fleetReleaseBases, self.verifications, self.activity) = (fleetReleaseBases, verifications, activity)
         self.plannerState = plannerState
     }
 

@@ -14,10 +14,7 @@ public struct ChunkLimits: Sendable, Equatable, Codable {
     public var maxCount: Int
 
     public init(min: Int = 256, max: Int = 65536, preferred: Int = 4096, maxCount: Int = 64) {
-        self.min = min
-        self.max = max
-        self.preferred = preferred
-        self.maxCount = maxCount
+        (self.min, self.max, self.preferred, self.maxCount) = (min, max, preferred, maxCount)
     }
 
     enum CodingKeys: String, CodingKey {
@@ -76,11 +73,7 @@ public struct ErrorReply: Sendable, Equatable, Codable {
     public var state: String?
 
     public init(code: String, message: String, job: JobID? = nil, offset: Int? = nil, state: String? = nil) {
-        self.code = code
-        self.message = message
-        self.job = job
-        self.offset = offset
-        self.state = state
+        (self.code, self.message, self.job, self.offset, self.state) = (code, message, job, offset, state)
     }
 
     public init(_ error: UpdraftError, job: JobID? = nil, offset: Int? = nil, state: String? = nil) {
@@ -106,11 +99,8 @@ public struct AnnounceBody: Codable, Sendable {
     public init(
         product: ProductID, version: FirmwareVersion, acceptsUpdates: Bool? = nil, lifetime: Int? = nil, boot: UInt64? = nil
     ) {
-        self.product = product
-        self.version = version
-        self.acceptsUpdates = acceptsUpdates
-        self.lifetime = lifetime
-        self.boot = boot
+        (self.product, self.version, self.acceptsUpdates) = (product, version, acceptsUpdates)
+        (self.lifetime, self.boot) = (lifetime, boot)
     }
 
     public var announcement: Announcement {
