@@ -140,29 +140,7 @@ extension FleetRelease {
         guard verification.firmwareID == firmware.id else {
             throw UpdraftError("verification_mismatch", "Internal: verification record of \(verification.firmwareID) given for \(firmware.id).")
         }
-        switch request.target {
-        case .productDefault(let product) where product != firmware.product:
-            throw UpdraftError(
-                "product_mismatch",
-                "Firmware \(firmware.id) is for product \(firmware.product), not \(product). Pick firmware of \(product) (see `updraft firmware list --product \(product)`).")
-        case .groups(let groups) where groups.isEmpty:
-            throw UpdraftError("invalid_target", "A group release needs at least one group: pass --groups GROUP[,GROUP...].")
-        case .devices(let ids) where ids.isEmpty:
-            throw UpdraftError("invalid_target", "A device release needs at least one device: pass --devices ID[,ID...].")
-        default: break
-        }
-        switch request.kind {
-        case .lock:
-            throw UpdraftError(
-                "invalid_kind", "A lock is not created as a release: use `updraft device lock DEVICE FIRMWARE` (see FleetRelease.lock).")
-        case .verification:
-            guard case .devices = request.target else {
-                throw UpdraftError(
-                    "invalid_target", "A \(request.kind.rawValue) release names its devices: pass --devices ID[,ID...].")
-            }
-        case .fleet:
-            break
-        }
+        try checkTargetAndKind(of: request)
         try request.policy.validate(now: now)
         try request.rollout.validate()
 
@@ -193,6 +171,35 @@ extension FleetRelease {
             release.staticMembers = Array(Set(members)).sorted()
         }
         return release
+    }
+
+    /// The target names something and fits the firmware's product; the kind is one a
+    /// release can have.
+    private static func checkTargetAndKind(of request: FleetReleaseRequest) throws(UpdraftError) {
+        let firmware = request.firmware
+        switch request.target {
+        case .productDefault(let product) where product != firmware.product:
+            throw UpdraftError(
+                "product_mismatch",
+                "Firmware \(firmware.id) is for product \(firmware.product), not \(product). Pick firmware of \(product) (see `updraft firmware list --product \(product)`).")
+        case .groups(let groups) where groups.isEmpty:
+            throw UpdraftError("invalid_target", "A group release needs at least one group: pass --groups GROUP[,GROUP...].")
+        case .devices(let ids) where ids.isEmpty:
+            throw UpdraftError("invalid_target", "A device release needs at least one device: pass --devices ID[,ID...].")
+        default: break
+        }
+        switch request.kind {
+        case .lock:
+            throw UpdraftError(
+                "invalid_kind", "A lock is not created as a release: use `updraft device lock DEVICE FIRMWARE` (see FleetRelease.lock).")
+        case .verification:
+            guard case .devices = request.target else {
+                throw UpdraftError(
+                    "invalid_target", "A \(request.kind.rawValue) release names its devices: pass --devices ID[,ID...].")
+            }
+        case .fleet:
+            break
+        }
     }
 
     /// The release that records a lock, and the lock to set on the device profile. Locks are
