@@ -1,19 +1,24 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Module layout (dependencies point one way, see README "Architecture"):
-//   updraft (CLI) -> UpdraftApp (composition root) -> UpdraftMQTT -> Mosquitto -> CMosquitto
-//                                                  -> UpdraftCoAP -> CoAP -> CCoAP
-//                                                  -> UpdraftStore (SQLite)
-//                                                  -> UpdraftCore (pure domain, no C/SQL/networking)
-//   updraft (CLI) -> UpdraftTools (demo, benches, LocalStack) -> UpdraftApp, UpdraftDevice
-//   UpdraftMQTT, UpdraftCoAP -> UpdraftAdapter (the adapter seam: the engine returns
-//     DeviceCommands, the DeviceCommandRouter made in UpdraftApp delivers them to the DeviceAdapter
-//     of each device's transport; DevicePipeline is every adapter's request steps)
-//   UpdraftMQTT, UpdraftCoAP -> UpdraftWire (bodies; WireDialect: topic layout + codec) -> UpdraftCore
-//   UpdraftDevice (reference device, simulator) -> UpdraftWire, Mosquitto, CoAP (never an adapter)
-//   UpdraftTestSupport (test targets only, like HummingbirdTesting): eventually, temporary
-//   directories, spawned tools, the store contract and an in-memory store.
+// Module layout (dependencies point one way; README "Architecture" and "Where a change goes"):
+//
+//   updraft (CLI) -> UpdraftTools (demo, benches, LocalStack) -> UpdraftApp (composition root)
+//   UpdraftApp: configuration, ServiceGroup, managed broker, and the DeviceCommandRouter
+//     -> UpdraftMQTT (MQTT adapter)  -> Mosquitto -> CMosquitto (libmosquitto)
+//     -> UpdraftCoAP (CoAP adapter)  -> CoAP      -> CCoAP      (libcoap 4.3.1)
+//          both -> UpdraftAdapter: the seam. The engine returns DeviceCommands; the router
+//                  delivers each to the DeviceAdapter of its device's transport; DevicePipeline
+//                  is the steps every adapter shares (identify, decode, refuse, count, images).
+//          both -> UpdraftWire: JSON bodies and WireDialect (topic layout + codec + broker rules).
+//     -> UpdraftStore (SQLite via GRDB; literal, forward-only migrations)
+//     -> UpdraftSettings (ConfigKeys: every key validated and remembered with its default;
+//                         each module's settings type reads its own keys with init(reader:))
+//     -> UpdraftCore (pure domain: engine, state machines, the store port; no C/SQL/networking)
+//   Mosquitto, CoAP -> LoopSupport -> CLoopSupport (eventfd, thread names, fd walks)
+//   UpdraftDevice (reference devices, simulator) -> UpdraftWire, Mosquitto, CoAP (never an adapter)
+//   UpdraftTestSupport (Tests/, test targets only, like HummingbirdTesting): eventually, temporary
+//     directories, spawned tools, the store contract and an in-memory store.
 let package = Package(
     name: "Updraft",
     platforms: [.macOS(.v15)],
