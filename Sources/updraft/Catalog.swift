@@ -87,7 +87,7 @@ struct FirmwareCommand: AsyncParsableCommand {
         @Argument(help: "Firmware id, PRODUCT@VERSION.") var id: String
 
         func run(_ ops: Operations) async throws {
-            let fw = try await ops.firmware(id)
+            let fw = try await ops.firmware(try FirmwareID(validating: id))
             let verification = try await ops.verification(of: fw.id)
             print("firmware:     \(fw.id)")
             print("sequence:     \(fw.sequence)")
@@ -119,7 +119,8 @@ struct FirmwareCommand: AsyncParsableCommand {
         @Option(help: "Test devices, comma-separated.") var devices: String
 
         func run(_ ops: Operations) async throws {
-            let release = try await ops.verifyFirmware(id, devices: try parseList(devices, DeviceID.self, flag: "--devices"))
+            let testDevices = try parseList(devices, DeviceID.self, flag: "--devices")
+            let release = try await ops.verifyFirmware(try FirmwareID(validating: id), devices: testDevices)
             print("verification release: \(release.id)")
             print("test devices: \(release.staticMembers?.map(\.rawValue).joined(separator: ",") ?? "-")")
             print("Follow it with `updraft release watch \(release.id)`; `updraft firmware show \(id)` tells the result.")

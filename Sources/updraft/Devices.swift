@@ -90,7 +90,8 @@ struct DeviceCommand: AsyncParsableCommand {
         func run(_ ops: Operations) async throws {
             let device = try DeviceID(validating: id)
             if !allowUnknown, let unknown = UpdraftError.unknownDevices(try await ops.unknownDevices([device])) { throw unknown }
-            let profile = try await ops.lock(try DeviceID(validating: id), to: firmware, delivery: atNextSession ? .nextSession : .now)
+            let firmwareID = try FirmwareID(validating: firmware)
+            let profile = try await ops.lock(device, to: firmwareID, delivery: atNextSession ? .nextSession : .now)
             print("device \(id): locked to \(profile.lock!.firmware.id) (\(atNextSession ? "at next session" : "now"))")
         }
     }
@@ -103,7 +104,7 @@ struct DeviceCommand: AsyncParsableCommand {
 
         func run(_ ops: Operations) async throws {
             let lock = try await ops.unlock(try DeviceID(validating: id))
-            print("device \(id): unlocked (was \(lock?.firmware.id ?? "-")); it follows the release rules again")
+            print("device \(id): unlocked (was \(lock?.firmware.id.rawValue ?? "-")); it follows the release rules again")
         }
     }
 

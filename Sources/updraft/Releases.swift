@@ -110,8 +110,9 @@ struct ReleaseCommand: AsyncParsableCommand {
             } else {
                 target = .product(try ProductID(validating: product!))
             }
+            let firmwareID = try FirmwareID(validating: firmware)
             let plan = try await ops.createRelease(
-                firmwareID: firmware, target: target, allowDowngrade: allowDowngrade, allowUnknown: allowUnknown)
+                firmwareID: firmwareID, target: target, allowDowngrade: allowDowngrade, allowUnknown: allowUnknown)
             print("release: \(plan.release.id)")
             print("jobs:    \(plan.jobs.count)")
             for (device, reason) in plan.skipped { print("skipped \(device): \(reason.text)") }
@@ -120,7 +121,7 @@ struct ReleaseCommand: AsyncParsableCommand {
         }
 
         func createFleet(_ ops: Operations) async throws {
-            let fw = try await ops.firmware(firmware)
+            let fw = try await ops.firmware(try FirmwareID(validating: firmware))
             let target = try fleetTarget()
             let policy = try batchPolicy()
             let rollout = try rolloutPolicy()

@@ -66,11 +66,4 @@ import Testing
         #expect(throws: UpdraftError.self) { try limits.check(size: 101) }
         #expect(throws: Never.self) { try limits.check(size: 100) }
     }
-
-    @Test func firmwareIDParsing() throws {
-        let (p, v) = try Firmware.parseID("thermo@1.0")
-        #expect(p == "thermo" && v == "1.0")
-        #expect(throws: UpdraftError.self) { try Firmware.parseID("thermo") }
-        #expect(throws: UpdraftError.self) { try Firmware.parseID("a@b@c") }
-    }
 }

@@ -35,7 +35,7 @@ extension Operations {
         return status
     }
 
-    public func verification(of firmwareID: String) async throws -> FirmwareVerification {
+    public func verification(of firmwareID: FirmwareID) async throws -> FirmwareVerification {
         let firmware = try await firmware(firmwareID)
         return try await store.verification(firmwareID: firmware.id) ?? FirmwareVerification(firmwareID: firmware.id)
     }
@@ -99,7 +99,7 @@ extension Operations {
     // MARK: Verification
 
     /// `updraft firmware verify`: starts a verification release to test devices.
-    public func verifyFirmware(_ firmwareID: String, devices ids: [DeviceID], now: Date = Date()) async throws -> FleetRelease {
+    public func verifyFirmware(_ firmwareID: FirmwareID, devices ids: [DeviceID], now: Date = Date()) async throws -> FleetRelease {
         let firmware = try await firmware(firmwareID)
         let devices = try await fleetSnapshot().devices
         let releaseBox = Box<FleetRelease?>(nil)
@@ -130,7 +130,7 @@ extension Operations {
 
     /// Locks a device to a firmware (and records the lock's release), in one transaction.
     @discardableResult
-    public func lock(_ device: DeviceID, to firmwareID: String, delivery: LockDelivery, now: Date = Date()) async throws
+    public func lock(_ device: DeviceID, to firmwareID: FirmwareID, delivery: LockDelivery, now: Date = Date()) async throws
         -> DeviceFleetProfile
     {
         let firmware = try await firmware(firmwareID)

@@ -97,10 +97,9 @@ public struct Operations: Sendable {
         }
     }
 
-    public func firmware(_ id: String) async throws -> Firmware {
-        _ = try Firmware.parseID(id)
+    public func firmware(_ id: FirmwareID) async throws -> Firmware {
         guard let firmware = try await store.firmware(id: id) else {
-            throw UpdraftError.notFound("firmware", id, hint: "List the catalog with `updraft firmware list`.")
+            throw UpdraftError.notFound("firmware", id.rawValue, hint: "List the catalog with `updraft firmware list`.")
         }
         return firmware
     }
@@ -110,7 +109,7 @@ public struct Operations: Sendable {
     /// - Parameter allowUnknown: release to device ids that never connected (their jobs
     ///   wait for them). The CLI passes false unless --allow-unknown.
     public func createRelease(
-        firmwareID: String, target: ReleaseTarget, allowDowngrade: Bool, allowUnknown: Bool = true
+        firmwareID: FirmwareID, target: ReleaseTarget, allowDowngrade: Bool, allowUnknown: Bool = true
     ) async throws -> ReleasePlan {
         let firmware = try await firmware(firmwareID)
         if case .product(let product) = target, product != firmware.product {

@@ -127,3 +127,64 @@ extension String {
         count >= length ? self : String(repeating: pad, count: length - count) + self
     }
 }
+
+/// A firmware image in the catalog: `product@version`, unique in the catalog and readable on a
+/// command line. The text form (``rawValue``) is what the store's columns, the wire bodies, the
+/// event log and the CLI carry; it is encoded as that plain string.
+public struct FirmwareID: RawRepresentable, Hashable, Sendable, Codable, Comparable, CustomStringConvertible,
+    ExpressibleByStringLiteral
+{
+    public static let kind = "firmware id"
+    public let product: ProductID
+    public let version: FirmwareVersion
+    /// `product@version`. '@' is in neither part, so the text names exactly one pair.
+    public let rawValue: String
+
+    public init(product: ProductID, version: FirmwareVersion) {
+        self.product = product
+        self.version = version
+        rawValue = "\(product.rawValue)@\(version.rawValue)"
+    }
+
+    /// Parses `product@version`.
+    public init(validating text: String) throws(UpdraftError) {
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2 else {
+            throw UpdraftError(
+                "invalid_firmware_id",
+                "Invalid firmware id '\(text.prefix(80))': write it as PRODUCT@VERSION (see `updraft firmware list`)."
+            )
+        }
+        self.init(
+            product: try ProductID(validating: String(parts[0])), version: try FirmwareVersion(validating: String(parts[1])))
+    }
+
+    public init?(rawValue: String) {
+        guard let id = try? FirmwareID(validating: rawValue) else { return nil }
+        self = id
+    }
+
+    public init(stringLiteral value: String) {
+        guard let id = FirmwareID(rawValue: value) else { preconditionFailure("invalid \(Self.kind) literal") }
+        self = id
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let value = try decoder.singleValueContainer().decode(String.self)
+        do {
+            try self.init(validating: value)
+        } catch {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.message))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.rawValue == rhs.rawValue }
+    public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
+    public var description: String { rawValue }
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+}

@@ -7,7 +7,7 @@ struct FleetState {
     /// Each release as the store last had it (loaded or written by this engine).
     var stored: [ReleaseID: FleetRelease] = [:]
     var profiles: [DeviceID: DeviceFleetProfile] = [:]
-    var verifications: [String: FirmwareVerification] = [:]
+    var verifications: [FirmwareID: FirmwareVerification] = [:]
     /// Catalog sequences: a device's version sequence guards against downgrades.
     var sequences: [ProductID: [FirmwareVersion: Int64]] = [:]
     /// Every job of a fleet release, as it is now.
@@ -161,7 +161,7 @@ extension UpdateEngine {
     }
 
     public func fleetRelease(_ id: ReleaseID) -> FleetRelease? { fleet.releases[id] }
-    public func verification(of firmwareID: String) -> FirmwareVerification? { fleet.verifications[firmwareID] }
+    public func verification(of firmwareID: FirmwareID) -> FirmwareVerification? { fleet.verifications[firmwareID] }
 
     // MARK: Actions
 
@@ -240,7 +240,7 @@ extension UpdateEngine {
     }
 
     private func updateVerification(
-        _ firmwareID: String, at time: Date, _ body: (inout FirmwareVerification) -> FirmwareVerification.Action?
+        _ firmwareID: FirmwareID, at time: Date, _ body: (inout FirmwareVerification) -> FirmwareVerification.Action?
     ) {
         var verification = fleet.verifications[firmwareID] ?? FirmwareVerification(firmwareID: firmwareID)
         guard case .statusChanged(let from, let to)? = body(&verification) else { return }

@@ -14,7 +14,7 @@ public actor UpdateEngine {
     var devices: [DeviceID: Device] = [:]
     /// The active job of each device (at most one).
     var active: [DeviceID: JobStateMachine] = [:]
-    var firmware: [String: Firmware] = [:]
+    var firmware: [FirmwareID: Firmware] = [:]
     /// Fleet rules: releases, profiles, verification, job history and activity.
     var fleet = FleetState()
     var planner: FleetPlanner
@@ -25,7 +25,7 @@ public actor UpdateEngine {
     var pendingJobs: [JobID: Job] = [:]
     var pendingEvents: [UpdraftEvent] = []
     var pendingFleetReleases: [ReleaseID: FleetRelease] = [:]
-    var pendingVerifications: [String: FirmwareVerification] = [:]
+    var pendingVerifications: [FirmwareID: FirmwareVerification] = [:]
     var pendingActivity: [JobID: JobActivity] = [:]
     var pendingPlanner = false
     /// Commands decided by the entry point running now, taken when it returns. Entry

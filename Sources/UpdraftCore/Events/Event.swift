@@ -34,7 +34,7 @@ public struct UpdraftEvent: Sendable, Equatable, Codable {
     public var deviceID: DeviceID?
     public var jobID: JobID?
     public var releaseID: ReleaseID?
-    public var firmwareID: String?
+    public var firmwareID: FirmwareID?
     public var from: JobState?
     public var to: JobState?
     public var progress: Int?
@@ -43,7 +43,7 @@ public struct UpdraftEvent: Sendable, Equatable, Codable {
 
     public init(
         kind: EventKind, time: Date, deviceID: DeviceID? = nil, jobID: JobID? = nil, releaseID: ReleaseID? = nil,
-        firmwareID: String? = nil, from: JobState? = nil, to: JobState? = nil, progress: Int? = nil,
+        firmwareID: FirmwareID? = nil, from: JobState? = nil, to: JobState? = nil, progress: Int? = nil,
         reason: FailureReason? = nil, detail: String? = nil, sequence: Int64 = 0
     ) {
         self.sequence = sequence

@@ -4,7 +4,7 @@ import Foundation
 /// store under their SHA-256; this is the metadata and the signed manifest.
 public struct Firmware: Sendable, Equatable, Codable {
     /// `product@version`: unique in the catalog and readable on a command line.
-    public var id: String { Firmware.id(product: product, version: version) }
+    public var id: FirmwareID { FirmwareID(product: product, version: version) }
     public var product: ProductID
     public var version: FirmwareVersion
     /// Monotonic per product: the order of versions, and the anti-rollback counter.
@@ -27,22 +27,6 @@ public struct Firmware: Sendable, Equatable, Codable {
         self.md5 = md5
         self.createdAt = createdAt
         self.manifest = manifest
-    }
-
-    public static func id(product: ProductID, version: FirmwareVersion) -> String {
-        "\(product.rawValue)@\(version.rawValue)"
-    }
-
-    /// Parses `product@version`.
-    public static func parseID(_ text: String) throws(UpdraftError) -> (ProductID, FirmwareVersion) {
-        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
-        guard parts.count == 2 else {
-            throw UpdraftError(
-                "invalid_firmware_id",
-                "Invalid firmware id '\(text.prefix(80))': write it as PRODUCT@VERSION (see `updraft firmware list`)."
-            )
-        }
-        return (try ProductID(validating: String(parts[0])), try FirmwareVersion(validating: String(parts[1])))
     }
 }
 

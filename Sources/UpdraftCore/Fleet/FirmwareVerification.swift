@@ -19,7 +19,7 @@ public enum VerificationStatus: String, Sendable, Codable, CaseIterable {
 /// return what the caller must do (record it, create the verification release). The store
 /// persists it as JSON, keyed by firmware id.
 public struct FirmwareVerification: Sendable, Equatable, Codable {
-    public let firmwareID: String
+    public let firmwareID: FirmwareID
     public private(set) var status: VerificationStatus
     /// The verification release in progress (or the last one).
     public private(set) var releaseID: ReleaseID?
@@ -31,7 +31,7 @@ public struct FirmwareVerification: Sendable, Equatable, Codable {
     public private(set) var verifiedBy: DeviceID?
     public private(set) var updatedAt: Date?
 
-    public init(firmwareID: String) {
+    public init(firmwareID: FirmwareID) {
         self.firmwareID = firmwareID
         self.status = .unverified
         self.releaseID = nil

@@ -26,7 +26,7 @@ public struct FirmwareRef: Sendable, Equatable, Hashable, Codable {
     }
 
     /// `product@version`, the catalog id (``Firmware/id``).
-    public var id: String { Firmware.id(product: product, version: version) }
+    public var id: FirmwareID { FirmwareID(product: product, version: version) }
 }
 
 /// When a lock takes effect (Particle's "flash now" and "flash on reset").

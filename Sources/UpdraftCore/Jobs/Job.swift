@@ -35,7 +35,7 @@ public struct Job: Sendable, Equatable, Codable {
     public var id: JobID
     public var releaseID: ReleaseID
     public var deviceID: DeviceID
-    public var firmwareID: String
+    public var firmwareID: FirmwareID
     /// The version the device must announce for the job to succeed.
     public var targetVersion: FirmwareVersion
     public var state: JobState
@@ -47,7 +47,7 @@ public struct Job: Sendable, Equatable, Codable {
     public var updatedAt: Date
 
     public init(
-        id: JobID = .random(), releaseID: ReleaseID, deviceID: DeviceID, firmwareID: String,
+        id: JobID = .random(), releaseID: ReleaseID, deviceID: DeviceID, firmwareID: FirmwareID,
         targetVersion: FirmwareVersion, state: JobState = .queued, progress: Int = 0,
         failure: FailureReason? = nil, detail: String? = nil, createdAt: Date, updatedAt: Date? = nil
     ) {

@@ -16,7 +16,7 @@ public protocol StatusStore: Sendable {
         product: ProductID, version: FirmwareVersion, sha256: String,
         make: @Sendable (_ sequence: Int64) throws -> Firmware
     ) async throws -> FirmwareAddResult
-    func firmware(id: String) async throws -> Firmware?
+    func firmware(id: FirmwareID) async throws -> Firmware?
     func firmwareList(product: ProductID?) async throws -> [Firmware]
 
     // MARK: Registry
@@ -56,7 +56,7 @@ public protocol StatusStore: Sendable {
     func fleetReleases() async throws -> [FleetRelease]
     func fleetRelease(_ id: ReleaseID) async throws -> FleetRelease?
     /// The verification record of a firmware; `nil` when none was stored (unverified).
-    func verification(firmwareID: String) async throws -> FirmwareVerification?
+    func verification(firmwareID: FirmwareID) async throws -> FirmwareVerification?
     func verifications() async throws -> [FirmwareVerification]
     /// The engine's activity record of each active job that has one.
     func jobActivity() async throws -> [JobID: JobActivity]
@@ -80,7 +80,7 @@ public protocol StatusStore: Sendable {
     /// writes it with the batch `body` returns, in one transaction.
     @discardableResult
     func updateVerification(
-        firmwareID: String, _ body: @Sendable (inout FirmwareVerification) throws -> StoreBatch
+        firmwareID: FirmwareID, _ body: @Sendable (inout FirmwareVerification) throws -> StoreBatch
     ) async throws -> FirmwareVerification
 
     // MARK: Event log

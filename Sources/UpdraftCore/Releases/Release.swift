@@ -16,12 +16,12 @@ public enum ReleaseTarget: Sendable, Equatable, Codable {
 /// One operator decision to put a firmware on a set of devices; it creates one job per device.
 public struct Release: Sendable, Equatable, Codable {
     public var id: ReleaseID
-    public var firmwareID: String
+    public var firmwareID: FirmwareID
     public var target: ReleaseTarget
     public var allowDowngrade: Bool
     public var createdAt: Date
 
-    public init(id: ReleaseID = .random(), firmwareID: String, target: ReleaseTarget, allowDowngrade: Bool = false, createdAt: Date) {
+    public init(id: ReleaseID = .random(), firmwareID: FirmwareID, target: ReleaseTarget, allowDowngrade: Bool = false, createdAt: Date) {
         self.id = id
         self.firmwareID = firmwareID
         self.target = target

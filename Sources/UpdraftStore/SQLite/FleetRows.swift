@@ -40,7 +40,7 @@ enum FleetRows {
                 ON CONFLICT (id) DO NOTHING
                 """,
             arguments: [
-                release.id.rawValue, release.firmware.id, try encode(["fleet": release.target.summary]),
+                release.id.rawValue, release.firmware.id.rawValue, try encode(["fleet": release.target.summary]),
                 release.allowDowngrade, release.createdAt.timeIntervalSince1970,
             ])
         if case .devices(let ids) = release.target {
@@ -81,7 +81,7 @@ enum FleetRows {
                 INSERT INTO firmware_verification (firmware_id, body) VALUES (?, ?)
                 ON CONFLICT (firmware_id) DO UPDATE SET body = excluded.body
                 """,
-            arguments: [verification.firmwareID, try encode(verification)])
+            arguments: [verification.firmwareID.rawValue, try encode(verification)])
     }
 
     static func upsert(_ profile: DeviceFleetProfile, device: DeviceID, _ db: Database) throws {
@@ -111,8 +111,8 @@ enum FleetRows {
             .map { try decode(DeviceFleetProfile.self, $0, what: "fleet profile") }
     }
 
-    static func verification(_ firmwareID: String, _ db: Database) throws -> FirmwareVerification? {
-        try String.fetchOne(db, sql: "SELECT body FROM firmware_verification WHERE firmware_id = ?", arguments: [firmwareID])
+    static func verification(_ firmwareID: FirmwareID, _ db: Database) throws -> FirmwareVerification? {
+        try String.fetchOne(db, sql: "SELECT body FROM firmware_verification WHERE firmware_id = ?", arguments: [firmwareID.rawValue])
             .map { try decode(FirmwareVerification.self, $0, what: "firmware verification") }
     }
 }
@@ -140,7 +140,7 @@ extension SQLiteStatusStore {
         try await read { db in try FleetRows.release(id, db) }
     }
 
-    public func verification(firmwareID: String) async throws -> FirmwareVerification? {
+    public func verification(firmwareID: FirmwareID) async throws -> FirmwareVerification? {
         try await read { db in try FleetRows.verification(firmwareID, db) }
     }
 
@@ -205,11 +205,11 @@ extension SQLiteStatusStore {
 
     @discardableResult
     public func updateVerification(
-        firmwareID: String, _ body: @Sendable (inout FirmwareVerification) throws -> StoreBatch
+        firmwareID: FirmwareID, _ body: @Sendable (inout FirmwareVerification) throws -> StoreBatch
     ) async throws -> FirmwareVerification {
         try await write { db in
-            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM firmware WHERE id = ?", arguments: [firmwareID]) != nil else {
-                throw UpdraftError.notFound("firmware", firmwareID, hint: "List the catalog with `updraft firmware list`.")
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM firmware WHERE id = ?", arguments: [firmwareID.rawValue]) != nil else {
+                throw UpdraftError.notFound("firmware", firmwareID.rawValue, hint: "List the catalog with `updraft firmware list`.")
             }
             var verification = try FleetRows.verification(firmwareID, db) ?? FirmwareVerification(firmwareID: firmwareID)
             let batch = try body(&verification)

@@ -31,6 +31,16 @@ extension Row {
         return value
     }
 
+    func firmwareID(_ column: String) throws -> FirmwareID {
+        try optionalFirmwareID(column) ?? { throw StoreErrors.corrupt(FirmwareID.kind, nil) }()
+    }
+
+    func optionalFirmwareID(_ column: String) throws -> FirmwareID? {
+        guard let text = try optionalText(column) else { return nil }
+        guard let value = FirmwareID(rawValue: text) else { throw StoreErrors.corrupt(FirmwareID.kind, text) }
+        return value
+    }
+
     func optionalEnum<T: RawRepresentable>(_ column: String, as type: T.Type = T.self) throws -> T?
     where T.RawValue == String {
         guard let text = try optionalText(column) else { return nil }
@@ -61,7 +71,7 @@ enum Rows {
         try db.execute(
             sql: "INSERT INTO firmware (\(firmwareColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             arguments: [
-                firmware.id, firmware.product.rawValue, firmware.version.rawValue, firmware.sequence, firmware.size,
+                firmware.id.rawValue, firmware.product.rawValue, firmware.version.rawValue, firmware.sequence, firmware.size,
                 firmware.sha256, firmware.md5, firmware.createdAt.storeSeconds, Data(firmware.manifest.payload),
                 Data(firmware.manifest.signature),
             ])
@@ -139,7 +149,7 @@ enum Rows {
 
     static func release(_ row: Row) throws -> Release {
         Release(
-            id: try row.identifier("id"), firmwareID: try row.text("firmware_id"),
+            id: try row.identifier("id"), firmwareID: try row.firmwareID("firmware_id"),
             target: try decodeTarget(try row.text("target")), allowDowngrade: try row.bool("allow_downgrade"),
             createdAt: try row.date("created_at"))
     }
@@ -148,7 +158,7 @@ enum Rows {
         try db.execute(
             sql: "INSERT INTO releases (\(releaseColumns)) VALUES (?, ?, ?, ?, ?)",
             arguments: [
-                release.id.rawValue, release.firmwareID, encodeTarget(release.target), release.allowDowngrade,
+                release.id.rawValue, release.firmwareID.rawValue, encodeTarget(release.target), release.allowDowngrade,
                 release.createdAt.storeSeconds,
             ])
     }
@@ -159,7 +169,7 @@ enum Rows {
     static func job(_ row: Row) throws -> Job {
         Job(
             id: try row.identifier("id"), releaseID: try row.identifier("release_id"),
-            deviceID: try row.identifier("device_id"), firmwareID: try row.text("firmware_id"),
+            deviceID: try row.identifier("device_id"), firmwareID: try row.firmwareID("firmware_id"),
             targetVersion: try row.identifier("target_version"), state: try row.enumValue("state"),
             progress: Int(try row.int64("progress")), failure: try row.optionalEnum("failure"),
             detail: try row.optionalText("detail"), createdAt: try row.date("created_at"),
@@ -177,7 +187,7 @@ enum Rows {
                     detail = excluded.detail, created_at = excluded.created_at, updated_at = excluded.updated_at
                 """).execute(
             arguments: [
-                job.id.rawValue, job.releaseID.rawValue, job.deviceID.rawValue, job.firmwareID,
+                job.id.rawValue, job.releaseID.rawValue, job.deviceID.rawValue, job.firmwareID.rawValue,
                 job.targetVersion.rawValue, job.state.rawValue, job.progress, job.failure?.rawValue, job.detail,
                 job.createdAt.storeSeconds, job.updatedAt.storeSeconds,
             ])
@@ -190,7 +200,7 @@ enum Rows {
         UpdraftEvent(
             kind: try row.enumValue("kind"), time: try row.date("time"), deviceID: try row.optionalIdentifier("device"),
             jobID: try row.optionalIdentifier("job"), releaseID: try row.optionalIdentifier("release"),
-            firmwareID: try row.optionalText("firmware"), from: try row.optionalEnum("from_state"),
+            firmwareID: try row.optionalFirmwareID("firmware"), from: try row.optionalEnum("from_state"),
             to: try row.optionalEnum("to_state"), progress: try row.decode(Int?.self, forColumn: "progress"),
             reason: try row.optionalEnum("reason"), detail: try row.optionalText("detail"),
             sequence: try row.int64("seq"))
@@ -211,7 +221,7 @@ enum Rows {
             next += 1
             try statement.execute(arguments: [
                 event.sequence, event.time.storeSeconds, event.kind.rawValue, event.deviceID?.rawValue,
-                event.jobID?.rawValue, event.releaseID?.rawValue, event.firmwareID, event.from?.rawValue,
+                event.jobID?.rawValue, event.releaseID?.rawValue, event.firmwareID?.rawValue, event.from?.rawValue,
                 event.to?.rawValue, event.progress, event.reason?.rawValue, event.detail,
             ])
             stored.append(event)

@@ -205,7 +205,7 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
             else {
                 throw UpdraftError(
                     "firmware_mismatch",
-                    "Internal error: the firmware built for \(product.rawValue)@\(version.rawValue) sequence \(sequence) does not match it. Please report this."
+                    "Internal error: the firmware built for \(FirmwareID(product: product, version: version)) sequence \(sequence) does not match it. Please report this."
                 )
             }
             try Rows.insert(firmware, db)
@@ -225,9 +225,9 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
         return result
     }
 
-    public func firmware(id: String) async throws -> Firmware? {
+    public func firmware(id: FirmwareID) async throws -> Firmware? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT \(Rows.firmwareColumns) FROM firmware WHERE id = ?", arguments: [id])
+            try Row.fetchOne(db, sql: "SELECT \(Rows.firmwareColumns) FROM firmware WHERE id = ?", arguments: [id.rawValue])
                 .map(Rows.firmware)
         }
     }
@@ -274,11 +274,11 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
             }
             guard
                 let stored = try Row.fetchOne(
-                    db, sql: "SELECT \(Rows.firmwareColumns) FROM firmware WHERE id = ?", arguments: [firmware.id]
+                    db, sql: "SELECT \(Rows.firmwareColumns) FROM firmware WHERE id = ?", arguments: [firmware.id.rawValue]
                 ).map(Rows.firmware)
             else {
                 throw UpdraftError.notFound(
-                    "firmware", firmware.id, hint: "Add it with `updraft firmware add`, or list the catalog with `updraft firmware list`.")
+                    "firmware", firmware.id.rawValue, hint: "Add it with `updraft firmware add`, or list the catalog with `updraft firmware list`.")
             }
             // Plan against the firmware as the catalog holds it (its sequence decides downgrades).
             let snapshot = try ReleaseSnapshot.load(target: release.target, db)

@@ -27,7 +27,7 @@ public struct ChunkLimits: Sendable, Equatable, Codable {
 /// `job/<device id>` resource. The same signed manifest either way.
 public struct JobOffer: Sendable, Equatable, Codable {
     public var job: JobID
-    public var firmware: String
+    public var firmware: FirmwareID
     public var product: ProductID
     public var version: FirmwareVersion
     public var size: Int64
@@ -195,7 +195,7 @@ public enum WireJSON {
 public struct PendingBody: Codable, Sendable, Equatable {
     public var pending: Bool
     public var job: JobID?
-    public var firmware: String?
+    public var firmware: FirmwareID?
     /// The job's state, e.g. `queued` (waiting for consent, or not yet offered).
     public var state: String?
 

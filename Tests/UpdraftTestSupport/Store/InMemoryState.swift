@@ -16,7 +16,7 @@ struct InMemoryState: Sendable {
         var row: Int
     }
 
-    var firmware: [String: Firmware] = [:]
+    var firmware: [FirmwareID: Firmware] = [:]
     var devices: [DeviceID: Device] = [:]
     /// Every release: plain ones and the `releases` row of each fleet release.
     var releases: [ReleaseID: Row<Release>] = [:]
@@ -25,7 +25,7 @@ struct InMemoryState: Sendable {
     var cursors: [String: Int64] = [:]
     var fleetReleases: [ReleaseID: Row<FleetRelease>] = [:]
     var fleetProfiles: [DeviceID: DeviceFleetProfile] = [:]
-    var verifications: [String: FirmwareVerification] = [:]
+    var verifications: [FirmwareID: FirmwareVerification] = [:]
     var activity: [JobID: JobActivity] = [:]
     var planner: FleetPlanner?
     private var lastRow = 0
@@ -67,7 +67,7 @@ struct InMemoryState: Sendable {
         if (made.product, made.version, made.sequence, made.sha256.lowercased()) != expected {
             throw UpdraftError(
                 "firmware_mismatch",
-                "Internal error: the firmware built for \(product.rawValue)@\(version.rawValue) sequence \(sequence) does not match it. Please report this."
+                "Internal error: the firmware built for \(FirmwareID(product: product, version: version)) sequence \(sequence) does not match it. Please report this."
             )
         }
         firmware[made.id] = made
@@ -90,7 +90,7 @@ struct InMemoryState: Sendable {
         }
         guard let stored = firmware[given.id] else {
             throw UpdraftError.notFound(
-                "firmware", given.id, hint: "Add it with `updraft firmware add`, or list the catalog with `updraft firmware list`.")
+                "firmware", given.id.rawValue, hint: "Add it with `updraft firmware add`, or list the catalog with `updraft firmware list`.")
         }
         let targeted: [DeviceID: Device]
         switch release.target {
@@ -106,7 +106,7 @@ struct InMemoryState: Sendable {
         let catalog = firmware
         let plan = ReleasePlanner.plan(
             release: release, firmware: stored, devices: targeted, activeJobs: active,
-            sequenceOf: { product, version in catalog[Firmware.id(product: product, version: version)]?.sequence })
+            sequenceOf: { product, version in catalog[FirmwareID(product: product, version: version)]?.sequence })
 
         for id in plan.unknownDevices { ensureDevice(id) }
         guard releases[release.id] == nil else {

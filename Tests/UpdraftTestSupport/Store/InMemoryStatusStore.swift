@@ -48,7 +48,7 @@ package final class InMemoryStatusStore: StatusStore, Sendable {
         try write { state in try state.addFirmware(product: product, version: version, sha256: sha256, make: make) }
     }
 
-    package func firmware(id: String) async throws -> Firmware? {
+    package func firmware(id: FirmwareID) async throws -> Firmware? {
         try read { $0.firmware[id] }
     }
 
@@ -124,7 +124,7 @@ package final class InMemoryStatusStore: StatusStore, Sendable {
         try read { $0.fleetReleases[id]?.release }
     }
 
-    package func verification(firmwareID: String) async throws -> FirmwareVerification? {
+    package func verification(firmwareID: FirmwareID) async throws -> FirmwareVerification? {
         try read { $0.verifications[firmwareID] }
     }
 
@@ -173,11 +173,11 @@ package final class InMemoryStatusStore: StatusStore, Sendable {
 
     @discardableResult
     package func updateVerification(
-        firmwareID: String, _ body: @Sendable (inout FirmwareVerification) throws -> StoreBatch
+        firmwareID: FirmwareID, _ body: @Sendable (inout FirmwareVerification) throws -> StoreBatch
     ) async throws -> FirmwareVerification {
         try write { state in
             guard state.firmware[firmwareID] != nil else {
-                throw UpdraftError.notFound("firmware", firmwareID, hint: "List the catalog with `updraft firmware list`.")
+                throw UpdraftError.notFound("firmware", firmwareID.rawValue, hint: "List the catalog with `updraft firmware list`.")
             }
             var verification = state.verifications[firmwareID] ?? FirmwareVerification(firmwareID: firmwareID)
             let batch = try body(&verification)
