@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UpdraftApp
 import UpdraftCore
 import UpdraftMQTT
 import UpdraftWire
@@ -7,8 +8,13 @@ import UpdraftTestSupport
 
 /// One device cannot exhaust the gateway: its window credit and its event budget.
 @Suite(.timeLimit(.minutes(3))) struct ContainmentTests {
+    /// Each hostile device here reads its errors on a second connection, under another
+    /// client id: the password file binds a client id to its username, so these run on an
+    /// anonymous broker (what they measure is the gateway's limits, not who connects).
+    static func anonymous(_ c: inout UpdraftConfiguration) { c.mqtt.broker.authentication = .none }
+
     @Test func aHostileDevicesExcessWindowsAreRefusedAndAWellBehavedDeviceBesideItFinishes() async throws {
-        try await Harness.with { h in
+        try await Harness.with(tune: Self.anonymous) { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: 1 << 20)
             // The hog takes its chunks and never reads them; its errors come on a second connection.
             let hog = try await RawDevice.connect("hog-1", on: h, subscribe: ["updraft/d/hog-1/job", "updraft/d/hog-1/chunk/#"])
@@ -49,7 +55,7 @@ import UpdraftTestSupport
     }
 
     @Test func aDeviceFloodingTheLogIsRateLimitedWhileAnotherDevicesProgressIsAllRecorded() async throws {
-        try await Harness.with { h in
+        try await Harness.with(tune: Self.anonymous) { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: 10_000)
             // Errors on a second connection: the flooding one must keep reading its PUBACKs.
             let flood = try await RawDevice.connect("flood-1", on: h, subscribe: [])
