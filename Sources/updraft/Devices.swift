@@ -6,8 +6,8 @@ import UpdraftCore
 struct DeviceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "device",
-        abstract: "Inspect the device registry and set fleet facts: groups, development, locks.",
-        subcommands: [List.self, Show.self, Lock.self, Unlock.self, Group.self, Dev.self])
+        abstract: "Inspect the device registry, provision devices and set fleet facts: groups, development, locks.",
+        subcommands: [List.self, Show.self, Provision.self, Lock.self, Unlock.self, Group.self, Dev.self])
 
     struct List: OperationsCommand {
         static let configuration = CommandConfiguration(abstract: "List known devices with their groups and locks.")

@@ -76,6 +76,13 @@ struct Sim: AsyncParsableCommand {
             sim.disconnectFraction = disconnectFraction
             sim.chunkSize = chunkSize
             sim.windowCount = window
+            if configuration.managedBrokerAuthenticates && `protocol` != .coap {
+                // New passwords for the simulated devices, as `updraft device provision` gives.
+                let ops = try Operations(configuration: configuration, access: .existing, logger: Logger(label: "updraft.sim"))
+                let accounts = try ops.provisionDevices(try sim.deviceIDs())
+                sim.passwords = Dictionary(uniqueKeysWithValues: accounts.map { (DeviceID(unchecked: $0.username), $0.password) })
+                if let probe = accounts.last { try await ops.waitUntilBrokerAccepts(probe) }
+            }
             let fleet = try FleetSimulator(config: sim, logger: Logger(label: "updraft.sim"))
             let line = ProgressLine()
             try await withThrowingTaskGroup(of: Void.self) { group in

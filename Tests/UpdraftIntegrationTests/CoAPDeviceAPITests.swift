@@ -57,7 +57,7 @@ struct CoAPClientTool {
                 uri: uri(h, "announce?d=quiet-0"))
             #expect(refused.log.contains("4.00") && refused.log.contains("lifetime"), "\(refused.log)")
 
-            let fleet = try h.fleet(1, prefix: "chatty-") { config in
+            let fleet = try await h.fleet(1, prefix: "chatty-") { config in
                 config.protocol = .coap
                 config.coapPort = h.stack.configuration.coap.port
                 // Announces every 1.5 s: slack for a loaded machine, still well inside the test.

@@ -12,7 +12,7 @@ import UpdraftWire
     @Test func aMixedFleetSucceedsThroughTheSameEngine() async throws {
         try await Harness.with { h in
             let (firmware, image) = try await h.addFirmware(version: "2.0", size: 100_000)
-            let fleet = try h.fleet(8) { config in
+            let fleet = try await h.fleet(8) { config in
                 config.protocol = .mixed
                 config.coapPort = h.stack.configuration.coap.port
                 config.blockSize = 256
@@ -39,7 +39,7 @@ import UpdraftWire
     @Test func coapDevicesOfflineAtReleaseGetTheirJobWhenTheyComeOnline() async throws {
         try await Harness.with { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: 30_000)
-            let fleet = try h.fleet(6, prefix: "tiny-") { config in
+            let fleet = try await h.fleet(6, prefix: "tiny-") { config in
                 config.protocol = .coap
                 config.coapPort = h.stack.configuration.coap.port
                 config.offlineFraction = 0.5
@@ -56,7 +56,7 @@ import UpdraftWire
             // 16-byte blocks: thousands of round trips, so the reboot lands mid-transfer.
             let (firmware, image) = try await h.addFirmware(version: "2.0", size: 128 * 1024)
             let storage = URL(fileURLWithPath: h.stack.directory).appendingPathComponent("coap-devices")
-            let fleet = try h.fleet(1, prefix: "sleepy-") { config in
+            let fleet = try await h.fleet(1, prefix: "sleepy-") { config in
                 config.protocol = .coap
                 config.coapPort = h.stack.configuration.coap.port
                 config.blockSize = 16

@@ -13,7 +13,7 @@ import UpdraftTestSupport
         try await Harness.with { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: 4_000)
             let device = try await RawDevice.connect(
-                "busy-1", port: h.stack.brokerPort,
+                "busy-1", on: h,
                 subscribe: ["updraft/d/busy-1/job", "updraft/d/busy-1/pending", "updraft/d/busy-1/error"])
             defer { Task { await device.close() } }
             try await device.send("announce", #"{"product":"thermo","version":"1.0","accepts_updates":false}"#)

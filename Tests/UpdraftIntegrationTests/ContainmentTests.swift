@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UpdraftApp
 import UpdraftCore
 import UpdraftMQTT
 import UpdraftWire
@@ -7,12 +8,17 @@ import UpdraftTestSupport
 
 /// One device cannot exhaust the gateway: its window credit and its event budget.
 @Suite(.timeLimit(.minutes(3))) struct ContainmentTests {
+    /// Each hostile device here reads its errors on a second connection, under another
+    /// client id: the password file binds a client id to its username, so these run on an
+    /// anonymous broker (what they measure is the gateway's limits, not who connects).
+    static func anonymous(_ c: inout UpdraftConfiguration) { c.mqtt.broker.authentication = .none }
+
     @Test func aHostileDevicesExcessWindowsAreRefusedAndAWellBehavedDeviceBesideItFinishes() async throws {
-        try await Harness.with { h in
+        try await Harness.with(tune: Self.anonymous) { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: 1 << 20)
             // The hog takes its chunks and never reads them; its errors come on a second connection.
-            let hog = try await RawDevice.connect("hog-1", port: h.stack.brokerPort, subscribe: ["updraft/d/hog-1/job", "updraft/d/hog-1/chunk/#"])
-            let errors = try await RawDevice.connect("hog-1", clientID: "hog-1-errors", port: h.stack.brokerPort, subscribe: ["updraft/d/hog-1/error"])
+            let hog = try await RawDevice.connect("hog-1", on: h, subscribe: ["updraft/d/hog-1/job", "updraft/d/hog-1/chunk/#"])
+            let errors = try await RawDevice.connect("hog-1", clientID: "hog-1-errors", on: h, subscribe: ["updraft/d/hog-1/error"])
             try await hog.send("announce", #"{"product":"thermo","version":"1.0"}"#)
             try await h.waitUntilRegistered(1)
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(["hog-1"]), allowDowngrade: false)
@@ -34,7 +40,7 @@ import UpdraftTestSupport
             #expect(refusal.job == job && refusal.offset == 0)
             #expect(!refusal.message.isEmpty)
 
-            let fleet = try h.fleet(1, prefix: "calm-")
+            let fleet = try await h.fleet(1, prefix: "calm-")
             fleet.start()
             try await h.waitUntilRegistered(2)
             let calm = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(fleet.devices.map(\.id)), allowDowngrade: false)
@@ -49,12 +55,12 @@ import UpdraftTestSupport
     }
 
     @Test func aDeviceFloodingTheLogIsRateLimitedWhileAnotherDevicesProgressIsAllRecorded() async throws {
-        try await Harness.with { h in
+        try await Harness.with(tune: Self.anonymous) { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: 10_000)
             // Errors on a second connection: the flooding one must keep reading its PUBACKs.
-            let flood = try await RawDevice.connect("flood-1", port: h.stack.brokerPort, subscribe: [])
-            let errors = try await RawDevice.connect("flood-1", clientID: "flood-1-errors", port: h.stack.brokerPort, subscribe: ["updraft/d/flood-1/error"])
-            let legit = try await RawDevice.connect("legit-1", port: h.stack.brokerPort)
+            let flood = try await RawDevice.connect("flood-1", on: h, subscribe: [])
+            let errors = try await RawDevice.connect("flood-1", clientID: "flood-1-errors", on: h, subscribe: ["updraft/d/flood-1/error"])
+            let legit = try await RawDevice.connect("legit-1", on: h)
             try await legit.send("announce", #"{"product":"thermo","version":"1.0"}"#)
             try await h.waitUntilRegistered(1)
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(["legit-1"]), allowDowngrade: false)

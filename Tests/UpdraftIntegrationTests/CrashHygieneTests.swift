@@ -83,6 +83,7 @@ import UpdraftTestSupport
             let ops = try Operations(configuration: { var c = UpdraftConfiguration(); c.dataDirectory = dir; return c }(), access: .existing, logger: Harness.logger)
             var sim = SimulatorConfig(count: 1, product: "thermo", version: "1.0", releaseKey: try ops.publicKey())
             sim.brokerPort = port
+            try await ops.provision(&sim)
             let fleet = try FleetSimulator(config: sim, logger: Harness.logger)
             fleet.start()
             try await eventually(timeout: .seconds(30), "the first gateway to register a device") {

@@ -18,7 +18,7 @@ import UpdraftDevice
     func aRebootDuringWhichTheReplayComesEndsInSuccess(trigger: Trigger, announcesBoot: Bool) async throws {
         try await Harness.with { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: 20_000)
-            let fleet = try h.fleet(3) {
+            let fleet = try await h.fleet(3) {
                 $0.rebootDelay = .seconds(4)
                 $0.announcesBoot = announcesBoot
             }

@@ -15,10 +15,10 @@ import UpdraftWire
             #expect(!acl.contains("updraft/"))
 
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: 10_000)
-            let spy = try await RawDevice.connect("spy-1", port: h.stack.brokerPort, subscribe: ["fleet-events/log", "fleet/victim-1/ota/#"])
+            let spy = try await RawDevice.connect("spy-1", on: h, subscribe: ["fleet-events/log", "fleet/victim-1/ota/#"])
             defer { Task { await spy.close() } }
             let victim = try await RawDevice.connect(
-                "victim-1", port: h.stack.brokerPort, subscribe: LayoutDialect.fleetOTA.deviceSubscriptions(of: "victim-1"))
+                "victim-1", on: h, subscribe: LayoutDialect.fleetOTA.deviceSubscriptions(of: "victim-1"))
             defer { Task { await victim.close() } }
             try await victim.client.publish(
                 topic: "fleet/victim-1/ota/announce", payload: Array(#"{"product":"thermo","version":"1.0"}"#.utf8), qos: .atLeastOnce, retain: false)

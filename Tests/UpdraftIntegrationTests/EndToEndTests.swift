@@ -13,7 +13,7 @@ import UpdraftTestSupport
     func everyDeviceSucceedsAndTheEventLogTellsTheWholeStory(dialect: LayoutDialect?) async throws {
         try await Harness.with(dialect: dialect) { h in
             let (firmware, image) = try await h.addFirmware(version: "2.0", size: 200_000)
-            let fleet = try h.fleet(20)
+            let fleet = try await h.fleet(20)
             try await h.start(fleet, online: 20)
             try await eventually("the gateway to register every device") {
                 try await h.ops.store.devices().filter { $0.product == "thermo" && $0.online }.count == 20
@@ -38,7 +38,7 @@ import UpdraftTestSupport
     @Test func offlineDevicesGetTheirJobWhenTheyComeBack() async throws {
         try await Harness.with { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0")
-            let fleet = try h.fleet(10) { $0.offlineFraction = 0.4 }
+            let fleet = try await h.fleet(10) { $0.offlineFraction = 0.4 }
             try await h.releaseWithDevicesOffline(firmware, to: fleet, offline: 4)
             await fleet.stop()
         }
@@ -48,7 +48,7 @@ import UpdraftTestSupport
         try await Harness.with { h in
             let size = 256 * 1024
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: size)
-            let fleet = try h.fleet(6) {
+            let fleet = try await h.fleet(6) {
                 $0.disconnectFraction = 1
                 $0.disconnectAtPercent = 50
                 $0.chunkSize = 1024
@@ -67,7 +67,7 @@ import UpdraftTestSupport
     @Test func corruptedDownloadsAreCaughtByTheDigestAndDownloadedAgain() async throws {
         try await Harness.with { h in
             let (firmware, image) = try await h.addFirmware(version: "2.0", size: 50_000)
-            let fleet = try h.fleet(4) { $0.corruptFraction = 1 }
+            let fleet = try await h.fleet(4) { $0.corruptFraction = 1 }
             try await h.start(fleet, online: 4)
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .product("thermo"), allowDowngrade: false)
             try await h.waitForAllSucceeded(plan.release.id)
@@ -80,7 +80,7 @@ import UpdraftTestSupport
     @Test func gatewayRestartMidReleaseLosesNothing() async throws {
         try await Harness.with { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: 400_000)
-            let fleet = try h.fleet(10) { $0.chunkSize = 512; $0.windowCount = 4 }
+            let fleet = try await h.fleet(10) { $0.chunkSize = 512; $0.windowCount = 4 }
             try await h.start(fleet, online: 10)
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .product("thermo"), allowDowngrade: false)
             #expect(plan.jobs.count == 10)
@@ -88,7 +88,7 @@ import UpdraftTestSupport
             await h.stack.stopGateway()
 
             // While no gateway runs, the CLI still works: a new device is released to.
-            let late = try h.fleet(1, prefix: "late-")
+            let late = try await h.fleet(1, prefix: "late-")
             let latePlan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(["late-0000"]), allowDowngrade: false)
             try await Task.sleep(for: .milliseconds(500))
             try await h.stack.startGateway()

@@ -19,10 +19,10 @@ import UpdraftTools
         private let received = Mutex<[(seq: Int64, kind: String)]>([])
         private let reader = Mutex<Task<Void, Never>?>(nil)
 
-        init(port: Int, username: String) {
+        init(port: Int, account: BrokerCredentials.Account) {
             loop = MosquittoEventLoop(name: "backend")
             var options = MosquittoOptions(clientID: "backend-events-1", port: port)
-            options.username = username
+            (options.username, options.password) = (account.username, account.password)
             options.cleanSession = false
             client = MosquittoClient(options: options, loop: loop, logger: Harness.logger)
         }
@@ -79,7 +79,7 @@ import UpdraftTools
 
         let restart = ProcessRestartTests()
         var gateways = [try restart.serve(binary, dataDir: dir, port: port)]
-        let backend = Backend(port: port, username: configuration.mqtt.username + "-events")
+        let backend = Backend(port: port, account: try ops.serviceAccounts().events)
         var fleet: FleetSimulator?
         defer {
             for p in gateways where p.isRunning { kill(p.pid, SIGKILL) }
@@ -105,6 +105,7 @@ import UpdraftTools
         sim.chunkSize = 512
         sim.windowCount = 2
         sim.requestTimeout = .milliseconds(800)
+        try await ops.provision(&sim)
         fleet = try FleetSimulator(config: sim, logger: Harness.logger)
         fleet?.start()
         try await eventually(timeout: .seconds(60), "the gateway to register the fleet") {
@@ -115,10 +116,11 @@ import UpdraftTools
             try await ops.store.jobs(release: plan.release.id).contains { $0.state == .downloading }
         }
 
-        // 1. The gateway's connection is taken over by a client with its id.
+        // 1. The gateway's connection is taken over by a client with its id (and, as a
+        //    client id is now its username, with its password: a leaked one).
         let intruderLoop = MosquittoEventLoop(name: "intruder")
         var intruderOptions = MosquittoOptions(clientID: configuration.mqtt.clientID, port: port)
-        intruderOptions.username = configuration.mqtt.username
+        (intruderOptions.username, intruderOptions.password) = (configuration.mqtt.username, try ops.serviceAccounts().gateway.password)
         intruderOptions.cleanSession = false
         let intruder = MosquittoClient(options: intruderOptions, loop: intruderLoop, logger: Harness.logger)
         try await intruder.connect()

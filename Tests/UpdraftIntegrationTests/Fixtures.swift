@@ -8,6 +8,16 @@ import UpdraftWire
 import UpdraftTestSupport
 import UpdraftTools
 
+extension Operations {
+    /// Provisions the devices of `sim` (for tests that run `updraft serve` themselves)
+    /// and waits until the broker of this data directory accepts them.
+    func provision(_ sim: inout SimulatorConfig) async throws {
+        let accounts = try provisionDevices(try sim.deviceIDs())
+        sim.passwords = Dictionary(uniqueKeysWithValues: accounts.map { (DeviceID(unchecked: $0.username), $0.password) })
+        if let probe = accounts.last { try await waitUntilBrokerAccepts(probe, port: sim.brokerPort) }
+    }
+}
+
 /// A whole Updraft on loopback (managed mosquitto on a free port, SQLite file, gateway)
 /// plus helpers to add firmware, run simulated devices and wait for jobs.
 struct Harness {
@@ -49,7 +59,8 @@ struct Harness {
         return (try await ops.addFirmware(file: file, product: product, version: version).firmware, bytes)
     }
 
-    func fleet(_ count: Int, prefix: String = "dev-", product: String = "thermo", version: String = "1.0", tune: (inout SimulatorConfig) -> Void = { _ in }) throws -> FleetSimulator {
+    /// A fleet of simulated devices, each provisioned with its MQTT password.
+    func fleet(_ count: Int, prefix: String = "dev-", product: String = "thermo", version: String = "1.0", tune: (inout SimulatorConfig) -> Void = { _ in }) async throws -> FleetSimulator {
         var config = SimulatorConfig(count: count, product: try ProductID(validating: product), version: try FirmwareVersion(validating: version), releaseKey: try ops.publicKey())
         config.brokerPort = stack.brokerPort
         config.dialect = stack.dialect
@@ -58,6 +69,7 @@ struct Harness {
         config.rebootDelay = .milliseconds(100)
         config.retainInstalledImages = true
         tune(&config)
+        try await stack.provision(&config)
         return try FleetSimulator(config: config, logger: Self.logger)
     }
 
@@ -109,7 +121,7 @@ struct Harness {
     func registeredFleet(
         _ count: Int, prefix: String = "dev-", tune: (inout SimulatorConfig) -> Void = { _ in }
     ) async throws -> FleetSimulator {
-        let fleet = try self.fleet(count, prefix: prefix, tune: tune)
+        let fleet = try await self.fleet(count, prefix: prefix, tune: tune)
         fleet.start()
         try await waitUntilRegistered(count)
         return fleet

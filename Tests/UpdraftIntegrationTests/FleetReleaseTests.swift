@@ -25,9 +25,9 @@ import UpdraftTestSupport
     @Test func aStagedRolloutPausesWhenInjectedFailuresPassTheThreshold() async throws {
         try await Harness.with { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0")
-            let good = try h.fleet(4, prefix: "ok-")
+            let good = try await h.fleet(4, prefix: "ok-")
             // These devices think they run sequence 99: every offer is a rollback to them, refused.
-            let bad = try h.fleet(6, prefix: "bad-") { $0.installedSequence = 99 }
+            let bad = try await h.fleet(6, prefix: "bad-") { $0.installedSequence = 99 }
             good.start()
             bad.start()
             try await h.waitUntilRegistered(10)
@@ -86,7 +86,7 @@ import UpdraftTestSupport
             let release = try await h.ops.createFleetRelease(request(firmware, .productDefault("thermo")))
             try await first.waitForAll(version: "2.0", timeout: .seconds(60))
 
-            let late = try h.fleet(1, prefix: "late-")
+            let late = try await h.fleet(1, prefix: "late-")
             late.start()
             try await late.waitForAll(version: "2.0", timeout: .seconds(60))
             let jobs = try await h.waitForJobs(release.id) { jobs in jobs.filter { $0.state == .succeeded }.count == 4 }
@@ -125,6 +125,7 @@ import UpdraftTestSupport
             // Its first download gets a corrupted chunk and it gives up at once: the job fails.
             var config = DeviceConfig(
                 id: "flaky-0", product: "thermo", version: "1.0", releaseKey: try h.ops.publicKey(), brokerPort: h.stack.brokerPort)
+            config.password = try await h.stack.devicePassword("flaky-0")
             config.corruptFirstDownload = true
             config.maxVerifyRetries = 0
             config.requestTimeout = .milliseconds(800)
@@ -174,7 +175,7 @@ import UpdraftTestSupport
         try await Harness.with { h in
             let (v2, _) = try await h.addFirmware(version: "2.0", seed: 2)
             let (v3, _) = try await h.addFirmware(version: "3.0", seed: 3)
-            let fleet = try h.fleet(4, prefix: "p-")
+            let fleet = try await h.fleet(4, prefix: "p-")
             try await h.ops.setGroups("p-0000", add: ["alpha"], remove: [])
             try await h.ops.setGroups("p-0001", add: ["alpha", "beta"], remove: [])
             try await h.ops.setGroups("p-0002", add: ["beta"], remove: [])

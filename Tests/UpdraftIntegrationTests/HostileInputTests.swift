@@ -14,11 +14,20 @@ struct RawDevice {
     let client: MosquittoClient
     let loop: MosquittoEventLoop
 
+    /// Provisions `id` on the harness's broker (once) and connects with its password.
     /// - Parameter clientID: another connection of the same device (same username) when set.
-    static func connect(_ id: String, clientID: String? = nil, port: Int, subscribe: [String]? = nil) async throws -> RawDevice {
+    static func connect(_ id: String, clientID: String? = nil, on h: Harness, subscribe: [String]? = nil) async throws -> RawDevice {
+        let password = try await h.stack.devicePassword(DeviceID(validating: id))
+        return try await connect(id, clientID: clientID, port: h.stack.brokerPort, password: password, subscribe: subscribe)
+    }
+
+    static func connect(
+        _ id: String, clientID: String? = nil, port: Int, password: String?, subscribe: [String]? = nil
+    ) async throws -> RawDevice {
         let loop = MosquittoEventLoop(name: "raw-\(clientID ?? id)")
         var options = MosquittoOptions(clientID: clientID ?? id, port: port)
         options.username = id
+        options.password = password
         let client = MosquittoClient(options: options, loop: loop, logger: Harness.logger)
         try await client.connect()
         for filter in subscribe ?? ["updraft/d/\(id)/error", "updraft/d/\(id)/job", "updraft/d/\(id)/chunk/#"] {
@@ -67,7 +76,7 @@ struct RawDevice {
     @Test func malformedAndHostilePayloadsGetErrorsAndCrashNothing() async throws {
         try await Harness.with { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: 10_000)
-            let evil = try await RawDevice.connect("evil-1", port: h.stack.brokerPort)
+            let evil = try await RawDevice.connect("evil-1", on: h)
             defer { Task { await evil.close() } }
 
             let cases: [(String, [UInt8], String)] = [
@@ -119,7 +128,7 @@ struct RawDevice {
             #expect(chunk.payload.count == 512)
 
             // The gateway is alive and well for everybody else.
-            let fleet = try h.fleet(3, prefix: "good-")
+            let fleet = try await h.fleet(3, prefix: "good-")
             try await h.start(fleet, online: 3)
             let good = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(fleet.devices.map(\.id)), allowDowngrade: false)
             try await h.waitForAllSucceeded(good.release.id)
@@ -131,9 +140,9 @@ struct RawDevice {
     @Test func theBrokerACLKeepsDevicesToTheirOwnTopics() async throws {
         try await Harness.with { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: 10_000)
-            let spy = try await RawDevice.connect("spy-1", port: h.stack.brokerPort, subscribe: ["updraft/events", "updraft/d/victim-1/#"])
+            let spy = try await RawDevice.connect("spy-1", on: h, subscribe: ["updraft/events", "updraft/d/victim-1/#"])
             defer { Task { await spy.close() } }
-            let victim = try await RawDevice.connect("victim-1", port: h.stack.brokerPort)
+            let victim = try await RawDevice.connect("victim-1", on: h)
             defer { Task { await victim.close() } }
             try await victim.send("announce", #"{"product":"thermo","version":"1.0"}"#)
             // The spy tries to speak for the victim: the broker drops it.

@@ -39,6 +39,7 @@ import UpdraftTestSupport
         sim.chunkSize = 512
         sim.windowCount = 2
         sim.requestTimeout = .milliseconds(800)
+        try await ops.provision(&sim)
         let fleet = try FleetSimulator(config: sim, logger: Harness.logger)
         fleet.start()
         try await eventually(timeout: .seconds(60), "the gateway process to register the fleet") {

@@ -32,6 +32,7 @@ import UpdraftTestSupport
         sim.requestTimeout = .milliseconds(800)
         // Long enough that the restarted gateway subscribes while devices still reboot.
         sim.rebootDelay = .seconds(6)
+        try await ops.provision(&sim)
         let fleet = try FleetSimulator(config: sim, logger: Harness.logger)
         fleet.start()
         try await eventually(timeout: .seconds(90), "the gateway process to register the fleet") {

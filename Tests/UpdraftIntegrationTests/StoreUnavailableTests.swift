@@ -14,8 +14,8 @@ import UpdraftWire
     @Test func aReportIsAnsweredUnavailableWhileTheStoreCannotBeWrittenAndLandsWhenSentAgain() async throws {
         try await Harness.with { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: 10_000)
-            let device = try await RawDevice.connect("full-1", port: h.stack.brokerPort)
-            let filler = try await RawDevice.connect("filler-1", port: h.stack.brokerPort, subscribe: [])
+            let device = try await RawDevice.connect("full-1", on: h)
+            let filler = try await RawDevice.connect("filler-1", on: h, subscribe: [])
             defer {
                 Task {
                     await device.close()

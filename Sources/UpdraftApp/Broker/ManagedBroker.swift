@@ -4,6 +4,7 @@ import LoopbackPorts
 import ServiceLifecycle
 import Synchronization
 import UpdraftCore
+import UpdraftMQTT
 import UpdraftWire
 
 /// Runs mosquitto as a child process: writes its configuration and ACL from the templates
@@ -19,6 +20,9 @@ public final class ManagedBroker: Service, Sendable {
         public var dialect: any WireDialect
         public var gatewayUser: String
         public var maxPacketSize: Int
+        public var authentication: MQTTSettings.Authentication
+        /// The password file and the gateway's and events consumer's accounts.
+        public var credentials: BrokerCredentials
 
         /// - Parameter dialect: nil: the configured prefix in today's protocol.
         public init(configuration c: UpdraftConfiguration, dialect: (any WireDialect)? = nil) {
@@ -30,6 +34,8 @@ public final class ManagedBroker: Service, Sendable {
             topicPrefix = c.mqtt.topicPrefix
             gatewayUser = c.mqtt.username
             maxPacketSize = c.mqtt.chunk.max + 4096
+            authentication = c.mqtt.broker.authentication
+            credentials = BrokerCredentials(configuration: c)
         }
     }
 
@@ -148,6 +154,7 @@ public final class ManagedBroker: Service, Sendable {
             "gateway_rules": Self.lines(settings.dialect.gatewayRules),
             "events_rules": Self.lines(settings.dialect.eventsRules),
             "device_rules": Self.lines(settings.dialect.deviceRules),
+            "authentication": try authenticationLines(),
         ]
         let confTemplate = try ResourceLocator.read(settings.template)
         let aclTemplate = try ResourceLocator.read(
@@ -157,6 +164,50 @@ public final class ManagedBroker: Service, Sendable {
         return confPath
     }
 
+    private func authenticationLines() throws -> String {
+        switch settings.authentication {
+        case .none:
+            return "allow_anonymous true"
+        case .passwordFile:
+            try settings.credentials.prepareServiceAccounts()
+            // A client's username is its client id: nobody can take over the gateway's
+            // session or a device's by naming its client id.
+            return """
+                allow_anonymous false
+                password_file \(settings.credentials.passwordFile)
+                use_username_as_clientid true
+                """
+        }
+    }
+
+    /// Makes the running broker read its password file again (after `provision`): SIGHUP.
+    /// - Returns: false when no broker runs on this directory.
+    @discardableResult
+    public func reload() -> Bool {
+        guard let pid, process.withLock({ $0?.isRunning ?? false }) else { return false }
+        return kill(pid, SIGHUP) == 0
+    }
+
+    /// The same for the broker of another process (the CLI beside `updraft serve`): the
+    /// mosquitto whose pid file is in `directory` and that runs its configuration.
+    @discardableResult
+    public static func reload(directory: String) -> Bool {
+        guard let pid = runningPID(directory: directory) else { return false }
+        return kill(pid, SIGHUP) == 0
+    }
+
+    /// The pid in `directory`'s pid file when that process is a mosquitto running this
+    /// directory's configuration (not whatever reuses a stale pid).
+    static func runningPID(directory: String) -> Int32? {
+        guard let text = try? String(contentsOfFile: directory + "/mosquitto.pid", encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1
+        else { return nil }
+        let arguments = ((try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? "")
+            .split(separator: "\0").map(String.init)
+        guard arguments.first?.hasSuffix("mosquitto") == true, arguments.contains(directory + "/mosquitto.conf") else { return nil }
+        return pid
+    }
+
     /// Stops a mosquitto that an earlier gateway on this data directory left behind (its
     /// parent-death signal normally stops it; a gateway that could not deliver it, or an
     /// older updraft, may leave one). Callers hold the data directory's lock
@@ -164,13 +215,7 @@ public final class ManagedBroker: Service, Sendable {
     /// mosquitto running our configuration file is touched, not whatever reuses its pid.
     private func stopLeftover() {
         let pidFile = settings.directory + "/mosquitto.pid"
-        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
-            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1
-        else { return }
-        let arguments = ((try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? "")
-            .split(separator: "\0").map(String.init)
-        let conf = settings.directory + "/mosquitto.conf"
-        guard arguments.first?.hasSuffix("mosquitto") == true, arguments.contains(conf) else {
+        guard let pid = Self.runningPID(directory: settings.directory) else {
             try? FileManager.default.removeItem(atPath: pidFile)
             return
         }

@@ -45,7 +45,7 @@ public final class GatewayService: Service, Sendable {
         self.flushInterval = configuration.gateway.flushInterval
         self.tailInterval = configuration.gateway.tailInterval
         let c = configuration.mqtt
-        let client = MosquittoClient(options: c.clientOptions, loop: loop, logger: logger)
+        let client = MosquittoClient(options: try configuration.gatewayClientOptions(), loop: loop, logger: logger)
         let images = CachedImages(cache: FirmwareImageCache(
             store: try FileImageStore(directory: configuration.imagesDirectory), capacityBytes: configuration.firmware.cacheBytes))
         // The engine first: adapters are made with it and register with the router.

@@ -55,11 +55,11 @@ public final class FleetSimulator: Sendable {
         let clientCount = coapCount == 0 ? 0 : max(1, config.coapLoopCount ?? min(2, coapCount))
         coapClients = (0..<clientCount).map { _ in CoAPClient(logger: logger) }
         coapDownloadClients = coapClients.map { CoAPClient(configuration: .init(blockTransfers: .byCaller), loop: $0.loop, logger: logger) }
-        let width = String(max(config.count - 1, 0)).count
+        let ids = try config.deviceIDs()
         var devices: [any SimulatedDevice] = []
         devices.reserveCapacity(config.count)
         for index in 0..<config.count {
-            let id = try DeviceID(validating: config.idPrefix + String(index).leftPadded(to: max(width, 4)))
+            let id = ids[index]
             if transports[index] == .coap {
                 let clients = index % clientCount
                 devices.append(
@@ -207,11 +207,5 @@ public final class FleetSimulator: Sendable {
     @discardableResult
     public func waitForAll(version: FirmwareVersion, timeout: Duration) async throws -> FleetSnapshot {
         try await waitUntil(timeout: timeout) { $0.count(running: version) == $0.devices && $0.online == $0.devices }
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to length: Int) -> String {
-        count >= length ? self : String(repeating: "0", count: length - count) + self
     }
 }

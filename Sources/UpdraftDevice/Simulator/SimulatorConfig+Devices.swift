@@ -16,6 +16,18 @@ extension SimulatorConfig {
         return device
     }
 
+    /// The ids of the `count` devices: the prefix and a zero-padded index.
+    /// - Throws: `UpdraftError` when `idPrefix` makes invalid device ids.
+    public func deviceIDs() throws(UpdraftError) -> [DeviceID] {
+        let width = max(String(max(count - 1, 0)).count, 4)
+        var ids: [DeviceID] = []
+        for index in 0..<count {
+            let digits = String(index)
+            ids.append(try DeviceID(validating: idPrefix + String(repeating: "0", count: max(width - digits.count, 0)) + digits))
+        }
+        return ids
+    }
+
     func coapDevice(_ index: Int, id: DeviceID) -> CoAPDeviceConfig {
         var device = referenceDevice(
             CoAPDeviceConfig(id: id, product: product, version: version, releaseKey: releaseKey, host: coapHost, port: coapPort), index)
@@ -30,7 +42,7 @@ extension SimulatorConfig {
         var device = referenceDevice(
             DeviceConfig(id: id, product: product, version: version, releaseKey: releaseKey, brokerHost: brokerHost, brokerPort: brokerPort),
             index)
-        device.password = password
+        device.password = passwords[id] ?? password
         device.dialect = dialect
         device.chunkSize = chunkSize
         device.windowCount = windowCount

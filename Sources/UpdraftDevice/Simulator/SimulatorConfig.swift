@@ -20,7 +20,9 @@ public struct SimulatorConfig: Sendable {
 
     public var brokerHost: String = "127.0.0.1"
     public var brokerPort: Int = 1883
-    /// Shared by all devices; `nil` when the broker allows anonymous devices.
+    /// Each device's MQTT password (from `updraft device provision`), by id.
+    public var passwords: [DeviceID: String] = [:]
+    /// Devices not in `passwords`; `nil` when the broker allows anonymous devices.
     public var password: String?
     /// The topic layout and codec of the MQTT devices; the gateway's must be the same.
     public var dialect: any WireDialect = UpdraftDialectV1()

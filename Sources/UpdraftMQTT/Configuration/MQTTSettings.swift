@@ -30,8 +30,18 @@ public struct MQTTSettings: Sendable {
         public var mosquittoPath: String = ""
         /// Template of the managed broker's configuration.
         public var template: String = "Config/mosquitto.conf.template"
+        /// How the managed broker checks who connects.
+        public var authentication: Authentication = .passwordFile
         public var tls = TLS()
         public init() {}
+    }
+
+    public enum Authentication: String, Sendable, CaseIterable {
+        /// Every client proves its username with a password (mosquitto's password file),
+        /// and its username is its client id.
+        case passwordFile = "password_file"
+        /// Anyone on loopback may connect under any name (the ACL still applies).
+        case none
     }
 
     public struct TLS: Sendable {
@@ -109,6 +119,9 @@ extension MQTTSettings.Broker {
         port = reader.int(forKey: "port", default: d.port, in: 1...65535)
         mosquittoPath = reader.string(forKey: "mosquitto_path", default: d.mosquittoPath)
         template = reader.string(forKey: "template", default: d.template)
+        authentication = MQTTSettings.Authentication(
+            rawValue: reader.string(forKey: "authentication", default: d.authentication.rawValue, oneOf: MQTTSettings.Authentication.allCases.map(\.rawValue))
+        ) ?? d.authentication
         tls = MQTTSettings.TLS(reader: reader.scoped(to: "tls"))
     }
 }

@@ -92,11 +92,12 @@ public struct AbuseBench: Sendable {
         sim.brokerPort = stack.brokerPort
         sim.idPrefix = "calm-"
         sim.rebootDelay = .milliseconds(10)
+        try await stack.provision(&sim)
         let calm = try FleetSimulator(config: sim, logger: logger)
         // The hog reads nothing: its inbox fills and its socket stops being read, so it sends at
         // QoS 0 (no PUBACK to read). The spammer subscribes to nothing and sends at QoS 1.
-        let hog = try await Self.connect("hog-1", port: stack.brokerPort, inbox: 8, qos: .atMostOnce, subscribe: true, logger: logger)
-        let spammer = try await Self.connect("spam-1", port: stack.brokerPort, inbox: 8, qos: .atLeastOnce, subscribe: false, logger: logger)
+        let hog = try await Self.connect("hog-1", stack: stack, inbox: 8, qos: .atMostOnce, subscribe: true, logger: logger)
+        let spammer = try await Self.connect("spam-1", stack: stack, inbox: 8, qos: .atLeastOnce, subscribe: false, logger: logger)
         calm.start()
         do {
             let result = try await measure(stack, gateway, calm, hog, spammer, firmware, report: report)
@@ -121,9 +122,10 @@ public struct AbuseBench: Sendable {
         }
     }
 
-    private static func connect(_ id: String, port: Int, inbox: Int, qos: QoS, subscribe: Bool, logger: Logger) async throws -> Client {
-        var options = MosquittoOptions(clientID: id, port: port)
-        options.username = id
+    private static func connect(_ id: DeviceID, stack: LocalStack, inbox: Int, qos: QoS, subscribe: Bool, logger: Logger) async throws -> Client {
+        var options = MosquittoOptions(clientID: id.rawValue, port: stack.brokerPort)
+        options.username = id.rawValue
+        options.password = try await stack.devicePassword(id)
         options.inboxCapacity = inbox
         let client = MosquittoClient(options: options, logger: logger)
         try await client.connect()

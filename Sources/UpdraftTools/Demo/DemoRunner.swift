@@ -110,6 +110,7 @@ public struct DemoRunner: Sendable {
         sim.offlineFraction = Double(options.offline) / Double(max(options.devices, 1))
         sim.chunkSize = options.chunkSize
         sim.requestTimeout = .seconds(2)
+        try await stack.provision(&sim)
         let fleet = try FleetSimulator(config: sim, logger: logger)
         fleet.start()
         let onlineAtStart = options.devices - fleet.offlineAtStart.count

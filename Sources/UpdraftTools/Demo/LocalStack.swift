@@ -1,10 +1,12 @@
 import Foundation
 import Logging
 import LoopbackPorts
+import Mosquitto
 import ServiceLifecycle
 import Synchronization
 import UpdraftApp
 import UpdraftCore
+import UpdraftDevice
 import UpdraftWire
 
 /// A whole Updraft on loopback in one folder: managed mosquitto on a free port, the
@@ -24,6 +26,8 @@ public final class LocalStack: Sendable {
     /// Removes the temporary folder if this process dies before `stop()`.
     private let folderGuard: FolderGuard?
     private let running = Mutex<Running?>(nil)
+    /// Passwords of the devices provisioned so far, by id.
+    private let passwords = Mutex<[DeviceID: String]>([:])
 
     /// A started gateway in its own service group, so that stopping it is a graceful
     /// shutdown (it writes what it holds), as SIGTERM is for `updraft serve`.
@@ -130,6 +134,33 @@ public final class LocalStack: Sendable {
     }
 
     public var brokerPort: Int { configuration.mqtt.broker.port }
+
+    /// The MQTT passwords of `ids`, provisioning those not provisioned yet (once each: a
+    /// new password would lock out a device already connected) and waiting until the
+    /// broker accepts them. Empty when the broker does not check passwords.
+    public func devicePasswords(_ ids: [DeviceID]) async throws -> [DeviceID: String] {
+        guard configuration.managedBrokerAuthenticates else { return [:] }
+        let known = passwords.withLock { $0 }
+        let new = Array(Set(ids.filter { known[$0] == nil })).sorted()
+        let accounts = try operations.provisionDevices(new)
+        var fresh: [DeviceID: String] = [:]
+        for account in accounts { fresh[DeviceID(unchecked: account.username)] = account.password }
+        if let probe = accounts.last { try await operations.waitUntilBrokerAccepts(probe) }
+        return passwords.withLock { all in
+            all.merge(fresh) { _, new in new }
+            return all.filter { ids.contains($0.key) }
+        }
+    }
+
+    /// `ids`' passwords in `sim` (see ``devicePasswords(_:)``).
+    public func provision(_ sim: inout SimulatorConfig) async throws {
+        sim.passwords = try await devicePasswords(sim.deviceIDs())
+    }
+
+    /// The password of one device, provisioned on first use.
+    public func devicePassword(_ id: DeviceID) async throws -> String? {
+        try await devicePasswords([id])[id]
+    }
 
     /// Waits until the registry (the store the gateway writes in batches) holds `count`
     /// online devices that match: a release by product only finds devices registered.

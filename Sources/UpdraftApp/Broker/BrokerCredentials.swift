@@ -1,0 +1,147 @@
+import Crypto
+import CryptoExtras
+import Foundation
+import UpdraftCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The managed broker's accounts, in `<data>/credentials` (0700): mosquitto's password
+/// file (`mosquitto.passwd`, hashes only) and the generated passwords of the gateway and
+/// of the events consumer (`gateway.password`, `events.password`, 0600). A device's
+/// password is shown once, when it is provisioned, and only its hash is kept.
+public struct BrokerCredentials: Sendable {
+    public struct Account: Sendable, Codable, Equatable {
+        public let username: String
+        public let password: String
+    }
+
+    public let directory: String
+    public let gatewayUser: String
+    public var eventsUser: String { gatewayUser + "-events" }
+    public var passwordFile: String { directory + "/mosquitto.passwd" }
+
+    public init(directory: String, gatewayUser: String) {
+        (self.directory, self.gatewayUser) = (directory, gatewayUser)
+    }
+
+    public init(configuration: UpdraftConfiguration) {
+        self.init(directory: configuration.path("credentials"), gatewayUser: configuration.mqtt.username)
+    }
+
+    /// The gateway's account (the whole topic tree), made on first use.
+    public func gateway() throws -> Account { try serviceAccount(gatewayUser, file: "gateway.password") }
+
+    /// The events consumer's account (reads the event stream only), made on first use.
+    public func events() throws -> Account { try serviceAccount(eventsUser, file: "events.password") }
+
+    /// Writes the gateway's and the events consumer's hashes into the password file.
+    public func prepareServiceAccounts() throws {
+        let accounts = [try gateway(), try events()]
+        try updatePasswordFile(accounts.map { ($0.username, Self.hash($0.password)) })
+    }
+
+    /// New passwords for `ids`, their hashes written into the password file (a device
+    /// provisioned again gets a new password; the old one stops working at the broker's
+    /// next reload).
+    public func provision(_ ids: [DeviceID]) throws -> [Account] {
+        for id in ids where id.rawValue == gatewayUser || id.rawValue == eventsUser {
+            throw UpdraftError("device_id_reserved", "'\(id)' is the broker account of the gateway or of the events consumer; give the device another id.")
+        }
+        let accounts = ids.map { Account(username: $0.rawValue, password: Self.newPassword()) }
+        try updatePasswordFile(accounts.map { ($0.username, Self.hash($0.password)) })
+        return accounts
+    }
+
+    /// The usernames the password file holds.
+    public func provisionedUsers() -> Set<String> {
+        Set(Self.entries(in: (try? String(contentsOfFile: passwordFile, encoding: .utf8)) ?? "").map(\.user))
+    }
+
+    /// mosquitto's PBKDF2-SHA512 format, as `mosquitto_passwd` (2.0) writes it:
+    /// `$7$<iterations>$<base64 salt of 12 bytes>$<base64 hash of 64 bytes>`. 101 iterations
+    /// is mosquitto's own default: the passwords are 192 random bits, beyond any guessing,
+    /// and mosquitto checks the hash on its single thread at every connect of the fleet.
+    static func hash(_ password: String, salt: [UInt8] = randomBytes(12), iterations: Int = 101) -> String {
+        let key = try! KDF.Insecure.PBKDF2.deriveKey(
+            from: Array(password.utf8), salt: salt, using: .sha512, outputByteCount: 64, unsafeUncheckedRounds: iterations)
+        let hash = key.withUnsafeBytes { Data($0).base64EncodedString() }
+        return "$7$\(iterations)$\(Data(salt).base64EncodedString())$\(hash)"
+    }
+
+    static func randomBytes(_ count: Int) -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+    }
+
+    /// 24 random bytes, base64url: 32 characters, no ':' (the password file's separator).
+    static func newPassword() -> String {
+        Data(randomBytes(24)).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+    }
+
+    // MARK: Files
+
+    private func serviceAccount(_ user: String, file: String) throws -> Account {
+        try prepareDirectory()
+        let path = directory + "/" + file
+        return try withLock {
+            if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+                let password = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                if !password.isEmpty { return Account(username: user, password: password) }
+            }
+            let password = Self.newPassword()
+            try write(password + "\n", to: path)
+            return Account(username: user, password: password)
+        }
+    }
+
+    private func updatePasswordFile(_ hashes: [(user: String, hash: String)]) throws {
+        try prepareDirectory()
+        try withLock {
+            let text = (try? String(contentsOfFile: passwordFile, encoding: .utf8)) ?? ""
+            var entries = Self.entries(in: text)
+            let replaced = Dictionary(hashes.map { ($0.user, $0.hash) }, uniquingKeysWith: { _, last in last })
+            entries.removeAll { replaced[$0.user] != nil }
+            entries += hashes.filter { replaced[$0.user] == $0.hash }.map { ($0.user, $0.hash) }
+            try write(entries.map { "\($0.user):\($0.hash)\n" }.joined(), to: passwordFile)
+        }
+    }
+
+    private static func entries(in text: String) -> [(user: String, hash: String)] {
+        text.split(separator: "\n").compactMap { line -> (user: String, hash: String)? in
+            let parts = line.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2 else { return nil }
+            return (String(parts[0]), String(parts[1]))
+        }
+    }
+
+    private func prepareDirectory() throws {
+        try FileManager.default.createDirectory(
+            atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    }
+
+    /// Writes to a 0600 temporary file and renames it: mosquitto reloading meanwhile
+    /// reads the old file or the new one, never half of one.
+    private func write(_ text: String, to path: String) throws {
+        let temporary = path + ".tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]),
+            rename(temporary, path) == 0
+        else {
+            throw UpdraftError("credentials_write_failed", "Cannot write \(path); check that \(directory) is writable by this user.")
+        }
+    }
+
+    /// The CLI and the gateway may write at once: one writer at a time.
+    private func withLock<T>(_ body: () throws -> T) throws -> T {
+        let fd = open(directory + "/.lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw UpdraftError("credentials_write_failed", "Cannot open \(directory)/.lock; check that \(directory) is writable by this user.")
+        }
+        defer { close(fd) }
+        flock(fd, LOCK_EX)
+        defer { flock(fd, LOCK_UN) }
+        return try body()
+    }
+}
