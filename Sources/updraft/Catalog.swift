@@ -21,11 +21,21 @@ struct Keys: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Replace an existing key (devices holding the old public key will refuse new firmware).")
         var force = false
+        @Option(help: "Write the private key here instead (a signing machine: no data directory, no store); the public key goes beside it as .pub.")
+        var output: String?
 
         static let storeAccess = UpdraftStoreFactory.Access.create
 
-        func run(_ ops: Operations) async throws {
-            let made = try ops.generateKeys(force: force)
+        func run() async throws {
+            guard let output else {
+                return try await userFacing { try await run(try await global.operations(Self.storeAccess)) }
+            }
+            try await userFacing { show(try ReleaseKeyFiles(signingKeyPath: output, trustedDirectory: "").generate(force: force)) }
+        }
+
+        func run(_ ops: Operations) async throws { show(try ops.generateKeys(force: force)) }
+
+        func show(_ made: (privatePath: String, publicPath: String, keyID: String)) {
             print("private key: \(made.privatePath)")
             print("public key:  \(made.publicPath)")
             print("key id:      \(made.keyID)")

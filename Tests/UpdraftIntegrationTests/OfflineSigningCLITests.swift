@@ -12,9 +12,11 @@ import UpdraftTestSupport
         let image = cli.logs + "/fw.bin"
         FileManager.default.createFile(atPath: image, contents: Data((0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 13) }))
         for dir in [signer, other] {
-            let made = try await cli.run(["keys", "generate", "--data-dir", dir, "--log-level", "error"])
+            let made = try await cli.run(["keys", "generate", "--output", dir + "/keys/release.key"])
             try #require(made.status == 0, "\(made.output)")
         }
+        // A signing machine's folder holds the key pair and nothing else (no store).
+        #expect(try FileManager.default.subpathsOfDirectory(atPath: signer).sorted() == ["keys", "keys/release.key", "keys/release.pub"])
         let signed = try await cli.run([
             "firmware", "sign", image, "--product", "thermo", "--version", "2.0", "--key", signer + "/keys/release.key",
         ])
