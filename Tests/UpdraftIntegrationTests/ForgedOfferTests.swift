@@ -6,6 +6,7 @@ import UpdraftCore
 import UpdraftDevice
 import UpdraftWire
 import UpdraftTestSupport
+import UpdraftTools
 
 /// Whoever can write a device's job topic must not be able to fail its jobs: the device
 /// ignores (and counts) offers it cannot verify, and the genuine offer still installs.
@@ -80,6 +81,46 @@ import UpdraftTestSupport
             #expect(device.state.ignoredOffers >= forged.count)
             await device.stop()
             _ = await running.result
+        }
+    }
+
+    /// Rotation: firmware signed on another machine with a new key. A device that trusts
+    /// old and new installs it; one that still trusts only the old key ignores the offer
+    /// (counted) and its job is not failed: it waits for an update that teaches it the key.
+    @Test func aNewKeyInstallsOnDevicesThatTrustItAndIsIgnoredByTheOthers() async throws {
+        try await Harness.with { h in
+            let newKey = h.stack.directory + "/signer/new.key"
+            _ = try ReleaseKeyFiles(signingKeyPath: newKey, trustedDirectory: "").generate(force: false)
+            let trusted = h.stack.configuration.resolvedTrustedKeysDirectory
+            try FileManager.default.createDirectory(atPath: trusted, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: ReleaseKeyFiles.publicKeyPath(for: newKey), toPath: trusted + "/new.pub")
+            let both = try h.ops.trustedKeys()
+            #expect(both.keys.count == 2)
+
+            let file = h.stack.directory + "/fw-2.0.bin"
+            let image = try DeterministicImage.write(30_000, seed: 9, to: file, what: "test")
+            let made = try OfflineSigner.sign(image: file, product: "thermo", version: "2.0", sequence: nil, keyPath: newKey)
+            let firmware = try await h.ops.addSignedFirmware(file: file, manifest: made.signed.payload, signature: made.signed.signature).firmware
+            #expect(firmware.sequence == made.manifest.sequence)
+
+            let rotated = try h.fleet(1, prefix: "rotated-") { $0.trustedKeys = both }
+            let oldOnly = TrustedReleaseKeys(try h.ops.publicKey())
+            let stale = try h.fleet(1, prefix: "stale-") { $0.trustedKeys = oldOnly }
+            try await h.start(rotated, online: 1)
+            try await h.start(stale, online: 1)
+            try await h.waitUntilRegistered(2)
+            let (rotatedID, staleID) = (rotated.devices[0].id, stale.devices[0].id)
+            let plan = try await h.ops.createRelease(
+                firmwareID: firmware.id, target: .devices([rotatedID, staleID]), allowDowngrade: false, allowUnknown: false)
+            _ = try await h.waitForJobs(plan.release.id) { jobs in jobs.contains { $0.deviceID == rotatedID && $0.state == .succeeded } }
+            try await rotated.waitForAll(version: "2.0", timeout: .seconds(30))
+            #expect(await rotated.devices[0].installedImage == image)
+            _ = try await stale.waitUntil(timeout: .seconds(10)) { $0.ignoredOffers >= 1 }
+            let staleJob = try #require(try await h.ops.store.jobs(release: plan.release.id).first { $0.deviceID == staleID })
+            #expect(staleJob.state != .failed && staleJob.failure == nil, "\(staleJob)")
+            #expect(stale.snapshot().count(running: "1.0") == 1)
+            await rotated.stop()
+            await stale.stop()
         }
     }
 }
