@@ -34,8 +34,6 @@ public struct Operations: Sendable {
         try keyFiles.generate(force: force)
     }
 
-    public static func publicKeyPath(for privatePath: String) -> String { ReleaseKeyFiles.publicKeyPath(for: privatePath) }
-
     public func signingKey() throws -> ReleaseSigningKey { try keyFiles.signingKey() }
 
     public func publicKey() throws -> ReleaseVerifyingKey { try signingKey().publicKey }
