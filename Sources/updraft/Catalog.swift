@@ -14,17 +14,28 @@ struct Keys: AsyncParsableCommand {
             discussion: """
                 Writes the private key to keys.signing_key (default <data_dir>/keys/release.key, mode 0600) \
                 and the public key next to it (release.pub). Put the public key on your devices: they \
-                verify every manifest with it. Keep the private key off the gateway if you can: only \
-                `updraft firmware add` needs it.
+                verify every manifest with it. Keep the private key off the gateway: sign on the signing \
+                machine with `updraft firmware sign`, copy release.pub into the gateway's keys.trusted_dir, \
+                and add with `updraft firmware add IMAGE --manifest M --signature S`.
                 """)
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Replace an existing key (devices holding the old public key will refuse new firmware).")
         var force = false
+        @Option(help: "Write the private key here instead (a signing machine: no data directory, no store); the public key goes beside it as .pub.")
+        var output: String?
 
         static let storeAccess = UpdraftStoreFactory.Access.create
 
-        func run(_ ops: Operations) async throws {
-            let made = try ops.generateKeys(force: force)
+        func run() async throws {
+            guard let output else {
+                return try await userFacing { try await run(try await global.operations(Self.storeAccess)) }
+            }
+            try await userFacing { show(try ReleaseKeyFiles(signingKeyPath: output, trustedDirectory: "").generate(force: force)) }
+        }
+
+        func run(_ ops: Operations) async throws { show(try ops.generateKeys(force: force)) }
+
+        func show(_ made: (privatePath: String, publicPath: String, keyID: String)) {
             print("private key: \(made.privatePath)")
             print("public key:  \(made.publicPath)")
             print("key id:      \(made.keyID)")
@@ -36,26 +47,49 @@ struct FirmwareCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "firmware",
         abstract: "Manage the firmware catalog.",
-        subcommands: [Add.self, List.self, Show.self, Verify.self])
+        subcommands: [Add.self, Sign.self, List.self, Show.self, Verify.self])
 
     struct Add: OperationsCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Add an image to the catalog and sign its manifest.",
+            abstract: "Add an image to the catalog with its signed manifest.",
             discussion: """
-                Stores the image by its SHA-256, computes size, SHA-256 and MD5, and signs a manifest \
-                (product, version, sequence, size, SHA-256, time) with the release key. The sequence \
-                number grows by one per product: devices use it to refuse rollbacks. \
-                Versions are immutable: adding the same product and version with other content fails.
+                Stores the image by its SHA-256 and computes size, SHA-256 and MD5. With --manifest and \
+                --signature (from `updraft firmware sign` on the signing machine) the manifest must verify \
+                with a trusted public key (keys.trusted_dir, or the .pub beside keys.signing_key) and \
+                describe this image; no private key is needed. With --product and --version instead, the \
+                manifest is signed here with the local release key; its sequence grows by one per product. \
+                Devices use the sequence to refuse rollbacks. Versions are immutable: adding the same \
+                product and version with other content fails.
                 """)
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The image file.") var file: String
-        @Option(help: "Product (device model) the image is built for.") var product: String
-        @Option(help: "Version: 1-64 letters, digits, '.', '-', '_'.") var version: String
+        @Option(help: "Product (device model) the image is built for; signs here.") var product: String?
+        @Option(help: "Version: 1-64 letters, digits, '.', '-', '_'; signs here.") var version: String?
+        @Option(help: "The signed manifest file from `updraft firmware sign`.") var manifest: String?
+        @Option(help: "Its signature file (base64).") var signature: String?
 
         static let storeAccess = UpdraftStoreFactory.Access.create
 
+        func validate() throws {
+            let local = product != nil || version != nil
+            let signed = manifest != nil || signature != nil
+            if local == signed || (local && (product == nil || version == nil)) || (signed && (manifest == nil || signature == nil)) {
+                throw ValidationError("Pass either --manifest and --signature (signed elsewhere) or --product and --version (sign here).")
+            }
+        }
+
         func run(_ ops: Operations) async throws {
-            let result = try await ops.addFirmware(file: file, product: product, version: version)
+            let result: FirmwareAddResult
+            if let manifest, let signature {
+                let payload = try Array(Data(contentsOf: URL(fileURLWithPath: manifest)))
+                let text = try String(contentsOfFile: signature, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                guard let raw = Data(base64Encoded: text) else {
+                    throw UpdraftError("signature_encoding", "\(signature) is not a base64 signature. Pass the .sig file `updraft firmware sign` wrote.")
+                }
+                result = try await ops.addSignedFirmware(file: file, manifest: payload, signature: Array(raw))
+            } else {
+                result = try await ops.addFirmware(file: file, product: product ?? "", version: version ?? "")
+            }
             let fw = result.firmware
             if case .existing = result { print("already in the catalog (same content)") }
             print("firmware: \(fw.id)")
@@ -63,6 +97,34 @@ struct FirmwareCommand: AsyncParsableCommand {
             print("size:     \(fw.size) bytes")
             print("sha256:   \(fw.sha256)")
             print("md5:      \(fw.md5)")
+        }
+    }
+
+    struct Sign: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Sign an image's manifest on the signing machine (no gateway, no data directory).",
+            discussion: """
+                Writes OUTPUT.manifest (the exact signed bytes) and OUTPUT.sig (base64 Ed25519 signature); \
+                OUTPUT defaults to the image path. Take both to the gateway with the image: \
+                `updraft firmware add IMAGE --manifest IMAGE.manifest --signature IMAGE.sig`.
+                """)
+        @Argument(help: "The image file.") var file: String
+        @Option(help: "Product (device model) the image is built for.") var product: String
+        @Option(help: "Version: 1-64 letters, digits, '.', '-', '_'.") var version: String
+        @Option(help: "The private key file from `updraft keys generate`.") var key: String
+        @Option(help: "Anti-rollback sequence, above every earlier one of the product (default: the time in seconds since 1970).")
+        var sequence: Int64?
+        @Option(help: "Prefix of the two files written (default: the image path).") var output: String?
+
+        func run() async throws {
+            try await userFacing {
+                let made = try OfflineSigner.sign(image: file, product: product, version: version, sequence: sequence, keyPath: key)
+                let paths = try OfflineSigner.write(made.signed, to: output ?? file)
+                print("manifest:  \(paths.manifest)")
+                print("signature: \(paths.signature)")
+                print("key id:    \(made.manifest.keyID ?? "-")")
+                print("sequence:  \(made.manifest.sequence)")
+            }
         }
     }
 

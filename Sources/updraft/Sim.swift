@@ -45,15 +45,9 @@ struct Sim: AsyncParsableCommand {
         try await userFacing {
             try OpenFileLimit.reserve(OpenFileLimit.forDevices(devices))
             let configuration = try await global.load()
-            let keyPath = Operations.publicKeyPath(for: configuration.resolvedSigningKeyPath)
-            guard let text = try? String(contentsOfFile: keyPath, encoding: .utf8),
-                let raw = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines))
-            else {
-                throw UpdraftError("key_missing", "No release public key at \(keyPath). Run `updraft keys generate` (with the same --data-dir).")
-            }
             var sim = SimulatorConfig(
                 count: devices, product: try ProductID(validating: product), version: try FirmwareVersion(validating: version),
-                releaseKey: try ReleaseVerifyingKey(rawRepresentation: Array(raw)))
+                trustedKeys: try ReleaseKeyFiles(configuration).trustedKeys())
             sim.idPrefix = prefix
             sim.brokerHost = configuration.mqtt.broker.host
             sim.brokerPort = configuration.mqtt.broker.port

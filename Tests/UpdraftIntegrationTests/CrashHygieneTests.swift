@@ -81,7 +81,7 @@ import UpdraftTestSupport
             #expect(PortProbe.accepts(host: "127.0.0.1", port: port))
             // ... and the first still works: a device announces, the gateway registers it.
             let ops = try Operations(configuration: { var c = UpdraftConfiguration(); c.dataDirectory = dir; return c }(), access: .existing, logger: Harness.logger)
-            var sim = SimulatorConfig(count: 1, product: "thermo", version: "1.0", releaseKey: try ops.publicKey())
+            var sim = SimulatorConfig(count: 1, product: "thermo", version: "1.0", trustedKeys: try ops.trustedKeys())
             sim.brokerPort = port
             try await ops.provision(&sim)
             let fleet = try FleetSimulator(config: sim, logger: Harness.logger)

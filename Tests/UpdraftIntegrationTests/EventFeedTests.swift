@@ -100,7 +100,7 @@ import UpdraftTools
         let firmware = try await ops.addFirmware(file: dir + "/fw.bin", product: "thermo", version: "2.0").firmware
 
         // Gateway-written events: devices going through a release, a few hundred events.
-        var sim = SimulatorConfig(count: 10, product: "thermo", version: "1.0", releaseKey: try ops.publicKey())
+        var sim = SimulatorConfig(count: 10, product: "thermo", version: "1.0", trustedKeys: try ops.trustedKeys())
         sim.brokerPort = port
         sim.chunkSize = 512
         sim.windowCount = 2

@@ -61,7 +61,7 @@ struct Harness {
 
     /// A fleet of simulated devices, each provisioned with its MQTT password.
     func fleet(_ count: Int, prefix: String = "dev-", product: String = "thermo", version: String = "1.0", tune: (inout SimulatorConfig) -> Void = { _ in }) async throws -> FleetSimulator {
-        var config = SimulatorConfig(count: count, product: try ProductID(validating: product), version: try FirmwareVersion(validating: version), releaseKey: try ops.publicKey())
+        var config = SimulatorConfig(count: count, product: try ProductID(validating: product), version: try FirmwareVersion(validating: version), trustedKeys: try ops.trustedKeys())
         config.brokerPort = stack.brokerPort
         config.dialect = stack.dialect
         config.idPrefix = prefix

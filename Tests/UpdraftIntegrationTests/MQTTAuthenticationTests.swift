@@ -106,7 +106,7 @@ import UpdraftTestSupport
             let (firmware, image) = try await h.addFirmware(version: "2.0", size: 20_000)
             let fleet = try await h.registeredFleet(3)
             // Devices without passwords never connect: the registry never hears of them.
-            var config = SimulatorConfig(count: 2, product: "thermo", version: "1.0", releaseKey: try h.ops.publicKey())
+            var config = SimulatorConfig(count: 2, product: "thermo", version: "1.0", trustedKeys: try h.ops.trustedKeys())
             config.brokerPort = h.stack.brokerPort
             config.idPrefix = "unprovisioned-"
             let unprovisioned = try FleetSimulator(config: config, logger: Harness.logger)

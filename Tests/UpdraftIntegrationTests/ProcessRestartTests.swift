@@ -34,7 +34,7 @@ import UpdraftTestSupport
         let first = try serve(binary, dataDir: dir, port: configuration.mqtt.broker.port)
         var second: ChildProcess?
         defer { folder.remove(after: [first, second].compactMap { $0 }) }
-        var sim = SimulatorConfig(count: 8, product: "thermo", version: "1.0", releaseKey: try ops.publicKey())
+        var sim = SimulatorConfig(count: 8, product: "thermo", version: "1.0", trustedKeys: try ops.trustedKeys())
         sim.brokerPort = configuration.mqtt.broker.port
         sim.chunkSize = 512
         sim.windowCount = 2

@@ -27,7 +27,7 @@ import UpdraftTestSupport
         let serve = { try ProcessRestartTests().serve(binary, dataDir: dir, port: folder.brokerPort) }
         var processes = [try serve()]
         defer { folder.remove(after: processes) }
-        var sim = SimulatorConfig(count: count, product: "thermo", version: "1.0", releaseKey: try ops.publicKey())
+        var sim = SimulatorConfig(count: count, product: "thermo", version: "1.0", trustedKeys: try ops.trustedKeys())
         sim.brokerPort = folder.brokerPort
         sim.requestTimeout = .milliseconds(800)
         // Long enough that the restarted gateway subscribes while devices still reboot.

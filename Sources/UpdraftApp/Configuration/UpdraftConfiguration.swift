@@ -20,6 +20,10 @@ public struct UpdraftConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     /// Release signing key (Ed25519, raw 32 bytes base64); empty means `<data_dir>/keys/release.key`.
     public var signingKeyPath: String = ""
+    /// Folder of further trusted release public keys (`*.pub`, base64); empty means
+    /// `<data_dir>/keys/trusted`. The gateway takes signed manifests of these keys and of
+    /// the signing key's public half.
+    public var trustedKeysDirectory: String = ""
 
     public var store = StoreSettings()
     public var firmware = FirmwareSettings()
@@ -63,6 +67,7 @@ public struct UpdraftConfiguration: Sendable {
         let levels = Logger.Level.allCases.map(\.rawValue)
         logLevel = Logger.Level(rawValue: reader.string(forKey: "log_level", default: d.logLevel.rawValue, oneOf: levels)) ?? d.logLevel
         signingKeyPath = reader.scoped(to: "keys").string(forKey: "signing_key", default: d.signingKeyPath)
+        trustedKeysDirectory = reader.scoped(to: "keys").string(forKey: "trusted_dir", default: d.trustedKeysDirectory)
         store = StoreSettings(reader: reader.scoped(to: "store"))
         firmware = FirmwareSettings(reader: reader.scoped(to: "firmware"))
         engine = EngineSettings(reader: reader)
@@ -105,6 +110,7 @@ public struct UpdraftConfiguration: Sendable {
 
     public var resolvedSQLitePath: String { sqlitePath.isEmpty ? path("updraft.sqlite") : sqlitePath }
     public var resolvedSigningKeyPath: String { signingKeyPath.isEmpty ? path("keys/release.key") : signingKeyPath }
+    public var resolvedTrustedKeysDirectory: String { trustedKeysDirectory.isEmpty ? path("keys/trusted") : trustedKeysDirectory }
 
     /// What a key's type and range alone cannot say (`ConfigKeys` checks those while reading).
     public func validate() throws(UpdraftError) {

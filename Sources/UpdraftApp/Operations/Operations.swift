@@ -27,73 +27,58 @@ public struct Operations: Sendable {
 
     // MARK: Keys
 
+    public var keyFiles: ReleaseKeyFiles { ReleaseKeyFiles(configuration) }
+
     /// Makes a new Ed25519 release key pair; refuses to overwrite unless `force`.
     public func generateKeys(force: Bool) throws -> (privatePath: String, publicPath: String, keyID: String) {
-        let privatePath = configuration.resolvedSigningKeyPath
-        let publicPath = Self.publicKeyPath(for: privatePath)
-        if FileManager.default.fileExists(atPath: privatePath) && !force {
-            throw UpdraftError("key_exists", "A release key already exists at \(privatePath). Firmware signed with it would no longer verify on devices holding its public key; pass --force only if you mean to replace it.")
-        }
-        let key = ReleaseSigningKey()
-        try FileManager.default.createDirectory(
-            atPath: (privatePath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        guard FileManager.default.createFile(
-            atPath: privatePath, contents: Data((Data(key.rawRepresentation).base64EncodedString() + "\n").utf8),
-            attributes: [.posixPermissions: 0o600])
-        else {
-            throw UpdraftError(
-                "key_write_failed", "Cannot write the signing key to \(privatePath); check that the folder is writable.")
-        }
-        try (Data(key.publicKey.rawRepresentation).base64EncodedString() + "\n").write(
-            toFile: publicPath, atomically: true, encoding: .utf8)
-        return (privatePath, publicPath, key.publicKey.keyID)
+        try keyFiles.generate(force: force)
     }
 
-    public static func publicKeyPath(for privatePath: String) -> String {
-        (privatePath as NSString).deletingPathExtension + ".pub"
-    }
-
-    public func signingKey() throws -> ReleaseSigningKey {
-        let path = configuration.resolvedSigningKeyPath
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-            let raw = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines))
-        else {
-            throw UpdraftError("key_missing", "No release signing key at \(path). Create one with `updraft keys generate`.")
-        }
-        return try ReleaseSigningKey(rawRepresentation: Array(raw))
-    }
+    public func signingKey() throws -> ReleaseSigningKey { try keyFiles.signingKey() }
 
     public func publicKey() throws -> ReleaseVerifyingKey { try signingKey().publicKey }
 
+    /// The release public keys the gateway takes signed manifests from (see ``ReleaseKeyFiles``).
+    public func trustedKeys() throws -> TrustedReleaseKeys { try keyFiles.trustedKeys() }
+
     // MARK: Firmware
 
-    /// Adds an image to the catalog: content-addressed file, digests, signed manifest.
+    /// Adds an image to the catalog: content-addressed file, digests, and a manifest
+    /// signed here with the local release key (the all-in-one path).
     public func addFirmware(file: String, product: String, version: String) async throws -> FirmwareAddResult {
         let productID = try ProductID(validating: product)
         let versionID = try FirmwareVersion(validating: version)
-        let attributes = try? FileManager.default.attributesOfItem(atPath: file)
-        guard let size = (attributes?[.size] as? NSNumber)?.int64Value else {
-            throw UpdraftError("firmware_file_missing", "Cannot read '\(file)'. Check the path.")
-        }
-        let limits = FirmwareLimits(maxImageBytes: configuration.maxImageBytes)
-        try limits.check(size: size)
-        guard let data = FileManager.default.contents(atPath: file) else {
-            throw UpdraftError("firmware_file_missing", "Cannot read '\(file)'. Check the path and its permissions.")
-        }
-        let bytes = Array(data)
-        try limits.check(size: Int64(bytes.count))
-        let sha = Digest.sha256Hex(bytes)
-        let md5 = Digest.hex(Insecure.MD5.hash(data: bytes))
+        let image = try FirmwareImageFile(path: file, maxImageBytes: configuration.maxImageBytes)
         let key = try signingKey()
-        try FileImageStore(directory: configuration.imagesDirectory).put(bytes, sha256: sha)
+        try FileImageStore(directory: configuration.imagesDirectory).put(image.bytes, sha256: image.sha256)
         let now = Date()
-        return try await store.addFirmware(product: productID, version: versionID, sha256: sha) { sequence in
-            let manifest = Manifest(
-                product: productID, version: versionID, sequence: sequence, size: Int64(bytes.count), sha256: sha,
-                created: now, keyID: key.publicKey.keyID)
-            return Firmware(
-                product: productID, version: versionID, sequence: sequence, size: Int64(bytes.count), sha256: sha,
-                md5: md5, createdAt: now, manifest: try key.sign(manifest))
+        return try await store.addFirmware(product: productID, version: versionID, sha256: image.sha256) { sequence in
+            let manifest = image.manifest(product: productID, version: versionID, sequence: sequence, created: now, keyID: key.publicKey.keyID)
+            return image.firmware(manifest, signed: try key.sign(manifest), createdAt: now)
+        }
+    }
+
+    /// Adds an image with a manifest signed elsewhere (`updraft firmware sign`): the
+    /// signature must verify with a trusted public key and the manifest must describe
+    /// exactly this image. No private key is needed here.
+    public func addSignedFirmware(file: String, manifest payload: [UInt8], signature: [UInt8]) async throws -> FirmwareAddResult {
+        let signed = SignedManifest(payload: payload, signature: signature)
+        let manifest = try trustedKeys().verify(signed)
+        let image = try FirmwareImageFile(path: file, maxImageBytes: configuration.maxImageBytes)
+        guard Int64(image.bytes.count) == manifest.size, image.sha256 == manifest.sha256.lowercased() else {
+            throw UpdraftError(
+                "manifest_image_mismatch",
+                "The manifest describes \(manifest.size) bytes with sha256 \(manifest.sha256.prefix(16))…, but \(file) is \(image.bytes.count) bytes with sha256 \(image.sha256.prefix(16))…. Pass the image that was signed.")
+        }
+        try FileImageStore(directory: configuration.imagesDirectory).put(image.bytes, sha256: image.sha256)
+        let created = Date(timeIntervalSince1970: TimeInterval(manifest.created))
+        return try await store.addFirmware(product: manifest.product, version: manifest.version, sha256: image.sha256) { next in
+            guard manifest.sequence >= next else {
+                throw UpdraftError(
+                    "manifest_sequence",
+                    "The manifest's sequence \(manifest.sequence) is not above \(manifest.product)'s latest (\(next - 1)); devices would refuse it as a rollback. Sign it again with --sequence \(next) or higher.")
+            }
+            return image.firmware(manifest, signed: signed, createdAt: created)
         }
     }
 

@@ -13,7 +13,9 @@ public struct Manifest: Sendable, Equatable, Codable {
     public var sha256: String
     /// Seconds since 1970-01-01T00:00:00Z.
     public var created: Int64
-    public var keyID: String
+    /// Names the signing key (``ReleaseVerifyingKey/keyID``); absent in manifests signed
+    /// before key ids were checked, which verify against every trusted key.
+    public var keyID: String?
 
     public init(
         product: ProductID, version: FirmwareVersion, sequence: Int64, size: Int64, sha256: String,
@@ -97,6 +99,8 @@ public struct ReleaseVerifyingKey: Sendable, Equatable {
 
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.rawRepresentation == rhs.rawRepresentation }
 
+    public func isValidSignature(_ signed: SignedManifest) -> Bool { key.isValidSignature(signed.signature, for: signed.payload) }
+
     public var rawRepresentation: [UInt8] { Array(key.rawRepresentation) }
 
     /// First 8 bytes of the SHA-256 of the raw public key, in hex: names the key in manifests.
@@ -104,7 +108,7 @@ public struct ReleaseVerifyingKey: Sendable, Equatable {
 
     /// Checks the signature, then decodes. Throws `UpdraftError` with code `manifest_signature` or `manifest_malformed`.
     public func verify(_ signed: SignedManifest) throws(UpdraftError) -> Manifest {
-        guard key.isValidSignature(signed.signature, for: signed.payload) else {
+        guard isValidSignature(signed) else {
             throw UpdraftError("manifest_signature", "The manifest signature does not verify with key \(keyID).")
         }
         do {

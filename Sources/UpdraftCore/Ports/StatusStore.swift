@@ -9,7 +9,8 @@ public protocol StatusStore: Sendable {
     // MARK: Catalog
 
     /// Adds a firmware. Inside one transaction the store takes the next sequence number of
-    /// the product and calls `make` with it to build (and sign) the entry. Adding the same
+    /// the product and calls `make` with it to build (and sign) the entry, whose sequence
+    /// may be that number or higher (a manifest signed elsewhere). Adding the same
     /// product, version and content again returns the existing entry; the same product and
     /// version with other content throws `firmware_conflict`.
     func addFirmware(

@@ -1,13 +1,14 @@
 import Foundation
 import UpdraftCore
 
-/// What every reference device does the same way, whatever protocol it speaks: the key it
+/// What every reference device does the same way, whatever protocol it speaks: the keys it
 /// trusts, how it retries, verifies, reports and installs, and the faults it can inject.
 /// ``DeviceConfig`` (MQTT) and ``CoAPDeviceConfig`` hold one each and forward its fields
 /// (`config.maxRetries` is `config.behavior.maxRetries`).
 public struct DeviceBehavior: Sendable {
-    /// The release public key: manifests not signed by its private half are refused.
-    public var releaseKey: ReleaseVerifyingKey
+    /// The release public keys: offers whose manifest none of them signed are ignored.
+    /// Several while a key rotates (the protocol article says how).
+    public var trustedKeys: TrustedReleaseKeys
     /// First delay before asking again after the gateway refused or lost a download
     /// request (MQTT: grows linearly), and before booting again after it was unreachable.
     public var retryDelay: Duration = .seconds(1)
@@ -44,8 +45,8 @@ public struct DeviceBehavior: Sendable {
     /// and re-download.
     public var corruptFirstDownload: Bool = false
 
-    public init(releaseKey: ReleaseVerifyingKey) {
-        self.releaseKey = releaseKey
+    public init(trustedKeys: TrustedReleaseKeys) {
+        self.trustedKeys = trustedKeys
     }
 }
 

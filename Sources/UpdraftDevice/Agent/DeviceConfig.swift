@@ -39,13 +39,13 @@ public struct DeviceConfig: ReferenceDeviceConfig {
     public var dropConnectionAtPercent: Int?
 
     public init(
-        id: DeviceID, product: ProductID, version: FirmwareVersion, releaseKey: ReleaseVerifyingKey,
+        id: DeviceID, product: ProductID, version: FirmwareVersion, trustedKeys: TrustedReleaseKeys,
         brokerHost: String = "127.0.0.1", brokerPort: Int = 1883
     ) {
         self.id = id
         self.product = product
         self.version = version
-        self.behavior = DeviceBehavior(releaseKey: releaseKey)
+        self.behavior = DeviceBehavior(trustedKeys: trustedKeys)
         self.brokerHost = brokerHost
         self.brokerPort = brokerPort
     }

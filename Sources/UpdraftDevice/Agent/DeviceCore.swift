@@ -63,17 +63,40 @@ struct DeviceCore {
             boot: behavior.announcesBoot ? bootNumber : nil)
     }
 
-    /// The signed manifest of an offer this device may install, or why not (logged).
-    func verify(_ offer: JobOffer) -> Result<Manifest, UpdraftError> {
-        let check = OfferCheck(
-            releaseKey: behavior.releaseKey, product: product, installedSequence: installedSequence,
+    private var offerCheck: OfferCheck {
+        OfferCheck(
+            trustedKeys: behavior.trustedKeys, product: product, installedSequence: installedSequence,
             allowRollback: behavior.allowRollback, maxImageBytes: behavior.maxImageBytes)
+    }
+
+    /// The manifest of an offer signed by a trusted key, or `nil`: then the offer is
+    /// ignored, never answered (whoever can write the job topic must not fail jobs), and
+    /// counted in ``DeviceState/ignoredOffers``.
+    func authentic(_ offer: JobOffer) -> Manifest? {
         do {
-            return .success(try check.verify(offer))
+            return try offerCheck.authentic(offer)
+        } catch {
+            ignored(offer: "\(offer.job)", error)
+            return nil
+        }
+    }
+
+    /// Counts and logs an offer this device cannot trust or read.
+    func ignored(offer job: String?, _ error: UpdraftError) {
+        logger.warning(
+            "offer ignored", metadata: ["job.id": "\(job ?? "-")", "error.code": "\(error.code)", "error.message": "\(error.message)"])
+        update { $0.ignoredOffers += 1 }
+    }
+
+    /// Why this device refuses a genuine manifest (reported `rejected`), or `nil`.
+    func refusal(of manifest: Manifest, job: JobID) -> UpdraftError? {
+        do {
+            try offerCheck.acceptable(manifest)
+            return nil
         } catch {
             logger.warning(
-                "offer rejected", metadata: ["job.id": "\(offer.job)", "error.code": "\(error.code)", "error.message": "\(error.message)"])
-            return .failure(error)
+                "offer rejected", metadata: ["job.id": "\(job)", "error.code": "\(error.code)", "error.message": "\(error.message)"])
+            return error
         }
     }
 

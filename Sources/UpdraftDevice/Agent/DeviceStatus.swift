@@ -58,6 +58,9 @@ public struct DeviceState: Sendable, Equatable {
     public var stalls: Int = 0
     /// Images that failed the digest check and were downloaded again.
     public var verifyRetries: Int = 0
+    /// Offers ignored: unreadable, or their manifest not signed by a trusted key or not
+    /// matching the offer (forged or altered by whoever could write the job topic).
+    public var ignoredOffers: Int = 0
     /// Connections made, including reconnects after drops and reboots.
     public var connections: Int = 0
 }

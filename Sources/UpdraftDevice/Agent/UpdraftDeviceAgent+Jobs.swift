@@ -29,12 +29,14 @@ extension UpdraftDeviceAgent {
         do {
             offer = try dialect.decodeOffer(payload)
         } catch {
-            logger.warning("unreadable offer", metadata: ["error.code": "\(error.code)", "error.message": "\(error.message)"])
+            core.ignored(offer: nil, error)
             return
         }
         if pendingReboot != nil || offer.job == core.endedJob { return }
+        // Checked first: an offer that does not verify changes nothing, not even the job in progress.
+        guard let manifest = core.authentic(offer) else { return }
         if var active = job, active.offer.job == offer.job {
-            resume(&active, offer: offer)
+            if active.manifest == manifest { resume(&active, offer: offer) }
             job = active
             return
         }
@@ -47,12 +49,8 @@ extension UpdraftDeviceAgent {
             announce()
             return
         }
-        let manifest: Manifest
-        switch core.verify(offer) {
-        case .success(let verified):
-            manifest = verified
-        case .failure(let error):
-            report(.failed(.rejected, detail: error.message), job: offer.job)
+        if let refusal = core.refusal(of: manifest, job: offer.job) {
+            report(.failed(.rejected, detail: refusal.message), job: offer.job)
             if job == nil { update { $0.status = .failed(.rejected) } }
             return
         }

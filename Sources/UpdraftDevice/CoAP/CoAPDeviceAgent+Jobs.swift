@@ -13,22 +13,22 @@ extension CoAPDeviceAgent {
     /// ends when it ends, `nil` to go on waiting for offers.
     func received(offer payload: [UInt8], on session: CoAPClientSession) async -> BootOutcome? {
         guard let offer = try? JSONDecoder().decode(JobOffer.self, from: Data(payload)) else {
-            if payload != Array("{}".utf8) { logger.warning("unreadable offer", metadata: ["coap.payload.bytes": "\(payload.count)"]) }
+            if payload != Array("{}".utf8) {
+                core.ignored(offer: nil, UpdraftError("malformed_offer", "The offer (\(payload.count) bytes) is not a job offer."))
+            }
             return nil
         }
         if offer.job == core.endedJob { return nil }
+        // An offer that does not verify is ignored, never answered: see DeviceCore.authentic.
+        guard let manifest = core.authentic(offer) else { return nil }
         if offer.version == core.version {
             // The gateway missed our announce: say it again, that ends the job.
             _ = await announce(on: session)
             return nil
         }
         guard config.acceptsUpdates else { return nil }
-        let manifest: Manifest
-        switch core.verify(offer) {
-        case .success(let verified):
-            manifest = verified
-        case .failure(let error):
-            await report(.failed(.rejected, detail: error.message), job: offer.job, on: session)
+        if let refusal = core.refusal(of: manifest, job: offer.job) {
+            await report(.failed(.rejected, detail: refusal.message), job: offer.job, on: session)
             core.endedJob = offer.job
             update { $0.status = .failed(.rejected) }
             return nil

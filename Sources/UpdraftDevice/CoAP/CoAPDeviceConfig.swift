@@ -38,13 +38,13 @@ public struct CoAPDeviceConfig: ReferenceDeviceConfig {
     public var rebootDuringFirstDownloadAfter: Duration?
 
     public init(
-        id: DeviceID, product: ProductID, version: FirmwareVersion, releaseKey: ReleaseVerifyingKey,
+        id: DeviceID, product: ProductID, version: FirmwareVersion, trustedKeys: TrustedReleaseKeys,
         host: String = "127.0.0.1", port: Int = 5683
     ) {
         self.id = id
         self.product = product
         self.version = version
-        self.behavior = DeviceBehavior(releaseKey: releaseKey)
+        self.behavior = DeviceBehavior(trustedKeys: trustedKeys)
         self.host = host
         self.port = port
     }

@@ -14,6 +14,8 @@ public struct FleetSnapshot: Sendable, Equatable, CustomStringConvertible {
     public var resumes = 0
     public var stalls = 0
     public var verifyRetries = 0
+    /// Offers the devices could not trust and ignored (``DeviceState/ignoredOffers``).
+    public var ignoredOffers = 0
 
     public init() {}
 
@@ -28,6 +30,7 @@ public struct FleetSnapshot: Sendable, Equatable, CustomStringConvertible {
             resumes += state.resumes
             stalls += state.stalls
             verifyRetries += state.verifyRetries
+            ignoredOffers += state.ignoredOffers
         }
     }
 
@@ -40,6 +43,6 @@ public struct FleetSnapshot: Sendable, Equatable, CustomStringConvertible {
             phases[phase].map { "\(phase.rawValue)=\($0)" }
         }.joined(separator: " ")
         let versionText = versions.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        return "devices=\(devices) online=\(online) \(phaseText) versions[\(versionText)] bytes=\(bytesReceived) resumes=\(resumes) stalls=\(stalls) verify_retries=\(verifyRetries)"
+        return "devices=\(devices) online=\(online) \(phaseText) versions[\(versionText)] bytes=\(bytesReceived) resumes=\(resumes) stalls=\(stalls) verify_retries=\(verifyRetries) ignored_offers=\(ignoredOffers)"
     }
 }

@@ -30,7 +30,7 @@ extension SimulatorConfig {
 
     func coapDevice(_ index: Int, id: DeviceID) -> CoAPDeviceConfig {
         var device = referenceDevice(
-            CoAPDeviceConfig(id: id, product: product, version: version, releaseKey: releaseKey, host: coapHost, port: coapPort), index)
+            CoAPDeviceConfig(id: id, product: product, version: version, trustedKeys: trustedKeys, host: coapHost, port: coapPort), index)
         device.blockSize = blockSize
         device.lifetime = coapLifetime
         device.retryDelay = requestTimeout
@@ -40,7 +40,7 @@ extension SimulatorConfig {
 
     func mqttDevice(_ index: Int, id: DeviceID) -> DeviceConfig {
         var device = referenceDevice(
-            DeviceConfig(id: id, product: product, version: version, releaseKey: releaseKey, brokerHost: brokerHost, brokerPort: brokerPort),
+            DeviceConfig(id: id, product: product, version: version, trustedKeys: trustedKeys, brokerHost: brokerHost, brokerPort: brokerPort),
             index)
         device.password = passwords[id] ?? password
         device.dialect = dialect

@@ -13,7 +13,8 @@ public struct SimulatorConfig: Sendable {
     public var version: FirmwareVersion
     /// Manifest sequence of `version`, when known (anti-rollback).
     public var installedSequence: Int64?
-    public var releaseKey: ReleaseVerifyingKey
+    /// The release public keys every device trusts.
+    public var trustedKeys: TrustedReleaseKeys
 
     /// What the devices speak: all MQTT, all CoAP, or alternating (even indexes MQTT, odd CoAP).
     public var `protocol`: FleetProtocol = .mqtt
@@ -74,11 +75,11 @@ public struct SimulatorConfig: Sendable {
     /// (1000 devices at 2 ms: two seconds).
     public var connectStagger: Duration = .milliseconds(2)
 
-    public init(count: Int, product: ProductID, version: FirmwareVersion, releaseKey: ReleaseVerifyingKey) {
+    public init(count: Int, product: ProductID, version: FirmwareVersion, trustedKeys: TrustedReleaseKeys) {
         self.count = count
         self.product = product
         self.version = version
-        self.releaseKey = releaseKey
+        self.trustedKeys = trustedKeys
     }
 
     /// `true` for about `fraction * count` of the indexes `0..<count`, spread evenly.

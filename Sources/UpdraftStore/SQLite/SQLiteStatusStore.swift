@@ -200,7 +200,7 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
                 arguments: [product.rawValue])
             let sequence = (last ?? 0) + 1
             let firmware = try make(sequence)
-            guard firmware.product == product, firmware.version == version, firmware.sequence == sequence,
+            guard firmware.product == product, firmware.version == version, firmware.sequence >= sequence,
                 firmware.sha256.lowercased() == sha256.lowercased()
             else {
                 throw UpdraftError(

@@ -88,7 +88,7 @@ public struct AbuseBench: Sendable {
             try DeterministicImage.write(options.imageBytes, seed: UInt64(firmware.count + 1), to: file, what: "bench")
             firmware.append(try await stack.operations.addFirmware(file: file, product: "abuse", version: version).firmware)
         }
-        var sim = SimulatorConfig(count: 1, product: "abuse", version: "1.0", releaseKey: try stack.operations.publicKey())
+        var sim = SimulatorConfig(count: 1, product: "abuse", version: "1.0", trustedKeys: try stack.operations.trustedKeys())
         sim.brokerPort = stack.brokerPort
         sim.idPrefix = "calm-"
         sim.rebootDelay = .milliseconds(10)

@@ -70,7 +70,7 @@ public struct MQTTBench: Sendable {
             try DeterministicImage.write(options.imageBytes, seed: UInt64(round), to: file, what: "bench")
             firmware.append(try await stack.operations.addFirmware(file: file, product: "bench", version: "\(round + 1).0").firmware)
         }
-        var sim = SimulatorConfig(count: options.devices, product: "bench", version: "1.0", releaseKey: try stack.operations.publicKey())
+        var sim = SimulatorConfig(count: options.devices, product: "bench", version: "1.0", trustedKeys: try stack.operations.trustedKeys())
         sim.brokerPort = stack.brokerPort
         sim.chunkSize = options.chunkSize
         sim.windowCount = options.window

@@ -101,7 +101,7 @@ public struct DemoRunner: Sendable {
     /// Starts the simulated fleet and waits for the devices that start online.
     private func startFleet(on stack: LocalStack, report: @escaping @Sendable (Progress) -> Void) async throws -> FleetSimulator {
         var sim = SimulatorConfig(
-            count: options.devices, product: "demo-thermo", version: "1.0.0", releaseKey: try stack.operations.publicKey())
+            count: options.devices, product: "demo-thermo", version: "1.0.0", trustedKeys: try stack.operations.trustedKeys())
         sim.brokerPort = stack.brokerPort
         sim.protocol = options.protocol
         sim.coapPort = stack.configuration.coap.port

@@ -63,8 +63,9 @@ struct InMemoryState: Sendable {
         }
         let sequence = (firmware.values.filter { $0.product == product }.map(\.sequence).max() ?? 0) + 1
         let made = try make(sequence)
-        let expected = (product, version, sequence, sha256.lowercased())
-        if (made.product, made.version, made.sequence, made.sha256.lowercased()) != expected {
+        // A manifest signed elsewhere may carry a higher sequence than the next one.
+        let expected = (product, version, sha256.lowercased())
+        if (made.product, made.version, made.sha256.lowercased()) != expected || made.sequence < sequence {
             throw UpdraftError(
                 "firmware_mismatch",
                 "Internal error: the firmware built for \(FirmwareID(product: product, version: version)) sequence \(sequence) does not match it. Please report this."

@@ -30,6 +30,7 @@ package enum StoreContract {
     package static let checks: [StoreContractCheck] = [
         StoreContractCheck("empty store", emptyStore),
         StoreContractCheck("addFirmware numbers versions 1, 2, 3 per product", firmwareSequences),
+        StoreContractCheck("addFirmware keeps a higher sequence signed elsewhere and refuses a lower one", firmwareSignedSequence),
         StoreContractCheck("addFirmware of the same content returns the existing entry", firmwareExisting),
         StoreContractCheck("addFirmware with other content throws firmware_conflict", firmwareConflict),
         StoreContractCheck("addFirmware appends firmware.added", firmwareEvent),
@@ -97,6 +98,23 @@ package enum StoreContract {
         let stored = try #require(try await store.firmware(id: "alpha@1.1"))
         #expect(stored == alpha[1])
         #expect(stored.manifest == alpha[1].manifest)
+    }
+
+    static func firmwareSignedSequence(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        _ = try await addFirmware(store, "p", "1")
+        // A manifest signed on another machine carries its own (higher) sequence.
+        let signed = try await store.addFirmware(product: "p", version: "2", sha256: sha("p@2")) { _ in
+            try makeFirmware("p", "2", sequence: 1_000)
+        }
+        #expect(signed.firmware.sequence == 1_000)
+        #expect(try await addFirmware(store, "p", "3").firmware.sequence == 1_001)
+        await #expect(throws: UpdraftError.self) {
+            try await store.addFirmware(product: "p", version: "4", sha256: sha("p@4")) { sequence in
+                try makeFirmware("p", "4", sequence: sequence - 1)
+            }
+        }
+        #expect(try await store.firmwareList(product: "p").map(\.version.rawValue) == ["1", "2", "3"])
     }
 
     static func firmwareExisting(_ fixture: any StoreFixture) async throws {
