@@ -3,26 +3,29 @@ import Foundation
 import UpdraftApp
 import UpdraftCore
 
-/// `updraft device provision`: MQTT passwords for devices, shown once.
+/// `updraft device provision`: MQTT passwords and CoAP pre-shared keys for devices, shown once.
 struct Provision: OperationsCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Give devices MQTT credentials (username = device id, a new password shown once).",
+        abstract: "Give devices MQTT and CoAP credentials (a new password and DTLS pre-shared key, shown once).",
         discussion: """
-            Writes each password's hash into the managed broker's password file \
-            (<data_dir>/credentials/mosquitto.passwd) and makes a running broker reload it. \
-            Provisioning a device again replaces its password: the old one stops working.
+            MQTT: username = device id; each password's hash goes into the managed broker's \
+            password file (<data_dir>/credentials/mosquitto.passwd) and a running broker reloads it. \
+            CoAP: PSK identity = device id; the key goes into the PSK file (coap.psk_file, \
+            default <data_dir>/coap-psk.txt, 0600), which a running gateway re-reads. \
+            Provisioning a device again replaces both: the old ones stop working.
             """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Device ids.") var ids: [String]
-    @Flag(help: "Print a JSON array of {username, password}.") var json = false
+    @Flag(help: "Print a JSON array of {username, password, coap_psk}.") var json = false
 
     func run(_ ops: Operations) async throws {
-        let accounts = try ops.provisionDevices(try ids.map { try DeviceID(validating: $0) })
+        let devices = try ops.provisionDeviceCredentials(try ids.map { try DeviceID(validating: $0) })
         if json {
-            print(try jsonText(accounts))
+            print(try jsonText(devices))
         } else {
-            for account in accounts { print("\(account.username)\t\(account.password)") }
-            print("Store these passwords on the devices now: only their hashes are kept.")
+            print("device\tmqtt_password\tcoap_psk")
+            for device in devices { print("\(device.username)\t\(device.password)\t\(device.coapPSK)") }
+            print("Store these on the devices now: only the passwords' hashes are kept, and the keys are in the gateway's PSK file.")
         }
     }
 }

@@ -122,26 +122,18 @@ public struct BrokerCredentials: Sendable {
             atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     }
 
-    /// Writes to a 0600 temporary file and renames it: mosquitto reloading meanwhile
-    /// reads the old file or the new one, never half of one.
+    /// Atomic, 0600 (see PrivateFile): mosquitto reloading meanwhile reads the old file or the new one.
     private func write(_ text: String, to path: String) throws {
-        let temporary = path + ".tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]),
-            rename(temporary, path) == 0
-        else {
-            throw UpdraftError("credentials_write_failed", "Cannot write \(path); check that \(directory) is writable by this user.")
-        }
+        try PrivateFile.replace(
+            path, with: text,
+            failure: UpdraftError("credentials_write_failed", "Cannot write \(path); check that \(directory) is writable by this user."))
     }
 
     /// The CLI and the gateway may write at once: one writer at a time.
     private func withLock<T>(_ body: () throws -> T) throws -> T {
-        let fd = open(directory + "/.lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw UpdraftError("credentials_write_failed", "Cannot open \(directory)/.lock; check that \(directory) is writable by this user.")
-        }
-        defer { close(fd) }
-        flock(fd, LOCK_EX)
-        defer { flock(fd, LOCK_UN) }
-        return try body()
+        try PrivateFile.withLock(
+            directory + "/.lock",
+            failure: UpdraftError("credentials_write_failed", "Cannot open \(directory)/.lock; check that \(directory) is writable by this user."),
+            body)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import UpdraftCore
 
 /// Device pre-shared keys for CoAP over DTLS: one `<device id> <key>` per line, `#`
 /// comments. Looked up on the CoAP loop thread during handshakes, so answers come from
@@ -61,18 +62,37 @@ public final class PSKFile: Sendable {
 
     /// Adds (or replaces) a device's key and returns it: 24 random URL-safe characters.
     public static func issue(for device: String, path: String) throws -> String {
+        try issue(for: [device], path: path)[0]
+    }
+
+    /// Adds (or replaces) the keys of `devices` in one write and returns them in order:
+    /// 24 random characters each (about 140 bits). Written under a lock (`<path>.lock`:
+    /// the CLI and a gateway may provision at once) to a 0600 temporary file renamed over
+    /// the old one, so a gateway re-reading it sees the old file or the new one, never
+    /// half of one, and never a file readable by others.
+    public static func issue(for devices: [String], path: String) throws -> [String] {
+        let keys = devices.map { _ in newKey() }
+        let issued = Dictionary(zip(devices, keys), uniquingKeysWith: { _, last in last })
+        let directory = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: directory.isEmpty ? "." : directory, withIntermediateDirectories: true)
+        let lockFailure = UpdraftError("psk_write_failed", "Cannot open \(path).lock; check that \(directory) is writable by this user.")
+        try PrivateFile.withLock(path + ".lock", failure: lockFailure) {
+            let existing = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            let kept = existing.split(whereSeparator: \.isNewline).filter { line in
+                let id = line.trimmingCharacters(in: .whitespaces).split(separator: " ", maxSplits: 1).first.map(String.init)
+                return id.map { issued[$0] == nil } ?? true
+            }
+            let added = devices.enumerated().filter { issued[$0.element] == keys[$0.offset] }.map { "\($0.element) \(keys[$0.offset])" }
+            let text = (kept.map(String.init) + added).joined(separator: "\n") + "\n"
+            try PrivateFile.replace(
+                path, with: text, failure: UpdraftError("psk_write_failed", "Cannot write \(path); check that \(directory) is writable by this user."))
+        }
+        return devices.map { issued[$0]! }
+    }
+
+    private static func newKey() -> String {
         let alphabet = Array("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789")
         var generator = SystemRandomNumberGenerator()
-        let key = String((0..<24).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &generator)] })
-        let existing = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-        let kept = existing.split(whereSeparator: \.isNewline).filter { line in
-            line.split(separator: " ", maxSplits: 1).first.map(String.init) != device
-        }
-        let text = (kept.map(String.init) + ["\(device) \(key)"]).joined(separator: "\n") + "\n"
-        try FileManager.default.createDirectory(
-            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        chmod(path, 0o600)
-        return key
+        return String((0..<24).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &generator)] })
     }
 }

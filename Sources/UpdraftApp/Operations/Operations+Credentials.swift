@@ -16,6 +16,27 @@ extension Operations {
         return accounts
     }
 
+    /// What `updraft device provision` gives a device, shown once: its MQTT password and
+    /// its CoAP DTLS pre-shared key (identity = device id), for whichever protocol it speaks.
+    public struct DeviceCredentials: Sendable, Codable, Equatable {
+        public let username: String
+        public let password: String
+        public let coapPSK: String
+        enum CodingKeys: String, CodingKey {
+            case username, password
+            case coapPSK = "coap_psk"
+        }
+    }
+
+    /// A new MQTT password (see `provisionDevices`) and a new CoAP pre-shared key in the
+    /// PSK file (`coap.psk_file`, re-read by a running gateway) for each device; the old
+    /// ones stop working.
+    public func provisionDeviceCredentials(_ ids: [DeviceID]) throws -> [DeviceCredentials] {
+        let accounts = try provisionDevices(ids)
+        let keys = try PSKFile.issue(for: ids.map(\.rawValue), path: configuration.resolvedPSKFile)
+        return zip(accounts, keys).map { DeviceCredentials(username: $0.username, password: $0.password, coapPSK: $1) }
+    }
+
     /// mosquitto reads its password file again when it gets to the SIGHUP; a device
     /// connecting before that would be refused. A broker started meanwhile (between our
     /// write and its pid file) is asked again.
