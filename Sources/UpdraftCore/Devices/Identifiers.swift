@@ -20,35 +20,24 @@ enum IdentifierRule {
     }
 }
 
-/// Declares a validated string identifier type.
-public protocol ValidatedIdentifier: RawRepresentable, Hashable, Sendable, Codable, Comparable,
+/// An identifier whose text is its value: parsed with ``init(validating:)``, and from that
+/// one parser made from a raw value, a literal (tests) and JSON (a plain string).
+public protocol TextIdentifier: RawRepresentable, Hashable, Sendable, Codable, Comparable,
     CustomStringConvertible, ExpressibleByStringLiteral where RawValue == String
 {
     static var kind: String { get }
-    static var maxLength: Int { get }
-    init(unchecked: String)
+    init(validating value: String) throws(UpdraftError)
 }
 
-extension ValidatedIdentifier {
-    public static var rule: String {
-        "use 1-\(maxLength) characters from letters, digits, '.', '-' and '_', at least one of them a letter or digit"
-    }
-
+extension TextIdentifier {
     public init?(rawValue: String) {
-        guard IdentifierRule.isValid(rawValue, maxLength: Self.maxLength) else { return nil }
-        self.init(unchecked: rawValue)
-    }
-
-    public init(validating value: String) throws(UpdraftError) {
-        guard IdentifierRule.isValid(value, maxLength: Self.maxLength) else {
-            throw .invalid(Self.kind, value, rule: Self.rule)
-        }
-        self.init(unchecked: value)
+        guard let id = try? Self(validating: rawValue) else { return nil }
+        self = id
     }
 
     public init(stringLiteral value: String) {
-        precondition(IdentifierRule.isValid(value, maxLength: Self.maxLength), "invalid \(Self.kind) literal")
-        self.init(unchecked: value)
+        guard let id = Self(rawValue: value) else { preconditionFailure("invalid \(Self.kind) literal") }
+        self = id
     }
 
     public init(from decoder: any Decoder) throws {
@@ -67,6 +56,25 @@ extension ValidatedIdentifier {
 
     public var description: String { rawValue }
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+/// Declares a validated string identifier type: one token under the shared character rule.
+public protocol ValidatedIdentifier: TextIdentifier {
+    static var maxLength: Int { get }
+    init(unchecked: String)
+}
+
+extension ValidatedIdentifier {
+    public static var rule: String {
+        "use 1-\(maxLength) characters from letters, digits, '.', '-' and '_', at least one of them a letter or digit"
+    }
+
+    public init(validating value: String) throws(UpdraftError) {
+        guard IdentifierRule.isValid(value, maxLength: Self.maxLength) else {
+            throw .invalid(Self.kind, value, rule: Self.rule)
+        }
+        self.init(unchecked: value)
+    }
 }
 
 /// A device, identified by its MQTT username.
@@ -131,9 +139,7 @@ extension String {
 /// A firmware image in the catalog: `product@version`, unique in the catalog and readable on a
 /// command line. The text form (``rawValue``) is what the store's columns, the wire bodies, the
 /// event log and the CLI carry; it is encoded as that plain string.
-public struct FirmwareID: RawRepresentable, Hashable, Sendable, Codable, Comparable, CustomStringConvertible,
-    ExpressibleByStringLiteral
-{
+public struct FirmwareID: TextIdentifier {
     public static let kind = "firmware id"
     public let product: ProductID
     public let version: FirmwareVersion
@@ -159,32 +165,6 @@ public struct FirmwareID: RawRepresentable, Hashable, Sendable, Codable, Compara
             product: try ProductID(validating: String(parts[0])), version: try FirmwareVersion(validating: String(parts[1])))
     }
 
-    public init?(rawValue: String) {
-        guard let id = try? FirmwareID(validating: rawValue) else { return nil }
-        self = id
-    }
-
-    public init(stringLiteral value: String) {
-        guard let id = FirmwareID(rawValue: value) else { preconditionFailure("invalid \(Self.kind) literal") }
-        self = id
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let value = try decoder.singleValueContainer().decode(String.self)
-        do {
-            try self.init(validating: value)
-        } catch {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.message))
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
-
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.rawValue == rhs.rawValue }
     public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
-    public var description: String { rawValue }
-    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
 }
