@@ -12,20 +12,51 @@ struct Provision: OperationsCommand {
             password file (<data_dir>/credentials/mosquitto.passwd) and a running broker reloads it. \
             CoAP: PSK identity = device id; the key goes into the PSK file (coap.psk_file, \
             default <data_dir>/coap-psk.txt, 0600), which a running gateway re-reads. \
-            Provisioning a device again replaces both: the old ones stop working.
+            Provisioning a device again replaces both: the old ones stop working. A revoked \
+            device (`updraft device revoke`) is admitted again.
             """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Device ids.") var ids: [String]
     @Flag(help: "Print a JSON array of {username, password, coap_psk}.") var json = false
 
     func run(_ ops: Operations) async throws {
-        let devices = try ops.provisionDeviceCredentials(try ids.map { try DeviceID(validating: $0) })
+        let devices = try await ops.admitDevices(try ids.map { try DeviceID(validating: $0) }, actor: Operations.actor)
         if json {
             print(try jsonText(devices))
         } else {
             print("device\tmqtt_password\tcoap_psk")
             for device in devices { print("\(device.username)\t\(device.password)\t\(device.coapPSK)") }
             print("Store these on the devices now: only the passwords' hashes are kept, and the keys are in the gateway's PSK file.")
+        }
+    }
+}
+
+/// `updraft device revoke`: a device's credentials stop working and its job is canceled.
+struct Revoke: OperationsCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Revoke devices: remove their MQTT password and CoAP key, cancel their active job.",
+        discussion: """
+            Takes effect within seconds, whether or not `updraft serve` runs (if not, at its \
+            next start): the password line leaves the managed broker's password file and the \
+            broker reloads it, which disconnects the device; its key leaves the PSK file, so \
+            DTLS handshakes fail, and the gateway refuses what it sends over a session opened \
+            before (device_revoked). Its active job is canceled with reason `revoked`, and a \
+            device.revoked event records who did it. The device stays in the registry, marked \
+            revoked; `updraft device provision` admits it again with new credentials.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Device ids.") var ids: [String]
+    @Flag(help: "Print a JSON array of {device, mqtt, coap, already_revoked}.") var json = false
+
+    func run(_ ops: Operations) async throws {
+        let revoked = try await ops.revokeDevices(try ids.map { try DeviceID(validating: $0) }, actor: Operations.actor)
+        if json {
+            print(try jsonText(revoked))
+            return
+        }
+        for r in revoked {
+            let removed = [r.mqtt ? "MQTT password" : nil, r.coap ? "CoAP key" : nil].compactMap { $0 }
+            print("device \(r.device): revoked\(r.alreadyRevoked ? " (already)" : "")\(removed.isEmpty ? "" : "; removed its " + removed.joined(separator: " and "))")
         }
     }
 }

@@ -7,7 +7,7 @@ struct DeviceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "device",
         abstract: "Inspect the device registry, provision devices and set fleet facts: groups, development, locks.",
-        subcommands: [List.self, Show.self, Provision.self, Lock.self, Unlock.self, Group.self, Dev.self])
+        subcommands: [List.self, Show.self, Provision.self, Revoke.self, Lock.self, Unlock.self, Group.self, Dev.self])
 
     struct List: OperationsCommand {
         static let configuration = CommandConfiguration(abstract: "List known devices with their groups and locks.")
@@ -23,6 +23,7 @@ struct DeviceCommand: AsyncParsableCommand {
                 line += "\t\(d.lastSeen.map { $0.formatted(.iso8601) } ?? "never")"
                 line += "\tgroups \(profile.groups.isEmpty ? "-" : profile.groups.map(\.rawValue).joined(separator: ","))"
                 if profile.isDevelopment { line += "\tdevelopment" }
+                if let revoked = profile.revokedAt { line += "\trevoked \(revoked.formatted(.iso8601))" }
                 if let lock = profile.lock { line += "\tlocked \(lock.firmware.id)" }
                 print(line)
             }
@@ -46,6 +47,7 @@ struct DeviceCommand: AsyncParsableCommand {
             print("status:      \(d.online ? "online" : "offline")\(d.acceptsUpdates ? "" : ", not accepting updates")")
             print("groups:      \(entry.profile.groups.isEmpty ? "-" : entry.profile.groups.map(\.rawValue).joined(separator: ","))")
             print("development: \(entry.profile.isDevelopment ? "yes" : "no")")
+            if let revoked = entry.profile.revokedAt { print("revoked:     \(revoked.formatted(.iso8601)) (`updraft device provision \(d.id)` re-admits it)") }
             if let lock = entry.profile.lock {
                 print("lock:        \(lock.firmware.id) (\(lock.delivery == .now ? "now" : "at next session"), since \(lock.lockedAt.formatted(.iso8601)))")
             }

@@ -54,6 +54,22 @@ public struct BrokerCredentials: Sendable {
         return accounts
     }
 
+    /// Removes the lines of `ids` from the password file (`updraft device revoke`); returns
+    /// the usernames that had one. The gateway's and the events consumer's are never removed.
+    @discardableResult
+    public func remove(_ ids: [DeviceID]) throws -> Set<String> {
+        let gone = Set(ids.map(\.rawValue)).subtracting([gatewayUser, eventsUser])
+        guard FileManager.default.fileExists(atPath: passwordFile) else { return [] }
+        return try withLock {
+            let entries = Self.entries(in: (try? String(contentsOfFile: passwordFile, encoding: .utf8)) ?? "")
+            let removed = Set(entries.map(\.user)).intersection(gone)
+            if !removed.isEmpty {
+                try write(entries.filter { !gone.contains($0.user) }.map { "\($0.user):\($0.hash)\n" }.joined(), to: passwordFile)
+            }
+            return removed
+        }
+    }
+
     /// The usernames the password file holds.
     public func provisionedUsers() -> Set<String> {
         Set(Self.entries(in: (try? String(contentsOfFile: passwordFile, encoding: .utf8)) ?? "").map(\.user))

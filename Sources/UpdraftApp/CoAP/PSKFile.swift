@@ -31,6 +31,9 @@ public final class PSKFile: Sendable {
 
     public var count: Int { state.withLock { $0.keys.count } }
 
+    /// The identities the file holds (as last read).
+    public var identities: Set<String> { state.withLock { Set($0.keys.keys) } }
+
     private func reloadIfChanged(force: Bool, throttled: Bool = true) {
         let now = Date()
         let due = state.withLock { state -> Bool in
@@ -66,28 +69,51 @@ public final class PSKFile: Sendable {
     }
 
     /// Adds (or replaces) the keys of `devices` in one write and returns them in order:
-    /// 24 random characters each (about 140 bits). Written under a lock (`<path>.lock`:
-    /// the CLI and a gateway may provision at once) to a 0600 temporary file renamed over
-    /// the old one, so a gateway re-reading it sees the old file or the new one, never
-    /// half of one, and never a file readable by others.
+    /// 24 random characters each (about 140 bits).
     public static func issue(for devices: [String], path: String) throws -> [String] {
         let keys = devices.map { _ in newKey() }
         let issued = Dictionary(zip(devices, keys), uniquingKeysWith: { _, last in last })
+        try rewrite(path) { kept in
+            kept.removeAll { $0.id.map { issued[$0] != nil } ?? false }
+            kept += devices.enumerated().filter { issued[$0.element] == keys[$0.offset] }.map { ($0.element, "\($0.element) \(keys[$0.offset])") }
+        }
+        return devices.map { issued[$0]! }
+    }
+
+    /// Removes the keys of `devices` (`updraft device revoke`): a running gateway refuses
+    /// their handshakes once it re-reads the file (at most a second). Returns the ids that
+    /// had a key.
+    @discardableResult
+    public static func remove(_ devices: [String], path: String) throws -> Set<String> {
+        guard FileManager.default.fileExists(atPath: path) else { return [] }
+        let gone = Set(devices)
+        var removed: Set<String> = []
+        try rewrite(path) { lines in
+            removed = Set(lines.compactMap(\.id)).intersection(gone)
+            lines.removeAll { $0.id.map(gone.contains) ?? false }
+        }
+        return removed
+    }
+
+    /// Edits the file's lines (with the device id each names, nil for comments) under a
+    /// lock (`<path>.lock`: the CLI and a gateway may write at once), written to a 0600
+    /// temporary file renamed over the old one, so a gateway re-reading it sees the old
+    /// file or the new one, never half of one, and never a file readable by others.
+    private static func rewrite(_ path: String, _ edit: (inout [(id: String?, line: String)]) -> Void) throws {
         let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory.isEmpty ? "." : directory, withIntermediateDirectories: true)
         let lockFailure = UpdraftError("psk_write_failed", "Cannot open \(path).lock; check that \(directory) is writable by this user.")
         try PrivateFile.withLock(path + ".lock", failure: lockFailure) {
             let existing = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-            let kept = existing.split(whereSeparator: \.isNewline).filter { line in
+            var lines: [(id: String?, line: String)] = existing.split(whereSeparator: \.isNewline).map { line in
                 let id = line.trimmingCharacters(in: .whitespaces).split(separator: " ", maxSplits: 1).first.map(String.init)
-                return id.map { issued[$0] == nil } ?? true
+                return (id, String(line))
             }
-            let added = devices.enumerated().filter { issued[$0.element] == keys[$0.offset] }.map { "\($0.element) \(keys[$0.offset])" }
-            let text = (kept.map(String.init) + added).joined(separator: "\n") + "\n"
+            edit(&lines)
             try PrivateFile.replace(
-                path, with: text, failure: UpdraftError("psk_write_failed", "Cannot write \(path); check that \(directory) is writable by this user."))
+                path, with: lines.map(\.line).joined(separator: "\n") + "\n",
+                failure: UpdraftError("psk_write_failed", "Cannot write \(path); check that \(directory) is writable by this user."))
         }
-        return devices.map { issued[$0]! }
     }
 
     private static func newKey() -> String {

@@ -166,9 +166,9 @@ public final class GatewayService: Service, Sendable {
                     if let job = event.jobID { router.deliver(try await engine.jobCreated(job)) }
                 case .releaseCreated:
                     if let release = event.releaseID { try await engine.fleetReleaseChanged(release) }
-                case .fleetCommand:
+                case .fleetCommand, .deviceRevoked:
                     if let release = event.releaseID { try await engine.fleetReleaseChanged(release) }
-                    if let device = event.deviceID { try await engine.fleetProfileChanged(device) }
+                    if let device = event.deviceID { router.deliver(try await engine.fleetProfileChanged(device)) }
                 case .firmwareAdded:
                     try await engine.catalogChanged()
                 default:
@@ -185,7 +185,7 @@ public final class GatewayService: Service, Sendable {
         }
     }
 
-    static let operatorKinds: Set<EventKind> = [.jobCreated, .releaseCreated, .fleetCommand, .firmwareAdded]
+    static let operatorKinds: Set<EventKind> = [.jobCreated, .releaseCreated, .fleetCommand, .deviceRevoked, .firmwareAdded]
 }
 
 /// Counts failures of a repeated operation and says when to log: the first failure, then

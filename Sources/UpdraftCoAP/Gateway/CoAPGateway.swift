@@ -139,8 +139,9 @@ public final class CoAPGateway: DeviceAdapter, Sendable {
         let lifetime = body.lifetime.map { Duration.seconds($0) } ?? settings.defaultLifetime
         state.withLock { $0.heard[id] = Heard(at: .now, lifetime: lifetime) }
         if let refusal = await pipeline.announced(id, body.announcement) {
-            // `unavailable`: the store cannot be written; `rate_limited`: over the device's event budget.
-            return answer(refusal.code == "rate_limited" ? .tooManyRequests : .serviceUnavailable, refusal)
+            // `unavailable`: the store cannot be written; `rate_limited`: over the device's event
+            // budget; `device_revoked`: the operator revoked it (a DTLS session outlives its key).
+            return answer(Self.status(of: refusal), refusal)
         }
         count("announce")
         return jobRepresentation(of: id, code: .changed)
@@ -304,12 +305,12 @@ public final class CoAPGateway: DeviceAdapter, Sendable {
 
     /// The answer to a refused report: 5.03 while the store cannot be written (send the
     /// same report again), 4.29 over the device's event budget, 4.03 for another
-    /// device's job, else 4.09.
+    /// device's job or a revoked device, else 4.09.
     static func status(of refusal: UpdraftError) -> CoAPResponseCode {
         switch refusal.code {
         case "unavailable": .serviceUnavailable
         case "rate_limited": .tooManyRequests
-        case "not_your_job": .forbidden
+        case "not_your_job", "device_revoked": .forbidden
         default: .conflict
         }
     }

@@ -78,8 +78,10 @@ extension UpdateEngine {
         fleet.dirty = true
     }
 
-    /// An operator changed a device's groups, development flag or lock.
-    public func fleetProfileChanged(_ id: DeviceID) async throws {
+    /// An operator changed a device's groups, development flag or lock, or revoked it.
+    /// Returns the commands to deliver (a revoked device's withdrawal).
+    @discardableResult
+    public func fleetProfileChanged(_ id: DeviceID) async throws -> [DeviceCommand] {
         let profile = try await store.fleetProfiles()[id] ?? .default
         fleet.profiles[id] = profile
         if let lock = profile.lock, fleet.releases[lock.releaseID] == nil {
@@ -87,6 +89,8 @@ extension UpdateEngine {
         }
         if devices[id] == nil { devices[id] = Device(id: id) }
         fleet.dirty = true
+        enforceRevocation(id)
+        return takeCommands()
     }
 
     /// Firmware was added to the catalog: version sequences may have changed.

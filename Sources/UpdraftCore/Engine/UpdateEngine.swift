@@ -57,6 +57,7 @@ public actor UpdateEngine {
         }
         for job in try await store.activeJobs() { try await adopt(job) }
         try await loadFleet()
+        enforceRevocations()
         logger.info("engine loaded", metadata: ["devices": "\(devices.count)", "jobs.active": "\(active.count)"])
     }
 
@@ -72,6 +73,7 @@ public actor UpdateEngine {
     public func presence(
         _ id: DeviceID, online: Bool, via transport: Transport = .mqtt, silentFor: Duration = .zero, replayed: Bool = false
     ) -> [DeviceCommand] {
+        if online, isRevoked(id) { return takeCommands() }
         let time = now()
         var device = devices[id] ?? Device(id: id, firstSeen: time)
         let changed = device.online != online
@@ -110,6 +112,7 @@ public actor UpdateEngine {
         _ id: DeviceID, _ announcement: Announcement, via transport: Transport, replayed: Bool
     ) -> UpdraftError? {
         if let unavailable = refusalWhileUnwritable() { return unavailable }
+        if let revoked = refusalIfRevoked(id) { return revoked }
         let time = now()
         var device = devices[id] ?? Device(id: id, firstSeen: time)
         let recency = announcement.recency(knownBoot: device.boot, replayed: replayed)
@@ -169,6 +172,7 @@ public actor UpdateEngine {
 
     private func takeReport(_ id: DeviceID, job jobID: JobID, _ report: DeviceReport) -> UpdraftError? {
         if let unavailable = refusalWhileUnwritable() { return unavailable }
+        if let revoked = refusalIfRevoked(id) { return revoked }
         let time = now()
         touch(id, at: time)
         guard var machine = active[id], machine.job.id == jobID else {
@@ -198,6 +202,7 @@ public actor UpdateEngine {
 
     /// Checks that a device may download for a job and returns the firmware to serve.
     public func authorizeDownload(_ id: DeviceID, job jobID: JobID) -> Result<Firmware, UpdraftError> {
+        if let revoked = refusalIfRevoked(id) { return .failure(revoked) }
         guard let machine = active[id], machine.job.id == jobID, let fw = firmware[machine.job.firmwareID] else {
             return .failure(UpdraftError("unknown_job", "Job \(jobID) is not the active job of device \(id); re-announce to get your current job."))
         }
@@ -225,6 +230,7 @@ public actor UpdateEngine {
         if devices[job.deviceID] == nil {
             devices[job.deviceID] = Device(id: job.deviceID)
         }
+        enforceRevocation(job.deviceID)
         offerIfReady(job.deviceID)
         return takeCommands()
     }

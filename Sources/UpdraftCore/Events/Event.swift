@@ -21,6 +21,10 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     /// An operator changed a fleet release or a device's fleet profile (group, development,
     /// lock) from the CLI: the running gateway reloads it.
     case fleetCommand = "fleet.command"
+    /// An operator revoked a device's credentials (`updraft device revoke`); `detail` says
+    /// who. The gateway cancels its active job (reason `revoked`) and refuses it from then
+    /// on; `updraft device provision` re-admits it (a `fleet.command` "readmitted").
+    case deviceRevoked = "device.revoked"
     /// A firmware's verification status changed.
     case verificationStatus = "firmware.verification"
 }

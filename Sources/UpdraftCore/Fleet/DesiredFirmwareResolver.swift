@@ -14,6 +14,9 @@ public enum DesiredFirmware: Sendable, Equatable {
     }
 
     public enum NoneReason: String, Sendable, Equatable, Codable, CaseIterable {
+        /// The operator revoked the device (`updraft device revoke`): nothing until it is
+        /// provisioned again, a lock included.
+        case revoked
         /// A development device that is not locked and not named by a device release.
         case development
         /// Locked to firmware of another product: the lock still wins, so nothing applies.
@@ -48,6 +51,7 @@ public enum DesiredFirmware: Sendable, Equatable {
             return "\(firmware.id): \(why)"
         case .none(let reason):
             switch reason {
+            case .revoked: return "none: revoked; `updraft device provision` re-admits it"
             case .development: return "none: development devices get no automatic updates; lock it or name it in a device release"
             case .lockedToOtherProduct: return "none: locked to firmware of another product; unlock it or lock it to firmware of its product"
             case .unknownProduct: return "none: the device has not announced its product yet"
@@ -59,6 +63,7 @@ public enum DesiredFirmware: Sendable, Equatable {
 
 /// The one precedence rule set (Particle's, extended with device releases):
 ///
+/// 0. A revoked device gets nothing (see ``DeviceFleetProfile/revokedAt``).
 /// 1. A device locked to a firmware keeps it, above all else.
 /// 2. A release naming the device (a device list, including verification releases) is an
 ///    explicit per-device assignment: it comes next, and it reaches development devices
@@ -78,6 +83,7 @@ public enum DesiredFirmware: Sendable, Equatable {
 /// consent) never changes the decision, only when it is carried out.
 public enum DesiredFirmwareResolver {
     public static func resolve(_ device: FleetDevice, releases: [FleetRelease], at now: Date) -> DesiredFirmware {
+        if device.profile.isRevoked { return .none(.revoked) }
         if let lock = device.profile.lock {
             if let product = device.device.product, product != lock.firmware.product { return .none(.lockedToOtherProduct) }
             return .firmware(lock.firmware, release: lock.releaseID, reason: .locked(lock.delivery))

@@ -61,12 +61,18 @@ public struct DeviceFleetProfile: Sendable, Equatable, Codable {
     /// Development devices never receive automatic (group or product default) updates.
     public var isDevelopment: Bool
     public var lock: FirmwareLock?
+    /// When an operator revoked the device's credentials (`updraft device revoke`): it gets
+    /// no job and the gateway refuses what it sends until it is provisioned again.
+    public var revokedAt: Date?
 
-    public init(groups: [GroupID] = [], isDevelopment: Bool = false, lock: FirmwareLock? = nil) {
+    public init(groups: [GroupID] = [], isDevelopment: Bool = false, lock: FirmwareLock? = nil, revokedAt: Date? = nil) {
         self.groups = Array(Set(groups)).sorted()
         self.isDevelopment = isDevelopment
         self.lock = lock
+        self.revokedAt = revokedAt
     }
+
+    public var isRevoked: Bool { revokedAt != nil }
 
     public static let `default` = DeviceFleetProfile()
 
@@ -91,6 +97,7 @@ public struct DeviceFleetProfile: Sendable, Equatable, Codable {
         case groups
         case isDevelopment = "development"
         case lock
+        case revokedAt = "revoked_at"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -98,7 +105,8 @@ public struct DeviceFleetProfile: Sendable, Equatable, Codable {
         self.init(
             groups: try container.decodeIfPresent([GroupID].self, forKey: .groups) ?? [],
             isDevelopment: try container.decodeIfPresent(Bool.self, forKey: .isDevelopment) ?? false,
-            lock: try container.decodeIfPresent(FirmwareLock.self, forKey: .lock))
+            lock: try container.decodeIfPresent(FirmwareLock.self, forKey: .lock),
+            revokedAt: try container.decodeIfPresent(Date.self, forKey: .revokedAt))
     }
 }
 

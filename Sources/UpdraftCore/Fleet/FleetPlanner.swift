@@ -30,6 +30,8 @@ public enum CancelReason: Sendable, Equatable {
     case noLongerTargeted(DesiredFirmware.NoneReason)
     /// The job's release was aborted or canceled.
     case releaseStopped
+    /// The operator revoked the device (`updraft device revoke`).
+    case revoked
 
     /// For ``Job/detail``.
     public var detail: String {
@@ -37,6 +39,7 @@ public enum CancelReason: Sendable, Equatable {
         case .superseded(let release): "superseded by release \(release)"
         case .noLongerTargeted(let reason): "no longer targeted (\(reason.rawValue))"
         case .releaseStopped: "release stopped"
+        case .revoked: "revoked"
         }
     }
 }
