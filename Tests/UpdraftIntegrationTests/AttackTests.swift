@@ -120,6 +120,9 @@ import UpdraftWire
             for body in bodies {
                 let report = try await a.post("progress", payload: Array(body.utf8), contentFormat: .json)
                 #expect(report.code == .forbidden, "\(body): \(report.code) \(String(decoding: report.payload, as: UTF8.self))")
+                let claimed = try await a.post("progress", payload: Array(body.utf8), contentFormat: .json, query: ["d=cx-b"])
+                #expect(claimed.code == .forbidden, "?d=cx-b \(body): \(claimed.code)")
+                #expect(report.code == .forbidden, "\(body): \(report.code) \(String(decoding: report.payload, as: UTF8.self))")
             }
             let moves = try await Self.transitions(h, of: job)
             #expect(moves.allSatisfy { $0 == .notified }, "\(moves)")
