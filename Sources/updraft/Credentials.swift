@@ -44,19 +44,16 @@ struct Revoke: OperationsCommand {
             device.revoked event records who did it. The device stays in the registry, marked \
             revoked; `updraft device provision` admits it again with new credentials.
             """)
-    @OptionGroup var global: GlobalOptions
-    @Argument(help: "Device ids.") var ids: [String]
     @Flag(help: "Print a JSON array of {device, mqtt, coap, already_revoked}.") var json = false
+    @Argument(help: "Device ids.") var ids: [String]
+    @OptionGroup var global: GlobalOptions
 
     func run(_ ops: Operations) async throws {
         let revoked = try await ops.revokeDevices(try ids.map { try DeviceID(validating: $0) }, actor: Operations.actor)
-        if json {
-            print(try jsonText(revoked))
-            return
-        }
+        guard !json else { return print(try jsonText(revoked)) }
         for r in revoked {
-            let removed = [r.mqtt ? "MQTT password" : nil, r.coap ? "CoAP key" : nil].compactMap { $0 }
-            print("device \(r.device): revoked\(r.alreadyRevoked ? " (already)" : "")\(removed.isEmpty ? "" : "; removed its " + removed.joined(separator: " and "))")
+            let removed = [r.mqtt ? "MQTT password" : nil, r.coap ? "CoAP key" : nil].compactMap { $0 }.joined(separator: " and ")
+            print("device \(r.device): revoked\(r.alreadyRevoked ? " (already)" : "")\(removed.isEmpty ? "" : "; removed its " + removed)")
         }
     }
 }

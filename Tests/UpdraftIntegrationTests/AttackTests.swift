@@ -11,10 +11,47 @@ import UpdraftWire
 /// replayed progress, CoAP cross-device requests, a replayed genuine offer.
 @Suite(.timeLimit(.minutes(3))) struct AttackTests {
     static let announce10 = #"{"product":"thermo","version":"1.0"}"#
+    static let announce20 = #"{"product":"thermo","version":"2.0"}"#
     static let pastDownload = ["downloaded", "verified", "installing", "installed"]
 
     static func transitions(_ h: Harness, of job: JobID) async throws -> [JobState] {
         try await h.ops.store.events(after: 0, limit: 10_000).filter { $0.jobID == job && $0.kind == .jobTransition }.compactMap(\.to)
+    }
+
+    /// The job went no further than the gateway's own offer.
+    static func expectUntouched(_ h: Harness, _ job: JobID) async throws {
+        let moves = try await transitions(h, of: job)
+        #expect(moves.allSatisfy { $0 == .notified }, "\(moves)")
+        let state = try await h.ops.store.job(job)?.state
+        #expect(state == .notified || state == .queued, "\(String(describing: state))")
+    }
+
+    /// A raw device that updated to 2.0 through job `old` (its genuine offer and reports
+    /// kept), then was offered 3.0 in job `new`.
+    struct History {
+        let device: RawDevice
+        let old: JobID
+        let genuineOffer: [UInt8]
+        let reports: [String]
+        let new: JobID
+    }
+
+    static func history(_ id: DeviceID, on h: Harness, retainAnnouncement: Bool = false) async throws -> History {
+        let (first, _) = try await h.addFirmware(version: "2.0", size: 10_000)
+        let (second, _) = try await h.addFirmware(version: "3.0", size: 10_000, seed: 2)
+        let device = try await RawDevice.connect(id.rawValue, on: h)
+        try await device.send("announce", announce10)
+        try await h.waitUntilRegistered(1)
+        let old = try await h.ops.createRelease(firmwareID: first.id, target: .devices([id]), allowDowngrade: false)
+        let genuine = try #require(try await device.next("/job")).payload
+        let reports = pastDownload.map { #"{"job":"\#(old.jobs[0].id)","state":"\#($0)"}"# }
+        for report in reports { try await device.send("progress", report) }
+        try await device.client.publish(
+            topic: "updraft/d/\(id)/announce", payload: Array(announce20.utf8), qos: .atLeastOnce, retain: retainAnnouncement)
+        _ = try await h.waitForAllSucceeded(old.release.id)
+        let new = try await h.ops.createRelease(firmwareID: second.id, target: .devices([id]), allowDowngrade: false)
+        #expect(try await device.next("/job") != nil)
+        return History(device: device, old: old.jobs[0].id, genuineOffer: genuine, reports: reports, new: new.jobs[0].id)
     }
 
     /// With its own credentials a device publishes another device's progress (and
@@ -56,38 +93,20 @@ import UpdraftWire
     /// the new job either.
     @Test func replayedProgressDoesNotAdvanceANewJob() async throws {
         try await Harness.with { h in
-            let (first, _) = try await h.addFirmware(version: "2.0", size: 10_000)
-            let (second, _) = try await h.addFirmware(version: "3.0", size: 10_000, seed: 2)
-            let device = try await RawDevice.connect("rp-1", on: h)
+            let history = try await Self.history("rp-1", on: h, retainAnnouncement: true)
+            let device = history.device
             defer { Task { await device.close() } }
-            try await device.send("announce", Self.announce10)
-            try await h.waitUntilRegistered(1)
-            let old = try await h.ops.createRelease(firmwareID: first.id, target: .devices(["rp-1"]), allowDowngrade: false)
-            let oldJob = old.jobs[0].id
-            #expect(try await device.next("/job") != nil)
-            let reports = Self.pastDownload.map { #"{"job":"\#(oldJob)","state":"\#($0)"}"# }
-            for report in reports { try await device.send("progress", report) }
-            let announce20 = #"{"product":"thermo","version":"2.0"}"#
-            try await device.client.publish(topic: "updraft/d/rp-1/announce", payload: Array(announce20.utf8), qos: .atLeastOnce, retain: true)
-            _ = try await h.waitForAllSucceeded(old.release.id)
-
-            let new = try await h.ops.createRelease(firmwareID: second.id, target: .devices(["rp-1"]), allowDowngrade: false)
-            let newJob = new.jobs[0].id
-            #expect(try await device.next("/job") != nil)
-            for report in reports { try await device.send("progress", report) }
+            for report in history.reports { try await device.send("progress", report) }
             #expect(try await device.nextError()?.code == "unknown_job")
             try await device.client.publish(
-                topic: "updraft/d/rp-1/progress", payload: Array(reports[3].utf8), qos: .atLeastOnce, retain: true)
-            try await device.send("announce", announce20)
+                topic: "updraft/d/rp-1/progress", payload: Array(history.reports[3].utf8), qos: .atLeastOnce, retain: true)
+            try await device.send("announce", Self.announce20)
             // The restarted gateway gets the retained report and announcement from the broker.
             await h.stack.stopGateway()
             try await h.stack.startGateway()
             try await Task.sleep(for: .seconds(1))
-            let job = try #require(try await h.ops.store.job(newJob))
-            #expect(job.state == .notified || job.state == .queued, "\(job)")
-            let moves = try await Self.transitions(h, of: newJob)
-            #expect(moves.allSatisfy { $0 == .notified }, "\(moves)")
-            #expect(try await h.ops.store.job(oldJob)?.state == .succeeded)
+            try await Self.expectUntouched(h, history.new)
+            #expect(try await h.ops.store.job(history.old)?.state == .succeeded)
         }
     }
 
@@ -96,23 +115,12 @@ import UpdraftWire
     @Test func coapCrossDeviceRequestsAreRefusedAndRecordNothing() async throws {
         try await Harness.with { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: 4_000)
-            let keys = Dictionary(uniqueKeysWithValues: try await h.ops.admitDevices(["cx-a", "cx-b"], actor: "test").map { ($0.username, $0.coapPSK) })
-            let port = h.stack.configuration.coap.securePort
-            let client = CoAPClient(logger: Harness.logger)
-            defer { client.shutdown() }
-            let a = try await client.session(host: "127.0.0.1", port: port, security: .psk(identity: "cx-a", key: Array(keys["cx-a"]!.utf8)))
-            let b = try await client.session(host: "127.0.0.1", port: port, security: .psk(identity: "cx-b", key: Array(keys["cx-b"]!.utf8)))
-            let announce = Array(Self.announce10.utf8)
-            for session in [a, b] { #expect(try await session.post("announce", payload: announce, contentFormat: .json).code == .changed) }
-            try await h.waitUntilRegistered(2)
+            let devices = try await CoAPDevices(["cx-a", "cx-b"], on: h)
+            defer { devices.client.shutdown() }
+            let a = devices.sessions["cx-a"]!
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(["cx-b"]), allowDowngrade: false)
             let job = plan.jobs[0].id
-            var offer: JobOffer?
-            try await eventually("cx-b's offer") {
-                offer = try? JSONDecoder().decode(JobOffer.self, from: Data(try await b.get("job/cx-b").payload))
-                return offer != nil
-            }
-            let download = try #require(offer?.download)
+            let download = try await devices.offer(of: "cx-b")
             #expect(try await a.get("job/cx-b").code == .forbidden)
             #expect(try await a.get("job/cx-b", query: ["d=cx-b"]).code == .forbidden)
             #expect(try await a.get(download).code == .forbidden)
@@ -124,9 +132,7 @@ import UpdraftWire
                 #expect(claimed.code == .forbidden, "?d=cx-b \(body): \(claimed.code)")
                 #expect(report.code == .forbidden, "\(body): \(report.code) \(String(decoding: report.payload, as: UTF8.self))")
             }
-            let moves = try await Self.transitions(h, of: job)
-            #expect(moves.allSatisfy { $0 == .notified }, "\(moves)")
-            #expect(try await h.ops.store.job(job)?.state == .notified)
+            try await Self.expectUntouched(h, job)
         }
     }
 
@@ -138,19 +144,9 @@ import UpdraftWire
     /// the current job is untouched.
     @Test func aReplayedGenuineOfferOnlyTheGatewayCanWriteAndItMovesNothing() async throws {
         try await Harness.with { h in
-            let (first, _) = try await h.addFirmware(version: "2.0", size: 10_000)
-            let (second, _) = try await h.addFirmware(version: "3.0", size: 10_000, seed: 2)
-            let device = try await RawDevice.connect("ro-1", on: h)
-            try await device.send("announce", Self.announce10)
-            try await h.waitUntilRegistered(1)
-            let old = try await h.ops.createRelease(firmwareID: first.id, target: .devices(["ro-1"]), allowDowngrade: false)
-            let genuine = try #require(try await device.next("/job")).payload
-            for state in Self.pastDownload { try await device.send("progress", #"{"job":"\#(old.jobs[0].id)","state":"\#(state)"}"#) }
-            try await device.send("announce", #"{"product":"thermo","version":"2.0"}"#)
-            _ = try await h.waitForAllSucceeded(old.release.id)
-            let new = try await h.ops.createRelease(firmwareID: second.id, target: .devices(["ro-1"]), allowDowngrade: false)
-            #expect(try await device.next("/job") != nil)
-            await device.close()
+            let history = try await Self.history("ro-1", on: h)
+            let genuine = history.genuineOffer
+            await history.device.close()
 
             let other = try await RawDevice.connect("ro-other", on: h, subscribe: [])
             defer { Task { await other.close() } }
@@ -187,13 +183,13 @@ import UpdraftWire
             try await h.stack.startGateway()
             let replayed = try #require(try await next.next("/job"), "the gateway's account can write the job topic")
             #expect(replayed.payload == genuine)
-            try await next.send("download", #"{"job":"\#(old.jobs[0].id)","offset":0,"count":1,"size":1024}"#)
+            try await next.send("download", #"{"job":"\#(history.old)","offset":0,"count":1,"size":1024}"#)
             let refusal = try await next.nextError()
             #expect(refusal?.code == "unknown_job", "\(String(describing: refusal))")
-            try await next.send("progress", #"{"job":"\#(old.jobs[0].id)","state":"downloading","percent":10}"#)
+            try await next.send("progress", #"{"job":"\#(history.old)","state":"downloading","percent":10}"#)
             #expect(try await next.nextError()?.code == "unknown_job")
-            #expect(try await h.ops.store.job(old.jobs[0].id)?.state == .succeeded)
-            #expect(try await Self.transitions(h, of: new.jobs[0].id) == [.notified])
+            #expect(try await h.ops.store.job(history.old)?.state == .succeeded)
+            try await Self.expectUntouched(h, history.new)
             await next.close()
         }
     }

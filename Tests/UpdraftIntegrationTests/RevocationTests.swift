@@ -7,6 +7,40 @@ import UpdraftCore
 import UpdraftTestSupport
 import UpdraftWire
 
+/// Devices with DTLS sessions of their own: provisioned (`coap_psk`), each session open
+/// and announced on 1.0, registered.
+struct CoAPDevices {
+    let client: CoAPClient
+    let sessions: [DeviceID: CoAPClientSession]
+    let keys: [DeviceID: String]
+    let port: Int
+
+    init(_ ids: [DeviceID], on h: Harness) async throws {
+        let provisioned = try await h.ops.admitDevices(ids, actor: "test")
+        keys = Dictionary(uniqueKeysWithValues: provisioned.map { (DeviceID(unchecked: $0.username), $0.coapPSK) })
+        port = h.stack.configuration.coap.securePort
+        client = CoAPClient(logger: Harness.logger)
+        var sessions: [DeviceID: CoAPClientSession] = [:]
+        for id in ids {
+            let session = try await client.session(host: "127.0.0.1", port: port, security: .psk(identity: id.rawValue, key: Array(keys[id]!.utf8)))
+            #expect(try await session.post("announce", payload: Array(AttackTests.announce10.utf8), contentFormat: .json).code == .changed)
+            sessions[id] = session
+        }
+        self.sessions = sessions
+        try await h.waitUntilRegistered(ids.count)
+    }
+
+    /// The device's offer, once the gateway has made it; returns its image path.
+    func offer(of id: DeviceID) async throws -> String {
+        var offer: JobOffer?
+        try await eventually("\(id)'s offer") {
+            offer = try? JSONDecoder().decode(JobOffer.self, from: Data(try await sessions[id]!.get("job/\(id)").payload))
+            return offer != nil
+        }
+        return try #require(offer?.download)
+    }
+}
+
 /// `updraft device revoke` (issue 10, item 4) on a real managed broker, gateway and DTLS
 /// endpoint: the device is cut off within 5 s on both protocols, its job ends canceled
 /// (`revoked`) with a `device.revoked` event, the others go on, and provisioning it again
@@ -39,7 +73,7 @@ import UpdraftWire
 
             let start = ContinuousClock.now
             let revoked = try await h.ops.revokeDevices(["rev-1"], actor: "test")
-            #expect(revoked == [Operations.Revocation(device: "rev-1", mqtt: true, coap: false, alreadyRevoked: false)])
+            #expect(revoked.map(\.device) == ["rev-1"] && revoked[0].mqtt && !revoked[0].coap && !revoked[0].alreadyRevoked)
             try await eventually(timeout: .seconds(5), "the broker to disconnect rev-1") { !victim.client.isConnected }
             let disconnected = ContinuousClock.now - start
             print("revocation: rev-1 disconnected \(disconnected) after `revoke` was called")
@@ -80,22 +114,12 @@ import UpdraftWire
     @Test func aRevokedCoAPDevicesKeyAndOpenDTLSSessionAreRefused() async throws {
         try await Harness.with { h in
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: 4_000)
-            let keys = Dictionary(uniqueKeysWithValues: try await h.ops.admitDevices(["crev-1", "cstay-1"], actor: "test").map { ($0.username, $0.coapPSK) })
-            let port = h.stack.configuration.coap.securePort
-            let client = CoAPClient(logger: Harness.logger)
-            defer { client.shutdown() }
-            let victim = try await client.session(host: "127.0.0.1", port: port, security: .psk(identity: "crev-1", key: Array(keys["crev-1"]!.utf8)))
-            let bystander = try await client.session(host: "127.0.0.1", port: port, security: .psk(identity: "cstay-1", key: Array(keys["cstay-1"]!.utf8)))
-            let announce = Array(#"{"product":"thermo","version":"1.0"}"#.utf8)
-            for session in [victim, bystander] { #expect(try await session.post("announce", payload: announce, contentFormat: .json).code == .changed) }
-            try await h.waitUntilRegistered(2)
+            let devices = try await CoAPDevices(["crev-1", "cstay-1"], on: h)
+            defer { devices.client.shutdown() }
+            let (victim, bystander, keys, port) = (devices.sessions["crev-1"]!, devices.sessions["cstay-1"]!, devices.keys, devices.port)
+            let announce = Array(AttackTests.announce10.utf8)
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(["crev-1", "cstay-1"]), allowDowngrade: false)
-            var offer: JobOffer?
-            try await eventually("crev-1's offer") {
-                offer = try? JSONDecoder().decode(JobOffer.self, from: Data(try await victim.get("job/crev-1").payload))
-                return offer != nil
-            }
-            let download = try #require(offer?.download)
+            let download = try await devices.offer(of: "crev-1")
 
             let start = ContinuousClock.now
             #expect(try await h.ops.revokeDevices(["crev-1"], actor: "test").first?.coap == true)
@@ -118,6 +142,7 @@ import UpdraftWire
                 let outcome = try await tool.run(["-u", "crev-1", "-k", keys["crev-1"]!], uri: "coaps://127.0.0.1:\(port)/job/crev-1")
                 return outcome.body.isEmpty && !outcome.log.contains("2.0")
             }
+            print("revocation: crev-1's old key refused at the handshake \(ContinuousClock.now - start) after `revoke` was called")
             // The bystander goes on.
             #expect(try await bystander.get("job/cstay-1").payload.count > 100)
             let fresh = try #require(try await h.ops.admitDevices(["crev-1"], actor: "test").first)

@@ -3,22 +3,13 @@ import UpdraftCore
 
 /// `updraft device revoke` and re-admission by `updraft device provision`.
 extension Operations {
-    /// What revoking one device did.
+    /// What revoking one device did: whether it had an MQTT password line (removed, the
+    /// broker reloaded) and a CoAP key (removed), and whether it was revoked already
+    /// (then nothing is recorded again).
     public struct Revocation: Sendable, Codable, Equatable {
         public let device: String
-        /// Its line was in the broker's password file (removed; the broker reloaded).
-        public let mqtt: Bool
-        /// Its key was in the CoAP PSK file (removed).
-        public let coap: Bool
-        /// It was already revoked: nothing recorded again.
-        public let alreadyRevoked: Bool
-        public init(device: String, mqtt: Bool, coap: Bool, alreadyRevoked: Bool) {
-            (self.device, self.mqtt, self.coap, self.alreadyRevoked) = (device, mqtt, coap, alreadyRevoked)
-        }
-        enum CodingKeys: String, CodingKey {
-            case device, mqtt, coap
-            case alreadyRevoked = "already_revoked"
-        }
+        public let mqtt, coap, alreadyRevoked: Bool
+        enum CodingKeys: String, CodingKey { case device, mqtt, coap, alreadyRevoked = "already_revoked" }
     }
 
     /// Revokes devices: their MQTT password line and CoAP key are removed at once (a running
