@@ -89,6 +89,9 @@ struct CoAPDevices {
             let device = try await h.ops.store.device("rev-1")
             #expect(device != nil && device?.online == false)
             #expect(try await h.ops.store.fleetProfiles()["rev-1"]?.isRevoked == true)
+            await #expect(throws: UpdraftError.self) {
+                try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(["rev-1"]), allowDowngrade: false)
+            }
 
             // Provisioning again re-admits it: new password, a new job reaches it.
             let fresh = try #require(try await h.ops.admitDevices(["rev-1"], actor: "test").first)

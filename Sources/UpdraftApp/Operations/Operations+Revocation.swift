@@ -76,6 +76,18 @@ extension Operations {
         return try provisionDeviceCredentials(ids)
     }
 
+    /// A release naming revoked devices is refused (a product release still reaches the
+    /// others: the gateway cancels a revoked device's job at once, reason `revoked`).
+    func refuseRevoked(in target: ReleaseTarget) async throws {
+        guard case .devices(let ids) = target else { return }
+        let profiles = try await store.fleetProfiles()
+        let revoked = ids.filter { profiles[$0]?.isRevoked == true }
+        guard !revoked.isEmpty else { return }
+        throw UpdraftError(
+            "device_revoked",
+            "Device \(revoked.map(\.rawValue).joined(separator: ", ")) is revoked; provision it again (`updraft device provision`) or leave it out. Nothing was created.")
+    }
+
     /// Who runs this command, for the event log: the login name and the uid.
     public static var actor: String {
         let user = ProcessInfo.processInfo.environment["SUDO_USER"].map { "\($0) via sudo" }

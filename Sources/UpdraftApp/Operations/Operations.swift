@@ -101,6 +101,7 @@ public struct Operations: Sendable {
             throw UpdraftError("product_mismatch", "Firmware \(firmware.id) is for product \(firmware.product), not \(product).")
         }
         try checkImage(of: firmware)
+        try await refuseRevoked(in: target)
         let release = Release(firmwareID: firmware.id, target: target, allowDowngrade: allowDowngrade, createdAt: Date())
         // Planned on a snapshot first: a refused plan stores nothing. The store plans
         // again inside its transaction, against the fleet as it is then.
