@@ -11,7 +11,7 @@ import UpdraftTestSupport
 @Suite(.timeLimit(.minutes(3))) struct MQTTAuthenticationTests {
     static func client(_ h: Harness, clientID: String, username: String?, password: String?) -> (MosquittoClient, MosquittoEventLoop) {
         let loop = MosquittoEventLoop(name: "auth-\(clientID)")
-        var options = MosquittoOptions(clientID: clientID, port: h.stack.brokerPort)
+        var options = h.stack.brokerOptions(clientID: clientID)
         (options.username, options.password) = (username, password)
         return (MosquittoClient(options: options, loop: loop, logger: Harness.logger), loop)
     }
@@ -107,7 +107,7 @@ import UpdraftTestSupport
             let fleet = try await h.registeredFleet(3)
             // Devices without passwords never connect: the registry never hears of them.
             var config = SimulatorConfig(count: 2, product: "thermo", version: "1.0", trustedKeys: try h.ops.trustedKeys())
-            config.brokerPort = h.stack.brokerPort
+            config.useBroker(h.stack.brokerOptions(clientID: "-"))
             config.idPrefix = "unprovisioned-"
             let unprovisioned = try FleetSimulator(config: config, logger: Harness.logger)
             unprovisioned.start()
