@@ -18,16 +18,9 @@ import UpdraftTestSupport
 
     /// Whether a client with these credentials gets connected.
     static func connects(_ h: Harness, clientID: String, username: String?, password: String?) async -> Bool {
-        let (client, loop) = client(h, clientID: clientID, username: username, password: password)
-        defer { loop.shutdown() }
-        do {
-            try await client.connect(timeout: .seconds(3))
-            await client.disconnect()
-            return true
-        } catch {
-            await client.disconnect()
-            return false
-        }
+        var options = h.stack.brokerOptions(clientID: clientID)
+        (options.username, options.password) = (username, password)
+        return await MQTTTLSTests.connects(options)
     }
 
     /// `client` stays connected for `duration` (a takeover would drop it at least once).

@@ -90,10 +90,9 @@ import UpdraftTestSupport
             let (firmware, _) = try await h.addFirmware(version: "2.0", size: 20_000)
             // No password: the certificate alone lets it in, as cert-0.
             var config = DeviceConfig(id: "cert-0", product: "thermo", version: "1.0", trustedKeys: try h.ops.trustedKeys())
+            (config.requestTimeout, config.rebootDelay) = (.milliseconds(800), .milliseconds(100))
             config.useBroker(try Self.certificateDevice(h, "cert-0"))
-            config.dialect = h.stack.dialect
-            config.requestTimeout = .milliseconds(800)
-            config.rebootDelay = .milliseconds(100)
+            #expect(config.password == nil && config.tls?.certFile != nil && config.brokerPort == h.stack.configuration.mqtt.broker.mtlsPort)
             let loop = MosquittoEventLoop(name: "cert-0", logger: Harness.logger)
             let device = UpdraftDeviceAgent(config: config, loop: loop, logger: Harness.logger)
             let running = Task { try await device.run() }
