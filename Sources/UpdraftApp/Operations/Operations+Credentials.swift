@@ -54,7 +54,9 @@ extension Operations {
             (options.username, options.password) = (account.username, account.password)
             let client = MosquittoClient(options: options, logger: logger)
             do {
-                try await client.connect()
+                // Short attempts, each with a new client: a broker still starting refuses
+                // the first ones, and a TLS client that met a refused port may not recover.
+                try await client.connect(timeout: .seconds(2))
                 await client.disconnect()
                 return
             } catch {
