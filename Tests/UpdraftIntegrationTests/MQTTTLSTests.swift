@@ -5,6 +5,7 @@ import Testing
 import UpdraftApp
 import UpdraftCore
 import UpdraftDevice
+import UpdraftMQTT
 import UpdraftTestSupport
 
 /// The managed broker's TLS and mutual-TLS listeners and the fleet PKI, with real
@@ -263,5 +264,39 @@ import UpdraftTestSupport
         let reserved = try await cli.run(["device", "provision", "updraft-gateway", "--cert", "--out", out, "--data-dir", dir, "--log-level", "error"])
         #expect(reserved.status == 1)
         #expect(!FileManager.default.fileExists(atPath: out + "/updraft-gateway.crt"))
+    }
+}
+
+/// The listener keys: the gateway needs a password listener, ports differ, and the
+/// gateway's connection follows them.
+@Suite struct BrokerListenerSettingsTests {
+    @Test func theManagedBrokerNeedsAPasswordListenerOnDistinctPorts() throws {
+        var settings = MQTTSettings()
+        (settings.broker.tlsPort, settings.broker.plainPort) = (0, 0)
+        #expect(throws: UpdraftError.self) { try settings.validate() }
+        (settings.broker.tlsPort, settings.broker.mtlsPort) = (8883, 8883)
+        #expect(throws: UpdraftError.self) { try settings.validate() }
+        settings.broker.mtlsPort = 0
+        try settings.validate()
+        settings.broker.external = true
+        (settings.broker.tlsPort, settings.broker.plainPort) = (0, 0)
+        try settings.validate()
+    }
+
+    @Test func theGatewayConnectsOverTLSUnlessAPlainLoopbackPortIsSet() throws {
+        var configuration = UpdraftConfiguration()
+        configuration.dataDirectory = "/srv/updraft"
+        configuration.mqtt.broker.tlsHost = "0.0.0.0"
+        configuration.mqtt.password = "given"  // not the generated one: nothing is written
+        var gateway = try configuration.gatewayClientOptions()
+        #expect(gateway.host == "127.0.0.1" && gateway.port == 8883 && gateway.tls?.caFile == "/srv/updraft/pki/ca.crt")
+        #expect(gateway.tls?.insecure == false && gateway.cleanSession == false)
+        configuration.mqtt.broker.plainPort = 1884
+        gateway = try configuration.gatewayClientOptions()
+        #expect(gateway.host == "127.0.0.1" && gateway.port == 1884 && gateway.tls == nil)
+        configuration.mqtt.broker.external = true
+        (configuration.mqtt.broker.host, configuration.mqtt.broker.port) = ("broker.example.com", 8883)
+        gateway = try configuration.gatewayClientOptions()
+        #expect(gateway.host == "broker.example.com" && gateway.port == 8883 && gateway.tls == nil)
     }
 }
