@@ -300,3 +300,26 @@ import UpdraftTestSupport
         #expect(gateway.host == "broker.example.com" && gateway.port == 8883 && gateway.tls == nil)
     }
 }
+
+extension BrokerListenerSettingsTests {
+    @Test func theListenerAndPKIKeysReadTheirScopesWithBounds() throws {
+        let keys = SettingsReaderTests.reader([
+            "BROKER_TLS_HOST": "0.0.0.0", "BROKER_TLS_PORT": "18883", "BROKER_MTLS_PORT": "0", "BROKER_PLAIN_PORT": "1884",
+        ])
+        let broker = MQTTSettings(reader: keys).broker
+        try keys.check()
+        #expect(broker.tlsHost == "0.0.0.0" && broker.tlsPort == 18883 && broker.mtlsPort == 0 && broker.plainPort == 1884)
+        let pkiKeys = SettingsReaderTests.reader(["BROKER_NAMES": "updraft.example.com,192.0.2.10", "DEVICE_DAYS": "30", "CA_FILE": "/pki/ca.crt"])
+        let pki = PKISettings(reader: pkiKeys)
+        try pkiKeys.check()
+        #expect(pki.brokerNames == ["updraft.example.com", "192.0.2.10"] && pki.deviceDays == 30 && pki.caFile == "/pki/ca.crt")
+        for (key, value) in [("BROKER_TLS_PORT", "70000"), ("BROKER_PLAIN_PORT", "-1")] {
+            let bad = SettingsReaderTests.reader([key: value])
+            _ = MQTTSettings(reader: bad)
+            #expect(throws: UpdraftError.self) { try bad.check() }
+        }
+        let badDays = SettingsReaderTests.reader(["DEVICE_DAYS": "0"])
+        _ = PKISettings(reader: badDays)
+        #expect(throws: UpdraftError.self) { try badDays.check() }
+    }
+}

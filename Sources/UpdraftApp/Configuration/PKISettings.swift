@@ -13,13 +13,9 @@ public struct PKISettings: Sendable {
     public var brokerNames: [String] = []
     /// Your own PKI (PEM files): the CA devices and the broker trust, the broker's
     /// certificate and key, and (only for `--cert`) the CA's key.
-    public var caFile: String = ""
-    public var caKeyFile: String = ""
-    public var brokerCertFile: String = ""
-    public var brokerKeyFile: String = ""
+    public var caFile = "", caKeyFile = "", brokerCertFile = "", brokerKeyFile = ""
     /// Days a device certificate and a generated broker certificate are valid.
-    public var deviceDays: Int = 825
-    public var brokerDays: Int = 825
+    public var deviceDays = 825, brokerDays = 825
 
     public init() {}
 
@@ -28,10 +24,9 @@ public struct PKISettings: Sendable {
         let d = Self()
         directory = reader.string(forKey: "directory", default: d.directory)
         brokerNames = reader.strings(forKey: "broker_names", default: d.brokerNames)
-        caFile = reader.string(forKey: "ca_file", default: d.caFile)
-        caKeyFile = reader.string(forKey: "ca_key_file", default: d.caKeyFile)
-        brokerCertFile = reader.string(forKey: "broker_cert_file", default: d.brokerCertFile)
-        brokerKeyFile = reader.string(forKey: "broker_key_file", default: d.brokerKeyFile)
+        // Your own PKI: four paths, empty by default.
+        let own = ["ca_file", "ca_key_file", "broker_cert_file", "broker_key_file"].map { reader.string(forKey: $0, default: "") }
+        (caFile, caKeyFile, brokerCertFile, brokerKeyFile) = (own[0], own[1], own[2], own[3])
         deviceDays = reader.int(forKey: "device_days", default: d.deviceDays, in: 1...36_500)
         brokerDays = reader.int(forKey: "broker_days", default: d.brokerDays, in: 1...36_500)
     }
