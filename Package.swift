@@ -36,6 +36,9 @@ let package = Package(
         // Already in the graph through swift-configuration's YAML trait; read directly to
         // find configuration keys this build does not know.
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        // The fleet PKI (CA, broker and device certificates) made in-process: UpdraftApp.
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         // What the C-library wrappers' event loops need from C: the wake eventfd, thread
@@ -184,6 +187,8 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
         // What runs a whole Updraft in one process for people and benches: `updraft demo`,

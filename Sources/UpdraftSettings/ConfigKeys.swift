@@ -72,6 +72,15 @@ public struct ConfigKeys: Sendable {
         unit * int(forKey: key, default: Int(defaultValue / unit), in: range)
     }
 
+    /// A list of strings: a YAML sequence, or comma-separated in an environment variable.
+    public func strings(forKey key: String, default defaultValue: [String]) -> [String] {
+        state.read(name(key), default: Self.listText(defaultValue))
+        return reader.stringArray(forKey: ConfigKey(key)) ?? defaultValue
+    }
+
+    /// How a list's default is remembered and how ``leaves(ofYAML:)`` gives a YAML sequence.
+    static func listText(_ items: [String]) -> String { "[" + items.joined(separator: ", ") + "]" }
+
     public func bool(forKey key: String, default defaultValue: Bool) -> Bool {
         typed(key, defaultValue, "true or false") { try reader.requiredBool(forKey: ConfigKey(key)) } valid: { _ in true }
     }
@@ -113,7 +122,8 @@ public struct ConfigKeys: Sendable {
             if let mapping = node.mapping {
                 for (key, child) in mapping { walk(child, path.isEmpty ? key.string ?? "?" : path + "." + (key.string ?? "?")) }
             } else {
-                leaves.append((path, node.scalar?.string ?? "(a list)"))
+                let items = node.sequence.map { Array($0).map { $0.scalar?.string ?? "?" } }
+                leaves.append((path, node.scalar?.string ?? items.map(listText) ?? "(a list)"))
             }
         }
         walk(root, "")

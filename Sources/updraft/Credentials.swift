@@ -13,21 +13,33 @@ struct Provision: OperationsCommand {
             CoAP: PSK identity = device id; the key goes into the PSK file (coap.psk_file, \
             default <data_dir>/coap-psk.txt, 0600), which a running gateway re-reads. \
             Provisioning a device again replaces both: the old ones stop working. A revoked \
-            device (`updraft device revoke`) is admitted again.
+            device (`updraft device revoke`) is admitted again. \
+            --cert also writes a client certificate of the fleet CA (pki.*) for the managed \
+            broker's mutual-TLS port (mqtt.broker.mtls_port).
             """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Device ids.") var ids: [String]
-    @Flag(help: "Print a JSON array of {username, password, coap_psk}.") var json = false
+    @Flag(help: "Print a JSON array of {username, password, coap_psk} (and certificate: {certificate, key, ca} with --cert).")
+    var json = false
+    @Flag(help: "Also write a client certificate signed by the fleet CA (CN = device id) for the mutual-TLS port: <out>/<id>.crt, <out>/<id>.key (0600) and <out>/ca.crt.")
+    var cert = false
+    @Option(help: "Folder for the --cert files.") var out: String = "."
 
     func run(_ ops: Operations) async throws {
-        let devices = try await ops.admitDevices(try ids.map { try DeviceID(validating: $0) }, actor: Operations.actor)
+        let ids = try ids.map { try DeviceID(validating: $0) }
+        let devices = try await ops.admitDevices(ids, certificatesInto: cert ? out : nil, actor: Operations.actor)
         if json {
             print(try jsonText(devices))
-        } else {
-            print("device\tmqtt_password\tcoap_psk")
-            for device in devices { print("\(device.username)\t\(device.password)\t\(device.coapPSK)") }
-            print("Store these on the devices now: only the passwords' hashes are kept, and the keys are in the gateway's PSK file.")
+            return
         }
+        print("device\tmqtt_password\tcoap_psk")
+        for device in devices { print("\(device.username)\t\(device.password)\t\(device.coapPSK)") }
+        print("Store these on the devices now: only the passwords' hashes are kept, and the keys are in the gateway's PSK file.")
+        for device in devices {
+            guard let files = device.certificate else { continue }
+            print("\(device.username): wrote \(files.certificate), \(files.key) (0600) and \(files.ca)")
+        }
+        if cert { print("Copy them to the devices and delete the .key files here: the devices connect with them on mqtt.broker.mtls_port.") }
     }
 }
 

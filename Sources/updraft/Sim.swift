@@ -49,8 +49,7 @@ struct Sim: AsyncParsableCommand {
                 count: devices, product: try ProductID(validating: product), version: try FirmwareVersion(validating: version),
                 trustedKeys: try ReleaseKeyFiles(configuration).trustedKeys())
             sim.idPrefix = prefix
-            sim.brokerHost = configuration.mqtt.broker.host
-            sim.brokerPort = configuration.mqtt.broker.port
+            sim.useBroker(configuration.brokerOptions(clientID: "-"))
             sim.dialect = configuration.dialect
             sim.protocol = `protocol`
             if `protocol` != .mqtt {

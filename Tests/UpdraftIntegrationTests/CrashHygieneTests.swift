@@ -16,7 +16,7 @@ import UpdraftTestSupport
     func serve(_ cli: CLIProcess, _ dir: String, port: Int) throws -> (ChildProcess, String) {
         try cli.start(
             ["serve", "--data-dir", dir, "--log-level", "warning"],
-            environment: ["UPDRAFT_MQTT_BROKER_PORT": "\(port)", "UPDRAFT_COAP_ENABLED": "false"])
+            environment: servedBroker(port: port).merging(["UPDRAFT_COAP_ENABLED": "false"]) { $1 })
     }
 
     /// Waits until the gateway's broker runs and accepts connections; returns its pid.
@@ -82,7 +82,7 @@ import UpdraftTestSupport
             // ... and the first still works: a device announces, the gateway registers it.
             let ops = try Operations(configuration: { var c = UpdraftConfiguration(); c.dataDirectory = dir; return c }(), access: .existing, logger: Harness.logger)
             var sim = SimulatorConfig(count: 1, product: "thermo", version: "1.0", trustedKeys: try ops.trustedKeys())
-            sim.brokerPort = port
+            sim.useBroker(UpdraftConfiguration.served(dir, port: port).brokerOptions(clientID: "-"))
             try await ops.provision(&sim)
             let fleet = try FleetSimulator(config: sim, logger: Harness.logger)
             fleet.start()

@@ -19,9 +19,9 @@ import UpdraftTools
         private let received = Mutex<[(seq: Int64, kind: String)]>([])
         private let reader = Mutex<Task<Void, Never>?>(nil)
 
-        init(port: Int, account: BrokerCredentials.Account) {
+        init(options: MosquittoOptions, account: BrokerCredentials.Account) {
             loop = MosquittoEventLoop(name: "backend")
-            var options = MosquittoOptions(clientID: "backend-events-1", port: port)
+            var options = options
             (options.username, options.password) = (account.username, account.password)
             options.cleanSession = false
             client = MosquittoClient(options: options, loop: loop, logger: Harness.logger)
@@ -71,15 +71,15 @@ import UpdraftTools
         let dir = try makeTemporaryDirectory(prefix: "updraft-feed").path
         var configuration = UpdraftConfiguration()
         configuration.dataDirectory = dir
-        configuration.mqtt.broker.port = PortProbe.freePort()
-        let port = configuration.mqtt.broker.port
+        configuration = .served(dir, port: PortProbe.freePort())
+        let port = configuration.mqtt.broker.tlsPort
         let ops = try Operations(configuration: configuration, logger: Harness.logger)
         _ = try ops.generateKeys(force: false)
         try DeterministicImage.write(300_000, seed: 4, to: dir + "/fw.bin", what: "test")
 
         let restart = ProcessRestartTests()
         var gateways = [try restart.serve(binary, dataDir: dir, port: port)]
-        let backend = Backend(port: port, account: try ops.serviceAccounts().events)
+        let backend = Backend(options: configuration.brokerOptions(clientID: "backend-events-1"), account: try ops.serviceAccounts().events)
         var fleet: FleetSimulator?
         defer {
             for p in gateways where p.isRunning { kill(p.pid, SIGKILL) }
@@ -101,7 +101,7 @@ import UpdraftTools
 
         // Gateway-written events: devices going through a release, a few hundred events.
         var sim = SimulatorConfig(count: 10, product: "thermo", version: "1.0", trustedKeys: try ops.trustedKeys())
-        sim.brokerPort = port
+        sim.useBroker(configuration.brokerOptions(clientID: "-"))
         sim.chunkSize = 512
         sim.windowCount = 2
         sim.requestTimeout = .milliseconds(800)
@@ -119,7 +119,7 @@ import UpdraftTools
         // 1. The gateway's connection is taken over by a client with its id (and, as a
         //    client id is now its username, with its password: a leaked one).
         let intruderLoop = MosquittoEventLoop(name: "intruder")
-        var intruderOptions = MosquittoOptions(clientID: configuration.mqtt.clientID, port: port)
+        var intruderOptions = configuration.brokerOptions(clientID: configuration.mqtt.clientID)
         (intruderOptions.username, intruderOptions.password) = (configuration.mqtt.username, try ops.serviceAccounts().gateway.password)
         intruderOptions.cleanSession = false
         let intruder = MosquittoClient(options: intruderOptions, loop: intruderLoop, logger: Harness.logger)

@@ -18,6 +18,22 @@ extension Operations {
     }
 }
 
+/// The environment that puts the managed broker of a test's `updraft serve` on `port`:
+/// TLS with the data directory's fleet CA, no mutual-TLS listener (one free port per test).
+func servedBroker(port: Int) -> [String: String] {
+    ["UPDRAFT_MQTT_BROKER_TLS_PORT": "\(port)", "UPDRAFT_MQTT_BROKER_MTLS_PORT": "0"]
+}
+
+extension UpdraftConfiguration {
+    /// The configuration of data directory `dir` served with ``servedBroker(port:)``.
+    static func served(_ dir: String, port: Int) -> UpdraftConfiguration {
+        var configuration = UpdraftConfiguration()
+        configuration.dataDirectory = dir
+        (configuration.mqtt.broker.tlsPort, configuration.mqtt.broker.mtlsPort) = (port, 0)
+        return configuration
+    }
+}
+
 /// A whole Updraft on loopback (managed mosquitto on a free port, SQLite file, gateway)
 /// plus helpers to add firmware, run simulated devices and wait for jobs.
 struct Harness {
@@ -62,7 +78,7 @@ struct Harness {
     /// A fleet of simulated devices, each provisioned with its MQTT password.
     func fleet(_ count: Int, prefix: String = "dev-", product: String = "thermo", version: String = "1.0", tune: (inout SimulatorConfig) -> Void = { _ in }) async throws -> FleetSimulator {
         var config = SimulatorConfig(count: count, product: try ProductID(validating: product), version: try FirmwareVersion(validating: version), trustedKeys: try ops.trustedKeys())
-        config.brokerPort = stack.brokerPort
+        config.useBroker(stack.brokerOptions(clientID: "-"))
         config.dialect = stack.dialect
         config.idPrefix = prefix
         config.requestTimeout = .milliseconds(800)

@@ -124,7 +124,8 @@ import UpdraftTestSupport
             let (firmware, _) = try await h.addFirmware(version: "2.0")
             // Its first download gets a corrupted chunk and it gives up at once: the job fails.
             var config = DeviceConfig(
-                id: "flaky-0", product: "thermo", version: "1.0", trustedKeys: try h.ops.trustedKeys(), brokerPort: h.stack.brokerPort)
+                id: "flaky-0", product: "thermo", version: "1.0", trustedKeys: try h.ops.trustedKeys())
+            config.useBroker(h.stack.brokerOptions(clientID: "-"))
             config.password = try await h.stack.devicePassword("flaky-0")
             config.corruptFirstDownload = true
             config.maxVerifyRetries = 0

@@ -36,7 +36,8 @@ import UpdraftTools
         try await Harness.with { h in
             let (firmware, image) = try await h.addFirmware(version: "2.0", size: 20_000)
             var config = DeviceConfig(
-                id: "victim-0", product: "thermo", version: "1.0", trustedKeys: try h.ops.trustedKeys(), brokerPort: h.stack.brokerPort)
+                id: "victim-0", product: "thermo", version: "1.0", trustedKeys: try h.ops.trustedKeys())
+            config.useBroker(h.stack.brokerOptions(clientID: "-"))
             config.dialect = h.stack.dialect
             config.password = try await h.stack.devicePassword("victim-0")
             config.requestTimeout = .milliseconds(800)
@@ -57,7 +58,7 @@ import UpdraftTools
 
             // Another client that can write the job topic: with broker authentication on, only
             // one holding the gateway's password (a leaked one), while the gateway is away.
-            var options = MosquittoOptions(clientID: "forger", port: h.stack.brokerPort)
+            var options = h.stack.brokerOptions(clientID: "forger")
             options.username = h.stack.configuration.mqtt.username
             options.password = try h.ops.serviceAccounts().gateway.password
             let forgerLoop = MosquittoEventLoop(name: "forger", logger: Harness.logger)

@@ -18,14 +18,15 @@ struct RawDevice {
     /// - Parameter clientID: another connection of the same device (same username) when set.
     static func connect(_ id: String, clientID: String? = nil, on h: Harness, subscribe: [String]? = nil) async throws -> RawDevice {
         let password = try await h.stack.devicePassword(DeviceID(validating: id))
-        return try await connect(id, clientID: clientID, port: h.stack.brokerPort, password: password, subscribe: subscribe)
+        return try await connect(id, broker: h.stack.brokerOptions(clientID: clientID ?? id), password: password, subscribe: subscribe)
     }
 
+    /// - Parameter broker: where to connect (host, port, TLS) and the client id.
     static func connect(
-        _ id: String, clientID: String? = nil, port: Int, password: String?, subscribe: [String]? = nil
+        _ id: String, broker: MosquittoOptions, password: String?, subscribe: [String]? = nil
     ) async throws -> RawDevice {
-        let loop = MosquittoEventLoop(name: "raw-\(clientID ?? id)")
-        var options = MosquittoOptions(clientID: clientID ?? id, port: port)
+        let loop = MosquittoEventLoop(name: "raw-\(broker.clientID)")
+        var options = broker
         options.username = id
         options.password = password
         let client = MosquittoClient(options: options, loop: loop, logger: Harness.logger)

@@ -11,23 +11,16 @@ import UpdraftTestSupport
 @Suite(.timeLimit(.minutes(3))) struct MQTTAuthenticationTests {
     static func client(_ h: Harness, clientID: String, username: String?, password: String?) -> (MosquittoClient, MosquittoEventLoop) {
         let loop = MosquittoEventLoop(name: "auth-\(clientID)")
-        var options = MosquittoOptions(clientID: clientID, port: h.stack.brokerPort)
+        var options = h.stack.brokerOptions(clientID: clientID)
         (options.username, options.password) = (username, password)
         return (MosquittoClient(options: options, loop: loop, logger: Harness.logger), loop)
     }
 
     /// Whether a client with these credentials gets connected.
     static func connects(_ h: Harness, clientID: String, username: String?, password: String?) async -> Bool {
-        let (client, loop) = client(h, clientID: clientID, username: username, password: password)
-        defer { loop.shutdown() }
-        do {
-            try await client.connect(timeout: .seconds(3))
-            await client.disconnect()
-            return true
-        } catch {
-            await client.disconnect()
-            return false
-        }
+        var options = h.stack.brokerOptions(clientID: clientID)
+        (options.username, options.password) = (username, password)
+        return await MQTTTLSTests.connects(options)
     }
 
     /// `client` stays connected for `duration` (a takeover would drop it at least once).
@@ -107,7 +100,7 @@ import UpdraftTestSupport
             let fleet = try await h.registeredFleet(3)
             // Devices without passwords never connect: the registry never hears of them.
             var config = SimulatorConfig(count: 2, product: "thermo", version: "1.0", trustedKeys: try h.ops.trustedKeys())
-            config.brokerPort = h.stack.brokerPort
+            config.useBroker(h.stack.brokerOptions(clientID: "-"))
             config.idPrefix = "unprovisioned-"
             let unprovisioned = try FleetSimulator(config: config, logger: Harness.logger)
             unprovisioned.start()

@@ -20,7 +20,7 @@ import UpdraftTestSupport
     /// returns in a test process whose SIGCHLD it does not see.
     func serve(_ binary: String, dataDir: String, port: Int) throws -> ChildProcess {
         var environment = ProcessInfo.processInfo.environment
-        environment["UPDRAFT_MQTT_BROKER_PORT"] = "\(port)"
+        environment.merge(servedBroker(port: port)) { $1 }
         environment["UPDRAFT_COAP_ENABLED"] = "false"
         return try ChildProcess(
             executable: binary, arguments: ["serve", "--data-dir", dataDir, "--log-level", "warning"],
@@ -31,11 +31,11 @@ import UpdraftTestSupport
         let binary = try #require(Self.updraftBinary, "build the updraft executable first (swift build --build-tests builds it)")
         let folder = try await ServeFolder("updraft-kill", imageBytes: 300_000, seed: 9)
         let (dir, configuration, ops, firmware) = (folder.path, folder.configuration, folder.ops, folder.firmware)
-        let first = try serve(binary, dataDir: dir, port: configuration.mqtt.broker.port)
+        let first = try serve(binary, dataDir: dir, port: folder.brokerPort)
         var second: ChildProcess?
         defer { folder.remove(after: [first, second].compactMap { $0 }) }
         var sim = SimulatorConfig(count: 8, product: "thermo", version: "1.0", trustedKeys: try ops.trustedKeys())
-        sim.brokerPort = configuration.mqtt.broker.port
+        sim.useBroker(configuration.brokerOptions(clientID: "-"))
         sim.chunkSize = 512
         sim.windowCount = 2
         sim.requestTimeout = .milliseconds(800)
@@ -55,7 +55,7 @@ import UpdraftTestSupport
         #expect(await first.waitForExit(timeout: .seconds(10)))
         #expect(first.terminationStatus & 0x7f == SIGKILL, "killed by a signal")
 
-        second = try serve(binary, dataDir: dir, port: configuration.mqtt.broker.port)
+        second = try serve(binary, dataDir: dir, port: folder.brokerPort)
         try await eventually(timeout: .seconds(120), "every job to succeed after the restart") {
             try await ops.store.jobs(release: plan.release.id).allSatisfy { $0.state == .succeeded }
         }

@@ -28,7 +28,7 @@ import UpdraftTestSupport
         var processes = [try serve()]
         defer { folder.remove(after: processes) }
         var sim = SimulatorConfig(count: count, product: "thermo", version: "1.0", trustedKeys: try ops.trustedKeys())
-        sim.brokerPort = folder.brokerPort
+        sim.useBroker(folder.configuration.brokerOptions(clientID: "-"))
         sim.requestTimeout = .milliseconds(800)
         // Long enough that the restarted gateway subscribes while devices still reboot.
         sim.rebootDelay = .seconds(6)

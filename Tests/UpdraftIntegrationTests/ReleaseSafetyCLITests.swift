@@ -122,7 +122,7 @@ import UpdraftTestSupport
         let port = PortProbe.freePort()
         let (gateway, log) = try cli.start(
             ["serve", "--data-dir", dir, "--log-level", "warning"],
-            environment: ["UPDRAFT_MQTT_BROKER_PORT": "\(port)", "UPDRAFT_COAP_ENABLED": "false"])
+            environment: servedBroker(port: port).merging(["UPDRAFT_COAP_ENABLED": "false"]) { $1 })
         defer { killAll([gateway], brokerOf: dir) }
         try await eventually(timeout: .seconds(30), "the gateway to report the missing image") {
             ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("firmware image of active jobs is unusable")

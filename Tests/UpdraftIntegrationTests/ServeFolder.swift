@@ -17,7 +17,9 @@ struct ServeFolder {
         path = try makeTemporaryDirectory(prefix: prefix).path
         var configuration = UpdraftConfiguration()
         configuration.dataDirectory = path
-        configuration.mqtt.broker.port = PortProbe.freePort()
+        // As servedBroker(port:) starts it: TLS on a free port, no mutual-TLS listener.
+        configuration.mqtt.broker.tlsPort = PortProbe.freePort()
+        configuration.mqtt.broker.mtlsPort = 0
         self.configuration = configuration
         ops = try Operations(configuration: configuration, logger: Harness.logger)
         _ = try ops.generateKeys(force: false)
@@ -25,7 +27,7 @@ struct ServeFolder {
         firmware = try await ops.addFirmware(file: path + "/fw.bin", product: "thermo", version: "2.0").firmware
     }
 
-    var brokerPort: Int { configuration.mqtt.broker.port }
+    var brokerPort: Int { configuration.mqtt.broker.tlsPort }
 
     /// Kills `processes` still running and a mosquitto orphaned by SIGKILL (through its
     /// pid file), then deletes the folder.

@@ -24,7 +24,7 @@ import UpdraftCore
         let port = PortProbe.freePort()
         for arguments in [["release", "list"], ["events"], ["firmware", "list"], ["serve"]] {
             let run = try await cli.run(
-                arguments + ["--data-dir", dir], environment: serveEnvironment.merging(["UPDRAFT_MQTT_BROKER_PORT": "\(port)"]) { $1 },
+                arguments + ["--data-dir", dir], environment: serveEnvironment.merging(servedBroker(port: port)) { $1 },
                 timeout: .seconds(20))
             let command = arguments.joined(separator: " ")
             #expect(run.status == 1, "\(command) took an empty file for a store: \(run.output)")
@@ -74,7 +74,7 @@ import UpdraftCore
         defer { killAll([], brokerOf: dir) }
 
         let run = try await cli.run(
-            ["serve", "--data-dir", dir], environment: serveEnvironment.merging(["UPDRAFT_MQTT_BROKER_PORT": "\(PortProbe.freePort())"]) { $1 },
+            ["serve", "--data-dir", dir], environment: serveEnvironment.merging(servedBroker(port: PortProbe.freePort())) { $1 },
             timeout: .seconds(20))
         #expect(run.status == 1, "serve accepted a damaged store: \(run.output)")
         #expect(run.errors.first?.contains(store) == true, "\(run.output)")

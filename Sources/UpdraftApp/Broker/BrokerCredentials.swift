@@ -46,9 +46,7 @@ public struct BrokerCredentials: Sendable {
     /// provisioned again gets a new password; the old one stops working at the broker's
     /// next reload).
     public func provision(_ ids: [DeviceID]) throws -> [Account] {
-        for id in ids where id.rawValue == gatewayUser || id.rawValue == eventsUser {
-            throw UpdraftError("device_id_reserved", "'\(id)' is the broker account of the gateway or of the events consumer; give the device another id.")
-        }
+        try checkNotReserved(ids)
         let accounts = ids.map { Account(username: $0.rawValue, password: Self.newPassword()) }
         try updatePasswordFile(accounts.map { ($0.username, Self.hash($0.password)) })
         return accounts
@@ -67,6 +65,14 @@ public struct BrokerCredentials: Sendable {
                 try write(entries.filter { !gone.contains($0.user) }.map { "\($0.user):\($0.hash)\n" }.joined(), to: passwordFile)
             }
             return removed
+        }
+    }
+
+    /// A device may not take the gateway's or the events consumer's name (a password or a
+    /// certificate under it would open their topics).
+    public func checkNotReserved(_ ids: [DeviceID]) throws {
+        for id in ids where id.rawValue == gatewayUser || id.rawValue == eventsUser {
+            throw UpdraftError("device_id_reserved", "'\(id)' is the broker account of the gateway or of the events consumer; give the device another id.")
         }
     }
 

@@ -11,7 +11,13 @@ import UpdraftWire
 /// in Config/, starts it on a loopback port, restarts it when it dies, stops it on shutdown.
 public final class ManagedBroker: Service, Sendable {
     public struct Settings: Sendable {
-        public var port: Int
+        /// TLS, mutual TLS and plain listeners (mqtt.broker.*_port).
+        public var tlsHost: String
+        public var tlsPort: Int
+        public var mtlsPort: Int
+        public var plainPort: Int
+        /// The fleet CA and the broker's certificate (made when generated and missing).
+        public var pki: FleetPKI
         public var directory: String
         public var mosquittoPath: String
         public var template: String
@@ -27,7 +33,8 @@ public final class ManagedBroker: Service, Sendable {
         /// - Parameter dialect: nil: the configured prefix in today's protocol.
         public init(configuration c: UpdraftConfiguration, dialect: (any WireDialect)? = nil) {
             self.dialect = dialect ?? c.dialect
-            port = c.mqtt.broker.port
+            (tlsHost, tlsPort, mtlsPort, plainPort) = (c.mqtt.broker.tlsHost, c.mqtt.broker.tlsPort, c.mqtt.broker.mtlsPort, c.mqtt.broker.plainPort)
+            pki = FleetPKI(configuration: c)
             directory = c.path("broker")
             mosquittoPath = c.mqtt.broker.mosquittoPath
             template = c.mqtt.broker.template
@@ -36,6 +43,12 @@ public final class ManagedBroker: Service, Sendable {
             maxPacketSize = c.mqtt.chunk.max + 4096
             authentication = c.mqtt.broker.authentication
             credentials = BrokerCredentials(configuration: c)
+        }
+
+        var listeners: BrokerListeners {
+            BrokerListeners(
+                host: tlsHost, tlsPort: tlsPort, mtlsPort: mtlsPort, plainPort: plainPort, caFile: pki.caFile,
+                certFile: pki.brokerCertFile, keyFile: pki.brokerKeyFile, authenticates: authentication == .passwordFile)
         }
     }
 
@@ -111,12 +124,13 @@ public final class ManagedBroker: Service, Sendable {
 
     private func launch(binary: String, conf: String) async throws {
         let logPath = settings.directory + "/mosquitto.log"
-        // Something else on the port would answer the readiness probe below in our
+        // Something else on a port would answer the readiness probe below in our
         // broker's place, and the gateway would talk to a stranger.
-        if PortProbe.accepts(host: "127.0.0.1", port: settings.port) {
+        let ports = settings.listeners.ports
+        for (host, port) in ports where PortProbe.accepts(host: host, port: port) {
             throw UpdraftError(
                 "broker_port_in_use",
-                "Port \(settings.port) on 127.0.0.1 is already taken by another program. Change mqtt.broker.port, or set mqtt.broker.external: true to use that broker.")
+                "Port \(port) on \(host) is already taken by another program. Change mqtt.broker.tls_port, mtls_port or plain_port, or set mqtt.broker.external: true to use that broker.")
         }
         let child: ChildProcess
         do {
@@ -131,23 +145,24 @@ public final class ManagedBroker: Service, Sendable {
         while Date() < deadline {
             if !child.isRunning {
                 let tail = (try? String(contentsOfFile: logPath, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: " | ") ?? ""
-                throw UpdraftError("broker_start_failed", "mosquitto exited at start (status \(child.terminationStatus)): \(tail). Is port \(settings.port) already in use? Change mqtt.broker.port.")
+                throw UpdraftError("broker_start_failed", "mosquitto exited at start (status \(child.terminationStatus)): \(tail). Is one of the ports \(ports.map { String($0.port) }.joined(separator: ", ")) already in use? Change mqtt.broker.tls_port, mtls_port or plain_port.")
             }
-            if PortProbe.accepts(host: "127.0.0.1", port: settings.port), child.isRunning {
-                logger.info("mosquitto started", metadata: ["broker.port": "\(settings.port)", "broker.pid": "\(child.pid)"])
+            if ports.allSatisfy({ PortProbe.accepts(host: $0.host, port: $0.port) }), child.isRunning {
+                logger.info("mosquitto started", metadata: ["broker.ports": "\(ports.map(\.port))", "broker.pid": "\(child.pid)"])
                 return
             }
             try await Task.sleep(for: .milliseconds(20))
         }
         child.stop()
-        throw UpdraftError("broker_start_failed", "mosquitto did not accept connections on 127.0.0.1:\(settings.port) within 10 s; see \(logPath).")
+        throw UpdraftError("broker_start_failed", "mosquitto did not accept connections on ports \(ports.map { String($0.port) }.joined(separator: ", ")) within 10 s; see \(logPath).")
     }
 
     private func writeConfiguration() throws -> String {
         let aclPath = settings.directory + "/mosquitto.acl"
         let confPath = settings.directory + "/mosquitto.conf"
+        try settings.pki.prepareBroker()
         let values = [
-            "port": "\(settings.port)", "broker_dir": settings.directory, "acl_file": aclPath,
+            "listeners": settings.listeners.lines, "broker_dir": settings.directory, "acl_file": aclPath,
             "prefix": settings.topicPrefix, "gateway_user": settings.gatewayUser,
             "events_user": settings.gatewayUser + "-events", "max_packet_size": "\(settings.maxPacketSize)",
             "user": Self.currentUser,
@@ -170,12 +185,11 @@ public final class ManagedBroker: Service, Sendable {
             return "allow_anonymous true"
         case .passwordFile:
             try settings.credentials.prepareServiceAccounts()
-            // A client's username is its client id: nobody can take over the gateway's
-            // session or a device's by naming its client id.
+            // Each listener makes a client's username its client id (BrokerListeners): nobody
+            // can take over the gateway's session or a device's by naming its client id.
             return """
                 allow_anonymous false
                 password_file \(settings.credentials.passwordFile)
-                use_username_as_clientid true
                 """
         }
     }

@@ -31,6 +31,8 @@ public struct UpdraftConfiguration: Sendable {
     public var gateway = GatewaySettings()
     public var mqtt = MQTTSettings()
     public var coap = CoAPSettings()
+    /// The fleet CA, the managed broker's TLS certificate, device certificates.
+    public var pki = PKISettings()
 
     /// SQLite file; empty means `<data_dir>/updraft.sqlite`.
     public var sqlitePath: String {
@@ -74,6 +76,7 @@ public struct UpdraftConfiguration: Sendable {
         gateway = GatewaySettings(reader: reader.scoped(to: "gateway"))
         coap = CoAPSettings(reader: reader.scoped(to: "coap"))
         mqtt = MQTTSettings(reader: reader.scoped(to: "mqtt"))
+        pki = PKISettings(reader: reader.scoped(to: "pki"))
         try reader.check()
     }
 
@@ -121,6 +124,7 @@ public struct UpdraftConfiguration: Sendable {
         try engine.validate()
         try coap.validate()
         try firmware.validate()
+        try pki.validate()
     }
 
     /// A path inside the data directory.
@@ -129,6 +133,7 @@ public struct UpdraftConfiguration: Sendable {
     }
 
     public var imagesDirectory: String { path("firmware") }
+    public var resolvedPKIDirectory: String { pki.directory.isEmpty ? path("pki") : pki.directory }
     public var resolvedPSKFile: String { coap.pskFile.isEmpty ? path("coap-psk.txt") : coap.pskFile }
     /// Today's device protocol under the configured topic prefix and control-message limit.
     public var dialect: UpdraftDialectV1 { mqtt.dialect }

@@ -88,7 +88,8 @@ public final class GatewayService: Service, Sendable {
         let cursor = try await store.lastEventSequence()
         try await engine.load()
         try await mqtt.client.connect()
-        logger.info("gateway connected", metadata: ["broker": "\(configuration.mqtt.broker.host):\(configuration.mqtt.broker.port)"])
+        let broker = try configuration.gatewayClientOptions()
+        logger.info("gateway connected", metadata: ["broker": "\(broker.host):\(broker.port)", "broker.tls": "\(broker.tls != nil)"])
         let parts = ServiceGroup(configuration: ServiceGroupConfiguration(services: parts(after: cursor), logger: logger))
         try await parts.run()
         // Every part has stopped: the device input first, then the store was flushed, then

@@ -64,7 +64,9 @@ extension Operations {
     /// and a revoked device among `ids` is admitted again (a `fleet.command` "readmitted"
     /// event, which a running gateway follows). The store is changed first, so a device
     /// that connects with its new credentials is not refused as revoked.
-    public func admitDevices(_ ids: [DeviceID], actor: String, now: Date = Date()) async throws -> [DeviceCredentials] {
+    public func admitDevices(
+        _ ids: [DeviceID], certificatesInto directory: String? = nil, actor: String, now: Date = Date()
+    ) async throws -> [DeviceCredentials] {
         let profiles = try await store.fleetProfiles()
         for id in Set(ids) where profiles[id]?.isRevoked == true {
             try await store.updateFleetProfile(id) { profile in
@@ -73,7 +75,7 @@ extension Operations {
                 return StoreBatch(events: [UpdraftEvent(kind: .fleetCommand, time: now, deviceID: id, detail: "readmitted (provisioned again by \(actor))")])
             }
         }
-        return try provisionDeviceCredentials(ids)
+        return try provisionDeviceCredentials(ids, certificatesInto: directory)
     }
 
     /// A release naming revoked devices is refused (a product release still reaches the

@@ -49,4 +49,10 @@ public struct DeviceConfig: ReferenceDeviceConfig {
         self.brokerHost = brokerHost
         self.brokerPort = brokerPort
     }
+
+    /// Connects where `broker` says: its host, port and TLS (a client certificate in
+    /// `broker.tls` makes this a certificate device for the mutual-TLS port).
+    public mutating func useBroker(_ broker: MosquittoOptions) {
+        (brokerHost, brokerPort, tls) = (broker.host, broker.port, broker.tls)
+    }
 }

@@ -43,6 +43,7 @@ extension SimulatorConfig {
             DeviceConfig(id: id, product: product, version: version, trustedKeys: trustedKeys, brokerHost: brokerHost, brokerPort: brokerPort),
             index)
         device.password = passwords[id] ?? password
+        device.tls = tls
         device.dialect = dialect
         device.chunkSize = chunkSize
         device.windowCount = windowCount

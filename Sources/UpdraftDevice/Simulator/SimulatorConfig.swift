@@ -1,4 +1,5 @@
 import Foundation
+import Mosquitto
 import UpdraftCore
 import UpdraftWire
 
@@ -21,6 +22,8 @@ public struct SimulatorConfig: Sendable {
 
     public var brokerHost: String = "127.0.0.1"
     public var brokerPort: Int = 1883
+    /// TLS to the broker (the CA that signs its certificate); nil: plain MQTT.
+    public var tls: MosquittoOptions.TLSOptions?
     /// Each device's MQTT password (from `updraft device provision`), by id.
     public var passwords: [DeviceID: String] = [:]
     /// Devices not in `passwords`; `nil` when the broker allows anonymous devices.
@@ -105,5 +108,12 @@ public enum FleetProtocol: String, Sendable, CaseIterable {
         case .coap: .coap
         case .mixed: index.isMultiple(of: 2) ? .mqtt : .coap
         }
+    }
+}
+
+extension SimulatorConfig {
+    /// The MQTT devices connect where `broker` says: its host, port and TLS.
+    public mutating func useBroker(_ broker: MosquittoOptions) {
+        (brokerHost, brokerPort, tls) = (broker.host, broker.port, broker.tls)
     }
 }

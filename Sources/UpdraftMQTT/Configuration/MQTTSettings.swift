@@ -24,8 +24,16 @@ public struct MQTTSettings: Sendable {
     public struct Broker: Sendable {
         /// false: Updraft starts and supervises its own mosquitto. true: connect to `host:port`.
         public var external: Bool = false
+        /// The external broker's address (with `external: true`).
         public var host: String = "127.0.0.1"
         public var port: Int = 1883
+        /// The managed broker's listeners. TLS with a password on `tlsHost:tlsPort`; mutual
+        /// TLS (the client certificate's CN is the username) on `tlsHost:mtlsPort`; plain
+        /// MQTT on `127.0.0.1:plainPort` only. 0 turns a listener off.
+        public var tlsHost: String = "127.0.0.1"
+        public var tlsPort: Int = 8883
+        public var mtlsPort: Int = 8884
+        public var plainPort: Int = 0
         /// The mosquitto binary for the managed broker; empty means search PATH and /usr/sbin.
         public var mosquittoPath: String = ""
         /// Template of the managed broker's configuration.
@@ -85,6 +93,7 @@ public struct MQTTSettings: Sendable {
         guard (1...65535).contains(broker.port) else {
             throw UpdraftError.configInvalid("mqtt.broker.port must be 1...65535, not \(broker.port).")
         }
+        try broker.validateListeners()
     }
 
     /// Today's device protocol under this prefix and control-message limit.
@@ -117,12 +126,33 @@ extension MQTTSettings.Broker {
         external = reader.bool(forKey: "external", default: d.external)
         host = reader.string(forKey: "host", default: d.host)
         port = reader.int(forKey: "port", default: d.port, in: 1...65535)
+        tlsHost = reader.string(forKey: "tls_host", default: d.tlsHost)
+        tlsPort = reader.int(forKey: "tls_port", default: d.tlsPort, in: 0...65535)
+        mtlsPort = reader.int(forKey: "mtls_port", default: d.mtlsPort, in: 0...65535)
+        plainPort = reader.int(forKey: "plain_port", default: d.plainPort, in: 0...65535)
         mosquittoPath = reader.string(forKey: "mosquitto_path", default: d.mosquittoPath)
         template = reader.string(forKey: "template", default: d.template)
         authentication = MQTTSettings.Authentication(
             rawValue: reader.string(forKey: "authentication", default: d.authentication.rawValue, oneOf: MQTTSettings.Authentication.allCases.map(\.rawValue))
         ) ?? d.authentication
         tls = MQTTSettings.TLS(reader: reader.scoped(to: "tls"))
+    }
+}
+
+extension MQTTSettings.Broker {
+    /// The managed broker's listener ports that are on (not 0).
+    public var listenerPorts: [Int] { [tlsPort, mtlsPort, plainPort].filter { $0 != 0 } }
+
+    /// The gateway connects with a password: the managed broker needs the TLS or the plain
+    /// listener, and no two listeners may share a port.
+    func validateListeners() throws(UpdraftError) {
+        guard !external else { return }
+        guard tlsPort != 0 || plainPort != 0 else {
+            throw UpdraftError.configInvalid("mqtt.broker.tls_port and mqtt.broker.plain_port are both 0: the gateway connects to its managed broker with a password on one of them. Set tls_port (8883) or plain_port.")
+        }
+        guard Set(listenerPorts).count == listenerPorts.count else {
+            throw UpdraftError.configInvalid("mqtt.broker.tls_port, mtls_port and plain_port must differ (got \(tlsPort), \(mtlsPort), \(plainPort)).")
+        }
     }
 }
 

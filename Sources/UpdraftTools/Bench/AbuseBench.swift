@@ -89,7 +89,7 @@ public struct AbuseBench: Sendable {
             firmware.append(try await stack.operations.addFirmware(file: file, product: "abuse", version: version).firmware)
         }
         var sim = SimulatorConfig(count: 1, product: "abuse", version: "1.0", trustedKeys: try stack.operations.trustedKeys())
-        sim.brokerPort = stack.brokerPort
+        sim.useBroker(stack.brokerOptions(clientID: "-"))
         sim.idPrefix = "calm-"
         sim.rebootDelay = .milliseconds(10)
         try await stack.provision(&sim)
@@ -123,7 +123,7 @@ public struct AbuseBench: Sendable {
     }
 
     private static func connect(_ id: DeviceID, stack: LocalStack, inbox: Int, qos: QoS, subscribe: Bool, logger: Logger) async throws -> Client {
-        var options = MosquittoOptions(clientID: id.rawValue, port: stack.brokerPort)
+        var options = stack.brokerOptions(clientID: id.rawValue)
         options.username = id.rawValue
         options.password = try await stack.devicePassword(id)
         options.inboxCapacity = inbox

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import LoopbackPorts
 import UpdraftApp
 import UpdraftCore
 import UpdraftDevice
@@ -56,6 +57,9 @@ public struct MQTTBench: Sendable {
             // with passwords on, they would share its client id. Authentication costs a
             // connect, not throughput; the fleet below connects anonymously.
             c.mqtt.broker.authentication = .none
+            // Throughput over plain MQTT on loopback, as the bench has always measured it
+            // (the broker's TLS costs CPU per message; devices on a network use TLS).
+            c.mqtt.broker.plainPort = PortProbe.freePort()
             c.mqtt.chunk.maxCount = max(c.mqtt.chunk.maxCount, options.window)
         }) { stack in try await run(on: stack, report: report) }
     }
@@ -71,7 +75,7 @@ public struct MQTTBench: Sendable {
             firmware.append(try await stack.operations.addFirmware(file: file, product: "bench", version: "\(round + 1).0").firmware)
         }
         var sim = SimulatorConfig(count: options.devices, product: "bench", version: "1.0", trustedKeys: try stack.operations.trustedKeys())
-        sim.brokerPort = stack.brokerPort
+        sim.useBroker(stack.brokerOptions(clientID: "-"))
         sim.chunkSize = options.chunkSize
         sim.windowCount = options.window
         sim.requestTimeout = .seconds(5)

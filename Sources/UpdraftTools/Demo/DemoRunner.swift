@@ -102,7 +102,7 @@ public struct DemoRunner: Sendable {
     private func startFleet(on stack: LocalStack, report: @escaping @Sendable (Progress) -> Void) async throws -> FleetSimulator {
         var sim = SimulatorConfig(
             count: options.devices, product: "demo-thermo", version: "1.0.0", trustedKeys: try stack.operations.trustedKeys())
-        sim.brokerPort = stack.brokerPort
+        sim.useBroker(stack.brokerOptions(clientID: "-"))
         sim.protocol = options.protocol
         sim.coapPort = stack.configuration.coap.port
         sim.blockSize = options.blockSize

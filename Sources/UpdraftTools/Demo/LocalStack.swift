@@ -52,7 +52,9 @@ public final class LocalStack: Sendable {
         self.logger = logger
         var configuration = UpdraftConfiguration()
         configuration.dataDirectory = dir
-        configuration.mqtt.broker.port = PortProbe.freePort()
+        // TLS with passwords and mutual TLS on free ports; no plain listener unless tuned.
+        configuration.mqtt.broker.tlsPort = PortProbe.freePort()
+        configuration.mqtt.broker.mtlsPort = PortProbe.freePort()
         // CoAP on free loopback UDP ports; plain CoAP devices name themselves (?d=).
         configuration.coap.port = PortProbe.freeUDPPort()
         configuration.coap.securePort = PortProbe.freeUDPPort()
@@ -133,7 +135,13 @@ public final class LocalStack: Sendable {
         }
     }
 
-    public var brokerPort: Int { configuration.mqtt.broker.port }
+    /// Where a client of this machine connects with a password: TLS on the TLS port with
+    /// the fleet CA, or the plain loopback port when the stack was tuned to have one.
+    public func brokerOptions(clientID: String) -> MosquittoOptions { configuration.brokerOptions(clientID: clientID) }
+    /// The port of ``brokerOptions(clientID:)``.
+    public var brokerPort: Int { brokerOptions(clientID: "-").port }
+    /// The CA file that verifies the broker.
+    public var caFile: String { FleetPKI(configuration: configuration).caFile }
 
     /// The MQTT passwords of `ids`, provisioning those not provisioned yet (once each: a
     /// new password would lock out a device already connected) and waiting until the
