@@ -151,7 +151,7 @@ import UpdraftWire
             let other = try await RawDevice.connect("ro-other", on: h, subscribe: [])
             defer { Task { await other.close() } }
             let events = try h.ops.serviceAccounts().events
-            var options = MosquittoOptions(clientID: events.username, port: h.stack.brokerPort)
+            var options = h.stack.brokerOptions(clientID: events.username)
             (options.username, options.password) = (events.username, events.password)
             let eventsLoop = MosquittoEventLoop(name: "events-writer")
             defer { eventsLoop.shutdown() }
@@ -172,7 +172,7 @@ import UpdraftWire
             // and it moves nothing.
             await h.stack.stopGateway()
             let gateway = try h.ops.serviceAccounts().gateway
-            var gatewayOptions = MosquittoOptions(clientID: "replayer", port: h.stack.brokerPort)
+            var gatewayOptions = h.stack.brokerOptions(clientID: "replayer")
             (gatewayOptions.username, gatewayOptions.password) = (gateway.username, gateway.password)
             let gatewayLoop = MosquittoEventLoop(name: "replayer")
             defer { gatewayLoop.shutdown() }

@@ -102,7 +102,7 @@ struct CoAPDevices {
             try await eventually(timeout: .seconds(5), "the gateway to re-admit rev-1") {
                 await h.stack.gateway?.engine.isRevoked("rev-1") == false
             }
-            let back = try await RawDevice.connect("rev-1", port: h.stack.brokerPort, password: fresh.password)
+            let back = try await RawDevice.connect("rev-1", broker: h.stack.brokerOptions(clientID: "rev-1"), password: fresh.password)
             defer { Task { await back.close() } }
             try await back.send("announce", #"{"product":"thermo","version":"1.0"}"#)
             let again = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(["rev-1"]), allowDowngrade: false)
