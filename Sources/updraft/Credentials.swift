@@ -93,8 +93,8 @@ struct CredentialsCommand: AsyncParsableCommand {
     struct RemoveConsumer: OperationsCommand {
         static let configuration = CommandConfiguration(
             abstract: "Remove a backend consumer's account; a running managed broker disconnects it.")
-        @OptionGroup var global: GlobalOptions
         @Argument(help: "The consumer's name.") var name: String
+        @OptionGroup var global: GlobalOptions
 
         func run(_ ops: Operations) async throws {
             try ops.removeConsumer(try ConsumerName(validating: name))

@@ -17,6 +17,13 @@ import UpdraftTestSupport
         return try CredentialsCLITests.json(Account.self, in: run.output)
     }
 
+    /// A gateway (the harness) and the real CLI on its data directory.
+    static func withGateway(_ body: (Harness, CLIProcess, String) async throws -> Void) async throws {
+        let cli = try CLIProcess()
+        defer { cli.removeLogs() }
+        try await Harness.with { h in try await body(h, cli, h.stack.directory) }
+    }
+
     static func consumer(_ account: Account, on h: Harness, subscribe: [String]) async throws -> RawDevice {
         // The broker reads the files at the SIGHUP the CLI sends: the first tries may be refused.
         try await eventually("\(account.username) connects") {
@@ -30,10 +37,7 @@ import UpdraftTestSupport
     /// disconnects it and refuses it from then on; the other and the shared events
     /// account keep reading.
     @Test func aConsumerReadsEventsOnlyAndIsDisconnectedWhenRemoved() async throws {
-        let cli = try CLIProcess()
-        defer { cli.removeLogs() }
-        try await Harness.with { h in
-            let dir = h.stack.directory
+        try await Self.withGateway { h, cli, dir in
             let analytics = try await Self.addConsumer("analytics", cli, dir)
             // The second through Operations in this process: a second `updraft` process
             // beside the harness's in-process gateway is followed by "database disk image
@@ -86,10 +90,7 @@ import UpdraftTestSupport
     /// A consumer's name is not a device's, either way round, and one account's password
     /// opens no other.
     @Test func aDeviceCannotUseAConsumersName() async throws {
-        let cli = try CLIProcess()
-        defer { cli.removeLogs() }
-        try await Harness.with { h in
-            let dir = h.stack.directory
+        try await Self.withGateway { h, cli, dir in
             let analytics = try await Self.addConsumer("analytics", cli, dir)
             let devicePassword = try #require(try await h.stack.devicePassword("dev-1"))
             let provisioned = try await cli.run(["device", "provision", "analytics", "--data-dir", dir, "--log-level", "error"])
