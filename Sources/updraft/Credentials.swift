@@ -73,7 +73,8 @@ struct Revoke: OperationsCommand {
 /// `updraft credentials show`: the accounts of the gateway and of the events consumer.
 struct CredentialsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "credentials", abstract: "The managed broker's service accounts.", subcommands: [Show.self])
+        commandName: "credentials", abstract: "The managed broker's service accounts.",
+        subcommands: [Show.self, AddConsumer.self, RemoveConsumer.self])
 
     struct Show: OperationsCommand {
         static let configuration = CommandConfiguration(
@@ -84,16 +85,60 @@ struct CredentialsCommand: AsyncParsableCommand {
                 account (its username is also its client id).
                 """)
         @OptionGroup var global: GlobalOptions
-        @Flag(help: "Print a JSON object {gateway, events}.") var json = false
+        @Flag(help: "Print a JSON object {gateway, events, consumers}.") var json = false
+
+        struct Shown: Encodable {
+            let gateway: BrokerCredentials.Account
+            let events: BrokerCredentials.Account
+            let consumers: [String]
+        }
 
         func run(_ ops: Operations) async throws {
             let (gateway, events) = try ops.serviceAccounts()
+            let consumers = ops.brokerCredentials.consumerNames()
             if json {
-                print(try jsonText(["gateway": gateway, "events": events]))
+                print(try jsonText(Shown(gateway: gateway, events: events, consumers: consumers)))
             } else {
                 print("gateway\t\(gateway.username)\t\(gateway.password)")
                 print("events\t\(events.username)\t\(events.password)")
+                // Only their hashes are kept: a consumer's password was shown when it was added.
+                for name in consumers { print("consumer\t\(name)") }
             }
+        }
+    }
+
+    struct AddConsumer: OperationsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Give a backend consumer its own MQTT account for the event stream (password shown once).",
+            discussion: """
+                Username and client id = NAME; it may read <prefix>/events and nothing else. \
+                Only the password's hash is kept (<data_dir>/credentials/mosquitto.passwd) and a \
+                running managed broker reloads. Adding a consumer again gives it a new password.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The consumer's name (its username).") var name: String
+        @Flag(help: "Print a JSON object {username, password}.") var json = false
+
+        func run(_ ops: Operations) async throws {
+            let account = try ops.addConsumer(try ConsumerName(validating: name))
+            if json {
+                print(try jsonText(account))
+            } else {
+                print("consumer\t\(account.username)\t\(account.password)")
+                print("Store this password now: only its hash is kept.")
+            }
+        }
+    }
+
+    struct RemoveConsumer: OperationsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a backend consumer's account; a running managed broker disconnects it.")
+        @Argument(help: "The consumer's name.") var name: String
+        @OptionGroup var global: GlobalOptions
+
+        func run(_ ops: Operations) async throws {
+            try ops.removeConsumer(try ConsumerName(validating: name))
+            print("Removed consumer \(name).")
         }
     }
 }

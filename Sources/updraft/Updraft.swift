@@ -24,7 +24,7 @@ struct Updraft: AsyncParsableCommand {
             """,
         subcommands: [
             Serve.self, Keys.self, FirmwareCommand.self, ReleaseCommand.self, DeviceCommand.self, CredentialsCommand.self, Stats.self, Events.self,
-            Sim.self, Demo.self, Bench.self,
+            Sim.self, Demo.self, Bench.self, Health.self,
         ]
     )
 }

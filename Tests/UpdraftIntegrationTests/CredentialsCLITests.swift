@@ -10,6 +10,7 @@ import UpdraftWire
 /// names refused; a running gateway takes a provisioned device's key without a restart.
 @Suite(.serialized, .timeLimit(.minutes(3))) struct CredentialsCLITests {
     struct Account: Decodable, Equatable { let username: String; let password: String }
+    struct ServiceAccounts: Decodable, Equatable { let gateway: Account; let events: Account; let consumers: [String] }
     struct Provisioned: Decodable { let username: String; let password: String; let coap_psk: String }
 
     static func json<T: Decodable>(_ type: T.Type, in output: String) throws -> T {
@@ -42,13 +43,14 @@ import UpdraftWire
 
         let shown = try await cli.run(["credentials", "show", "--json", "--data-dir", dir, "--log-level", "error"])
         #expect(shown.status == 0, "\(shown.output)")
-        let service = try Self.json([String: Account].self, in: shown.output)
-        #expect(service["gateway"]?.username == "updraft-gateway")
-        #expect(service["events"]?.username == "updraft-gateway-events")
+        let service = try Self.json(ServiceAccounts.self, in: shown.output)
+        #expect(service.gateway.username == "updraft-gateway")
+        #expect(service.events.username == "updraft-gateway-events")
+        #expect(service.consumers.isEmpty)
         #expect(try Self.mode(dir + "/credentials/gateway.password") == 0o600)
         // The same accounts every time: `updraft serve` and backends read them.
         let again = try await cli.run(["credentials", "show", "--json", "--data-dir", dir, "--log-level", "error"])
-        #expect(try Self.json([String: Account].self, in: again.output) == service)
+        #expect(try Self.json(ServiceAccounts.self, in: again.output) == service)
     }
 
     @Test func provisioningTheGatewaysOrAnInvalidNameIsRefused() async throws {

@@ -9,8 +9,8 @@ import Glibc
 
 /// The managed broker's accounts, in `<data>/credentials` (0700): mosquitto's password
 /// file (`mosquitto.passwd`, hashes only) and the generated passwords of the gateway and
-/// of the events consumer (`gateway.password`, `events.password`, 0600). A device's
-/// password is shown once, when it is provisioned, and only its hash is kept.
+/// of the events consumer (`gateway.password`, `events.password`, 0600). A device's or a
+/// backend consumer's password is shown once, when it is made, and only its hash is kept.
 public struct BrokerCredentials: Sendable {
     public struct Account: Sendable, Codable, Equatable {
         public let username: String
@@ -68,11 +68,15 @@ public struct BrokerCredentials: Sendable {
         }
     }
 
-    /// A device may not take the gateway's or the events consumer's name (a password or a
-    /// certificate under it would open their topics).
+    /// A device may not take the gateway's, the events consumer's or a backend consumer's
+    /// name (a password or a certificate under it would open their topics).
     public func checkNotReserved(_ ids: [DeviceID]) throws {
         for id in ids where id.rawValue == gatewayUser || id.rawValue == eventsUser {
             throw UpdraftError("device_id_reserved", "'\(id)' is the broker account of the gateway or of the events consumer; give the device another id.")
+        }
+        let consumers = Set(consumerNames())
+        for id in ids where consumers.contains(id.rawValue) {
+            throw UpdraftError("device_id_reserved", "'\(id)' is a backend consumer's account (updraft credentials show); give the device another id.")
         }
     }
 
@@ -121,17 +125,20 @@ public struct BrokerCredentials: Sendable {
 
     private func updatePasswordFile(_ hashes: [(user: String, hash: String)]) throws {
         try prepareDirectory()
-        try withLock {
-            let text = (try? String(contentsOfFile: passwordFile, encoding: .utf8)) ?? ""
-            var entries = Self.entries(in: text)
-            let replaced = Dictionary(hashes.map { ($0.user, $0.hash) }, uniquingKeysWith: { _, last in last })
-            entries.removeAll { replaced[$0.user] != nil }
-            entries += hashes.filter { replaced[$0.user] == $0.hash }.map { ($0.user, $0.hash) }
-            try write(entries.map { "\($0.user):\($0.hash)\n" }.joined(), to: passwordFile)
-        }
+        try withLock { try rewritePasswordFile(hashes) }
     }
 
-    private static func entries(in text: String) -> [(user: String, hash: String)] {
+    /// Replaces the lines of `hashes`' users, and drops `removing`'s; the caller holds the lock.
+    func rewritePasswordFile(_ hashes: [(user: String, hash: String)], removing: Set<String> = []) throws {
+        let text = (try? String(contentsOfFile: passwordFile, encoding: .utf8)) ?? ""
+        var entries = Self.entries(in: text)
+        let replaced = Dictionary(hashes.map { ($0.user, $0.hash) }, uniquingKeysWith: { _, last in last })
+        entries.removeAll { replaced[$0.user] != nil || removing.contains($0.user) }
+        entries += hashes.filter { replaced[$0.user] == $0.hash }.map { ($0.user, $0.hash) }
+        try write(entries.map { "\($0.user):\($0.hash)\n" }.joined(), to: passwordFile)
+    }
+
+    static func entries(in text: String) -> [(user: String, hash: String)] {
         text.split(separator: "\n").compactMap { line -> (user: String, hash: String)? in
             let parts = line.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
             guard parts.count == 2 else { return nil }
@@ -139,20 +146,20 @@ public struct BrokerCredentials: Sendable {
         }
     }
 
-    private func prepareDirectory() throws {
+    func prepareDirectory() throws {
         try FileManager.default.createDirectory(
             atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     }
 
     /// Atomic, 0600 (see PrivateFile): mosquitto reloading meanwhile reads the old file or the new one.
-    private func write(_ text: String, to path: String) throws {
+    func write(_ text: String, to path: String) throws {
         try PrivateFile.replace(
             path, with: text,
             failure: UpdraftError("credentials_write_failed", "Cannot write \(path); check that \(directory) is writable by this user."))
     }
 
     /// The CLI and the gateway may write at once: one writer at a time.
-    private func withLock<T>(_ body: () throws -> T) throws -> T {
+    func withLock<T>(_ body: () throws -> T) throws -> T {
         try PrivateFile.withLock(
             directory + "/.lock",
             failure: UpdraftError("credentials_write_failed", "Cannot open \(directory)/.lock; check that \(directory) is writable by this user."),

@@ -167,7 +167,7 @@ public final class ManagedBroker: Service, Sendable {
             "events_user": settings.gatewayUser + "-events", "max_packet_size": "\(settings.maxPacketSize)",
             "user": Self.currentUser,
             "gateway_rules": Self.lines(settings.dialect.gatewayRules),
-            "events_rules": Self.lines(settings.dialect.eventsRules),
+            "events_rules": Self.lines(settings.dialect.consumerRules(user: settings.gatewayUser + "-events")),
             "device_rules": Self.lines(settings.dialect.deviceRules),
             "authentication": try authenticationLines(),
         ]
@@ -175,7 +175,11 @@ public final class ManagedBroker: Service, Sendable {
         let aclTemplate = try ResourceLocator.read(
             (settings.template as NSString).deletingLastPathComponent + "/mosquitto.acl.template")
         try Template.render(confTemplate, values).write(toFile: confPath, atomically: true, encoding: .utf8)
-        try Template.render(aclTemplate, values).write(toFile: aclPath, atomically: true, encoding: .utf8)
+        // The consumers' blocks: see BrokerACL.
+        try Template.render(aclTemplate, values).write(toFile: settings.directory + BrokerACL.basePath, atomically: true, encoding: .utf8)
+        try (Self.lines(settings.dialect.consumerRules(user: "{{consumer}}")) + "\n")
+            .write(toFile: settings.directory + BrokerACL.consumerBlockPath, atomically: true, encoding: .utf8)
+        try settings.credentials.writeConsumerACL(brokerDirectory: settings.directory)
         return confPath
     }
 

@@ -67,6 +67,20 @@ extension Operations {
         }
     }
 
+    /// A backend consumer's own account (see ``BrokerCredentials/addConsumer(_:brokerDirectory:)``);
+    /// a running managed broker reloads and lets it in.
+    public func addConsumer(_ name: ConsumerName) throws -> BrokerCredentials.Account {
+        let account = try brokerCredentials.addConsumer(name, brokerDirectory: configuration.path("broker"))
+        ManagedBroker.reload(directory: configuration.path("broker"))
+        return account
+    }
+
+    /// Removes a backend consumer's account; a running managed broker reloads and disconnects it.
+    public func removeConsumer(_ name: ConsumerName) throws {
+        try brokerCredentials.removeConsumer(name, brokerDirectory: configuration.path("broker"))
+        ManagedBroker.reload(directory: configuration.path("broker"))
+    }
+
     /// The gateway's and the events consumer's accounts (made on first use).
     public func serviceAccounts() throws -> (gateway: BrokerCredentials.Account, events: BrokerCredentials.Account) {
         (try brokerCredentials.gateway(), try brokerCredentials.events())

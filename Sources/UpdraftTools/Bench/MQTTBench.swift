@@ -15,9 +15,14 @@ public struct MQTTBench: Sendable {
         public var window = 16
         /// Raw stream and delivery alternate this many times; the figures are the medians.
         public var rounds = 5
+        /// true: the broker lets anyone in (`authentication: none`), to measure what passwords cost.
+        public var anonymous = false
 
-        public init(devices: Int = 100, imageBytes: Int = 1 << 20, chunkSize: Int = 4096, window: Int = 16, rounds: Int = 5) {
+        public init(
+            devices: Int = 100, imageBytes: Int = 1 << 20, chunkSize: Int = 4096, window: Int = 16, rounds: Int = 5, anonymous: Bool = false
+        ) {
             (self.devices, self.imageBytes, self.chunkSize, self.window, self.rounds) = (devices, imageBytes, chunkSize, window, rounds)
+            self.anonymous = anonymous
         }
     }
 
@@ -52,21 +57,38 @@ public struct MQTTBench: Sendable {
     public init(options: Options, logger: Logger) { (self.options, self.logger) = (options, logger) }
 
     public func run(report: @escaping @Sendable (String, Double) -> Void) async throws -> Result {
+        // Password authentication and the ACL on, as in production, for the fleet and for
+        // the raw stream alike: mosquitto checks the ACL at every publish and delivery.
         try await LocalStack.with(logger: logger, tune: { c in
-            // The raw broker stream compares two clients of one account with the gateway:
-            // with passwords on, they would share its client id. Authentication costs a
-            // connect, not throughput; the fleet below connects anonymously.
-            c.mqtt.broker.authentication = .none
             // Throughput over plain MQTT on loopback, as the bench has always measured it
             // (the broker's TLS costs CPU per message; devices on a network use TLS).
             c.mqtt.broker.plainPort = PortProbe.freePort()
             c.mqtt.chunk.maxCount = max(c.mqtt.chunk.maxCount, options.window)
+            if options.anonymous { c.mqtt.broker.authentication = .none }
         }) { stack in try await run(on: stack, report: report) }
     }
+
+    static let rawPublisher: DeviceID = "bench-raw-pub"
+    static let rawSubscriber: DeviceID = "bench-raw-sub"
+
+    /// The raw stream's two accounts (client id = username: two of them), with an ACL
+    /// block each, added to the generated ACL before the reload that provisioning sends.
+    private func prepareRawStream(_ stack: LocalStack) async throws {
+        let topic = rawTopic(stack)
+        let acl = stack.directory + "/broker/mosquitto.acl"
+        let rules = "\nuser \(Self.rawPublisher)\ntopic write \(topic)\nuser \(Self.rawSubscriber)\ntopic read \(topic)\n"
+        try (try String(contentsOfFile: acl, encoding: .utf8) + rules).write(toFile: acl, atomically: true, encoding: .utf8)
+        // Provisioning reloads the broker and waits until it accepts them; anonymous, the reload is ours.
+        stack.broker.reload()
+        _ = try await stack.devicePasswords([Self.rawPublisher, Self.rawSubscriber])
+    }
+
+    private func rawTopic(_ stack: LocalStack) -> String { stack.configuration.mqtt.topicPrefix + "/bench/raw" }
 
     private func run(on stack: LocalStack, report: @escaping @Sendable (String, Double) -> Void) async throws -> Result {
         let total = options.devices * options.imageBytes
         _ = try await stack.startGateway()
+        try await prepareRawStream(stack)
         // Every round releases a newer version; all are signed before anything is timed.
         var firmware: [Firmware] = []
         for round in 1...options.rounds {
@@ -81,6 +103,7 @@ public struct MQTTBench: Sendable {
         sim.requestTimeout = .seconds(5)
         sim.rebootDelay = .milliseconds(10)
         sim.idPrefix = "bench-"
+        try await stack.provision(&sim)
         let fleet = try FleetSimulator(config: sim, logger: logger)
         fleet.start()
         do {
@@ -98,6 +121,9 @@ public struct MQTTBench: Sendable {
         report: @escaping @Sendable (String, Double) -> Void
     ) async throws -> Result {
         try await fleet.waitUntil(timeout: .seconds(60)) { $0.online == options.devices }
+        // Provisioned by prepareRawStream: the passwords LocalStack keeps.
+        let passwords = try await stack.devicePasswords([Self.rawPublisher, Self.rawSubscriber])
+        let (publisher, subscriber) = (Self.rawPublisher.rawValue, Self.rawSubscriber.rawValue)
         var rounds: [Round] = []
         for (index, image) in firmware.enumerated() {
             let label = "round \(index + 1)/\(firmware.count)"
@@ -105,8 +131,9 @@ public struct MQTTBench: Sendable {
             let brokerPID = stack.broker.pid
             let (raw, rawBrokerCPU, rawProcessCPU) = try await CPUTime.measure(broker: brokerPID) {
                 try await RawThroughput.measure(
-                    port: stack.brokerPort, username: stack.configuration.mqtt.username,
-                    topic: stack.configuration.mqtt.topicPrefix + "/bench/raw", size: options.chunkSize, count: total / options.chunkSize,
+                    port: stack.brokerPort, publisher: (publisher, passwords[Self.rawPublisher]),
+                    subscriber: (subscriber, passwords[Self.rawSubscriber]),
+                    topic: rawTopic(stack), size: options.chunkSize, count: total / options.chunkSize,
                     window: options.window * 4, logger: logger)
             }
             // The release by product only finds devices the registry has on the previous version.

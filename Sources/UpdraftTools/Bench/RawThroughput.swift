@@ -19,12 +19,13 @@ public enum RawThroughput {
     /// nothing is dropped by broker queue limits and the pipe stays full.
     ///
     /// - Parameters:
-    ///   - username: a user the broker's ACL lets publish and read `topic` (the gateway's,
-    ///     on the managed broker); QoS 0 publishes the ACL denies vanish without an error.
+    ///   - publisher, subscriber: accounts the broker's ACL lets write and read `topic`
+    ///     (nil: anonymous); QoS 0 publishes the ACL denies vanish without an error. With
+    ///     `use_username_as_clientid`, two different accounts.
     ///   - stallTimeout: gives up when nothing arrives for this long.
     public static func measure(
-        port: Int, username: String?, topic: String, size: Int, count: Int, window: Int,
-        stallTimeout: Duration = .seconds(10), logger: Logger
+        port: Int, publisher: (username: String, password: String?)?, subscriber: (username: String, password: String?)?,
+        topic: String, size: Int, count: Int, window: Int, stallTimeout: Duration = .seconds(10), logger: Logger
     ) async throws -> Result {
         let loopA = MosquittoEventLoop(name: "bench-pub")
         let loopB = MosquittoEventLoop(name: "bench-sub")
@@ -33,9 +34,9 @@ public enum RawThroughput {
             loopB.shutdown()
         }
         var publisherOptions = MosquittoOptions(clientID: "bench-pub", port: port)
-        publisherOptions.username = username
+        (publisherOptions.username, publisherOptions.password) = (publisher?.username, publisher?.password)
         var subscriberOptions = MosquittoOptions(clientID: "bench-sub", port: port)
-        subscriberOptions.username = username
+        (subscriberOptions.username, subscriberOptions.password) = (subscriber?.username, subscriber?.password)
         let publisher = MosquittoClient(options: publisherOptions, loop: loopA, logger: logger)
         let subscriber = MosquittoClient(options: subscriberOptions, loop: loopB, logger: logger)
         try await publisher.connect()

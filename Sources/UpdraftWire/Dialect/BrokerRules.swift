@@ -3,6 +3,9 @@
 public struct BrokerRule: Sendable, Equatable {
     public enum Access: String, Sendable {
         case read, write, readwrite
+        /// mosquitto checks a user's deny rules before anything that grants access,
+        /// patterns included.
+        case deny
     }
 
     public var access: Access
@@ -27,6 +30,13 @@ extension WireDialect {
 
     /// Backend services may read the event stream, nothing else.
     public var eventsRules: [BrokerRule] { [BrokerRule(.read, eventsTopic)] }
+
+    /// A backend consumer's account `user`: the event stream, read only, and none of the
+    /// device topics that the device patterns would otherwise grant it under its own
+    /// username (it must not pose as a device called like itself).
+    public func consumerRules(user: String) -> [BrokerRule] {
+        eventsRules + deviceRules.map { BrokerRule(.deny, $0.filter.replacingOccurrences(of: "%u", with: user)) }
+    }
 
     /// Every device (username = device id) may only use its own topics, each in its
     /// direction. mosquitto checks patterns in order for every message it delivers to a
