@@ -48,7 +48,7 @@ public final class PSKFile: Sendable {
         }
     }
 
-    static func parse(_ text: String) -> [String: [UInt8]] {
+    package static func parse(_ text: String) -> [String: [UInt8]] {
         var keys: [String: [UInt8]] = [:]
         for line in text.split(whereSeparator: \.isNewline) {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
