@@ -19,7 +19,7 @@ enum CoAPHarness {
     static func run(_ input: [UInt8]) throws(FuzzFailure) {
         guard started, input.count >= 6 else { return }
         let room = 16 + Int(UInt16(input[0]) << 8 | UInt16(input[1])) % 1500
-        let bodySize = 1 + Int(input[2..<6].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } % (16 << 20))
+        let bodySize = 1 + Int(input[2..<6].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } % (64 << 20))
         let datagram = Array(input[6...])
         guard let pdu = coap_pdu_init(COAP_MESSAGE_CON, coap_pdu_code_t(rawValue: 0), 0, max(datagram.count, 16)) else { return }
         defer { coap_delete_pdu(pdu) }

@@ -6,7 +6,8 @@ import UpdraftWire
 /// Input: a YAML configuration file, loaded as `updraft serve --config FILE` loads it
 /// (swift-configuration's YAML provider, the unknown-key walk, every module's settings
 /// and their checks). It loads or fails with `config_invalid`; a loaded configuration
-/// validates, and its MQTT dialect writes topics it parses back.
+/// validates, its topic prefix is a valid MQTT topic, and its dialect writes topics it
+/// parses back.
 enum ConfigHarness {
     static let path: String = {
         let directory = NSTemporaryDirectory() + "updraft-fuzz-config-\(ProcessInfo.processInfo.processIdentifier)"
@@ -33,6 +34,8 @@ enum ConfigHarness {
             throw FuzzFailure("a loaded configuration does not validate: \(error)")
         }
         let dialect = configuration.dialect
+        // MQTT topics may hold neither wildcards nor U+0000 (a C string ends there).
+        try expect(!dialect.prefix.unicodeScalars.contains { "+#\u{0}".unicodeScalars.contains($0) }, "topic prefix '\(dialect.prefix.debugDescription)' was accepted")
         for kind in WireTopicKind.allCases {
             let parsed = dialect.parse(dialect.topic(kind, of: "thermo-1"))
             try expect(parsed == WireTopic(device: "thermo-1", kind: kind), "prefix '\(dialect.prefix)': \(kind) topic parses as \(String(describing: parsed))")

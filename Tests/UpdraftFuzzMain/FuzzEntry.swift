@@ -14,6 +14,24 @@ private let harness: FuzzHarness = {
     return harness
 }()
 
+/// The entry point: SwiftPM points `main` at the executable's own (`--defsym`), which
+/// hands over to libFuzzer's driver.
+@_silgen_name("LLVMFuzzerRunDriver")
+func runDriver(
+    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+) -> CInt
+
+@main
+struct FuzzMain {
+    static func main() {
+        _ = harness
+        var argc = CommandLine.argc
+        var argv = CommandLine.unsafeArgv
+        exit(runDriver(&argc, &argv, fuzzOne))
+    }
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let input = size > 0 && data != nil ? Array(UnsafeBufferPointer(start: data, count: size)) : []
