@@ -103,19 +103,22 @@ enum WireHarness {
 
     /// What a device decodes from the gateway: offers and error replies.
     static func gatewayBodies(_ dialect: UpdraftDialectV1, _ payload: [UInt8]) throws(FuzzFailure) {
+        try roundTrip(payload, "malformed_offer", dialect, dialect.decodeOffer)
+        try roundTrip(payload, "malformed_error", dialect, dialect.decodeError)
+    }
+
+    /// Decodes with `decode`; what decodes, decodes the same once encoded again.
+    static func roundTrip<Body: Encodable & Equatable>(
+        _ payload: [UInt8], _ code: String, _ dialect: UpdraftDialectV1, _ decode: ([UInt8]) throws(UpdraftError) -> Body
+    ) throws(FuzzFailure) {
+        let body: Body
         do throws(UpdraftError) {
-            let offer = try dialect.decodeOffer(payload)
-            let again = try? dialect.decodeOffer(dialect.encode(offer))
-            if again != offer { throw UpdraftError("fuzz", "offer \(offer) re-encoded decodes as \(String(describing: again))") }
+            body = try decode(payload)
         } catch {
-            try expectCode(error.code, in: ["malformed_offer"], error.message)
+            try expectCode(error.code, in: [code], error.message)
+            return
         }
-        do throws(UpdraftError) {
-            let reply = try dialect.decodeError(payload)
-            let again = try? dialect.decodeError(dialect.encode(reply))
-            if again != reply { throw UpdraftError("fuzz", "error reply \(reply) re-encoded decodes as \(String(describing: again))") }
-        } catch {
-            try expectCode(error.code, in: ["malformed_error"], error.message)
-        }
+        let again = try? decode(dialect.encode(body))
+        try expect(again == body, "\(body) re-encoded decodes as \(String(describing: again))")
     }
 }
