@@ -67,7 +67,7 @@ bench: deps
 	$$($(SWIFT) build -c release --show-bin-path)/updraft bench coap
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz
 
 # Issue 8 item 9 at full scale: 500 simulated devices and a 1 MiB image; `updraft serve`
 # is killed (SIGKILL, then SIGTERM) while they reboot after `installed` and restarted
@@ -77,3 +77,36 @@ bench-restart: deps
 	$(SWIFT) build --build-tests
 	UPDRAFT_RESTART_DEVICES=500 UPDRAFT_RESTART_IMAGE_BYTES=1048576 \
 	  timeout --kill-after=30 30m $(SWIFT) test --skip-build --filter QuickRestartTests
+
+# Fuzzing (README "Fuzzing"): each harness of Tests/UpdraftFuzz under libFuzzer with
+# AddressSanitizer, built in .build-fuzz so the normal .build stays warm. The Swift
+# toolchain ships libFuzzer and the ASan runtime: no clang package is needed.
+FUZZ_SECONDS ?= 60
+FUZZ_HARNESSES := wire coap manifest psk config
+FUZZ_SCRATCH := .build-fuzz
+FUZZ_BUILD := $(SWIFT) build --scratch-path $(FUZZ_SCRATCH) --product updraft-fuzz \
+  -Xswiftc -sanitize=fuzzer,address -Xswiftc -DUPDRAFT_FUZZ
+
+.PHONY: fuzz fuzz-build fuzz-ci
+fuzz-build: deps
+	$(FUZZ_BUILD)
+
+# Each harness for FUZZ_SECONDS from its committed corpus (new inputs go to
+# .build-fuzz/corpus/<harness>); prints the executions reached. A crash or broken
+# invariant fails the run; the input is kept in .build-fuzz/crashes/. Leak checks are
+# off: Foundation's String(contentsOfFile:) leaks 4 KiB once (toolchain, not Updraft).
+fuzz: fuzz-build
+	@bin=$$($(FUZZ_BUILD) --show-bin-path)/updraft-fuzz; status=0; \
+	for h in $(FUZZ_HARNESSES); do \
+	  mkdir -p $(FUZZ_SCRATCH)/corpus/$$h $(FUZZ_SCRATCH)/crashes; \
+	  if ! ASAN_OPTIONS=detect_leaks=0 FUZZ_TARGET=$$h $$bin $(FUZZ_SCRATCH)/corpus/$$h Tests/UpdraftFuzz/Corpus/$$h \
+	      -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -detect_leaks=0 \
+	      -artifact_prefix=$(FUZZ_SCRATCH)/crashes/$$h- > $(FUZZ_SCRATCH)/$$h.log 2>&1; then \
+	    status=1; tail -40 $(FUZZ_SCRATCH)/$$h.log; echo "$$h: FAILED (log: $(FUZZ_SCRATCH)/$$h.log)"; \
+	  fi; \
+	  echo "$$h: $$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_SCRATCH)/$$h.log) executions in $(FUZZ_SECONDS) s"; \
+	done; exit $$status
+
+# CI: every harness briefly, with the committed corpus.
+fuzz-ci:
+	$(MAKE) fuzz FUZZ_SECONDS=20

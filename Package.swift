@@ -216,6 +216,19 @@ let package = Package(
             dependencies: ["UpdraftCore", "LoopbackPorts", .product(name: "Logging", package: "swift-log")],
             path: "Tests/UpdraftTestSupport"
         ),
+        // Fuzzing (README "Fuzzing"): the libFuzzer harnesses of every parser of network or
+        // file bytes, `updraft-fuzz` (libFuzzer when built with -DUPDRAFT_FUZZ by `make fuzz`,
+        // else a replayer of inputs), and the test replaying the committed corpus.
+        .target(
+            name: "UpdraftFuzz",
+            dependencies: [
+                "UpdraftWire", "UpdraftCore", "UpdraftDevice", "UpdraftApp", "CoAP", "CCoAP",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Tests/UpdraftFuzz", exclude: ["Corpus"]
+        ),
+        .executableTarget(name: "updraft-fuzz", dependencies: ["UpdraftFuzz"], path: "Tests/UpdraftFuzzMain"),
+        .testTarget(name: "UpdraftFuzzTests", dependencies: ["UpdraftFuzz"]),
         .testTarget(name: "UpdraftCoreTests", dependencies: ["UpdraftCore"]),
         .testTarget(
             name: "UpdraftStoreTests",

@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// Reading and writing PDUs. Loop thread only: `pdu` and `session` are libcoap objects.
-enum PDU {
+package enum PDU {
     /// Values of every option `number` of `pdu`, in order.
     static func options(_ pdu: OpaquePointer, _ number: Int32) -> [[UInt8]] {
         var filter = coap_opt_filter_t()
@@ -23,15 +23,15 @@ enum PDU {
 
     /// What a server reads from every request, gathered in one pass over the options
     /// (one lookup per option would walk them four times).
-    struct RequestOptions {
-        var query: [String] = []
-        var contentFormat: CoAPContentFormat?
-        var accept: CoAPContentFormat?
+    package struct RequestOptions {
+        package var query: [String] = []
+        package var contentFormat: CoAPContentFormat?
+        package var accept: CoAPContentFormat?
         /// Block2 number and SZX, when the request has the option.
-        var block2: (num: UInt32, szx: UInt32)?
+        package var block2: (num: UInt32, szx: UInt32)?
     }
 
-    static func requestOptions(_ pdu: OpaquePointer) -> RequestOptions {
+    package static func requestOptions(_ pdu: OpaquePointer) -> RequestOptions {
         var result = RequestOptions()
         var iterator = coap_opt_iterator_t()
         guard coap_option_iterator_init(pdu, &iterator, nil) != nil else { return result }
@@ -121,7 +121,7 @@ enum PDU {
     }
 
     /// The body; with COAP_BLOCK_SINGLE_BODY libcoap presents it whole.
-    static func payload(_ pdu: OpaquePointer) -> [UInt8] {
+    package static func payload(_ pdu: OpaquePointer) -> [UInt8] {
         var length = 0
         var data: UnsafePointer<UInt8>?
         var offset = 0
@@ -132,7 +132,7 @@ enum PDU {
         return Array(UnsafeBufferPointer(start: data, count: length))
     }
 
-    static func code(_ pdu: OpaquePointer) -> UInt8 {
+    package static func code(_ pdu: OpaquePointer) -> UInt8 {
         UInt8(truncatingIfNeeded: coap_pdu_get_code(pdu).rawValue)
     }
 

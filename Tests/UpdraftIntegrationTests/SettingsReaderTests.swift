@@ -40,6 +40,17 @@ import UpdraftWire
         #expect(settings.clientOptions.tls != nil)
     }
 
+    /// Found by the config fuzz harness: the check looked at Characters, so "+" followed by
+    /// a combining mark passed (a wildcard the broker refuses every publish with), and so
+    /// did U+0000 (libmosquitto's C strings end there: the gateway subscribed to "up").
+    @Test(arguments: ["a+\u{301}", "fleet/#\u{301}", "up\u{0}draft", "+"])
+    func aTopicPrefixWithAWildcardOrNULIsRefused(_ prefix: String) throws {
+        let settings = MQTTSettings(reader: Self.reader(["TOPIC_PREFIX": prefix]))
+        #expect(throws: UpdraftError.self) { try settings.validate() }
+        let fine = MQTTSettings(reader: Self.reader(["TOPIC_PREFIX": "fleet/eu-1"]))
+        try fine.validate()
+    }
+
     @Test func theGatewayBeatsAreMilliseconds() throws {
         let keys = Self.reader(["FLUSH_INTERVAL_MS": "5", "TAIL_INTERVAL_MS": "250"])
         let settings = GatewaySettings(reader: keys)

@@ -131,13 +131,8 @@ extension ServerCore {
             writeWhole(answer, into: response)
             return
         }
-        if let block = block2, block.szx > 6 {
-            // RFC 7959 2.2: SZX 7 is reserved.
-            writeWhole(.status(.badRequest, diagnostic: "Block2 SZX 7 is reserved; use 0-6 (16-1024 bytes)"), into: response)
-            return
-        }
-        if let block = block2, block.num > 0, UInt64(payload.count) <= UInt64(block.num) << (block.szx + 4) {
-            writeWhole(.status(.badRequest, diagnostic: "Block2 number past the end of the body"), into: response)
+        if let refusal = BlockWindow.refusal(block2, bodySize: payload.count) {
+            writeWhole(.status(.badRequest, diagnostic: refusal), into: response)
             return
         }
         // A notification of a block-wise observation comes with libcoap's Block2 option
@@ -171,22 +166,13 @@ extension ServerCore {
     /// Bytes a response needs besides its block: header, token and options.
     private static let blockHeadroom = 64
 
-    /// One block of a GET answer, with Block2, Size2 and ETag. Without a Block2 option a
-    /// body that fits one PDU goes whole; else the block size is the request's, made
-    /// smaller when the session's PDU cannot carry it (RFC 7959 2.4).
+    /// One block of a GET answer (``BlockWindow``), with Block2, Size2 and ETag.
     func writeBlock(
         _ answer: CoAPResponse, session: OpaquePointer, into response: OpaquePointer,
         block2: (num: UInt32, szx: UInt32)?
     ) {
         let payload = answer.payload
-        let room = coap_session_max_pdu_size(session) - Self.blockHeadroom
-        var szx = block2?.szx ?? 6
-        while szx > 0 && (16 << szx) > room { szx -= 1 }
-        var num = block2.map { $0.num << ($0.szx - szx) } ?? 0
-        if block2 == nil && payload.count <= room {
-            num = 0
-            szx = 7  // whole: no Block2 option
-        }
+        let window = BlockWindow.select(block2, bodySize: payload.count, room: coap_session_max_pdu_size(session) - Self.blockHeadroom)
         PDU.setCode(response, answer.code)
         let etag = answer.etag ?? payload.contentTag
         // Options in ascending number: libcoap appends them without sorting work.
@@ -195,17 +181,13 @@ extension ServerCore {
         PDU.add(response, COAP_OPTION_CONTENT_FORMAT, uint: UInt64(answer.contentFormat.rawValue))
         if let maxAge = answer.maxAge { PDU.add(response, COAP_OPTION_MAXAGE, uint: UInt64(maxAge)) }
         let bytes = payload.storage.buffer
-        guard szx < 7 else {
+        guard case .block(let num, let szx, let range, let more) = window else {
             coap_add_data(response, bytes.count, bytes.baseAddress)
             return
         }
-        let size = 16 << Int(szx)
-        let offset = Int(num) * size
-        let end = min(offset + size, bytes.count)
-        let more: UInt64 = end < bytes.count ? 8 : 0
-        PDU.add(response, COAP_OPTION_BLOCK2, uint: UInt64(num) << 4 | more | UInt64(szx))
+        PDU.add(response, COAP_OPTION_BLOCK2, uint: UInt64(num) << 4 | (more ? 8 : 0) | UInt64(szx))
         PDU.add(response, COAP_OPTION_SIZE2, uint: UInt64(bytes.count))
-        coap_add_data(response, end - offset, bytes.baseAddress! + offset)
+        coap_add_data(response, range.count, bytes.baseAddress! + range.lowerBound)
     }
 
     /// A response in one PDU: code, ETag, Location-Path, Content-Format, Max-Age and body.

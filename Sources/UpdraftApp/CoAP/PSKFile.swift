@@ -51,16 +51,24 @@ public final class PSKFile: Sendable {
         }
     }
 
-    static func parse(_ text: String) -> [String: [UInt8]] {
+    package static func parse(_ text: String) -> [String: [UInt8]] {
         var keys: [String: [UInt8]] = [:]
         for line in text.split(whereSeparator: \.isNewline) {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { continue }
-            let fields = trimmed.split(separator: " ", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard fields.count == 2, !fields[1].isEmpty, fields[1].utf8.count <= 64 else { continue }
-            keys[fields[0]] = Array(fields[1].utf8)
+            guard let (identity, key) = fields(of: line), !key.isEmpty, key.utf8.count <= 64 else { continue }
+            keys[identity] = Array(key.utf8)
         }
         return keys
+    }
+
+    /// A line's identity and key (`nil` for a comment, a blank line or a lone word), split
+    /// at the first space. Unicode scalars, not Characters: a space followed by a combining
+    /// mark is one Character, and the line would be skipped (found by fuzzing).
+    static func fields(of line: Substring) -> (identity: String, key: String)? {
+        let trimmed = line.trimmingCharacters(in: .whitespaces)
+        let scalars = trimmed.unicodeScalars
+        guard scalars.first != "#", let space = scalars.firstIndex(of: " ") else { return nil }
+        let identity = String(scalars[..<space]).trimmingCharacters(in: .whitespaces)
+        return (identity, String(scalars[scalars.index(after: space)...]).trimmingCharacters(in: .whitespaces))
     }
 
     /// Adds (or replaces) a device's key and returns it: 24 random URL-safe characters.
@@ -105,9 +113,9 @@ public final class PSKFile: Sendable {
         let lockFailure = UpdraftError("psk_write_failed", "Cannot open \(path).lock; check that \(directory) is writable by this user.")
         try PrivateFile.withLock(path + ".lock", failure: lockFailure) {
             let existing = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            // The same splitter as parse: an edit removes exactly the lines the gateway reads.
             var lines: [(id: String?, line: String)] = existing.split(whereSeparator: \.isNewline).map { line in
-                let id = line.trimmingCharacters(in: .whitespaces).split(separator: " ", maxSplits: 1).first.map(String.init)
-                return (id, String(line))
+                (fields(of: line)?.identity, String(line))
             }
             edit(&lines)
             try PrivateFile.replace(

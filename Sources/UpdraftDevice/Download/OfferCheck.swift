@@ -7,16 +7,21 @@ import UpdraftWire
 /// device ignores it (and counts it) rather than answering for a job it cannot trust.
 /// ``acceptable(_:)``: the genuine manifest is for this product, fits, and moves forward
 /// (anti-rollback); a refusal there becomes a `failed`/`rejected` report.
-struct OfferCheck: Sendable {
-    var trustedKeys: TrustedReleaseKeys
-    var product: ProductID
+package struct OfferCheck: Sendable {
+    package var trustedKeys: TrustedReleaseKeys
+    package var product: ProductID
     /// Manifest sequence of the installed firmware; `nil` when unknown (first boot).
-    var installedSequence: Int64?
-    var allowRollback: Bool
-    var maxImageBytes: Int64
+    package var installedSequence: Int64?
+    package var allowRollback: Bool
+    package var maxImageBytes: Int64
+
+    package init(trustedKeys: TrustedReleaseKeys, product: ProductID, installedSequence: Int64?, allowRollback: Bool, maxImageBytes: Int64) {
+        (self.trustedKeys, self.product, self.installedSequence) = (trustedKeys, product, installedSequence)
+        (self.allowRollback, self.maxImageBytes) = (allowRollback, maxImageBytes)
+    }
 
     /// The manifest, when the offer carries one signed by a trusted key and matches it.
-    func authentic(_ offer: JobOffer) throws(UpdraftError) -> Manifest {
+    package func authentic(_ offer: JobOffer) throws(UpdraftError) -> Manifest {
         guard let signed = offer.signedManifest else {
             throw UpdraftError("manifest_encoding", "The offer's manifest or signature is not base64.")
         }
@@ -30,7 +35,7 @@ struct OfferCheck: Sendable {
     }
 
     /// Throws why this device refuses a genuine manifest.
-    func acceptable(_ manifest: Manifest) throws(UpdraftError) {
+    package func acceptable(_ manifest: Manifest) throws(UpdraftError) {
         guard manifest.product == product else {
             throw UpdraftError("wrong_product", "The firmware is for product \(manifest.product); this device is \(product).")
         }

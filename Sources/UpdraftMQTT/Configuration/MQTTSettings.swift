@@ -80,8 +80,10 @@ public struct MQTTSettings: Sendable {
 
     /// What a key's type and range alone cannot say.
     public func validate() throws(UpdraftError) {
-        guard !topicPrefix.isEmpty, !topicPrefix.contains(where: { "+#".contains($0) }) else {
-            throw UpdraftError.configInvalid("mqtt.topic_prefix is '\(topicPrefix)'; it must be a non-empty topic without + or #.")
+        // Scalars, not Characters: "+" followed by a combining mark is one Character but
+        // still a wildcard to the broker, and a C string ends at U+0000 (found by fuzzing).
+        guard !topicPrefix.isEmpty, !topicPrefix.unicodeScalars.contains(where: { "+#\u{0}".unicodeScalars.contains($0) }) else {
+            throw UpdraftError.configInvalid("mqtt.topic_prefix is \(topicPrefix.debugDescription); it must be a non-empty topic without +, # or NUL.")
         }
         let c = chunk
         guard 16 <= c.min, c.min <= c.preferred, c.preferred <= c.max, c.max <= 256 * 1024, c.maxCount >= 1 else {
