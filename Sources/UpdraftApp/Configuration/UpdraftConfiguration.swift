@@ -4,6 +4,7 @@ import Logging
 import SystemPackage
 import UpdraftCore
 import UpdraftCoAP
+import UpdraftHTTP
 import UpdraftMQTT
 import UpdraftWire
 import UpdraftSettings
@@ -31,6 +32,7 @@ public struct UpdraftConfiguration: Sendable {
     public var gateway = GatewaySettings()
     public var mqtt = MQTTSettings()
     public var coap = CoAPSettings()
+    public var http = HTTPSettings()
 
     /// SQLite file; empty means `<data_dir>/updraft.sqlite`.
     public var sqlitePath: String {
@@ -74,6 +76,7 @@ public struct UpdraftConfiguration: Sendable {
         gateway = GatewaySettings(reader: reader.scoped(to: "gateway"))
         coap = CoAPSettings(reader: reader.scoped(to: "coap"))
         mqtt = MQTTSettings(reader: reader.scoped(to: "mqtt"))
+        http = HTTPSettings(reader: reader.scoped(to: "http"))
         try reader.check()
     }
 
@@ -121,6 +124,7 @@ public struct UpdraftConfiguration: Sendable {
         try engine.validate()
         try coap.validate()
         try firmware.validate()
+        try http.validate()
     }
 
     /// A path inside the data directory.
