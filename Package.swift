@@ -175,14 +175,13 @@ let package = Package(
             ]
         ),
         // The HTTP API: health, metrics, bearer tokens and the /v1 operator endpoints, server
-        // code generated from openapi.yaml. Knows the store and the operations, not the adapters.
+        // code generated from openapi.yaml. Knows the store port and what the gateway hands it
+        // (HTTPBackend: readiness, metrics), never an adapter.
         .target(
             name: "UpdraftHTTP",
             dependencies: [
                 "UpdraftCore",
                 "UpdraftSettings",
-                .product(name: "Configuration", package: "swift-configuration"),
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
