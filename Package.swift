@@ -252,6 +252,7 @@ let package = Package(
                 "UpdraftCore", "LoopbackPorts", .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             path: "Tests/UpdraftTestSupport"
         ),

@@ -30,6 +30,7 @@ struct APIServer {
     static func with(
         readiness: @escaping @Sendable () async -> [ReadinessCheck] = { [ReadinessCheck("gateway", ok: true)] },
         metrics: @escaping @Sendable () async -> GatewayMetricsSnapshot = { GatewayMetricsSnapshot() },
+        tune: (inout HTTPSettings) -> Void = { _ in }, trusting certificate: String? = nil,
         _ body: (APIServer) async throws -> Void
     ) async throws {
         try await withTemporaryPath(prefix: "updraft-http") { directory in
@@ -47,6 +48,7 @@ struct APIServer {
             var settings = HTTPSettings()
             settings.port = PortProbe.freePort()
             settings.shutdownTimeout = .seconds(5)
+            tune(&settings)
             let listening = Atomic<Bool>(false)
             let server = HTTPServer(
                 settings: settings, backend: HTTPBackend(store: store, readiness: readiness, metrics: metrics), logger: logger,
@@ -54,7 +56,7 @@ struct APIServer {
             let group = ServiceGroup(services: [server], logger: logger)
             let task = Task { try await group.run() }
             let api = APIServer(
-                store: store, client: HTTPTestClient(port: settings.port), group: group, port: settings.port, tokens: tokens,
+                store: store, client: HTTPTestClient(port: settings.port, trusting: certificate), group: group, port: settings.port, tokens: tokens,
                 revoked: revoked.value)
             do {
                 try await eventually(timeout: .seconds(10), "the HTTP server listens") { listening.load(ordering: .acquiring) }

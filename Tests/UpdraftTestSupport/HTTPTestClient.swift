@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOSSL
 
 /// What a test reads of an HTTP response.
 package struct HTTPTestResponse: Sendable {
@@ -24,17 +25,25 @@ package struct HTTPTestResponse: Sendable {
 package struct HTTPTestClient: Sendable {
     package let port: Int
     package let client: HTTPClient
+    private let scheme: String
 
-    package init(port: Int) {
+    /// - Parameter trusting: a PEM certificate to trust: the client then speaks HTTPS.
+    package init(port: Int, trusting certificate: String? = nil) {
         self.port = port
+        scheme = certificate == nil ? "http" : "https"
         var configuration = HTTPClient.Configuration()
+        if let certificate {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .file(certificate)
+            configuration.tlsConfiguration = tls
+        }
         configuration.timeout = .init(connect: .seconds(5), read: .seconds(20))
         client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 
     /// `GET path` with `Authorization: Bearer token` when a token is given.
     package func get(_ path: String, token: String? = nil, headers extra: [(String, String)] = []) async throws -> HTTPTestResponse {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        var request = HTTPClientRequest(url: "\(scheme)://127.0.0.1:\(port)\(path)")
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         for (name, value) in extra { request.headers.add(name: name, value: value) }
         let response = try await client.execute(request, timeout: .seconds(20))
