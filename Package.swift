@@ -39,6 +39,18 @@ let package = Package(
         // The fleet PKI (CA, broker and device certificates) made in-process: UpdraftApp.
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        // The HTTP API (UpdraftHTTP): Hummingbird, bearer tokens, server code generated from
+        // the OpenAPI document, Prometheus metrics. AsyncHTTPClient is for the tests only.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-openapi-generator", from: "1.14.3"),
+        .package(url: "https://github.com/apple/swift-openapi-runtime", from: "1.13.4"),
+        .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird", from: "2.1.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // What the C-library wrappers' event loops need from C: the wake eventfd, thread
@@ -165,6 +177,33 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The HTTP API: health, metrics, bearer tokens and the /v1 operator endpoints, server
+        // code generated from openapi.yaml. Knows the store port and what the gateway hands it
+        // (HTTPBackend: readiness, metrics), never an adapter.
+        .target(
+            name: "UpdraftHTTP",
+            dependencies: [
+                "UpdraftCore",
+                "UpdraftSettings",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [.copy("openapi.yaml")],
+            // The generated code imports with explicit access levels; the other files'
+            // plain imports must then be internal too (public API says `public import`).
+            swiftSettings: [.enableUpcomingFeature("InternalImportsByDefault")],
+            plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]
+        ),
         // Composition root: configuration, broker supervision, services.
         .target(
             name: "UpdraftApp",
@@ -172,6 +211,7 @@ let package = Package(
                 "UpdraftCore",
                 "UpdraftAdapter",
                 "UpdraftCoAP",
+                "UpdraftHTTP",
                 "CoAP",
                 "UpdraftStore",
                 "UpdraftWire",
@@ -213,7 +253,12 @@ let package = Package(
         // lets test targets depend only on regular targets). Under Tests/, as it ships nowhere.
         .target(
             name: "UpdraftTestSupport",
-            dependencies: ["UpdraftCore", "LoopbackPorts", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "UpdraftCore", "LoopbackPorts", .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             path: "Tests/UpdraftTestSupport"
         ),
         // Fuzzing (README "Fuzzing"): the libFuzzer harnesses of every parser of network or
@@ -241,12 +286,23 @@ let package = Package(
         .testTarget(name: "CoAPTests", dependencies: ["CoAP", "UpdraftTestSupport", "LoopbackPorts"]),
         .testTarget(name: "UpdraftWireTests", dependencies: ["UpdraftWire", "UpdraftCore"]),
         .testTarget(name: "UpdraftMQTTTests", dependencies: ["UpdraftMQTT", "UpdraftWire", "UpdraftCore"]),
+        // The HTTP API on a real server (free loopback port, SQLite store) with a real client.
+        .testTarget(
+            name: "UpdraftHTTPTests",
+            dependencies: [
+                "UpdraftHTTP", "UpdraftStore", "UpdraftCore", "UpdraftTestSupport", "LoopbackPorts",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .testTarget(
             name: "UpdraftIntegrationTests",
             dependencies: [
                 "UpdraftApp", "UpdraftTools", "UpdraftCore", "UpdraftStore", "UpdraftWire", "UpdraftMQTT", "UpdraftDevice",
                 "Mosquitto", "CoAP", "UpdraftTestSupport", "LoopbackPorts",
-                "UpdraftSettings", "UpdraftCoAP",
+                "UpdraftSettings", "UpdraftCoAP", "UpdraftHTTP",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "GRDB", package: "GRDB.swift"),

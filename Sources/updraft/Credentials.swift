@@ -143,7 +143,7 @@ struct CredentialsCommand: AsyncParsableCommand {
     }
 }
 
-private func jsonText<T: Encodable>(_ value: T) throws -> String {
+func jsonText<T: Encodable>(_ value: T) throws -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     return String(decoding: try encoder.encode(value), as: UTF8.self)

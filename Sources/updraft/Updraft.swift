@@ -23,7 +23,7 @@ struct Updraft: AsyncParsableCommand {
             Or see it all at once: updraft demo
             """,
         subcommands: [
-            Serve.self, Keys.self, FirmwareCommand.self, ReleaseCommand.self, DeviceCommand.self, CredentialsCommand.self, Stats.self, Events.self,
+            Serve.self, Keys.self, FirmwareCommand.self, ReleaseCommand.self, DeviceCommand.self, CredentialsCommand.self, TokenCommand.self, Stats.self, Events.self,
             Sim.self, Demo.self, Bench.self, Health.self,
         ]
     )

@@ -30,6 +30,8 @@ struct CLIProcess {
     func start(_ arguments: [String], environment: [String: String] = [:], executable: String? = nil) throws -> (ChildProcess, String) {
         let output = logs + "/run-\(UUID().uuidString.prefix(8)).log"
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("UPDRAFT_") }
+        // `serve`s of parallel tests would all take the HTTP API's fixed default port.
+        env["UPDRAFT_HTTP_PORT"] = "0"
         env.merge(environment) { _, new in new }
         let process = try ChildProcess(
             executable: executable ?? binary, arguments: arguments, outputFile: output,

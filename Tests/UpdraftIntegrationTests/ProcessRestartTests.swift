@@ -22,6 +22,7 @@ import UpdraftTestSupport
         var environment = ProcessInfo.processInfo.environment
         environment.merge(servedBroker(port: port)) { $1 }
         environment["UPDRAFT_COAP_ENABLED"] = "false"
+        environment["UPDRAFT_HTTP_PORT"] = "0"
         return try ChildProcess(
             executable: binary, arguments: ["serve", "--data-dir", dataDir, "--log-level", "warning"],
             outputFile: dataDir + "/serve.log", environment: environment)

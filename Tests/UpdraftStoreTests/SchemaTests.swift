@@ -14,7 +14,7 @@ struct SchemaTests {
         let identifiers = Schema.migrations.map(\.identifier)
         #expect(Set(identifiers).count == identifiers.count)
         #expect(Schema.migrator.migrations == identifiers)
-        #expect(identifiers.last == "v7-device-transport-unchecked")
+        #expect(identifiers.last == "v8-api-tokens")
     }
 
     @Test("a store made by the v6 migrations upgrades: transports are kept and the column takes new values")

@@ -4,6 +4,7 @@ import Logging
 import SystemPackage
 import UpdraftCore
 import UpdraftCoAP
+import UpdraftHTTP
 import UpdraftMQTT
 import UpdraftWire
 import UpdraftSettings
@@ -33,6 +34,7 @@ public struct UpdraftConfiguration: Sendable {
     public var coap = CoAPSettings()
     /// The fleet CA, the managed broker's TLS certificate, device certificates.
     public var pki = PKISettings()
+    public var http = HTTPSettings()
 
     /// SQLite file; empty means `<data_dir>/updraft.sqlite`.
     public var sqlitePath: String {
@@ -77,6 +79,7 @@ public struct UpdraftConfiguration: Sendable {
         coap = CoAPSettings(reader: reader.scoped(to: "coap"))
         mqtt = MQTTSettings(reader: reader.scoped(to: "mqtt"))
         pki = PKISettings(reader: reader.scoped(to: "pki"))
+        http = HTTPSettings(reader: reader.scoped(to: "http"))
         try reader.check()
     }
 
@@ -125,6 +128,7 @@ public struct UpdraftConfiguration: Sendable {
         try coap.validate()
         try firmware.validate()
         try pki.validate()
+        try http.validate()
     }
 
     /// A path inside the data directory.

@@ -24,7 +24,7 @@ public final class GatewayService: Service, Sendable {
     public let feed: MQTTEventFeed
     /// The CoAP device API; `nil` when `coap.enabled` is false.
     public let coap: CoAPGateway?
-    private let logger: Logger
+    let logger: Logger
     private let flushInterval: Duration
     private let tailInterval: Duration
     private let ready = Atomic<Bool>(false)
@@ -100,7 +100,8 @@ public final class GatewayService: Service, Sendable {
     }
 
     /// The gateway's long-running parts in dependency order: the group starts them in this
-    /// order and, on graceful shutdown, stops them in reverse. Device input stops first;
+    /// order and, on graceful shutdown, stops them in reverse. The HTTP API stops first,
+    /// then device input;
     /// the store is written after the last device message and operator change; the feed
     /// publishes the events of that last write (for at most 2 s; what it cannot publish in
     /// time waits in the store for the next start). One part ending ends the gateway.
@@ -121,6 +122,9 @@ public final class GatewayService: Service, Sendable {
             parts.append(UntilShutdown(body: { try await Self.serve(coap) }))
         }
         parts.append(UntilShutdown(body: { try await self.mqtt.run(onSubscribed: { self.ready.store(true, ordering: .releasing) }) }))
+        // Last: it starts once devices are served and stops first, finishing the requests
+        // in flight while the store and the device input still run.
+        if let http = httpServer() { parts.append(http) }
         return parts.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
     }
 

@@ -240,6 +240,8 @@ public actor UpdateEngine {
     public func activeJob(of id: DeviceID) -> Job? { active[id]?.job }
     public func device(_ id: DeviceID) -> Device? { devices[id] }
     public var onlineCount: Int { devices.values.filter(\.online).count }
+    /// Active jobs by state (the ones this engine holds: terminal jobs are only in the store).
+    public var activeJobStates: [JobState: Int] { active.values.reduce(into: [:]) { $0[$1.job.state, default: 0] += 1 } }
     /// Devices the registry has online whose last transport is `transport`.
     public func onlineDevices(via transport: Transport) -> [DeviceID] {
         devices.values.filter { $0.online && $0.transport == transport }.map(\.id)

@@ -97,6 +97,30 @@ public protocol StatusStore: Sendable {
     /// Saves the position of the reader `name`. Positions only move forward: saving one
     /// lower than the stored one leaves the stored one.
     func saveEventCursor(_ name: String, _ sequence: Int64) async throws
+
+    // MARK: API tokens
+
+    /// Stores a new token. Throws `token_exists` when its name is taken (a revoked
+    /// token's name stays taken: events name tokens as their actors).
+    func createToken(_ token: AccessToken) async throws
+    /// Every token, revoked ones included, by name.
+    func tokens() async throws -> [AccessToken]
+    /// The token whose secret has this SHA-256 (revoked or not); `nil` when none has.
+    func token(secretSHA256: String) async throws -> AccessToken?
+    /// Marks a token revoked at `date` (a revoked one keeps its first date) and returns
+    /// it. Throws `token_not_found` when no token has that name.
+    @discardableResult
+    func revokeToken(_ name: TokenName, at date: Date) async throws -> AccessToken
+}
+
+extension UpdraftError {
+    public static func tokenExists(_ name: TokenName) -> UpdraftError {
+        UpdraftError("token_exists", "A token named \(name) exists (or existed: revoked names stay taken). Choose another name.")
+    }
+
+    public static func tokenNotFound(_ name: TokenName) -> UpdraftError {
+        .notFound("token", name.rawValue, hint: "List them with `updraft token list`.")
+    }
 }
 
 /// What ``StatusStore/commitIsolatingRefusals(_:)`` wrote and what it left out.

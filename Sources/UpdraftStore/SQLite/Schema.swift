@@ -23,6 +23,7 @@ enum Schema {
         ("v5-device-boot", v5DeviceBoot),
         ("v6-event-cursors", v6EventCursors),
         ("v7-device-transport-unchecked", v7DeviceTransportUnchecked),
+        ("v8-api-tokens", v8APITokens),
     ]
 
     static var migrator: DatabaseMigrator {
@@ -202,6 +203,21 @@ enum Schema {
                 UPDATE devices SET transport_unchecked = transport;
                 ALTER TABLE devices DROP COLUMN transport;
                 ALTER TABLE devices RENAME COLUMN transport_unchecked TO transport;
+                """)
+    }
+
+    private static func v8APITokens(_ db: Database) throws {
+        // Bearer tokens of the HTTP API: the SHA-256 of the secret, never the secret.
+        // Revoked rows stay: a name is never reused, as events name tokens as actors.
+        try db.execute(
+            sql: """
+                CREATE TABLE api_tokens (
+                    name TEXT PRIMARY KEY NOT NULL,
+                    scope TEXT NOT NULL CHECK (scope IN ('read', 'operate', 'admin')),
+                    secret_sha256 TEXT NOT NULL UNIQUE CHECK (length(secret_sha256) = 64),
+                    created_at REAL NOT NULL,
+                    revoked_at REAL
+                ) STRICT;
                 """)
     }
 }

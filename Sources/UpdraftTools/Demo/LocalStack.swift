@@ -59,6 +59,8 @@ public final class LocalStack: Sendable {
         configuration.coap.port = PortProbe.freeUDPPort()
         configuration.coap.securePort = PortProbe.freeUDPPort()
         configuration.coap.allowUnauthenticated = true
+        // The HTTP API off (its default port is fixed): a stack that wants it tunes a free port.
+        configuration.http.port = 0
         tune(&configuration)
         self.configuration = configuration
         self.dialect = dialect ?? configuration.dialect

@@ -23,6 +23,7 @@ struct InMemoryState: Sendable {
     var jobs: [JobID: JobRow] = [:]
     var events: [UpdraftEvent] = []
     var cursors: [String: Int64] = [:]
+    var tokens: [TokenName: AccessToken] = [:]
     var fleetReleases: [ReleaseID: Row<FleetRelease>] = [:]
     var fleetProfiles: [DeviceID: DeviceFleetProfile] = [:]
     var verifications: [FirmwareID: FirmwareVerification] = [:]

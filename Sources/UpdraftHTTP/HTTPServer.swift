@@ -1,0 +1,97 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+public import Logging
+import NIOCore
+import HummingbirdTLS
+import NIOSSL
+import OpenAPIHummingbird
+import OpenAPIRuntime
+public import ServiceLifecycle
+import UpdraftCore
+
+/// The HTTP API as a Service of the gateway's group: Hummingbird with the handlers
+/// generated from openapi.yaml, bearer tokens on every route but /healthz.
+///
+/// On graceful shutdown it stops accepting connections and finishes the requests in
+/// flight, for at most ``HTTPSettings/shutdownTimeout``; then they are cut.
+public struct HTTPServer: Service {
+    let settings: HTTPSettings
+    let backend: HTTPBackend
+    let logger: Logger
+    let document: OpenAPIDocumentFile
+    let onRunning: @Sendable (Int) async -> Void
+
+    /// - Parameter onRunning: called with the bound port once the server listens.
+    public init(settings: HTTPSettings, backend: HTTPBackend, logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) {
+        self.init(settings: settings, backend: backend, logger: logger, document: OpenAPIDocumentFile(), onRunning: onRunning)
+    }
+
+    init(
+        settings: HTTPSettings, backend: HTTPBackend, logger: Logger, document: OpenAPIDocumentFile,
+        onRunning: @escaping @Sendable (Int) async -> Void
+    ) {
+        (self.settings, self.backend, self.logger, self.document, self.onRunning) = (settings, backend, logger, document, onRunning)
+    }
+
+    /// The router: authentication, then the generated handlers behind the scope check.
+    func router() throws -> Router<APIRequestContext> {
+        let router = Router(context: APIRequestContext.self)
+        router.add(middleware: TokenAuthenticator(store: backend.store))
+        router.add(middleware: CallerMiddleware())
+        let handlers = APIHandlers(backend: backend, document: document, metrics: GatewayMetrics(snapshot: backend.metrics))
+        try handlers.registerHandlers(on: router, middlewares: [ScopeAndProblemMiddleware()])
+        return router
+    }
+
+    func application() throws -> some ApplicationProtocol {
+        let configuration = ApplicationConfiguration(address: .hostname(settings.host, port: settings.port), serverName: nil)
+        let logger = logger
+        let onRunning = onRunning
+        let running: @Sendable (any Channel) async -> Void = { channel in
+            let port = channel.localAddress?.port ?? 0
+            logger.info("HTTP API listening", metadata: ["http.address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+            await onRunning(port)
+        }
+        return Application(
+            router: try router(), server: try server(), configuration: configuration, onServerRunning: running, logger: logger)
+    }
+
+    private func server() throws -> HTTPServerBuilder {
+        guard settings.usesTLS else { return .http1() }
+        do {
+            let tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(settings.certificateFile).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: settings.keyFile, format: .pem)))
+            return try .tls(.http1(), tlsConfiguration: tls)
+        } catch {
+            throw UpdraftError(
+                "http_tls_invalid",
+                "The HTTPS certificate or key could not be loaded (\(error)). Check http.tls.certificate_file and http.tls.key_file (PEM).")
+        }
+    }
+
+    public func run() async throws {
+        let app = try application()
+        let timeout = settings.shutdownTimeout
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    try await app.run()
+                } catch let error as CancellationError {
+                    throw error
+                } catch {
+                    throw UpdraftError(
+                        "http_start_failed", "The HTTP API could not serve on \(settings.host):\(settings.port): \(error). Change http.port (0 turns it off).")
+                }
+            }
+            group.addTask {
+                // Requests in flight get `timeout` after graceful shutdown; then the server is cancelled.
+                try await gracefulShutdown()
+                try await Task.sleep(for: timeout)
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+}

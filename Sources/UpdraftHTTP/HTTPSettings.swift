@@ -1,0 +1,37 @@
+public import UpdraftCore
+public import UpdraftSettings
+
+/// The HTTP API of `updraft serve`. Keys under `http` in Config/updraft.yaml.
+public struct HTTPSettings: Sendable {
+    /// Listen address: 127.0.0.1 keeps the API on this machine.
+    public var host: String = "127.0.0.1"
+    /// TCP port; 0 turns the HTTP API off.
+    public var port: Int = 8080
+    /// PEM certificate chain and private key: both set serves HTTPS, neither plain HTTP.
+    public var certificateFile: String = ""
+    public var keyFile: String = ""
+    /// How long a graceful shutdown waits for requests in flight before closing them.
+    public var shutdownTimeout: Duration = .seconds(10)
+
+    public init() {}
+
+    public var enabled: Bool { port != 0 }
+    public var usesTLS: Bool { !certificateFile.isEmpty }
+
+    /// Reads the keys of the `http` scope.
+    public init(reader: ConfigKeys) {
+        let d = Self()
+        host = reader.string(forKey: "host", default: d.host)
+        port = reader.int(forKey: "port", default: d.port, in: 0...65535)
+        let tls = reader.scoped(to: "tls")
+        certificateFile = tls.string(forKey: "certificate_file", default: d.certificateFile)
+        keyFile = tls.string(forKey: "key_file", default: d.keyFile)
+        shutdownTimeout = reader.duration(forKey: "shutdown_timeout", default: d.shutdownTimeout, unit: .seconds(1), in: 1...300)
+    }
+
+    public func validate() throws(UpdraftError) {
+        guard certificateFile.isEmpty == keyFile.isEmpty else {
+            throw UpdraftError.configInvalid("Set both http.tls.certificate_file and http.tls.key_file for HTTPS, or neither for plain HTTP.")
+        }
+    }
+}

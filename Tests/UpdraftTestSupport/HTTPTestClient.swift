@@ -1,0 +1,59 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOSSL
+
+/// What a test reads of an HTTP response.
+package struct HTTPTestResponse: Sendable {
+    package var status: Int
+    package var headers: [String: String]
+    package var body: [UInt8]
+
+    package init(status: Int, headers: [String: String], body: [UInt8]) {
+        (self.status, self.headers, self.body) = (status, headers, body)
+    }
+
+    package var text: String { String(decoding: body, as: UTF8.self) }
+
+    /// The body as a JSON object (empty when it is not one).
+    package var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:] }
+
+    package func header(_ name: String) -> String? { headers[name.lowercased()] }
+}
+
+/// A real HTTP client (AsyncHTTPClient) for the API under test, on 127.0.0.1:`port`.
+package struct HTTPTestClient: Sendable {
+    package let port: Int
+    package let client: HTTPClient
+    private let scheme: String
+
+    /// - Parameter trusting: a PEM certificate to trust: the client then speaks HTTPS.
+    package init(port: Int, trusting certificate: String? = nil) {
+        self.port = port
+        scheme = certificate == nil ? "http" : "https"
+        var configuration = HTTPClient.Configuration()
+        if let certificate {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .file(certificate)
+            configuration.tlsConfiguration = tls
+        }
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(20))
+        client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }
+
+    /// `GET path` with `Authorization: Bearer token` when a token is given.
+    package func get(_ path: String, token: String? = nil, headers extra: [(String, String)] = []) async throws -> HTTPTestResponse {
+        var request = HTTPClientRequest(url: "\(scheme)://127.0.0.1:\(port)\(path)")
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        for (name, value) in extra { request.headers.add(name: name, value: value) }
+        let response = try await client.execute(request, timeout: .seconds(20))
+        let body = try await response.body.collect(upTo: 16 << 20)
+        var headers: [String: String] = [:]
+        for header in response.headers { headers[header.name.lowercased()] = header.value }
+        return HTTPTestResponse(status: Int(response.status.code), headers: headers, body: Array(buffer: body))
+    }
+
+    package func shutdown() async {
+        try? await client.shutdown()
+    }
+}
