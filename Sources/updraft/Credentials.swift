@@ -20,7 +20,7 @@ struct Provision: OperationsCommand {
     @Flag(help: "Print a JSON array of {username, password, coap_psk}.") var json = false
 
     func run(_ ops: Operations) async throws {
-        let devices = try await ops.admitDevices(try ids.map { try DeviceID(validating: $0) }, actor: Operations.actor)
+        let devices = try await ops.admitDevices(try ids.map { try DeviceID(validating: $0) })
         if json {
             print(try jsonText(devices))
         } else {
@@ -49,7 +49,7 @@ struct Revoke: OperationsCommand {
     @OptionGroup var global: GlobalOptions
 
     func run(_ ops: Operations) async throws {
-        let revoked = try await ops.revokeDevices(try ids.map { try DeviceID(validating: $0) }, actor: Operations.actor)
+        let revoked = try await ops.revokeDevices(try ids.map { try DeviceID(validating: $0) })
         guard !json else { return print(try jsonText(revoked)) }
         for r in revoked {
             let removed = [r.mqtt ? "MQTT password" : nil, r.coap ? "CoAP key" : nil].compactMap { $0 }.joined(separator: " and ")

@@ -23,6 +23,7 @@ enum Schema {
         ("v5-device-boot", v5DeviceBoot),
         ("v6-event-cursors", v6EventCursors),
         ("v7-device-transport-unchecked", v7DeviceTransportUnchecked),
+        ("v9-event-actor", v9EventActor),
     ]
 
     static var migrator: DatabaseMigrator {
@@ -203,5 +204,11 @@ enum Schema {
                 ALTER TABLE devices DROP COLUMN transport;
                 ALTER TABLE devices RENAME COLUMN transport_unchecked TO transport;
                 """)
+    }
+
+    private static func v9EventActor(_ db: Database) throws {
+        // Who asked for the change an event records (`cli:<os user>`, an API token's
+        // name); NULL for what devices and the gateway do, and for events from before.
+        try db.execute(sql: "ALTER TABLE events ADD COLUMN actor TEXT")
     }
 }

@@ -1,0 +1,17 @@
+import Foundation
+
+/// Who asks for a change: recorded as `actor` on every event an operator's command records.
+/// The local CLI is `cli:<os user>`; the HTTP API passes its token's name.
+/// (Not `Actor`: that would shadow Swift's `Actor` protocol in every module importing the core.)
+public struct ActorName: Sendable, Equatable, Hashable, CustomStringConvertible {
+    public let name: String
+
+    public init(_ name: String) { self.name = name }
+
+    public var description: String { name }
+}
+
+/// The version of this build: `updraft --version`, and the later HTTP API's `info.version`.
+public enum UpdraftVersion {
+    public static let current = "0.11.0"
+}
