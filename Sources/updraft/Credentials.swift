@@ -85,9 +85,3 @@ struct CredentialsCommand: AsyncParsableCommand {
         }
     }
 }
-
-private func jsonText<T: Encodable>(_ value: T) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    return String(decoding: try encoder.encode(value), as: UTF8.self)
-}

@@ -37,6 +37,20 @@ extension Operations {
         return canceled
     }
 
+    /// `updraft release cancel` of a one-off release: cancels each of its jobs that has not
+    /// ended (see ``cancelJob(_:now:)``). Returns the canceled jobs.
+    public func cancelOneOffRelease(_ id: ReleaseID, now: Date = Date()) async throws -> [Job] {
+        var canceled: [Job] = []
+        for job in try await store.jobs(release: id) where job.state.isActive {
+            do {
+                canceled.append(try await cancelJob(job.id, now: now))
+            } catch let error as UpdraftError where error.code == "job_finished" {
+                // It ended meanwhile: nothing to cancel.
+            }
+        }
+        return canceled
+    }
+
     /// Removes a firmware no release refers to, and its image file unless another
     /// firmware has the same content. A firmware any release used stays: see
     /// ``StatusStore/deleteFirmware(_:actor:)``.
