@@ -69,6 +69,7 @@ struct ReleaseCommand: AsyncParsableCommand {
         @Flag(help: "Fleet: release firmware that is not verified (recorded as forced).") var force = false
         @Flag(help: "Allow releasing a lower sequence than a device runs.") var allowDowngrade = false
         @Flag(help: "Allow device ids that never connected (their jobs wait for them).") var allowUnknown = false
+        @Flag(name: .shortAndLong, help: "Print only the release id (for scripts: R=$(updraft release create ... -q)).") var quiet = false
 
         var isFleet: Bool {
             fleet || groups != nil || selectGroup != nil || selectDevices != nil || percent != nil || sourceVersions != nil
@@ -113,6 +114,7 @@ struct ReleaseCommand: AsyncParsableCommand {
             let firmwareID = try FirmwareID(validating: firmware)
             let plan = try await ops.createRelease(
                 firmwareID: firmwareID, target: target, allowDowngrade: allowDowngrade, allowUnknown: allowUnknown)
+            if quiet { return print(plan.release.id) }
             print("release: \(plan.release.id)")
             print("jobs:    \(plan.jobs.count)")
             for (device, reason) in plan.skipped { print("skipped \(device): \(reason.text)") }
@@ -133,6 +135,7 @@ struct ReleaseCommand: AsyncParsableCommand {
                 firmware: FirmwareRef(fw), target: target, policy: policy, rollout: rollout,
                 allowDowngrade: allowDowngrade, force: force)
             let release = try await ops.createFleetRelease(request)
+            if quiet { return print(release.id) }
             print("release: \(release.id)")
             print("target:  \(release.target.summary)")
             print("batch:   \(release.policy.membership.rawValue)\(release.staticMembers.map { ", \($0.count) devices" } ?? "")")

@@ -14,7 +14,7 @@ struct SchemaTests {
         let identifiers = Schema.migrations.map(\.identifier)
         #expect(Set(identifiers).count == identifiers.count)
         #expect(Schema.migrator.migrations == identifiers)
-        #expect(identifiers.last == "v7-device-transport-unchecked")
+        #expect(identifiers.last == "v9-event-actor")
     }
 
     @Test("a store made by the v6 migrations upgrades: transports are kept and the column takes new values")
@@ -45,6 +45,27 @@ struct SchemaTests {
             // A transport this build does not know needs no table rebuild any more.
             try await store.executeForTesting("UPDATE devices SET transport = 'http' WHERE id = 'd-old'")
             #expect(try await store.pragma("foreign_key_check") == nil)
+            try store.close()
+        }
+    }
+
+    @Test("a store made by the v7 migrations upgrades: its events have no actor, new ones keep theirs")
+    func upgradeFromV7() async throws {
+        try await withTemporaryPath { directory in
+            let path = directory + "/status.sqlite"
+            let old = try DatabaseQueue(path: path)
+            try Schema.migrator.migrate(old, upTo: "v7-device-transport-unchecked")
+            try await old.write { db in
+                try db.execute(sql: "INSERT INTO events (seq, time, kind, device, detail) VALUES (1, 0, 'fleet.command', 'd1', 'unlock')")
+            }
+            try old.close()
+
+            let store = try SQLiteStatusStore(path: path, logger: testLogger)
+            #expect(try await store.appliedMigrations() == SQLiteStatusStore.migrationIdentifiers)
+            try await store.commit(StoreBatch(events: [UpdraftEvent(kind: .fleetCommand, time: Date(), deviceID: "d1", actor: "cli:alice")]))
+            let events = try await store.events(after: 0, limit: 10)
+            #expect(events.map(\.actor) == [nil, "cli:alice"])
+            #expect(events.first?.detail == "unlock")
             try store.close()
         }
     }
