@@ -12,10 +12,10 @@ struct JobCommand: AsyncParsableCommand {
 
     struct Show: OperationsCommand {
         static let configuration = CommandConfiguration(abstract: "Show a job: its device, release, firmware, state and failure.")
-        @OptionGroup var global: GlobalOptions
-        @Argument(help: "Job id.") var id: String
         @Flag(help: "Print JSON: {job, release, device, firmware, target_version, state, progress, failure, detail, created_at, updated_at}.")
         var json = false
+        @Argument(help: "Job id.") var id: String
+        @OptionGroup var global: GlobalOptions
 
         func run(_ ops: Operations) async throws {
             guard let job = try await ops.store.job(try JobID(validating: id)) else {
@@ -23,14 +23,12 @@ struct JobCommand: AsyncParsableCommand {
             }
             let view = JobView(job)
             if json { return print(try jsonText(view)) }
-            print("job:      \(view.job)")
-            print("release:  \(view.release)")
-            print("device:   \(view.device)")
-            print("firmware: \(view.firmware)")
-            print("state:    \(view.state) \(view.progress)%")
-            if let failure = view.failure { print("failure:  \(failure)") }
-            if let detail = view.detail { print("detail:   \(detail)") }
-            print("updated:  \(view.updatedAt.formatted(.iso8601))")
+            let fields: KeyValuePairs<String, String?> = [
+                "job": view.job, "release": view.release, "device": view.device, "firmware": view.firmware,
+                "state": "\(view.state) \(view.progress)%", "failure": view.failure, "detail": view.detail,
+                "updated": view.updatedAt.formatted(.iso8601),
+            ]
+            for case let (name, value?) in fields { print("\(name):".padding(toLength: 10, withPad: " ", startingAt: 0) + value) }
         }
     }
 
@@ -43,9 +41,9 @@ struct JobCommand: AsyncParsableCommand {
                 rules may plan the device again: pause or cancel the release, or lock the device, to stop \
                 that. A job.transition and a fleet.command event record who did it.
                 """)
-        @OptionGroup var global: GlobalOptions
-        @Argument(help: "Job id.") var id: String
         @Flag(help: "Print the canceled job as JSON (fields as `job show --json`).") var json = false
+        @Argument(help: "Job id.") var id: String
+        @OptionGroup var global: GlobalOptions
 
         func run(_ ops: Operations) async throws {
             let job = try await ops.cancelJob(try JobID(validating: id))

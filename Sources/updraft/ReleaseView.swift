@@ -36,11 +36,13 @@ struct ReleaseView: Encodable {
     var total: Int
     var counts: [String: Int]
     var failedByReason: [String: Int]
+    /// The mean download percent of the devices updating, when any are.
+    var updatingPercent: Int?
     var devices: [DeviceRow]
 
     enum CodingKeys: String, CodingKey {
         case release, firmware, kind, target, phase, phaseDetail = "phase_detail", stagePercent = "stage_percent", started
-        case forced, total, counts, failedByReason = "failed_by_reason", devices
+        case forced, total, counts, failedByReason = "failed_by_reason", updatingPercent = "updating_percent", devices
     }
 
     /// Nothing more will happen to it.
@@ -83,7 +85,8 @@ struct ReleaseView: Encodable {
             release: status.release.rawValue, firmware: status.firmware.id.rawValue, kind: fleet.kind.rawValue,
             target: fleet.target.summary, phase: phase, phaseDetail: describe(status.phase), stagePercent: status.stagePercent,
             started: status.started, forced: status.forced, total: status.counts.total,
-            counts: Dictionary(uniqueKeysWithValues: countKeys(status.counts)), failedByReason: status.counts.failedByReason, devices: rows)
+            counts: Dictionary(uniqueKeysWithValues: countKeys(status.counts)), failedByReason: status.counts.failedByReason,
+            updatingPercent: status.counts.updatingPercent, devices: rows)
     }
 
     static func oneOffView(_ release: Release, _ jobs: [Job]) -> ReleaseView {
@@ -100,7 +103,8 @@ struct ReleaseView: Encodable {
             release: release.id.rawValue, firmware: release.firmwareID.rawValue, kind: "one-off", target: release.target.summary,
             phase: phase, phaseDetail: active ? "\(jobs.filter { $0.state.isActive }.count) jobs active" : phase, stagePercent: 100,
             started: true, forced: false, total: jobs.count, counts: counts,
-            failedByReason: Dictionary(grouping: failed, by: { $0.failure?.rawValue ?? "unknown" }).mapValues(\.count), devices: rows)
+            failedByReason: Dictionary(grouping: failed, by: { $0.failure?.rawValue ?? "unknown" }).mapValues(\.count),
+            updatingPercent: nil, devices: rows)
     }
 
     func printText() {
@@ -125,8 +129,14 @@ struct ReleaseView: Encodable {
     func boardLines() -> [String] {
         var lines = ["release \(release) · \(firmware) · \(kind) · \(phaseDetail)\(kind == "one-off" ? "" : " · stage \(stagePercent)%")"]
         let total = max(self.total, 1)
-        for (name, count) in counts.sorted(by: { $0.key < $1.key }) where count > 0 {
-            lines.append(ProgressBoard.bar(Double(count) / Double(total), "\(name) \(count)"))
+        // Succeeded, failed (and a fleet release's updating) always; the other states while they count.
+        let always = kind == "one-off" ? ["succeeded", "failed"] : ["succeeded", "updating", "failed"]
+        let rest = counts.keys.filter { !always.contains($0) && counts[$0, default: 0] > 0 }.sorted()
+        for name in always + rest {
+            let count = counts[name, default: 0]
+            var label = "\(name) \(count)"
+            if name == "updating", let updatingPercent { label += " (mean \(updatingPercent)%)" }
+            lines.append(ProgressBoard.bar(Double(count) / Double(total), label))
         }
         return lines
     }

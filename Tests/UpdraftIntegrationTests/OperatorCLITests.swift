@@ -11,16 +11,7 @@ import UpdraftTestSupport
 @Suite(.serialized, .timeLimit(.minutes(3))) struct OperatorCLITests {
     /// A data directory with thermo@1.0 and thermo@2.0, a device d1 on 1.0, and the store beside it.
     func fleet(_ cli: CLIProcess) async throws -> (dir: String, ops: Operations) {
-        let dir = try await cli.dataDirectory()
-        for (version, byte) in [("1.0", UInt8(1)), ("2.0", UInt8(2))] {
-            let file = cli.logs + "/fw-\(version).bin"
-            FileManager.default.createFile(atPath: file, contents: Data(repeating: byte, count: 8192))
-            let added = try await cli.run(["firmware", "add", file, "--product", "thermo", "--version", version, "--data-dir", dir])
-            try #require(added.status == 0, "\(added.output)")
-        }
-        var configuration = UpdraftConfiguration()
-        configuration.dataDirectory = dir
-        let ops = try Operations(configuration: configuration, access: .existing, logger: Harness.logger)
+        let (dir, ops) = try await cli.thermoCatalog()
         try await ops.store.commit(StoreBatch(devices: [Device(id: "d1", product: "thermo", version: "1.0", online: false)]))
         return (dir, ops)
     }
@@ -30,6 +21,12 @@ import UpdraftTestSupport
         let run = try await cli.run(arguments + ["--json", "--data-dir", dir, "--log-level", "error"])
         try #require(run.status == 0, "\(arguments): \(run.output)")
         return try JSONSerialization.jsonObject(with: Data(run.output.utf8))
+    }
+
+    /// Runs a command that must be refused: exit 1 and one error line saying `says`.
+    func expectRefusal(_ cli: CLIProcess, _ arguments: [String], dir: String, says: String) async throws {
+        let run = try await cli.run(arguments + ["--data-dir", dir])
+        #expect(run.status == 1 && run.errors.first?.contains(says) == true, "\(arguments): \(run.output)")
     }
 
     /// A one-off release to `device` made by the CLI, and its one job.
@@ -68,8 +65,7 @@ import UpdraftTestSupport
         #expect(stats.first?["product"] as? String == "thermo" && stats.first?["total"] as? Int == 1)
         #expect((try await json(cli, ["credentials", "show"], dir: dir) as? [String: Any])?["gateway"] != nil)
         // Hostile twin: an unknown id is one error line, not JSON.
-        let unknown = try await cli.run(["release", "show", "r000000000000", "--json", "--data-dir", dir])
-        #expect(unknown.status == 1 && unknown.errors.first?.contains("No release 'r000000000000'") == true, "\(unknown.output)")
+        try await expectRefusal(cli, ["release", "show", "r000000000000", "--json"], dir: dir, says: "No release 'r000000000000'")
     }
 
     @Test func jobCancelEndsAWaitingJobOnceAndNamesWhoDidIt() async throws {
@@ -86,10 +82,8 @@ import UpdraftTestSupport
         #expect(events.contains { $0.kind == .jobTransition && $0.to == .canceled && $0.actor == ActorName.localCLI().name }, "\(events)")
         #expect(events.contains { $0.kind == .fleetCommand && $0.actor != nil })
         // Hostile twins: a finished job, an unknown job.
-        let again = try await cli.run(["job", "cancel", job.id.rawValue, "--data-dir", dir])
-        #expect(again.status == 1 && again.errors.first?.contains("already ended (canceled)") == true, "\(again.output)")
-        let unknown = try await cli.run(["job", "cancel", "j0000000000000000", "--data-dir", dir])
-        #expect(unknown.status == 1 && unknown.errors.first?.contains("No job 'j0000000000000000'") == true, "\(unknown.output)")
+        try await expectRefusal(cli, ["job", "cancel", job.id.rawValue], dir: dir, says: "already ended (canceled)")
+        try await expectRefusal(cli, ["job", "cancel", "j0000000000000000"], dir: dir, says: "No job 'j0000000000000000'")
         #expect(try await ops.store.events(after: 0, limit: 1000).filter { $0.jobID == job.id }.count == events.count)
     }
 
@@ -98,8 +92,7 @@ import UpdraftTestSupport
         defer { cli.removeLogs() }
         let (dir, ops) = try await fleet(cli)
         let (releaseID, _) = try await release(cli, dir, ops)
-        let inUse = try await cli.run(["firmware", "delete", "thermo@2.0", "--data-dir", dir])
-        #expect(inUse.status == 1 && inUse.errors.first?.contains("is used by release \(releaseID)") == true, "\(inUse.output)")
+        try await expectRefusal(cli, ["firmware", "delete", "thermo@2.0"], dir: dir, says: "is used by release \(releaseID)")
         #expect(try await ops.store.firmware(id: "thermo@2.0") != nil)
         let unused = try #require(try await ops.store.firmware(id: "thermo@1.0"))
         let images = try FileImageStore(directory: ops.configuration.imagesDirectory)
@@ -110,8 +103,7 @@ import UpdraftTestSupport
         #expect(!images.contains(sha256: unused.sha256))
         let event = try #require(try await ops.store.events(after: 0, limit: 1000).last)
         #expect(event.kind == .firmwareDeleted && event.firmwareID == "thermo@1.0" && event.actor == ActorName.localCLI().name)
-        let unknown = try await cli.run(["firmware", "delete", "thermo@1.0", "--data-dir", dir])
-        #expect(unknown.status == 1 && unknown.errors.first?.contains("No firmware 'thermo@1.0'") == true, "\(unknown.output)")
+        try await expectRefusal(cli, ["firmware", "delete", "thermo@1.0"], dir: dir, says: "No firmware 'thermo@1.0'")
     }
 
     @Test func decommissionCancelsTheJobRevokesAndClearsTheProfile() async throws {
@@ -128,8 +120,7 @@ import UpdraftTestSupport
         #expect(profile.isRevoked && profile.groups.isEmpty && profile.lock == nil)
         #expect(try await ops.store.device("d1") != nil, "the registry keeps the device as the record of what it ran")
         #expect(!ops.brokerCredentials.provisionedUsers().contains("d1"))
-        let unknown = try await cli.run(["device", "decommission", "nobody", "--data-dir", dir])
-        #expect(unknown.status == 1 && unknown.errors.first?.contains("No device 'nobody'") == true, "\(unknown.output)")
+        try await expectRefusal(cli, ["device", "decommission", "nobody"], dir: dir, says: "No device 'nobody'")
     }
 
     @Test func releaseWatchExitsNonZeroWhenAReleaseEndsBadly() async throws {
@@ -158,7 +149,6 @@ import UpdraftTestSupport
         #expect(cancel.status == 0 && cancel.output.contains("canceled 1 jobs"), "\(cancel.output)")
         let canceled = try await cli.run(["release", "watch", third.rawValue, "--data-dir", dir])
         #expect(canceled.status == 2 && canceled.output.contains("was canceled"), "\(canceled.output)")
-        let paused = try await cli.run(["release", "pause", third.rawValue, "--data-dir", dir])
-        #expect(paused.status == 1 && paused.errors.first?.contains("one-off release") == true, "\(paused.output)")
+        try await expectRefusal(cli, ["release", "pause", third.rawValue], dir: dir, says: "one-off release")
     }
 }

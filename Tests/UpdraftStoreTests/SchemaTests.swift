@@ -17,6 +17,14 @@ struct SchemaTests {
         #expect(identifiers.last == "v9-event-actor")
     }
 
+    /// A store file made by the migrations up to `last` of an older build, with `sql` run in it.
+    static func oldStore(_ path: String, upTo last: String, _ sql: String) async throws {
+        let old = try DatabaseQueue(path: path)
+        try Schema.migrator.migrate(old, upTo: last)
+        try await old.write { db in try db.execute(sql: sql) }
+        try old.close()
+    }
+
     @Test("a store made by the v6 migrations upgrades: transports are kept and the column takes new values")
     func upgradeFromV6() async throws {
         try await withTemporaryPath { directory in
@@ -53,13 +61,9 @@ struct SchemaTests {
     func upgradeFromV7() async throws {
         try await withTemporaryPath { directory in
             let path = directory + "/status.sqlite"
-            let old = try DatabaseQueue(path: path)
-            try Schema.migrator.migrate(old, upTo: "v7-device-transport-unchecked")
-            try await old.write { db in
-                try db.execute(sql: "INSERT INTO events (seq, time, kind, device, detail) VALUES (1, 0, 'fleet.command', 'd1', 'unlock')")
-            }
-            try old.close()
-
+            try await Self.oldStore(
+                path, upTo: "v7-device-transport-unchecked",
+                "INSERT INTO events (seq, time, kind, device, detail) VALUES (1, 0, 'fleet.command', 'd1', 'unlock')")
             let store = try SQLiteStatusStore(path: path, logger: testLogger)
             #expect(try await store.appliedMigrations() == SQLiteStatusStore.migrationIdentifiers)
             try await store.commit(StoreBatch(events: [UpdraftEvent(kind: .fleetCommand, time: Date(), deviceID: "d1", actor: "cli:alice")]))
