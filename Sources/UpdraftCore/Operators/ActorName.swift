@@ -10,8 +10,3 @@ public struct ActorName: Sendable, Equatable, Hashable, CustomStringConvertible 
 
     public var description: String { name }
 }
-
-/// The version of this build: `updraft --version`, and the later HTTP API's `info.version`.
-public enum UpdraftVersion {
-    public static let current = "0.11.0"
-}
