@@ -47,7 +47,7 @@ struct FirmwareCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "firmware",
         abstract: "Manage the firmware catalog.",
-        subcommands: [Add.self, Sign.self, List.self, Show.self, Verify.self])
+        subcommands: [Add.self, Sign.self, List.self, Show.self, Verify.self, Delete.self])
 
     struct Add: OperationsCommand {
         static let configuration = CommandConfiguration(
@@ -132,10 +132,17 @@ struct FirmwareCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the catalog.")
         @OptionGroup var global: GlobalOptions
         @Option(help: "Only this product.") var product: String?
+        @Flag(help: "Print a JSON array (fields as `firmware show --json`).") var json = false
 
         func run(_ ops: Operations) async throws {
             let product = try product.map { try ProductID(validating: $0) }
             let list = try await ops.store.firmwareList(product: product)
+            if json {
+                var rows: [FirmwareView] = []
+                for fw in list { rows.append(FirmwareView(fw, try await ops.verification(of: fw.id))) }
+                return print(try jsonText(rows))
+            }
+            if !list.isEmpty { print("FIRMWARE\tSEQUENCE\tSIZE\tSHA256") }
             if list.isEmpty { print("The catalog is empty. Add an image with `updraft firmware add FILE --product P --version V`.") }
             for fw in list {
                 print("\(fw.id)\tseq \(fw.sequence)\t\(fw.size) B\t\(fw.sha256.prefix(16))…")
@@ -147,10 +154,13 @@ struct FirmwareCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a firmware and its verification status.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Firmware id, PRODUCT@VERSION.") var id: String
+        @Flag(help: "Print JSON: {id, product, version, sequence, size, sha256, md5, created_at, verification, verified_by, verification_release, failed_devices}.")
+        var json = false
 
         func run(_ ops: Operations) async throws {
             let fw = try await ops.firmware(try FirmwareID(validating: id))
             let verification = try await ops.verification(of: fw.id)
+            if json { return print(try jsonText(FirmwareView(fw, verification))) }
             print("firmware:     \(fw.id)")
             print("sequence:     \(fw.sequence)")
             print("size:         \(fw.size) bytes")
@@ -187,5 +197,46 @@ struct FirmwareCommand: AsyncParsableCommand {
             print("test devices: \(release.staticMembers?.map(\.rawValue).joined(separator: ",") ?? "-")")
             print("Follow it with `updraft release watch \(release.id)`; `updraft firmware show \(id)` tells the result.")
         }
+    }
+
+    struct Delete: OperationsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a firmware that no release uses (one added by mistake).",
+            discussion: """
+                Refused (firmware_in_use) while any release, lock or verification names it: those are the \
+                record of what devices were sent, so that firmware stays. The image file goes too unless \
+                another firmware has the same content. A firmware.deleted event records who did it.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Firmware id, PRODUCT@VERSION.") var id: String
+
+        func run(_ ops: Operations) async throws {
+            let fw = try await ops.deleteFirmware(try FirmwareID(validating: id))
+            print("firmware \(fw.id): deleted (sequence \(fw.sequence), sha256 \(fw.sha256.prefix(16))…)")
+        }
+    }
+}
+
+/// `firmware show --json` and each element of `firmware list --json`.
+struct FirmwareView: Encodable {
+    var id, product, version: String
+    var sequence, size: Int64
+    var sha256, md5: String
+    var createdAt: Date
+    var verification: String
+    var verifiedBy: String?
+    var verificationRelease: String?
+    var failedDevices: [String]
+
+    init(_ fw: Firmware, _ v: FirmwareVerification) {
+        (id, product, version, sequence, size) = (fw.id.rawValue, fw.product.rawValue, fw.version.rawValue, fw.sequence, fw.size)
+        (sha256, md5, createdAt, verification) = (fw.sha256, fw.md5, fw.createdAt, v.status.rawValue)
+        (verifiedBy, verificationRelease) = (v.verifiedBy?.rawValue, v.releaseID?.rawValue)
+        failedDevices = v.failedDevices.map(\.rawValue)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, product, version, sequence, size, sha256, md5, createdAt = "created_at", verification
+        case verifiedBy = "verified_by", verificationRelease = "verification_release", failedDevices = "failed_devices"
     }
 }

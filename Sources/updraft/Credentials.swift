@@ -27,7 +27,7 @@ struct Provision: OperationsCommand {
 
     func run(_ ops: Operations) async throws {
         let ids = try ids.map { try DeviceID(validating: $0) }
-        let devices = try await ops.admitDevices(ids, certificatesInto: cert ? out : nil, actor: Operations.actor)
+        let devices = try await ops.admitDevices(ids, certificatesInto: cert ? out : nil)
         if json {
             print(try jsonText(devices))
             return
@@ -61,7 +61,7 @@ struct Revoke: OperationsCommand {
     @OptionGroup var global: GlobalOptions
 
     func run(_ ops: Operations) async throws {
-        let revoked = try await ops.revokeDevices(try ids.map { try DeviceID(validating: $0) }, actor: Operations.actor)
+        let revoked = try await ops.revokeDevices(try ids.map { try DeviceID(validating: $0) })
         guard !json else { return print(try jsonText(revoked)) }
         for r in revoked {
             let removed = [r.mqtt ? "MQTT password" : nil, r.coap ? "CoAP key" : nil].compactMap { $0 }.joined(separator: " and ")
@@ -141,10 +141,4 @@ struct CredentialsCommand: AsyncParsableCommand {
             print("Removed consumer \(name).")
         }
     }
-}
-
-func jsonText<T: Encodable>(_ value: T) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    return String(decoding: try encoder.encode(value), as: UTF8.self)
 }

@@ -6,10 +6,11 @@ import UpdraftCore
 struct Events: OperationsCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print the event log as JSON lines.",
-        discussion: "Every accepted job transition, refusal, release and device change, with a gap-free sequence number. Backends can also subscribe to the <prefix>/events MQTT topic.")
+        discussion: "Fields: seq, time, kind, device, job, release, firmware, from, to, progress, reason, detail, actor (who asked: cli:<os user>, or an API token's name). Every accepted job transition, refusal, release and device change, with a gap-free sequence number. Backends can also subscribe to the <prefix>/events MQTT topic.")
     @OptionGroup var global: GlobalOptions
     @Option(help: "Start after this sequence number.") var after: Int64 = 0
     @Flag(help: "Keep printing new events as they are committed.") var follow = false
+    @Flag(help: "Accepted for symmetry with the other read commands: the output is always JSON lines.") var json = false
 
     func run(_ ops: Operations) async throws {
         var cursor = after

@@ -69,6 +69,7 @@ struct ReleaseCommand: AsyncParsableCommand {
         @Flag(help: "Fleet: release firmware that is not verified (recorded as forced).") var force = false
         @Flag(help: "Allow releasing a lower sequence than a device runs.") var allowDowngrade = false
         @Flag(help: "Allow device ids that never connected (their jobs wait for them).") var allowUnknown = false
+        @Flag(name: .shortAndLong, help: "Print only the release id (for scripts: R=$(updraft release create ... -q)).") var quiet = false
 
         var isFleet: Bool {
             fleet || groups != nil || selectGroup != nil || selectDevices != nil || percent != nil || sourceVersions != nil
@@ -113,6 +114,7 @@ struct ReleaseCommand: AsyncParsableCommand {
             let firmwareID = try FirmwareID(validating: firmware)
             let plan = try await ops.createRelease(
                 firmwareID: firmwareID, target: target, allowDowngrade: allowDowngrade, allowUnknown: allowUnknown)
+            if quiet { return print(plan.release.id) }
             print("release: \(plan.release.id)")
             print("jobs:    \(plan.jobs.count)")
             for (device, reason) in plan.skipped { print("skipped \(device): \(reason.text)") }
@@ -133,6 +135,7 @@ struct ReleaseCommand: AsyncParsableCommand {
                 firmware: FirmwareRef(fw), target: target, policy: policy, rollout: rollout,
                 allowDowngrade: allowDowngrade, force: force)
             let release = try await ops.createFleetRelease(request)
+            if quiet { return print(release.id) }
             print("release: \(release.id)")
             print("target:  \(release.target.summary)")
             print("batch:   \(release.policy.membership.rawValue)\(release.staticMembers.map { ", \($0.count) devices" } ?? "")")
@@ -196,83 +199,86 @@ struct ReleaseCommand: AsyncParsableCommand {
     }
 
     struct List: OperationsCommand {
-        static let configuration = CommandConfiguration(abstract: "List releases, newest first.")
+        static let configuration = CommandConfiguration(
+            abstract: "List releases, newest first.",
+            discussion: "--json prints an array of {release, firmware, kind, target, phase, created_at}.")
         @OptionGroup var global: GlobalOptions
+        @Flag(help: "Print JSON instead of text.") var json = false
+
+        struct Row: Encodable {
+            var release, firmware, kind, target, phase: String
+            var createdAt: Date
+            enum CodingKeys: String, CodingKey { case release, firmware, kind, target, phase, createdAt = "created_at" }
+        }
 
         func run(_ ops: Operations) async throws {
-            var rows: [(Date, String)] = []
+            var rows: [Row] = []
             for release in try await ops.store.fleetReleases() {
                 rows.append(
-                    (release.createdAt,
-                        "\(release.id)\t\(release.firmware.id)\t\(release.kind.rawValue): \(release.target.summary)\t\(describe(release.rollout))\t\(release.createdAt.formatted(.iso8601))"))
+                    Row(
+                        release: release.id.rawValue, firmware: release.firmware.id.rawValue, kind: release.kind.rawValue,
+                        target: release.target.summary, phase: describe(release.rollout), createdAt: release.createdAt))
             }
             for release in try await ops.store.releases() {
-                rows.append((release.createdAt, "\(release.id)\t\(release.firmwareID)\tone-off: \(release.target.summary)\t-\t\(release.createdAt.formatted(.iso8601))"))
+                let view = ReleaseView.oneOffView(release, try await ops.releaseStatus(release.id))
+                rows.append(
+                    Row(
+                        release: release.id.rawValue, firmware: release.firmwareID.rawValue, kind: "one-off",
+                        target: release.target.summary, phase: view.phaseDetail, createdAt: release.createdAt))
             }
-            if rows.isEmpty { print("No releases yet. Create one with `updraft release create --firmware ID ...`.") }
-            for row in rows.sorted(by: { $0.0 > $1.0 }) { print(row.1) }
+            rows.sort { $0.createdAt > $1.createdAt }
+            if json { return print(try jsonText(rows)) }
+            if rows.isEmpty { return print("No releases yet. Create one with `updraft release create --firmware ID ...`.") }
+            print("RELEASE\tFIRMWARE\tKIND: TARGET\tPHASE\tCREATED")
+            for row in rows { print("\(row.release)\t\(row.firmware)\t\(row.kind): \(row.target)\t\(row.phase)\t\(row.createdAt.formatted(.iso8601))") }
         }
     }
 
     struct Show: OperationsCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show a release: devices per state and where each device stands.",
-            discussion: "Pending devices say why they wait: scheduled, rollout stage, busy with another job, offline, no consent, delivery (next session or rate), retry.")
+            abstract: "Show a release (fleet or one-off): devices per state and where each device stands.",
+            discussion: """
+                Pending devices say why they wait: scheduled, rollout stage, busy with another job, offline, \
+                no consent, delivery (next session or rate), retry. --json prints one object (see README \
+                "JSON output").
+                """)
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Release id (see `updraft release list`).") var id: String
+        @Flag(help: "Print JSON instead of text.") var json = false
 
         func run(_ ops: Operations) async throws {
-            let releaseID = try ReleaseID(validating: id)
-            if try await ops.store.fleetRelease(releaseID) != nil {
-                let status = try await ops.fleetReleaseStatus(releaseID)
-                printHeader(status)
-                for (name, count) in stateCounts(status.counts) where count > 0 { print("  \(name): \(count)") }
-                for (reason, count) in status.counts.failedByReason.sorted(by: { $0.key < $1.key }) { print("  failed (\(reason)): \(count)") }
-                for entry in status.devices {
-                    print("\(entry.device)\t\(describe(entry.state))\t\(entry.job?.rawValue ?? "-")\tattempts \(entry.attempts)")
-                }
-                return
-            }
-            let jobs = try await ops.releaseStatus(releaseID)
-            if jobs.isEmpty { throw UpdraftError.notFound("release", id, hint: "List releases with `updraft release list`.") }
-            let counts = Dictionary(grouping: jobs, by: \.state).mapValues(\.count)
-            for state in JobState.allCases where counts[state] != nil { print("\(state.rawValue): \(counts[state]!)") }
-            for job in jobs {
-                var line = "\(job.deviceID)\t\(job.id)\t\(job.state.rawValue)\t\(job.progress)%"
-                if let failure = job.failure { line += "\t\(failure.rawValue): \(job.detail ?? "")" }
-                print(line)
-            }
+            let view = try await ReleaseView.load(try ReleaseID(validating: id), ops)
+            if json { print(try jsonText(view)) } else { view.printText() }
         }
     }
 
     struct Watch: OperationsCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Watch a fleet release live: one progress bar per state.",
-            discussion: "Redraws until the release completes, is aborted or canceled, or you press Ctrl-C. Bars show the share of the release's devices in each state; updating shows the mean download percent.")
+            abstract: "Watch a release (fleet or one-off) live: one progress bar per state.",
+            discussion: """
+                Redraws until the release completes, is aborted or canceled, or you press Ctrl-C. Bars show \
+                the share of the release's devices in each state. Exit status: 0 when it completed with no \
+                failed device, 2 when it ended aborted, canceled or with failed devices (the reason goes to \
+                stderr), 1 on an error. --json prints one JSON object per redraw instead.
+                """)
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Release id (see `updraft release list`).") var id: String
         @Option(help: "Seconds between redraws.") var interval: Double = 1
         @Flag(help: "Draw once and exit.") var once = false
+        @Flag(help: "Print JSON lines instead of bars.") var json = false
 
         func run(_ ops: Operations) async throws {
             let releaseID = try ReleaseID(validating: id)
             let board = ProgressBoard()
             while true {
-                let status = try await ops.fleetReleaseStatus(releaseID)
-                var lines = ["release \(status.release) · \(status.firmware.id) · \(describe(status.phase)) · stage \(status.stagePercent)%"]
-                let total = max(status.counts.total, 1)
-                for (name, count) in stateCounts(status.counts) where count > 0 || ["succeeded", "updating", "failed"].contains(name) {
-                    var label = "\(name) \(count)"
-                    if name == "updating", let percent = status.counts.updatingPercent { label += " (mean \(percent)%)" }
-                    lines.append(ProgressBoard.bar(Double(count) / Double(total), label))
+                let view = try await ReleaseView.load(releaseID, ops)
+                if json { print(try jsonText(view)) } else { board.draw(view.boardLines()) }
+                fflush(nil)
+                if view.finished, let trouble = view.trouble {
+                    FileHandle.standardError.write(Data("\(trouble)\n".utf8))
+                    throw ExitCode(2)
                 }
-                board.draw(lines)
-                let done: Bool =
-                    switch status.phase {
-                    case .completed, .aborted, .canceled: true
-                    case .running, .paused: false
-                    }
-                if once || done { return }
+                if once || view.finished { return }
                 try await Task.sleep(for: .milliseconds(Int(max(interval, 0.1) * 1000)))
             }
         }
@@ -296,8 +302,8 @@ private let rolloutCommandHelp: [RolloutStateMachine.Command: (abstract: String,
     .resume: ("Resume a paused fleet release.", "After an automatic pause on errors, failures from before the resume no longer count toward the threshold."),
     .advance: ("Move a staged rollout to its next stage now.", "Without a success threshold, stages only advance this way."),
     .cancel: (
-        "Cancel a fleet release for good.",
-        "Jobs that have not finished downloading are canceled; installs in progress finish. Its devices fall back to the next rule (group, product default). A canceled verification returns the firmware to unverified."
+        "Cancel a release for good (fleet or one-off).",
+        "Fleet: jobs that have not finished downloading are canceled; installs in progress finish. Its devices fall back to the next rule (group, product default). A canceled verification returns the firmware to unverified. One-off: every job not finished yet is canceled (`updraft job cancel` cancels one)."
     ),
 ]
 
@@ -320,9 +326,13 @@ extension RolloutCommand {
         let releaseID = try ReleaseID(validating: id)
         guard try await ops.store.fleetRelease(releaseID) != nil else {
             if try await ops.store.releases().contains(where: { $0.id == releaseID }) {
+                if Self.command == .cancel {
+                    let canceled = try await ops.cancelOneOffRelease(releaseID)
+                    return print("release \(id): \(canceled.isEmpty ? "nothing to do (every job had ended)" : "canceled \(canceled.count) jobs")")
+                }
                 throw UpdraftError(
                     "not_a_fleet_release",
-                    "Release \(id) is a one-off release; only fleet releases can be paused, resumed, advanced or canceled.")
+                    "Release \(id) is a one-off release: its jobs were all created at once, so there is nothing to pause, resume or advance. Cancel it with `updraft release cancel \(id)`, or one job with `updraft job cancel JOB`.")
             }
             throw UpdraftError.notFound("release", id, hint: "List releases with `updraft release list`.")
         }
@@ -333,24 +343,6 @@ extension RolloutCommand {
             print("release \(id): nothing to do (already \(command == .pause ? "paused" : command == .resume ? "running" : "canceled"))")
         }
     }
-}
-
-func printHeader(_ status: ReleaseStatus) {
-    print("release:  \(status.release)")
-    print("firmware: \(status.firmware.id)\(status.forced ? " (forced)" : "")")
-    print("phase:    \(describe(status.phase))\(status.started ? "" : " (not started yet)")")
-    print("stage:    \(status.stagePercent)%")
-    print("devices:  \(status.counts.total)")
-}
-
-func stateCounts(_ c: ReleaseStatus.Counts) -> [(String, Int)] {
-    [
-        ("succeeded", c.succeeded), ("updating", c.updating), ("notified", c.notified),
-        ("pending offline", c.pendingOffline), ("pending consent", c.pendingConsent), ("pending delivery", c.pendingDelivery),
-        ("pending scheduled", c.pendingScheduled), ("pending rollout", c.pendingRollout), ("pending busy", c.pendingBusy),
-        ("pending retry", c.pendingRetry), ("failed", c.failed), ("canceled", c.canceled), ("up to date", c.upToDate),
-        ("skipped (downgrade)", c.skippedDowngrade),
-    ]
 }
 
 func describe(_ phase: RolloutStateMachine.Phase) -> String {

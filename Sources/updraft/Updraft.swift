@@ -22,8 +22,9 @@ struct Updraft: AsyncParsableCommand {
 
             Or see it all at once: updraft demo
             """,
+        version: UpdraftVersion.current,
         subcommands: [
-            Serve.self, Keys.self, FirmwareCommand.self, ReleaseCommand.self, DeviceCommand.self, CredentialsCommand.self, TokenCommand.self, Stats.self, Events.self,
+            Serve.self, Keys.self, FirmwareCommand.self, ReleaseCommand.self, DeviceCommand.self, JobCommand.self, CredentialsCommand.self, TokenCommand.self, Stats.self, Events.self,
             Sim.self, Demo.self, Bench.self, Health.self,
         ]
     )

@@ -65,6 +65,23 @@ struct CLIProcess {
     }
 }
 
+extension CLIProcess {
+    /// A data directory whose catalog holds thermo@1.0 and thermo@2.0 (added by the binary),
+    /// and the store beside it.
+    func thermoCatalog() async throws -> (dir: String, ops: Operations) {
+        let dir = try await dataDirectory()
+        for (version, byte) in [("1.0", UInt8(1)), ("2.0", UInt8(2))] {
+            let file = logs + "/fw-\(version).bin"
+            FileManager.default.createFile(atPath: file, contents: Data(repeating: byte, count: 8192))
+            let added = try await run(["firmware", "add", file, "--product", "thermo", "--version", version, "--data-dir", dir])
+            try #require(added.status == 0, "\(added.output)")
+        }
+        var configuration = UpdraftConfiguration()
+        configuration.dataDirectory = dir
+        return (dir, try Operations(configuration: configuration, access: .existing, logger: Harness.logger))
+    }
+}
+
 /// Whether `pid` is a live process (a zombie waiting for a reaper counts as gone).
 func processIsAlive(_ pid: pid_t) -> Bool {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

@@ -12,18 +12,7 @@ import UpdraftTestSupport
 // starve the rest of the suite on a 2-core machine.
 @Suite(.serialized, .timeLimit(.minutes(3))) struct ReleaseSafetyCLITests {
     /// A data directory with firmware thermo@1.0 and thermo@2.0, and the store beside it.
-    func catalog(_ cli: CLIProcess) async throws -> (dir: String, ops: Operations) {
-        let dir = try await cli.dataDirectory()
-        for (version, byte) in [("1.0", UInt8(1)), ("2.0", UInt8(2))] {
-            let file = cli.logs + "/fw-\(version).bin"
-            FileManager.default.createFile(atPath: file, contents: Data(repeating: byte, count: 8192))
-            let added = try await cli.run(["firmware", "add", file, "--product", "thermo", "--version", version, "--data-dir", dir])
-            try #require(added.status == 0, "\(added.output)")
-        }
-        var configuration = UpdraftConfiguration()
-        configuration.dataDirectory = dir
-        return (dir, try Operations(configuration: configuration, access: .existing, logger: Harness.logger))
-    }
+    func catalog(_ cli: CLIProcess) async throws -> (dir: String, ops: Operations) { try await cli.thermoCatalog() }
 
     @Test func versionsMadeOfDotsAreRefused() async throws {
         let cli = try CLIProcess()

@@ -16,7 +16,7 @@ struct CoAPDevices {
     let port: Int
 
     init(_ ids: [DeviceID], on h: Harness) async throws {
-        let provisioned = try await h.ops.admitDevices(ids, actor: "test")
+        let provisioned = try await h.ops.admitDevices(ids)
         keys = Dictionary(uniqueKeysWithValues: provisioned.map { (DeviceID(unchecked: $0.username), $0.coapPSK) })
         port = h.stack.configuration.coap.securePort
         client = CoAPClient(logger: Harness.logger)
@@ -53,7 +53,7 @@ struct CoAPDevices {
         let events = try await h.ops.store.events(after: 0, limit: 10_000)
         let job = try #require(try await h.ops.store.jobs(release: release).first { $0.deviceID == device })
         #expect(events.contains { $0.jobID == job.id && $0.to == .canceled && $0.detail == "revoked" }, "\(events.filter { $0.jobID == job.id })")
-        #expect(events.contains { $0.kind == .deviceRevoked && $0.deviceID == device && $0.detail == "revoked by test" })
+        #expect(events.contains { $0.kind == .deviceRevoked && $0.deviceID == device && $0.detail == "revoked by \(h.ops.actor)" && $0.actor == h.ops.actor.name })
         return job
     }
 
@@ -72,7 +72,7 @@ struct CoAPDevices {
             try await victim.send("progress", #"{"job":"\#(plan.jobs.first { $0.deviceID == "rev-1" }!.id)","state":"downloading","percent":10}"#)
 
             let start = ContinuousClock.now
-            let revoked = try await h.ops.revokeDevices(["rev-1"], actor: "test")
+            let revoked = try await h.ops.revokeDevices(["rev-1"])
             #expect(revoked.map(\.device) == ["rev-1"] && revoked[0].mqtt && !revoked[0].coap && !revoked[0].alreadyRevoked)
             try await eventually(timeout: .seconds(5), "the broker to disconnect rev-1") { !victim.client.isConnected }
             let disconnected = ContinuousClock.now - start
@@ -94,7 +94,7 @@ struct CoAPDevices {
             }
 
             // Provisioning again re-admits it: new password, a new job reaches it.
-            let fresh = try #require(try await h.ops.admitDevices(["rev-1"], actor: "test").first)
+            let fresh = try #require(try await h.ops.admitDevices(["rev-1"]).first)
             #expect(try await h.ops.store.fleetProfiles()["rev-1"]?.isRevoked == false)
             try await eventually(timeout: .seconds(10), "the broker to take the new password") {
                 await MQTTAuthenticationTests.connects(h, clientID: "rev-1", username: "rev-1", password: fresh.password)
@@ -125,7 +125,7 @@ struct CoAPDevices {
             let download = try await devices.offer(of: "crev-1")
 
             let start = ContinuousClock.now
-            #expect(try await h.ops.revokeDevices(["crev-1"], actor: "test").first?.coap == true)
+            #expect(try await h.ops.revokeDevices(["crev-1"]).first?.coap == true)
             let job = try await Self.revokedJob(h, plan.release.id, "crev-1")
             // The open session: every request refused, nothing recorded.
             let progress = Array(#"{"job":"\#(job.id)","state":"downloading","percent":50}"#.utf8)
@@ -148,7 +148,7 @@ struct CoAPDevices {
             print("revocation: crev-1's old key refused at the handshake \(ContinuousClock.now - start) after `revoke` was called")
             // The bystander goes on.
             #expect(try await bystander.get("job/cstay-1").payload.count > 100)
-            let fresh = try #require(try await h.ops.admitDevices(["crev-1"], actor: "test").first)
+            let fresh = try #require(try await h.ops.admitDevices(["crev-1"]).first)
             try await eventually(timeout: .seconds(5), "the new key accepted") {
                 let body = ["-m", "post", "-e", #"{"product":"thermo","version":"1.0"}"#]
                 return try await tool.run(["-u", "crev-1", "-k", fresh.coapPSK] + body, uri: "coaps://127.0.0.1:\(port)/announce").text == "{}"
@@ -167,7 +167,7 @@ struct CoAPDevices {
             try await h.waitUntilRegistered(1)
             await h.stack.stopGateway()
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(["off-1"]), allowDowngrade: false)
-            _ = try await h.ops.revokeDevices(["off-1"], actor: "test")
+            _ = try await h.ops.revokeDevices(["off-1"])
             try await eventually(timeout: .seconds(5), "the broker to disconnect off-1") { !victim.client.isConnected }
             await victim.close()
             #expect(try await h.ops.store.jobs(release: plan.release.id).first?.state == .queued)

@@ -14,7 +14,15 @@ struct SchemaTests {
         let identifiers = Schema.migrations.map(\.identifier)
         #expect(Set(identifiers).count == identifiers.count)
         #expect(Schema.migrator.migrations == identifiers)
-        #expect(identifiers.last == "v8-api-tokens")
+        #expect(identifiers.last == "v9-event-actor")
+    }
+
+    /// A store file made by the migrations up to `last` of an older build, with `sql` run in it.
+    static func oldStore(_ path: String, upTo last: String, _ sql: String) async throws {
+        let old = try DatabaseQueue(path: path)
+        try Schema.migrator.migrate(old, upTo: last)
+        try await old.write { db in try db.execute(sql: sql) }
+        try old.close()
     }
 
     @Test("a store made by the v6 migrations upgrades: transports are kept and the column takes new values")
@@ -45,6 +53,23 @@ struct SchemaTests {
             // A transport this build does not know needs no table rebuild any more.
             try await store.executeForTesting("UPDATE devices SET transport = 'http' WHERE id = 'd-old'")
             #expect(try await store.pragma("foreign_key_check") == nil)
+            try store.close()
+        }
+    }
+
+    @Test("a store made by the v7 migrations upgrades: its events have no actor, new ones keep theirs")
+    func upgradeFromV7() async throws {
+        try await withTemporaryPath { directory in
+            let path = directory + "/status.sqlite"
+            try await Self.oldStore(
+                path, upTo: "v7-device-transport-unchecked",
+                "INSERT INTO events (seq, time, kind, device, detail) VALUES (1, 0, 'fleet.command', 'd1', 'unlock')")
+            let store = try SQLiteStatusStore(path: path, logger: testLogger)
+            #expect(try await store.appliedMigrations() == SQLiteStatusStore.migrationIdentifiers)
+            try await store.commit(StoreBatch(events: [UpdraftEvent(kind: .fleetCommand, time: Date(), deviceID: "d1", actor: "cli:alice")]))
+            let events = try await store.events(after: 0, limit: 10)
+            #expect(events.map(\.actor) == [nil, "cli:alice"])
+            #expect(events.first?.detail == "unlock")
             try store.close()
         }
     }

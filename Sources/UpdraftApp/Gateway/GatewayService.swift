@@ -172,9 +172,10 @@ public final class GatewayService: Service, Sendable {
                 case .releaseCreated:
                     if let release = event.releaseID { try await engine.fleetReleaseChanged(release) }
                 case .fleetCommand, .deviceRevoked:
+                    if let job = event.jobID { router.deliver(try await engine.jobCanceledByOperator(job)) }
                     if let release = event.releaseID { try await engine.fleetReleaseChanged(release) }
                     if let device = event.deviceID { router.deliver(try await engine.fleetProfileChanged(device)) }
-                case .firmwareAdded:
+                case .firmwareAdded, .firmwareDeleted:
                     try await engine.catalogChanged()
                 default:
                     break
@@ -190,7 +191,7 @@ public final class GatewayService: Service, Sendable {
         }
     }
 
-    static let operatorKinds: Set<EventKind> = [.jobCreated, .releaseCreated, .fleetCommand, .deviceRevoked, .firmwareAdded]
+    static let operatorKinds: Set<EventKind> = [.jobCreated, .releaseCreated, .fleetCommand, .deviceRevoked, .firmwareAdded, .firmwareDeleted]
 }
 
 /// Counts failures of a repeated operation and says when to log: the first failure, then

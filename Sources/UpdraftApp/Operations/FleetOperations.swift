@@ -57,7 +57,7 @@ extension Operations {
         if let forced = release.forcedFrom { detail += ", forced (firmware was \(forced.rawValue))" }
         try await store.commit(
             StoreBatch(
-                events: [UpdraftEvent(kind: .releaseCreated, time: now, releaseID: release.id, firmwareID: firmware.id, detail: detail)],
+                events: [UpdraftEvent(kind: .releaseCreated, time: now, releaseID: release.id, firmwareID: firmware.id, detail: detail, actor: actor.name)],
                 fleetReleases: [release]))
         logger.info("created fleet release", metadata: ["release.id": "\(release.id)", "firmware.id": "\(firmware.id)"])
         return release
@@ -80,7 +80,7 @@ extension Operations {
             return [
                 UpdraftEvent(
                     kind: .fleetCommand, time: now, releaseID: id, firmwareID: release.firmware.id,
-                    detail: "\(command.rawValue): \(change.summary)")
+                    detail: "\(command.rawValue): \(change.summary)", actor: actor.name)
             ]
         }
         if release.kind == .verification, result.value == .canceled {
@@ -89,7 +89,7 @@ extension Operations {
                 return StoreBatch(events: [
                     UpdraftEvent(
                         kind: .verificationStatus, time: now, releaseID: id, firmwareID: release.firmware.id,
-                        detail: "\(from.rawValue) -> \(to.rawValue)")
+                        detail: "\(from.rawValue) -> \(to.rawValue)", actor: actor.name)
                 ])
             }
         }
@@ -116,10 +116,10 @@ extension Operations {
                 events: [
                     UpdraftEvent(
                         kind: .releaseCreated, time: now, releaseID: release.id, firmwareID: firmware.id,
-                        detail: "verification on \(testDevices.count) devices"),
+                        detail: "verification on \(testDevices.count) devices", actor: actor.name),
                     UpdraftEvent(
                         kind: .verificationStatus, time: now, releaseID: release.id, firmwareID: firmware.id,
-                        detail: "-> verifying"),
+                        detail: "-> verifying", actor: actor.name),
                 ],
                 fleetReleases: [release])
         }
@@ -142,7 +142,7 @@ extension Operations {
                 events: [
                     UpdraftEvent(
                         kind: .fleetCommand, time: now, deviceID: device, releaseID: release.id, firmwareID: firmware.id,
-                        detail: "lock \(delivery == .now ? "now" : "at next session")")
+                        detail: "lock \(delivery == .now ? "now" : "at next session")", actor: actor.name)
                 ],
                 fleetReleases: [release])
         }
@@ -156,7 +156,7 @@ extension Operations {
                 throw UpdraftError("not_locked", "Device \(device) is not locked; nothing to unlock. See `updraft device show \(device)`.")
             }
             previous.set(lock)
-            return StoreBatch(events: [UpdraftEvent(kind: .fleetCommand, time: now, deviceID: device, detail: "unlock")])
+            return StoreBatch(events: [UpdraftEvent(kind: .fleetCommand, time: now, deviceID: device, detail: "unlock", actor: actor.name)])
         }
         return previous.value
     }
@@ -170,7 +170,7 @@ extension Operations {
             return StoreBatch(events: [
                 UpdraftEvent(
                     kind: .fleetCommand, time: now, deviceID: device,
-                    detail: "groups \(profile.groups.map(\.rawValue).joined(separator: ","))")
+                    detail: "groups \(profile.groups.map(\.rawValue).joined(separator: ","))", actor: actor.name)
             ])
         }
     }
@@ -180,7 +180,7 @@ extension Operations {
         try await store.updateFleetProfile(device) { profile in
             profile.isDevelopment = on
             return StoreBatch(events: [
-                UpdraftEvent(kind: .fleetCommand, time: now, deviceID: device, detail: on ? "development on" : "development off")
+                UpdraftEvent(kind: .fleetCommand, time: now, deviceID: device, detail: on ? "development on" : "development off", actor: actor.name)
             ])
         }
     }

@@ -19,7 +19,7 @@ extension Operations {
     /// cancels the device's active job with reason `revoked` and refuses what it still
     /// sends. Ids that are neither in the registry nor provisioned are refused before
     /// anything changes.
-    public func revokeDevices(_ ids: [DeviceID], actor: String, now: Date = Date()) async throws -> [Revocation] {
+    public func revokeDevices(_ ids: [DeviceID], now: Date = Date()) async throws -> [Revocation] {
         let ids = ids.reduce(into: [DeviceID]()) { if !$0.contains($1) { $0.append($1) } }
         let credentials = brokerCredentials
         for id in ids where id.rawValue == credentials.gatewayUser || id.rawValue == credentials.eventsUser {
@@ -52,7 +52,7 @@ extension Operations {
                 profile.revokedAt = now
                 return StoreBatch(
                     devices: registered ? [] : [Device(id: id, firstSeen: now)],
-                    events: [UpdraftEvent(kind: .deviceRevoked, time: now, deviceID: id, detail: "revoked by \(actor)")])
+                    events: [UpdraftEvent(kind: .deviceRevoked, time: now, deviceID: id, detail: "revoked by \(actor)", actor: actor.name)])
             }
             revocations.append(Revocation(device: id.rawValue, mqtt: mqtt.contains(id.rawValue), coap: coap.contains(id.rawValue), alreadyRevoked: was.value))
         }
@@ -65,14 +65,14 @@ extension Operations {
     /// event, which a running gateway follows). The store is changed first, so a device
     /// that connects with its new credentials is not refused as revoked.
     public func admitDevices(
-        _ ids: [DeviceID], certificatesInto directory: String? = nil, actor: String, now: Date = Date()
+        _ ids: [DeviceID], certificatesInto directory: String? = nil, now: Date = Date()
     ) async throws -> [DeviceCredentials] {
         let profiles = try await store.fleetProfiles()
         for id in Set(ids) where profiles[id]?.isRevoked == true {
             try await store.updateFleetProfile(id) { profile in
                 guard profile.isRevoked else { return StoreBatch() }
                 profile.revokedAt = nil
-                return StoreBatch(events: [UpdraftEvent(kind: .fleetCommand, time: now, deviceID: id, detail: "readmitted (provisioned again by \(actor))")])
+                return StoreBatch(events: [UpdraftEvent(kind: .fleetCommand, time: now, deviceID: id, detail: "readmitted (provisioned again by \(actor))", actor: actor.name)])
             }
         }
         return try provisionDeviceCredentials(ids, certificatesInto: directory)
@@ -88,12 +88,5 @@ extension Operations {
         throw UpdraftError(
             "device_revoked",
             "Device \(revoked.map(\.rawValue).joined(separator: ", ")) is revoked; provision it again (`updraft device provision`) or leave it out. Nothing was created.")
-    }
-
-    /// Who runs this command, for the event log: the login name and the uid.
-    public static var actor: String {
-        let user = ProcessInfo.processInfo.environment["SUDO_USER"].map { "\($0) via sudo" }
-            ?? ProcessInfo.processInfo.environment["USER"] ?? "uid \(getuid())"
-        return "\(user) (updraft CLI, pid \(getpid()))"
     }
 }

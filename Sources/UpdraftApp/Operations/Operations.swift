@@ -11,10 +11,17 @@ public struct Operations: Sendable {
     public let configuration: UpdraftConfiguration
     public let store: any StatusStore
     public let logger: Logger
+    /// Who asks: every event an operation records names it (``UpdraftEvent/actor``).
+    public private(set) var actor: ActorName
 
     /// - Parameter access: `.existing` for commands that work on recorded data: a
     ///   mistyped data directory is then an error, not a fresh empty store.
-    public init(configuration: UpdraftConfiguration, access: UpdraftStoreFactory.Access = .create, logger: Logger) throws {
+    /// - Parameter actor: who asks; the local CLI's user by default. A server shares one
+    ///   `Operations` and names each caller with ``acting(as:)``.
+    public init(
+        configuration: UpdraftConfiguration, access: UpdraftStoreFactory.Access = .create, actor: ActorName = .localCLI(),
+        logger: Logger
+    ) throws {
         if access == .existing {
             try DataDirectory.requireExisting(configuration.dataDirectory)
         } else {
@@ -22,7 +29,15 @@ public struct Operations: Sendable {
         }
         self.configuration = configuration
         self.logger = logger
+        self.actor = actor
         self.store = try UpdraftStoreFactory.open(configuration, access: access, logger: logger)
+    }
+
+    /// The same operations, recorded as done by `actor`.
+    public func acting(as actor: ActorName) -> Operations {
+        var copy = self
+        copy.actor = actor
+        return copy
     }
 
     // MARK: Keys
@@ -52,7 +67,7 @@ public struct Operations: Sendable {
         let key = try signingKey()
         try FileImageStore(directory: configuration.imagesDirectory).put(image.bytes, sha256: image.sha256)
         let now = Date()
-        return try await store.addFirmware(product: productID, version: versionID, sha256: image.sha256) { sequence in
+        return try await store.addFirmware(product: productID, version: versionID, sha256: image.sha256, actor: actor.name) { sequence in
             let manifest = image.manifest(product: productID, version: versionID, sequence: sequence, created: now, keyID: key.publicKey.keyID)
             return image.firmware(manifest, signed: try key.sign(manifest), createdAt: now)
         }
@@ -72,7 +87,7 @@ public struct Operations: Sendable {
         }
         try FileImageStore(directory: configuration.imagesDirectory).put(image.bytes, sha256: image.sha256)
         let created = Date(timeIntervalSince1970: TimeInterval(manifest.created))
-        return try await store.addFirmware(product: manifest.product, version: manifest.version, sha256: image.sha256) { next in
+        return try await store.addFirmware(product: manifest.product, version: manifest.version, sha256: image.sha256, actor: actor.name) { next in
             guard manifest.sequence >= next else {
                 throw UpdraftError(
                     "manifest_sequence",
@@ -106,7 +121,7 @@ public struct Operations: Sendable {
         // Planned on a snapshot first: a refused plan stores nothing. The store plans
         // again inside its transaction, against the fleet as it is then.
         if let refusal = try await preview(release, firmware).refusal(allowUnknown: allowUnknown) { throw refusal }
-        return try await store.createRelease(release, firmware: firmware)
+        return try await store.createRelease(release, firmware: firmware, actor: actor.name)
     }
 
     private func preview(_ release: Release, _ firmware: Firmware) async throws -> ReleasePlan {

@@ -21,3 +21,12 @@ extension UpdraftError {
         UpdraftError("\(what)_not_found", "No \(what) '\(id.prefix(80))'. \(hint)")
     }
 }
+
+extension UpdraftError {
+    /// A firmware a release refers to cannot leave the catalog.
+    public static func firmwareInUse(_ id: FirmwareID, release: ReleaseID) -> UpdraftError {
+        UpdraftError(
+            "firmware_in_use",
+            "Firmware \(id) is used by release \(release) (`updraft release show \(release)`); releases are the record of what devices were sent, so it stays in the catalog. Only firmware no release, lock or verification names can be deleted.")
+    }
+}

@@ -3,6 +3,8 @@ import Foundation
 /// What an event is about. The raw values are part of the event stream contract.
 public enum EventKind: String, Sendable, Codable, CaseIterable {
     case firmwareAdded = "firmware.added"
+    /// An operator removed a firmware no release refers to (`updraft firmware delete`).
+    case firmwareDeleted = "firmware.deleted"
     case releaseCreated = "release.created"
     case jobCreated = "job.created"
     /// An accepted job transition (including download percent changes).
@@ -44,11 +46,14 @@ public struct UpdraftEvent: Sendable, Equatable, Codable {
     public var progress: Int?
     public var reason: FailureReason?
     public var detail: String?
+    /// Who asked for the change: `cli:<os user>` for a command run on the gateway's host,
+    /// the token's name for the HTTP API; `nil` for what devices and the gateway itself do.
+    public var actor: String?
 
     public init(
         kind: EventKind, time: Date, deviceID: DeviceID? = nil, jobID: JobID? = nil, releaseID: ReleaseID? = nil,
         firmwareID: FirmwareID? = nil, from: JobState? = nil, to: JobState? = nil, progress: Int? = nil,
-        reason: FailureReason? = nil, detail: String? = nil, sequence: Int64 = 0
+        reason: FailureReason? = nil, detail: String? = nil, actor: String? = nil, sequence: Int64 = 0
     ) {
         self.sequence = sequence
         self.time = time
@@ -62,11 +67,12 @@ public struct UpdraftEvent: Sendable, Equatable, Codable {
         self.progress = progress
         self.reason = reason
         self.detail = detail
+        self.actor = actor
     }
 
     enum CodingKeys: String, CodingKey {
         case sequence = "seq", time, kind, deviceID = "device", jobID = "job", releaseID = "release"
-        case firmwareID = "firmware", from, to, progress, reason, detail
+        case firmwareID = "firmware", from, to, progress, reason, detail, actor
     }
 
     /// An event for a job, stamped with the job's current state.
@@ -75,6 +81,13 @@ public struct UpdraftEvent: Sendable, Equatable, Codable {
             kind: kind, time: time, deviceID: job.deviceID, jobID: job.id, releaseID: job.releaseID,
             firmwareID: job.firmwareID, from: from, to: job.state, progress: job.progress,
             reason: job.state == .failed ? job.failure : nil, detail: detail ?? (job.state == .failed ? job.detail : nil))
+    }
+
+    /// This event, naming `actor` as who asked for it.
+    public func by(_ actor: String?) -> UpdraftEvent {
+        var event = self
+        event.actor = actor
+        return event
     }
 
     /// JSON as published on the events topic and printed by `updraft events`.

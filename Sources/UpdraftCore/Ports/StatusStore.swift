@@ -12,13 +12,19 @@ public protocol StatusStore: Sendable {
     /// the product and calls `make` with it to build (and sign) the entry, whose sequence
     /// may be that number or higher (a manifest signed elsewhere). Adding the same
     /// product, version and content again returns the existing entry; the same product and
-    /// version with other content throws `firmware_conflict`.
+    /// version with other content throws `firmware_conflict`. Its `firmware.added` event
+    /// names `actor`.
     func addFirmware(
-        product: ProductID, version: FirmwareVersion, sha256: String,
+        product: ProductID, version: FirmwareVersion, sha256: String, actor: String?,
         make: @Sendable (_ sequence: Int64) throws -> Firmware
     ) async throws -> FirmwareAddResult
     func firmware(id: FirmwareID) async throws -> Firmware?
     func firmwareList(product: ProductID?) async throws -> [Firmware]
+    /// Removes a firmware from the catalog (and its verification record) with a
+    /// `firmware.deleted` event naming `actor`. Throws `firmware_in_use`, naming the
+    /// release, when any release (one-off, fleet, lock or verification) refers to it: those
+    /// are the history of what devices were sent. Throws `firmware_not_found` when absent.
+    func deleteFirmware(_ id: FirmwareID, actor: String?) async throws -> Firmware
 
     // MARK: Registry
 
@@ -29,7 +35,8 @@ public protocol StatusStore: Sendable {
 
     /// Plans the release with ``ReleasePlanner`` against the fleet as it is inside the
     /// transaction, then stores the release, its jobs and their events.
-    func createRelease(_ release: Release, firmware: Firmware) async throws -> ReleasePlan
+    /// Its events name `actor`.
+    func createRelease(_ release: Release, firmware: Firmware, actor: String?) async throws -> ReleasePlan
     func releases() async throws -> [Release]
     func job(_ id: JobID) async throws -> Job?
     func jobs(release: ReleaseID) async throws -> [Job]
@@ -120,6 +127,20 @@ extension UpdraftError {
 
     public static func tokenNotFound(_ name: TokenName) -> UpdraftError {
         .notFound("token", name.rawValue, hint: "List them with `updraft token list`.")
+    }
+}
+
+extension StatusStore {
+    /// ``addFirmware(product:version:sha256:actor:make:)`` by no operator (tests, tools).
+    public func addFirmware(
+        product: ProductID, version: FirmwareVersion, sha256: String, make: @Sendable (_ sequence: Int64) throws -> Firmware
+    ) async throws -> FirmwareAddResult {
+        try await addFirmware(product: product, version: version, sha256: sha256, actor: nil, make: make)
+    }
+
+    /// ``createRelease(_:firmware:actor:)`` by no operator (tests, tools).
+    public func createRelease(_ release: Release, firmware: Firmware) async throws -> ReleasePlan {
+        try await createRelease(release, firmware: firmware, actor: nil)
     }
 }
 

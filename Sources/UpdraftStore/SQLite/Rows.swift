@@ -194,7 +194,7 @@ enum Rows {
     }
 
     static let eventColumns =
-        "seq, time, kind, device, job, release, firmware, from_state, to_state, progress, reason, detail"
+        "seq, time, kind, device, job, release, firmware, from_state, to_state, progress, reason, detail, actor"
 
     static func event(_ row: Row) throws -> UpdraftEvent {
         UpdraftEvent(
@@ -203,7 +203,7 @@ enum Rows {
             firmwareID: try row.optionalFirmwareID("firmware"), from: try row.optionalEnum("from_state"),
             to: try row.optionalEnum("to_state"), progress: try row.decode(Int?.self, forColumn: "progress"),
             reason: try row.optionalEnum("reason"), detail: try row.optionalText("detail"),
-            sequence: try row.int64("seq"))
+            actor: try row.optionalText("actor"), sequence: try row.int64("seq"))
     }
 
     /// Appends events with the next sequence numbers. Must run inside a write transaction:
@@ -213,7 +213,7 @@ enum Rows {
         precondition(db.isInsideTransaction, "events must be appended inside a write transaction")
         var next = try Int64.fetchOne(db, sql: "SELECT coalesce(max(seq), 0) FROM events")! + 1
         let statement = try db.cachedStatement(
-            sql: "INSERT INTO events (\(eventColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            sql: "INSERT INTO events (\(eventColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         var stored: [UpdraftEvent] = []
         stored.reserveCapacity(events.count)
         for var event in events {
@@ -222,7 +222,7 @@ enum Rows {
             try statement.execute(arguments: [
                 event.sequence, event.time.storeSeconds, event.kind.rawValue, event.deviceID?.rawValue,
                 event.jobID?.rawValue, event.releaseID?.rawValue, event.firmwareID?.rawValue, event.from?.rawValue,
-                event.to?.rawValue, event.progress, event.reason?.rawValue, event.detail,
+                event.to?.rawValue, event.progress, event.reason?.rawValue, event.detail, event.actor,
             ])
             stored.append(event)
         }

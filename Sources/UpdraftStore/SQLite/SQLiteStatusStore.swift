@@ -178,7 +178,7 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
     // MARK: Catalog
 
     public func addFirmware(
-        product: ProductID, version: FirmwareVersion, sha256: String,
+        product: ProductID, version: FirmwareVersion, sha256: String, actor: String?,
         make: @Sendable (_ sequence: Int64) throws -> Firmware
     ) async throws -> FirmwareAddResult {
         let result = try await write { db -> FirmwareAddResult in
@@ -213,7 +213,7 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
                 [
                     UpdraftEvent(
                         kind: .firmwareAdded, time: firmware.createdAt, firmwareID: firmware.id,
-                        detail: "sequence \(firmware.sequence), \(firmware.size) bytes, sha256 \(firmware.sha256)")
+                        detail: "sequence \(firmware.sequence), \(firmware.size) bytes, sha256 \(firmware.sha256)", actor: actor)
                 ], db)
             return .added(firmware)
         }
@@ -264,7 +264,7 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
 
     // MARK: Releases and jobs
 
-    public func createRelease(_ release: Release, firmware: Firmware) async throws -> ReleasePlan {
+    public func createRelease(_ release: Release, firmware: Firmware, actor: String?) async throws -> ReleasePlan {
         let plan = try await write { db -> ReleasePlan in
             guard release.firmwareID == firmware.id else {
                 throw UpdraftError(
@@ -303,7 +303,7 @@ public final class SQLiteStatusStore: StatusStore, Sendable {
                 )
             ]
             events += plan.jobs.map { UpdraftEvent.job(.jobCreated, $0, time: release.createdAt) }
-            _ = try Rows.append(events, db)
+            _ = try Rows.append(events.map { $0.by(actor) }, db)
             return plan
         }
         logger.info(

@@ -24,6 +24,7 @@ enum Schema {
         ("v6-event-cursors", v6EventCursors),
         ("v7-device-transport-unchecked", v7DeviceTransportUnchecked),
         ("v8-api-tokens", v8APITokens),
+        ("v9-event-actor", v9EventActor),
     ]
 
     static var migrator: DatabaseMigrator {
@@ -219,5 +220,11 @@ enum Schema {
                     revoked_at REAL
                 ) STRICT;
                 """)
+    }
+
+    private static func v9EventActor(_ db: Database) throws {
+        // Who asked for the change an event records (`cli:<os user>`, an API token's
+        // name); NULL for what devices and the gateway do, and for events from before.
+        try db.execute(sql: "ALTER TABLE events ADD COLUMN actor TEXT")
     }
 }

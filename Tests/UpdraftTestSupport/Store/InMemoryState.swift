@@ -51,7 +51,7 @@ struct InMemoryState: Sendable {
     // MARK: Catalog
 
     mutating func addFirmware(
-        product: ProductID, version: FirmwareVersion, sha256: String, make: (_ sequence: Int64) throws -> Firmware
+        product: ProductID, version: FirmwareVersion, sha256: String, actor: String?, make: (_ sequence: Int64) throws -> Firmware
     ) throws -> FirmwareAddResult {
         if let existing = firmware.values.first(where: { $0.product == product && $0.version == version }) {
             guard existing.sha256.lowercased() == sha256.lowercased() else {
@@ -76,14 +76,27 @@ struct InMemoryState: Sendable {
         append([
             UpdraftEvent(
                 kind: .firmwareAdded, time: made.createdAt, firmwareID: made.id,
-                detail: "sequence \(made.sequence), \(made.size) bytes, sha256 \(made.sha256)")
+                detail: "sequence \(made.sequence), \(made.size) bytes, sha256 \(made.sha256)", actor: actor)
         ])
         return .added(made)
     }
 
+    mutating func deleteFirmware(_ id: FirmwareID, actor: String?) throws -> Firmware {
+        guard let found = firmware[id] else {
+            throw UpdraftError.notFound("firmware", id.rawValue, hint: "List the catalog with `updraft firmware list`.")
+        }
+        if let user = releases.values.map(\.release).filter({ $0.firmwareID == id }).min(by: { $0.createdAt < $1.createdAt }) {
+            throw UpdraftError.firmwareInUse(id, release: user.id)
+        }
+        firmware[id] = nil
+        verifications[id] = nil
+        append([UpdraftEvent(kind: .firmwareDeleted, time: Date(), firmwareID: id, detail: "sha256 \(found.sha256)", actor: actor)])
+        return found
+    }
+
     // MARK: Releases
 
-    mutating func createRelease(_ release: Release, firmware given: Firmware) throws -> ReleasePlan {
+    mutating func createRelease(_ release: Release, firmware given: Firmware, actor: String?) throws -> ReleasePlan {
         guard release.firmwareID == given.id else {
             throw UpdraftError(
                 "release_firmware_mismatch",
@@ -123,7 +136,7 @@ struct InMemoryState: Sendable {
                     detail:
                         "\(release.target.summary): \(plan.jobs.count) jobs, \(plan.skipped.count) skipped, \(plan.unknownDevices.count) unknown devices"
                 )
-            ] + plan.jobs.map { UpdraftEvent.job(.jobCreated, $0, time: release.createdAt) })
+            ].map { $0.by(actor) } + plan.jobs.map { UpdraftEvent.job(.jobCreated, $0, time: release.createdAt).by(actor) })
         return plan
     }
 

@@ -42,10 +42,14 @@ package final class InMemoryStatusStore: StatusStore, Sendable {
     // MARK: Catalog
 
     package func addFirmware(
-        product: ProductID, version: FirmwareVersion, sha256: String,
+        product: ProductID, version: FirmwareVersion, sha256: String, actor: String?,
         make: @Sendable (_ sequence: Int64) throws -> Firmware
     ) async throws -> FirmwareAddResult {
-        try write { state in try state.addFirmware(product: product, version: version, sha256: sha256, make: make) }
+        try write { state in try state.addFirmware(product: product, version: version, sha256: sha256, actor: actor, make: make) }
+    }
+
+    package func deleteFirmware(_ id: FirmwareID, actor: String?) async throws -> Firmware {
+        try write { state in try state.deleteFirmware(id, actor: actor) }
     }
 
     package func firmware(id: FirmwareID) async throws -> Firmware? {
@@ -71,8 +75,8 @@ package final class InMemoryStatusStore: StatusStore, Sendable {
 
     // MARK: Releases and jobs
 
-    package func createRelease(_ release: Release, firmware: Firmware) async throws -> ReleasePlan {
-        try write { state in try state.createRelease(release, firmware: firmware) }
+    package func createRelease(_ release: Release, firmware: Firmware, actor: String?) async throws -> ReleasePlan {
+        try write { state in try state.createRelease(release, firmware: firmware, actor: actor) }
     }
 
     package func releases() async throws -> [Release] {
