@@ -67,17 +67,7 @@ import UpdraftTestSupport
             folder.remove(after: [serve])
             cli.removeLogs()
         }
-        var sim = SimulatorConfig(count: 6, product: "thermo", version: "1.0", trustedKeys: try ops.trustedKeys())
-        sim.brokerPort = folder.brokerPort
-        sim.chunkSize = 512
-        sim.windowCount = 2
-        sim.requestTimeout = .milliseconds(800)
-        try await ops.provision(&sim)
-        let fleet = try FleetSimulator(config: sim, logger: Harness.logger)
-        fleet.start()
-        try await eventually(timeout: .seconds(60), "serve to register the fleet") {
-            try await ops.store.devices().filter { $0.online && $0.product != nil }.count == 6
-        }
+        let fleet = try await folder.startedFleet(6)
         try await Self.run(cli, dir, ["release", "create", "--firmware", "thermo@2.0", "--product", "thermo"])
         let release = try #require(try await ops.store.releases().first)
         let commands: [[String]] = [
