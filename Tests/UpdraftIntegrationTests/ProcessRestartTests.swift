@@ -34,7 +34,10 @@ import UpdraftTestSupport
         let first = try serve(binary, dataDir: dir, port: configuration.mqtt.broker.port)
         var second: ChildProcess?
         defer { folder.remove(after: [first, second].compactMap { $0 }) }
-        let fleet = try await folder.startedFleet(8)
+        let fleet = try await folder.startedFleet(8) { sim in
+            sim.chunkSize = 512
+            sim.windowCount = 2
+        }
         // The CLI path: written to the store while the gateway runs in another process.
         let plan = try await ops.createRelease(firmwareID: firmware.id, target: .product("thermo"), allowDowngrade: false)
         #expect(plan.jobs.count == 8)

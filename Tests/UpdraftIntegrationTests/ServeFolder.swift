@@ -30,16 +30,17 @@ struct ServeFolder {
 
     /// `count` provisioned thermo@1.0 devices on this folder's broker, started, once the
     /// gateway process has registered them all.
-    func startedFleet(_ count: Int) async throws -> FleetSimulator {
+    func startedFleet(
+        _ count: Int, registered timeout: Duration = .seconds(60), tune: (inout SimulatorConfig) -> Void = { _ in }
+    ) async throws -> FleetSimulator {
         var sim = SimulatorConfig(count: count, product: "thermo", version: "1.0", trustedKeys: try ops.trustedKeys())
         sim.brokerPort = brokerPort
-        sim.chunkSize = 512
-        sim.windowCount = 2
         sim.requestTimeout = .milliseconds(800)
+        tune(&sim)
         try await ops.provision(&sim)
         let fleet = try FleetSimulator(config: sim, logger: Harness.logger)
         fleet.start()
-        try await eventually(timeout: .seconds(60), "the gateway process to register the fleet") {
+        try await eventually(timeout: timeout, "the gateway process to register the fleet") {
             try await ops.store.devices().filter { $0.online && $0.product != nil }.count == count
         }
         return fleet

@@ -67,7 +67,10 @@ import UpdraftTestSupport
             folder.remove(after: [serve])
             cli.removeLogs()
         }
-        let fleet = try await folder.startedFleet(6)
+        let fleet = try await folder.startedFleet(6) { sim in
+            sim.chunkSize = 512
+            sim.windowCount = 2
+        }
         try await Self.run(cli, dir, ["release", "create", "--firmware", "thermo@2.0", "--product", "thermo"])
         let release = try #require(try await ops.store.releases().first)
         let commands: [[String]] = [
