@@ -19,11 +19,11 @@ struct StoreLockTests {
             let path = directory + "/updraft.sqlite"
             let first = try SQLiteStatusStore(path: path, logger: testLogger)
             _ = try await first.appliedMigrations()
-            try #require(!posixLocks(on: path).isEmpty, "an open store in WAL mode holds a shared lock on its file")
+            try #require(!posixLocks(on: path).isEmpty, "an open store in WAL mode holds a shared lock on its file: \(openDescriptors(on: path))")
             // As the gateway and Operations do in one process (LocalStack: `updraft demo`,
             // `updraft bench`, the integration tests' Harness).
             let second = try SQLiteStatusStore(path: path, logger: testLogger)
-            #expect(!posixLocks(on: path).isEmpty, "opening a second store dropped the first one's locks")
+            #expect(!posixLocks(on: path).isEmpty, "opening a second store dropped the first one's locks: \(openDescriptors(on: path))")
             _ = try await second.appliedMigrations()
             try await first.executeForTesting("CREATE TABLE probe (x INTEGER)")
             #expect(!posixLocks(on: path).isEmpty)

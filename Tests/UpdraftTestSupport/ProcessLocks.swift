@@ -5,11 +5,36 @@ import Foundation
 /// process still counts as a connection to a database for the other processes.
 package func posixLocks(of pid: pid_t = getpid(), on path: String) -> [String] {
     var info = stat()
-    guard stat(path, &info) == 0, let text = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return [] }
-    return text.split(separator: "\n").filter { line in
+    guard stat(path, &info) == 0 else { return [] }
+    return procLocks().split(separator: "\n").filter { line in
         // "1: POSIX  ADVISORY  READ 1234 08:01:5678 1073741826 1073742335"; "1: -> POSIX ..." is a waiter.
         let fields = line.split(separator: " ")
         guard fields.count >= 6, fields[1] == "POSIX", fields[4] == "\(pid)" else { return false }
         return fields[5].split(separator: ":").last == "\(info.st_ino)"
     }.map(String.init)
+}
+
+/// The descriptors of this process open on `path` or its -wal/-shm (/proc/self/fd), for messages.
+package func openDescriptors(on path: String) -> [String] {
+    let dir = "/proc/self/fd"
+    return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).compactMap { fd in
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: dir + "/" + fd), target.hasPrefix(path) else { return nil }
+        return "\(fd) -> \(target)"
+    }
+}
+
+/// All of /proc/locks: read to its end (it reports a size of 0, and a single read stops at
+/// a page, far short of the list while many tests hold locks).
+private func procLocks() -> String {
+    let fd = open("/proc/locks", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return "" }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count <= 0 { break }
+        bytes += buffer[0..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }
