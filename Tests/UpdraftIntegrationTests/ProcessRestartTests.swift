@@ -35,16 +35,9 @@ import UpdraftTestSupport
         let first = try serve(binary, dataDir: dir, port: folder.brokerPort)
         var second: ChildProcess?
         defer { folder.remove(after: [first, second].compactMap { $0 }) }
-        var sim = SimulatorConfig(count: 8, product: "thermo", version: "1.0", trustedKeys: try ops.trustedKeys())
-        sim.useBroker(configuration.brokerOptions(clientID: "-"))
-        sim.chunkSize = 512
-        sim.windowCount = 2
-        sim.requestTimeout = .milliseconds(800)
-        try await ops.provision(&sim)
-        let fleet = try FleetSimulator(config: sim, logger: Harness.logger)
-        fleet.start()
-        try await eventually(timeout: .seconds(60), "the gateway process to register the fleet") {
-            try await ops.store.devices().filter(\.online).count == 8
+        let fleet = try await folder.startedFleet(8) { sim in
+            sim.chunkSize = 512
+            sim.windowCount = 2
         }
         // The CLI path: written to the store while the gateway runs in another process.
         let plan = try await ops.createRelease(firmwareID: firmware.id, target: .product("thermo"), allowDowngrade: false)

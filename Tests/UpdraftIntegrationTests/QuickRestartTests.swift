@@ -27,17 +27,8 @@ import UpdraftTestSupport
         let serve = { try ProcessRestartTests().serve(binary, dataDir: dir, port: folder.brokerPort) }
         var processes = [try serve()]
         defer { folder.remove(after: processes) }
-        var sim = SimulatorConfig(count: count, product: "thermo", version: "1.0", trustedKeys: try ops.trustedKeys())
-        sim.useBroker(folder.configuration.brokerOptions(clientID: "-"))
-        sim.requestTimeout = .milliseconds(800)
         // Long enough that the restarted gateway subscribes while devices still reboot.
-        sim.rebootDelay = .seconds(6)
-        try await ops.provision(&sim)
-        let fleet = try FleetSimulator(config: sim, logger: Harness.logger)
-        fleet.start()
-        try await eventually(timeout: .seconds(90), "the gateway process to register the fleet") {
-            try await ops.store.devices().filter { $0.online && $0.product != nil }.count == count
-        }
+        let fleet = try await folder.startedFleet(count, registered: .seconds(90)) { $0.rebootDelay = .seconds(6) }
         let started = ContinuousClock.now
         let plan = try await ops.createRelease(firmwareID: folder.firmware.id, target: .product("thermo"), allowDowngrade: false)
         #expect(plan.jobs.count == count)

@@ -2,6 +2,7 @@ import Foundation
 import LoopbackPorts
 import UpdraftApp
 import UpdraftCore
+import UpdraftDevice
 import UpdraftTestSupport
 import UpdraftTools
 
@@ -28,6 +29,24 @@ struct ServeFolder {
     }
 
     var brokerPort: Int { configuration.mqtt.broker.tlsPort }
+
+    /// `count` provisioned thermo@1.0 devices on this folder's broker, started, once the
+    /// gateway process has registered them all.
+    func startedFleet(
+        _ count: Int, registered timeout: Duration = .seconds(60), tune: (inout SimulatorConfig) -> Void = { _ in }
+    ) async throws -> FleetSimulator {
+        var sim = SimulatorConfig(count: count, product: "thermo", version: "1.0", trustedKeys: try ops.trustedKeys())
+        sim.useBroker(configuration.brokerOptions(clientID: "-"))
+        sim.requestTimeout = .milliseconds(800)
+        tune(&sim)
+        try await ops.provision(&sim)
+        let fleet = try FleetSimulator(config: sim, logger: Harness.logger)
+        fleet.start()
+        try await eventually(timeout: timeout, "the gateway process to register the fleet") {
+            try await ops.store.devices().filter { $0.online && $0.product != nil }.count == count
+        }
+        return fleet
+    }
 
     /// Kills `processes` still running and a mosquitto orphaned by SIGKILL (through its
     /// pid file), then deletes the folder.

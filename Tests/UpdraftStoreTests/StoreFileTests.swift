@@ -64,6 +64,7 @@ struct StoreFileTests {
             let notSQLite = #expect(throws: UpdraftError.self) { try SQLiteStatusStore(path: text, logger: testLogger) }
             #expect(notSQLite?.code == "store_corrupt")
             #expect(notSQLite?.message.contains(text) == true)
+            #expect(notSQLite?.message.contains("is not an SQLite database") == true)
             #expect(try String(contentsOfFile: text, encoding: .utf8) == "not a database\n")
 
             let other = directory + "/other.sqlite"

@@ -51,7 +51,8 @@ public enum GatewayHealth {
     /// the check never takes the lock a starting gateway needs).
     static func lockHolder(_ path: String) -> Int32? {
         var info = stat()
-        guard stat(path, &info) == 0, let locks = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return nil }
+        guard stat(path, &info) == 0 else { return nil }
+        let locks = procFileText("/proc/locks")
         for line in locks.split(separator: "\n") {
             // "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234567 0 EOF"
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
@@ -68,7 +69,7 @@ public enum GatewayHealth {
     static func boundUDPPorts() -> Set<Int> {
         var ports = Set<Int>()
         for file in ["/proc/net/udp", "/proc/net/udp6"] {
-            let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+            let text = procFileText(file)
             for line in text.split(separator: "\n").dropFirst() {
                 // "  12: 0100007F:1633 00000000:0000 07 ..."
                 let fields = line.split(separator: " ", omittingEmptySubsequences: true)

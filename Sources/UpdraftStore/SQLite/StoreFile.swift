@@ -7,8 +7,6 @@ import UpdraftCore
 /// happily migrate a fresh schema into it (or into another program's database), so every
 /// lost catalog would look like a first start.
 enum StoreFile {
-    static let sqliteHeader = Array("SQLite format 3\0".utf8)
-
     /// Checks an existing file, or creates a fresh store when there is none and `create`.
     static func prepare(path: String, create: Bool, migrate: (DatabasePool) throws -> Void) throws {
         var info = stat()
@@ -56,12 +54,13 @@ enum StoreFile {
         guard size > 0 else {
             throw UpdraftError("store_empty", "The status database \(path) is empty (0 bytes), so it holds no Updraft data. \(restore)")
         }
-        let handle = FileHandle(forReadingAtPath: path)
-        defer { try? handle?.close() }
-        let header = handle.map { Array($0.readData(ofLength: sqliteHeader.count)) }
-        guard header == sqliteHeader else {
-            throw UpdraftError("store_corrupt", "\(path) is not an SQLite database, so not an Updraft status database. Check data_dir and store.sqlite.path. \(restore)")
-        }
+        // The file is read through SQLite only, never opened and closed beside it: SQLite's
+        // locks are POSIX advisory locks, which belong to the process, and closing any
+        // descriptor of the file drops them all. With a store already open in this process
+        // (the gateway and Operations in one process), another process's last connection
+        // would then believe it is alone, checkpoint and delete the WAL under our writes.
+        // SQLite shares one descriptor per file among its own connections and keeps it
+        // open while any of them holds a lock.
         var configuration = Configuration()
         configuration.readonly = true
         let tables: [String]
@@ -75,6 +74,8 @@ enum StoreFile {
                     ? try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") : []
                 return (tables, migrations)
             }
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_NOTADB {
+            throw UpdraftError("store_corrupt", "\(path) is not an SQLite database, so not an Updraft status database. Check data_dir and store.sqlite.path. \(restore)")
         } catch {
             throw StoreErrors.map(error, path: path, busyTimeout: SQLiteStatusStore.busyTimeout)
         }
