@@ -56,7 +56,7 @@ struct Revoke: OperationsCommand {
             device.revoked event records who did it. The device stays in the registry, marked \
             revoked; `updraft device provision` admits it again with new credentials.
             """)
-    @Flag(help: "Print a JSON array of {device, mqtt, coap, already_revoked}.") var json = false
+    @Flag(help: "Print a JSON array of {device, mqtt, coap, certificate, already_revoked}.") var json = false
     @Argument(help: "Device ids.") var ids: [String]
     @OptionGroup var global: GlobalOptions
 
@@ -64,7 +64,8 @@ struct Revoke: OperationsCommand {
         let revoked = try await ops.revokeDevices(try ids.map { try DeviceID(validating: $0) })
         guard !json else { return print(try jsonText(revoked)) }
         for r in revoked {
-            let removed = [r.mqtt ? "MQTT password" : nil, r.coap ? "CoAP key" : nil].compactMap { $0 }.joined(separator: " and ")
+            let removed = [r.mqtt ? "MQTT password" : nil, r.coap ? "CoAP key" : nil, r.certificate ? "client certificate (now on the CRL)" : nil]
+                .compactMap { $0 }.joined(separator: " and ")
             print("device \(r.device): revoked\(r.alreadyRevoked ? " (already)" : "")\(removed.isEmpty ? "" : "; removed its " + removed)")
         }
     }

@@ -48,7 +48,8 @@ public final class ManagedBroker: Service, Sendable {
         var listeners: BrokerListeners {
             BrokerListeners(
                 host: tlsHost, tlsPort: tlsPort, mtlsPort: mtlsPort, plainPort: plainPort, caFile: pki.caFile,
-                certFile: pki.brokerCertFile, keyFile: pki.brokerKeyFile, authenticates: authentication == .passwordFile)
+                certFile: pki.brokerCertFile, keyFile: pki.brokerKeyFile, crlFile: pki.keepsCRL ? pki.crlFile : nil,
+                authenticates: authentication == .passwordFile)
         }
     }
 
@@ -212,6 +213,15 @@ public final class ManagedBroker: Service, Sendable {
     public static func reload(directory: String) -> Bool {
         guard let pid = runningPID(directory: directory) else { return false }
         return kill(pid, SIGHUP) == 0
+    }
+
+    /// Stops the broker of another process (SIGTERM) so that its supervising gateway
+    /// starts it again: every client reconnects, and a revoked certificate cannot.
+    /// - Returns: false when no broker runs on this directory.
+    @discardableResult
+    public static func restart(directory: String) -> Bool {
+        guard let pid = runningPID(directory: directory) else { return false }
+        return kill(pid, SIGTERM) == 0
     }
 
     /// The pid in `directory`'s pid file when that process is a mosquitto running this
