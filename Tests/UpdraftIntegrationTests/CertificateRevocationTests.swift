@@ -44,6 +44,13 @@ import UpdraftTestSupport
             }
             #expect(!victim.client.isConnected)
             #expect(!(await MQTTTLSTests.connects(Self.options(h, files["crt-1"]!, "crt-1"))))
+            // Open (next session): after this supervised restart neither the gateway's
+            // MosquittoClient nor crt-2's reconnected within 10 s here, although the gateway
+            // survives `broker.stop()` + `start()` (DeviceRebootTests). Until that is found,
+            // revoking a certificate device can leave the gateway off the broker.
+            await withKnownIssue("the gateway does not reconnect after the revoke restart", isIntermittent: true) {
+                try await eventually(timeout: .seconds(10), "the gateway to reconnect") { h.stack.gateway?.mqtt.client.isConnected == true }
+            }
 
             // Provisioned again: a new certificate (new serial) connects, the old stays refused.
             let fresh = try await Self.certificates(h, ["crt-1"], into: "certs-again")
