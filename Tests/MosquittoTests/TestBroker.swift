@@ -74,7 +74,7 @@ final class TestBroker: @unchecked Sendable {  // used by one test task at a tim
         let process = try SpawnedProcess("/usr/sbin/mosquitto", ["-c", config.path], outputFile: logFile)
         self.process = process
 
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
             if process.exitStatus() != nil {
                 self.process = nil
@@ -87,7 +87,7 @@ final class TestBroker: @unchecked Sendable {  // used by one test task at a tim
             try await Task.sleep(for: .milliseconds(20))
         }
         kill()
-        throw Failure(description: "mosquitto did not accept connections on \(port) within 10 s")
+        throw Failure(description: "mosquitto did not accept connections on \(port) within 30 s")
     }
 
     /// SIGTERM and wait.

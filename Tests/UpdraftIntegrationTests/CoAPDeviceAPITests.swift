@@ -64,10 +64,12 @@ struct CoAPClientTool {
                 config.coapLifetime = .seconds(3)
             }
             fleet.start()
+            // The chatty device first: quiet-1 is online for about a second only, so waiting
+            // for both online at once raced a slow first announce (seen in CI under load).
+            try await h.waitUntilRegistered(1)
             _ = try await tool.run(
                 ["-m", "post", "-t", "json", "-e", #"{"product":"thermo","version":"1.0","lifetime":1}"#],
                 uri: uri(h, "announce?d=quiet-1"))
-            try await h.waitUntilRegistered(2)
             try await eventually(timeout: .seconds(10), "quiet-1 offline") {
                 try await h.ops.store.device("quiet-1")?.online == false
             }

@@ -142,7 +142,7 @@ public final class ManagedBroker: Service, Sendable {
             throw UpdraftError("broker_start_failed", "Could not start \(binary): \(error). Check that it is executable, or set mqtt.broker.external: true to use your own broker.")
         }
         process.withLock { $0 = child }
-        let deadline = Date().addingTimeInterval(10)
+        let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             if !child.isRunning {
                 let tail = (try? String(contentsOfFile: logPath, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: " | ") ?? ""
@@ -155,7 +155,7 @@ public final class ManagedBroker: Service, Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         child.stop()
-        throw UpdraftError("broker_start_failed", "mosquitto did not accept connections on ports \(ports.map { String($0.port) }.joined(separator: ", ")) within 10 s; see \(logPath).")
+        throw UpdraftError("broker_start_failed", "mosquitto did not accept connections on ports \(ports.map { String($0.port) }.joined(separator: ", ")) within 30 s; see \(logPath).")
     }
 
     private func writeConfiguration() throws -> String {
