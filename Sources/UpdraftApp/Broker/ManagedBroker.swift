@@ -215,15 +215,6 @@ public final class ManagedBroker: Service, Sendable {
         return kill(pid, SIGHUP) == 0
     }
 
-    /// Stops the broker of another process (SIGTERM) so that its supervising gateway
-    /// starts it again: every client reconnects, and a revoked certificate cannot.
-    /// - Returns: false when no broker runs on this directory.
-    @discardableResult
-    public static func restart(directory: String) -> Bool {
-        guard let pid = runningPID(directory: directory) else { return false }
-        return kill(pid, SIGTERM) == 0
-    }
-
     /// The pid in `directory`'s pid file when that process is a mosquitto running this
     /// directory's configuration (not whatever reuses a stale pid).
     static func runningPID(directory: String) -> Int32? {

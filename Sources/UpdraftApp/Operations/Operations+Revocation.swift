@@ -4,8 +4,8 @@ import UpdraftCore
 /// `updraft device revoke` and re-admission by `updraft device provision`.
 extension Operations {
     /// What revoking one device did: whether it had an MQTT password line (removed, the
-    /// broker reloaded), a CoAP key (removed), a valid client certificate (now on the CRL,
-    /// the broker restarted), and whether it was revoked already (then nothing is
+    /// broker reloaded), a CoAP key (removed), a valid client certificate (now on the CRL;
+    /// its MQTT session taken over, see Operations+SessionTakeover), and whether it was revoked already (then nothing is
     /// recorded again).
     public struct Revocation: Sendable, Codable, Equatable {
         public let device: String
@@ -40,14 +40,13 @@ extension Operations {
         }
         let mqtt = try credentials.remove(ids)
         let certificates = try fleetPKI.revokeCertificates(of: ids, now: now)
-        // A CRL reload (SIGHUP) refuses new handshakes but keeps a connected certificate
-        // client, and a CRL it cannot read leaves mosquitto accepting every certificate:
-        // a restart (the gateway's supervisor starts it again at once) drops the session
-        // and starts only with a readable CRL.
-        if !certificates.isEmpty {
-            ManagedBroker.restart(directory: configuration.path("broker"))
+        // Every device with a revoked certificate, not only those revoked now: a revoke
+        // killed before it took the session over is completed by the next one.
+        let onCRL = try fleetPKI.devicesWithRevokedCertificates(ids)
+        if !onCRL.isEmpty {
+            _ = try await takeOverSessions(of: onCRL)
         } else if !mqtt.isEmpty {
-            ManagedBroker.reload(directory: configuration.path("broker"))
+            try reloadBroker()
         }
         let coap = try PSKFile.remove(ids.map(\.rawValue), path: configuration.resolvedPSKFile)
         var revocations: [Revocation] = []

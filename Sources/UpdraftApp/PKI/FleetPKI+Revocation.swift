@@ -72,7 +72,8 @@ extension FleetPKI {
         try PrivateFile.replace(issuedFile, with: entries.map(\.line).joined(separator: "\n") + "\n", failure: writeFailure(issuedFile))
     }
 
-    /// Revokes every valid certificate issued to `ids` and writes the CRL again.
+    /// Revokes every valid certificate issued to `ids` and writes the CRL again (whenever
+    /// one of them has a revoked certificate).
     /// - Returns: the devices that had a certificate revoked now.
     public func revokeCertificates(of ids: [DeviceID], now: Date = Date()) throws -> Set<DeviceID> {
         guard keepsCRL else { return [] }
@@ -84,11 +85,20 @@ extension FleetPKI {
                 entries[index].revokedAt = now
                 revoked.insert(DeviceID(unchecked: entries[index].device))
             }
-            guard !revoked.isEmpty else { return [] }
-            try PrivateFile.replace(issuedFile, with: entries.map(\.line).joined(separator: "\n") + "\n", failure: writeFailure(issuedFile))
-            try writeCRL(entries, now: now)
+            if !revoked.isEmpty {
+                try PrivateFile.replace(issuedFile, with: entries.map(\.line).joined(separator: "\n") + "\n", failure: writeFailure(issuedFile))
+            }
+            // Also when they were revoked before: a revoke killed between the record and
+            // the CRL left a list without them.
+            if entries.contains(where: { $0.revokedAt != nil && names.contains($0.device) }) { try writeCRL(entries, now: now) }
             return revoked
         }
+    }
+
+    /// The devices among `ids` with a revoked certificate in the record.
+    public func devicesWithRevokedCertificates(_ ids: [DeviceID]) throws -> Set<DeviceID> {
+        let names = Set(ids.map(\.rawValue))
+        return Set(try issuedCertificates().filter { $0.revokedAt != nil && names.contains($0.device) }.map { DeviceID(unchecked: $0.device) })
     }
 
     /// Signs the CRL again from the record (at broker start: a fresh nextUpdate), after
