@@ -52,7 +52,9 @@ struct Revoke: OperationsCommand {
             next start): the password line leaves the managed broker's password file and the \
             broker reloads it, which disconnects the device; its key leaves the PSK file, so \
             DTLS handshakes fail, and the gateway refuses what it sends over a session opened \
-            before (device_revoked). Its active job is canceled with reason `revoked`, and a \
+            before (device_revoked). Its client certificates go on the fleet CA's revocation \
+            list: the broker reloads it and the device's MQTT session is taken over (only its \
+            connection drops), and CoAP refuses the certificate at the DTLS handshake. Its active job is canceled with reason `revoked`, and a \
             device.revoked event records who did it. The device stays in the registry, marked \
             revoked; `updraft device provision` admits it again with new credentials.
             """)

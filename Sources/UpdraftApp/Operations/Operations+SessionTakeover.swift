@@ -1,6 +1,4 @@
 import Foundation
-import Logging
-import Mosquitto
 import UpdraftCore
 
 /// Dropping the MQTT connection of a revoked certificate device, and only it.
@@ -20,7 +18,7 @@ extension Operations {
     /// (``reloadBroker()``).
     /// - Returns: the devices whose session was taken over (connected or not); empty when
     ///   no managed broker runs.
-    func takeOverSessions(of ids: Set<DeviceID>, within limit: Duration = .seconds(4)) async throws -> Set<DeviceID> {
+    func takeOverSessions(of ids: Set<DeviceID>) async throws -> Set<DeviceID> {
         guard !ids.isEmpty, managedBrokerDirectory.map({ ManagedBroker.runningPID(directory: $0) != nil }) == true else { return [] }
         let credentials = brokerCredentials
         let passwords = Dictionary(uniqueKeysWithValues: ids.map { ($0, BrokerCredentials.newPassword()) })
@@ -34,16 +32,17 @@ extension Operations {
             try? reloadBroker()
         }
         try reloadBroker()
-        let deadline = ContinuousClock.now + limit
         var taken: Set<DeviceID> = []
         await withTaskGroup(of: DeviceID?.self) { group in
             for (id, password) in passwords {
-                group.addTask { await self.takeOver(id, password: password, until: deadline) ? id : nil }
+                // One connection as the device (clean session), retried until the broker
+                // has reloaded the one-off password, then closed.
+                group.addTask { (try? await self.waitUntilBrokerAccepts(.init(username: id.rawValue, password: password))) != nil ? id : nil }
             }
             for await id in group { if let id { taken.insert(id) } }
         }
         for id in ids.subtracting(taken) {
-            logger.error("revoked device's MQTT session not taken over; restart the broker to drop it", metadata: ["device": "\(id)"])
+            logger.error("revoked device's MQTT session not taken over within the time allowed (is the broker overloaded?); run `updraft device revoke` for it again", metadata: ["device": "\(id)"])
         }
         return taken
     }
@@ -61,23 +60,4 @@ extension Operations {
 
     /// The managed broker's directory (nil with an external broker).
     var managedBrokerDirectory: String? { configuration.mqtt.broker.external ? nil : configuration.path("broker") }
-
-    /// Connects once as `id` (retrying while the broker has not reloaded the one-off
-    /// password yet) and disconnects.
-    private func takeOver(_ id: DeviceID, password: String, until deadline: ContinuousClock.Instant) async -> Bool {
-        var options = configuration.brokerOptions(clientID: id.rawValue)
-        (options.username, options.password, options.cleanSession, options.reconnect) = (id.rawValue, password, true, .disabled)
-        while ContinuousClock.now < deadline {
-            let client = MosquittoClient(options: options, logger: logger)
-            do {
-                try await client.connect(timeout: .seconds(1))
-                await client.disconnect()
-                return true
-            } catch {
-                await client.disconnect()
-                try? await Task.sleep(for: .milliseconds(50))
-            }
-        }
-        return false
-    }
 }
