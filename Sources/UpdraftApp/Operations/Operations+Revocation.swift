@@ -5,8 +5,8 @@ import UpdraftCore
 extension Operations {
     /// What revoking one device did: whether it had an MQTT password line (removed, the
     /// broker reloaded), a CoAP key (removed), a valid client certificate (now on the CRL;
-    /// its MQTT session taken over, see Operations+SessionTakeover), and whether it was revoked already (then nothing is
-    /// recorded again).
+    /// its MQTT session taken over, see Operations+SessionTakeover), and whether it was
+    /// revoked already (then nothing is recorded again).
     public struct Revocation: Sendable, Codable, Equatable {
         public let device: String
         public let mqtt, coap, alreadyRevoked: Bool
