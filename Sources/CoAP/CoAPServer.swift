@@ -78,9 +78,17 @@ public final class CoAPServer: Sendable {
         public var caFile: String
         public var certificateFile: String
         public var privateKeyFile: String
+        /// A last word on a client's own certificate (DER) once it verified against the CA,
+        /// e.g. a revocation check: `false` fails the handshake. Runs on the event loop
+        /// thread during each handshake: answer from memory, never block.
+        public var acceptsCertificate: (@Sendable (_ der: [UInt8]) -> Bool)?
 
-        public init(caFile: String, certificateFile: String, privateKeyFile: String) {
+        public init(
+            caFile: String, certificateFile: String, privateKeyFile: String,
+            acceptsCertificate: (@Sendable (_ der: [UInt8]) -> Bool)? = nil
+        ) {
             (self.caFile, self.certificateFile, self.privateKeyFile) = (caFile, certificateFile, privateKeyFile)
+            self.acceptsCertificate = acceptsCertificate
         }
     }
 

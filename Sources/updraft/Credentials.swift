@@ -52,11 +52,13 @@ struct Revoke: OperationsCommand {
             next start): the password line leaves the managed broker's password file and the \
             broker reloads it, which disconnects the device; its key leaves the PSK file, so \
             DTLS handshakes fail, and the gateway refuses what it sends over a session opened \
-            before (device_revoked). Its active job is canceled with reason `revoked`, and a \
+            before (device_revoked). Its client certificates go on the fleet CA's revocation \
+            list: the broker reloads it and the device's MQTT session is taken over (only its \
+            connection drops), and CoAP refuses the certificate at the DTLS handshake. Its active job is canceled with reason `revoked`, and a \
             device.revoked event records who did it. The device stays in the registry, marked \
             revoked; `updraft device provision` admits it again with new credentials.
             """)
-    @Flag(help: "Print a JSON array of {device, mqtt, coap, already_revoked}.") var json = false
+    @Flag(help: "Print a JSON array of {device, mqtt, coap, certificate, already_revoked}.") var json = false
     @Argument(help: "Device ids.") var ids: [String]
     @OptionGroup var global: GlobalOptions
 
@@ -64,7 +66,8 @@ struct Revoke: OperationsCommand {
         let revoked = try await ops.revokeDevices(try ids.map { try DeviceID(validating: $0) })
         guard !json else { return print(try jsonText(revoked)) }
         for r in revoked {
-            let removed = [r.mqtt ? "MQTT password" : nil, r.coap ? "CoAP key" : nil].compactMap { $0 }.joined(separator: " and ")
+            let removed = [r.mqtt ? "MQTT password" : nil, r.coap ? "CoAP key" : nil, r.certificate ? "client certificate (now on the CRL)" : nil]
+                .compactMap { $0 }.joined(separator: " and ")
             print("device \(r.device): revoked\(r.alreadyRevoked ? " (already)" : "")\(removed.isEmpty ? "" : "; removed its " + removed)")
         }
     }

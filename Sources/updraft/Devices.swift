@@ -173,7 +173,7 @@ extension DeviceCommand {
                 """)
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Device id.") var id: String
-        @Flag(help: "Print JSON: {device, canceled_job, revocation: {device, mqtt, coap, already_revoked}}.") var json = false
+        @Flag(help: "Print JSON: {device, canceled_job, revocation: {device, mqtt, coap, certificate, already_revoked}}.") var json = false
 
         func run(_ ops: Operations) async throws {
             let done = try await ops.decommissionDevice(try DeviceID(validating: id))

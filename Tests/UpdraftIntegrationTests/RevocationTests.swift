@@ -196,7 +196,7 @@ struct CoAPDevices {
 
         let run = try await cli.run(["device", "revoke", "r-1", "--json"] + common)
         #expect(run.status == 0, "\(run.output)")
-        #expect(run.output.contains(#"{"already_revoked":false,"coap":true,"device":"r-1","mqtt":true}"#), "\(run.output)")
+        #expect(run.output.contains(#"{"already_revoked":false,"certificate":false,"coap":true,"device":"r-1","mqtt":true}"#), "\(run.output)")
         let (passwords, keys) = (try String(contentsOfFile: passwd, encoding: .utf8), try String(contentsOfFile: psk, encoding: .utf8))
         #expect(!passwords.contains("r-1:") && passwords.contains("r-2:"))
         #expect(!keys.contains("r-1 ") && keys.contains("r-2 "))

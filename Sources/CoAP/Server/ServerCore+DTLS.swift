@@ -10,9 +10,15 @@ import Glibc
 extension ServerCore {
 
     /// A peer's certificate passed the TLS checks; depth 0 is the peer's own.
-    func certificateChecked(name: String, session: OpaquePointer, depth: UInt32, validated: Bool) -> Bool {
+    /// At depth 0, ``CoAPServer/PKI/acceptsCertificate`` may still refuse it.
+    func certificateChecked(name: String, der: UnsafeBufferPointer<UInt8>, session: OpaquePointer, depth: UInt32, validated: Bool) -> Bool {
         guard validated else { return false }
-        if depth == 0 { certificateNames[session] = name }
+        guard depth == 0 else { return true }
+        if let accepts = configuration.pki?.acceptsCertificate, !accepts(Array(der)) {
+            logger.notice("DTLS handshake rejected: certificate refused (revoked)", metadata: ["coap.certificate_cn": "\(name)"])
+            return false
+        }
+        certificateNames[session] = name
         return true
     }
 
@@ -94,7 +100,8 @@ func serverCertificateName(
 ) -> Int32 {
     guard let cn, let session, let argument else { return 0 }
     let core = Unmanaged<ServerCore>.fromOpaque(argument).takeUnretainedValue()
-    return core.certificateChecked(name: String(cString: cn), session: session, depth: depth, validated: validated != 0) ? 1 : 0
+    let der = UnsafeBufferPointer(start: certificate, count: certificate == nil ? 0 : length)
+    return core.certificateChecked(name: String(cString: cn), der: der, session: session, depth: depth, validated: validated != 0) ? 1 : 0
 }
 
 /// `coap_event_handler_t`: follows DTLS sessions from hello to close.

@@ -14,6 +14,9 @@ struct BrokerListeners: Sendable {
     var caFile: String
     var certFile: String
     var keyFile: String
+    /// The fleet CA's revocation list (``FleetPKI/crlFile``), checked on the mutual-TLS
+    /// listener; nil when this PKI cannot sign one (your own CA without its key).
+    var crlFile: String? = nil
     /// Whether clients prove who they are (then each username is its client id).
     var authenticates: Bool
 
@@ -36,7 +39,7 @@ struct BrokerListeners: Sendable {
         if mtlsPort != 0 {
             blocks.append(block(
                 "Mutual TLS: a certificate of the fleet CA, its CN is the username", port: mtlsPort, host: host,
-                tls + ["require_certificate true", "use_identity_as_username true"]))
+                tls + ["require_certificate true", "use_identity_as_username true"] + (crlFile.map { ["crlfile \($0)"] } ?? [])))
         }
         if plainPort != 0 {
             blocks.append(block("Plain MQTT, this machine only", port: plainPort, host: "127.0.0.1", []))

@@ -48,7 +48,8 @@ public final class ManagedBroker: Service, Sendable {
         var listeners: BrokerListeners {
             BrokerListeners(
                 host: tlsHost, tlsPort: tlsPort, mtlsPort: mtlsPort, plainPort: plainPort, caFile: pki.caFile,
-                certFile: pki.brokerCertFile, keyFile: pki.brokerKeyFile, authenticates: authentication == .passwordFile)
+                certFile: pki.brokerCertFile, keyFile: pki.brokerKeyFile, crlFile: pki.keepsCRL ? pki.crlFile : nil,
+                authenticates: authentication == .passwordFile)
         }
     }
 

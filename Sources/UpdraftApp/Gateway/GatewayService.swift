@@ -74,7 +74,11 @@ public final class GatewayService: Service, Sendable {
         settings.maxHandshakes = c.maxHandshakes
         settings.handshakeTimeout = .seconds(c.handshakeTimeout)
         if c.securePort != 0, !c.caFile.isEmpty {
-            settings.pki = CoAPServer.PKI(caFile: c.caFile, certificateFile: c.certificateFile, privateKeyFile: c.privateKeyFile)
+            // The fleet CA's revoked certificates (`device revoke`) are refused at the handshake.
+            let revoked = RevokedCertificates(pki: FleetPKI(configuration: configuration))
+            settings.pki = CoAPServer.PKI(
+                caFile: c.caFile, certificateFile: c.certificateFile, privateKeyFile: c.privateKeyFile,
+                acceptsCertificate: { revoked.accepts(der: $0) })
         }
         let server = CoAPServer(configuration: settings, logger: logger)
         return try CoAPGateway(

@@ -12,7 +12,7 @@ extension Operations {
     public func provisionDevices(_ ids: [DeviceID]) throws -> [BrokerCredentials.Account] {
         guard !ids.isEmpty else { return [] }
         let accounts = try brokerCredentials.provision(ids)
-        ManagedBroker.reload(directory: configuration.path("broker"))
+        try reloadBroker()
         return accounts
     }
 
@@ -48,7 +48,7 @@ extension Operations {
         var attempts = 0
         while true {
             attempts += 1
-            if attempts % 25 == 0 { ManagedBroker.reload(directory: configuration.path("broker")) }
+            if attempts % 25 == 0 { try reloadBroker() }
             var options = configuration.brokerOptions(clientID: account.username)
             if let port { options.port = port }
             (options.username, options.password) = (account.username, account.password)
@@ -71,14 +71,14 @@ extension Operations {
     /// a running managed broker reloads and lets it in.
     public func addConsumer(_ name: ConsumerName) throws -> BrokerCredentials.Account {
         let account = try brokerCredentials.addConsumer(name, brokerDirectory: configuration.path("broker"))
-        ManagedBroker.reload(directory: configuration.path("broker"))
+        try reloadBroker()
         return account
     }
 
     /// Removes a backend consumer's account; a running managed broker reloads and disconnects it.
     public func removeConsumer(_ name: ConsumerName) throws {
         try brokerCredentials.removeConsumer(name, brokerDirectory: configuration.path("broker"))
-        ManagedBroker.reload(directory: configuration.path("broker"))
+        try reloadBroker()
     }
 
     /// The gateway's and the events consumer's accounts (made on first use).

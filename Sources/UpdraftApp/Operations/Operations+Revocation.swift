@@ -4,12 +4,14 @@ import UpdraftCore
 /// `updraft device revoke` and re-admission by `updraft device provision`.
 extension Operations {
     /// What revoking one device did: whether it had an MQTT password line (removed, the
-    /// broker reloaded) and a CoAP key (removed), and whether it was revoked already
-    /// (then nothing is recorded again).
+    /// broker reloaded), a CoAP key (removed), a valid client certificate (now on the CRL;
+    /// its MQTT session taken over, see Operations+SessionTakeover), and whether it was
+    /// revoked already (then nothing is recorded again).
     public struct Revocation: Sendable, Codable, Equatable {
         public let device: String
         public let mqtt, coap, alreadyRevoked: Bool
-        enum CodingKeys: String, CodingKey { case device, mqtt, coap, alreadyRevoked = "already_revoked" }
+        public var certificate = false
+        enum CodingKeys: String, CodingKey { case device, mqtt, coap, certificate, alreadyRevoked = "already_revoked" }
     }
 
     /// Revokes devices: their MQTT password line and CoAP key are removed at once (a running
@@ -37,7 +39,15 @@ extension Operations {
                 "No device \(unknown.map(\.rawValue).joined(separator: ", ")) is provisioned or has ever connected; check the ids (`updraft device list`). Nothing was revoked.")
         }
         let mqtt = try credentials.remove(ids)
-        if !mqtt.isEmpty { ManagedBroker.reload(directory: configuration.path("broker")) }
+        let certificates = try fleetPKI.revokeCertificates(of: ids, now: now)
+        // Every device with a revoked certificate, not only those revoked now: a revoke
+        // killed before it took the session over is completed by the next one.
+        let onCRL = try fleetPKI.devicesWithRevokedCertificates(ids)
+        if !onCRL.isEmpty {
+            _ = try await takeOverSessions(of: onCRL)
+        } else if !mqtt.isEmpty {
+            try reloadBroker()
+        }
         let coap = try PSKFile.remove(ids.map(\.rawValue), path: configuration.resolvedPSKFile)
         var revocations: [Revocation] = []
         for id in ids {
@@ -54,7 +64,9 @@ extension Operations {
                     devices: registered ? [] : [Device(id: id, firstSeen: now)],
                     events: [UpdraftEvent(kind: .deviceRevoked, time: now, deviceID: id, detail: "revoked by \(actor)", actor: actor.name)])
             }
-            revocations.append(Revocation(device: id.rawValue, mqtt: mqtt.contains(id.rawValue), coap: coap.contains(id.rawValue), alreadyRevoked: was.value))
+            var revocation = Revocation(device: id.rawValue, mqtt: mqtt.contains(id.rawValue), coap: coap.contains(id.rawValue), alreadyRevoked: was.value)
+            revocation.certificate = certificates.contains(id)
+            revocations.append(revocation)
         }
         logger.notice("devices revoked", metadata: ["devices": "\(ids.map(\.rawValue))", "actor": "\(actor)"])
         return revocations

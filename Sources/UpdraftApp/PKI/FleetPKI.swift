@@ -50,7 +50,13 @@ public struct FleetPKI: Sendable {
 
     /// Makes what is missing of a generated PKI (CA, broker certificate); checks that the
     /// files of your own PKI are readable.
+    /// Then signs the CRL again (``refreshCRL(now:)``).
     public func prepareBroker(now: Date = Date()) throws {
+        try prepareBrokerCertificate(now: now)
+        try refreshCRL(now: now)
+    }
+
+    private func prepareBrokerCertificate(now: Date) throws {
         guard isGenerated else {
             for (key, path) in [("pki.ca_file", caFile), ("pki.broker_cert_file", brokerCertFile), ("pki.broker_key_file", brokerKeyFile)]
             where !FileManager.default.isReadableFile(atPath: path) {
@@ -70,22 +76,28 @@ public struct FleetPKI: Sendable {
         }
     }
 
-    /// A new key and certificate for `id`, signed by the fleet CA.
+    /// A new key and certificate for `id`, signed by the fleet CA, recorded in
+    /// `issued-certificates` (a new serial each time; earlier ones keep their state).
     public func issueDevice(_ id: DeviceID, now: Date = Date()) throws -> DeviceCertificate {
+        try withLock {
+            let ca = try signingCA(now: now)
+            let key = P256.Signing.PrivateKey()
+            let certificate = try Self.leaf(
+                commonName: id.rawValue, publicKey: .init(key.publicKey), names: [], usage: .clientAuth,
+                days: settings.deviceDays, ca: ca, now: now)
+            try record(certificate, device: id)
+            return DeviceCertificate(certificate: try certificate.serializeAsPEM().pemString + "\n", privateKey: key.pemRepresentation + "\n")
+        }
+    }
+
+    /// The CA certificate and key that sign device certificates and the CRL (the caller
+    /// holds the PKI lock).
+    func signingCA(now: Date) throws -> (certificate: Certificate, key: Certificate.PrivateKey) {
         guard let caKeyFile else {
-            throw UpdraftError("pki_no_ca_key", "Device certificates are signed with the CA's key, and pki.ca_key_file is empty: set it, or issue the certificate (CN = \(id), clientAuth) with your own PKI.")
+            throw UpdraftError("pki_no_ca_key", "Device certificates and the revocation list are signed with the CA's key, and pki.ca_key_file is empty: set it, or issue certificates (CN = device id, clientAuth) with your own PKI.")
         }
-        let ca: (certificate: Certificate, key: Certificate.PrivateKey)
-        if isGenerated {
-            ca = try withLock { try loadOrMakeCA(now: now) }
-        } else {
-            ca = (try Self.readCertificate(caFile), try Self.readKey(caKeyFile))
-        }
-        let key = P256.Signing.PrivateKey()
-        let certificate = try Self.leaf(
-            commonName: id.rawValue, publicKey: .init(key.publicKey), names: [], usage: .clientAuth,
-            days: settings.deviceDays, ca: ca, now: now)
-        return DeviceCertificate(certificate: try certificate.serializeAsPEM().pemString + "\n", privateKey: key.pemRepresentation + "\n")
+        if isGenerated { return try loadOrMakeCA(now: now) }
+        return (try Self.readCertificate(caFile), try Self.readKey(caKeyFile))
     }
 
     /// The broker certificate's names: the loopback ones and `pki.broker_names`.
@@ -95,7 +107,7 @@ public struct FleetPKI: Sendable {
 
     // MARK: Internals
 
-    private func loadOrMakeCA(now: Date) throws -> (certificate: Certificate, key: Certificate.PrivateKey) {
+    func loadOrMakeCA(now: Date) throws -> (certificate: Certificate, key: Certificate.PrivateKey) {
         let certExists = FileManager.default.fileExists(atPath: caFile)
         let keyExists = FileManager.default.fileExists(atPath: directory + "/ca.key")
         if certExists && keyExists { return (try Self.readCertificate(caFile), try Self.readKey(directory + "/ca.key")) }
@@ -189,12 +201,12 @@ public struct FleetPKI: Sendable {
         else { throw writeFailure(path) }
     }
 
-    private func writeFailure(_ path: String) -> UpdraftError {
+    func writeFailure(_ path: String) -> UpdraftError {
         UpdraftError("pki_write_failed", "Cannot write \(path); check that \(directory) is writable by this user.")
     }
 
     /// `serve` and `device provision --cert` may make the CA at once: one at a time.
-    private func withLock<T>(_ body: () throws -> T) throws -> T {
+    func withLock<T>(_ body: () throws -> T) throws -> T {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
