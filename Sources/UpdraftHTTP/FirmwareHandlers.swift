@@ -33,7 +33,7 @@ extension APIHandlers {
         let signed = headers.updraftManifest != nil || headers.updraftSignature != nil
         if here, !signed, let product, let version { return .here(product: product, version: version) }
         if signed, !here, let manifest = headers.updraftManifest, let signature = headers.updraftSignature {
-            guard let payload = Data(base64Encoded: manifest), let raw = Data(base64Encoded: signature.trimmingCharacters(in: .whitespaces)) else {
+            guard let payload = strictBase64(manifest), let raw = strictBase64(signature.trimmingCharacters(in: .whitespaces)) else {
                 throw UpdraftError(
                     "invalid_signature_encoding",
                     "Updraft-Manifest and Updraft-Signature must be base64: the .manifest file's bytes, and the .sig file's text, from `updraft firmware sign`.")
@@ -43,6 +43,13 @@ extension APIHandlers {
         throw UpdraftError(
             "invalid_upload",
             "Pass either ?product=P&version=V (the gateway signs the manifest) or the Updraft-Manifest and Updraft-Signature headers (signed elsewhere with `updraft firmware sign`), not both and not half of one.")
+    }
+
+    /// Base64 with nothing else in it (Foundation skips some stray characters).
+    static func strictBase64(_ text: String) -> Data? {
+        let alphabet = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+        guard !text.isEmpty, text.count % 4 == 0, text.allSatisfy(alphabet.contains) else { return nil }
+        return Data(base64Encoded: text)
     }
 
     func getFirmware(_ input: Operations.GetFirmware.Input) async throws -> Operations.GetFirmware.Output {
