@@ -37,14 +37,14 @@ struct OperatorAPIServer {
                 settings: settings, backend: backend, logger: Harness.logger, onRunning: { _ in listening.store(true, ordering: .releasing) })
             let task = Task { try await server.run() }
             let api = OperatorAPIServer(ops: ops, client: HTTPTestClient(port: settings.port), directory: directory, tokens: tokens)
+            // Stopped whether the body passed or threw; then its error, if any.
+            var failure: (any Error)?
             do {
                 try await eventually(timeout: .seconds(10), "the HTTP server listens") { listening.load(ordering: .acquiring) }
                 try await body(api)
-            } catch {
-                await api.stop(task)
-                throw error
-            }
+            } catch { failure = error }
             await api.stop(task)
+            if let failure { throw failure }
         }
     }
 
@@ -73,6 +73,13 @@ struct OperatorAPIServer {
     func announce(_ ids: [String], product: String = "thermo", version: String = "1.0") async throws {
         try await ops.store.commit(
             StoreBatch(devices: try ids.map { Device(id: try DeviceID(validating: $0), product: try ProductID(validating: product), version: try FirmwareVersion(validating: version), online: false) }))
+    }
+
+    /// Devices on thermo 1.0 and `firmware` (thermo@version) in the catalog, uploaded by t-operate.
+    func catalog(devices: [String], version: String, seed: UInt8) async throws {
+        try await announce(devices)
+        let added = try await upload(Self.image(1500, seed: seed), product: "thermo", version: version)
+        guard added.status == 201 else { throw UpdraftError("test_setup", "upload: \(added.status) \(added.text)") }
     }
 
     static func image(_ size: Int, seed: UInt8) -> [UInt8] { (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31) ^ seed } }

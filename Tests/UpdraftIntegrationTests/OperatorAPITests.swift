@@ -49,8 +49,7 @@ import UpdraftTestSupport
 
     @Test func everyChangeNamesTheTokenAsActorAndTheCLIItsUser() async throws {
         try await OperatorAPIServer.with { api in
-            try await api.announce(["d1", "d2"])
-            #expect(try await api.upload(OperatorAPIServer.image(2000, seed: 2), product: "thermo", version: "2.0").status == 201)
+            try await api.catalog(devices: ["d1", "d2"], version: "2.0", seed: 2)
             let created = try await api.send("POST", "/v1/releases", .operate, json: #"{"firmware":"thermo@2.0","devices":["d1","d2"]}"#)
             #expect(created.status == 201, "\(created.text)")
             let release = try #require(created.json["release"] as? String)
@@ -68,6 +67,11 @@ import UpdraftTestSupport
             #expect(cancels.count == 2)
             #expect(cancels.allSatisfy { $0.actor == "token:t-admin" }, "\(cancels.map(\.actor))")
             #expect(events.filter { $0.kind == .fleetCommand }.allSatisfy { $0.actor == "token:t-admin" })
+            // And the API's event page shows it.
+            let page = try await api.send("GET", "/v1/events?after=0&limit=100", .read)
+            let first = (page.json["events"] as? [[String: Any]])?.first
+            #expect(first?["kind"] as? String == "firmware.added")
+            #expect(first?["actor"] as? String == "token:t-operate", "\(page.text.prefix(300))")
         }
     }
 
@@ -153,8 +157,7 @@ import UpdraftTestSupport
 
     @Test func verifyThenDeleteOnlyWhatNoReleaseUses() async throws {
         try await OperatorAPIServer.with { api in
-            try await api.announce(["bench-1"])
-            #expect(try await api.upload(OperatorAPIServer.image(3000, seed: 7), product: "thermo", version: "1.1").status == 201)
+            try await api.catalog(devices: ["bench-1"], version: "1.1", seed: 7)
             #expect(try await api.upload(OperatorAPIServer.image(3000, seed: 8), product: "thermo", version: "1.2").status == 201)
             let verify = try await api.send("POST", "/v1/firmware/thermo@1.1/verify", .operate, json: #"{"devices":["bench-1"]}"#)
             #expect(verify.status == 201, "\(verify.text)")
@@ -184,8 +187,7 @@ import UpdraftTestSupport
 
     @Test func aOneOffReleaseIsCreatedShownByPagesAndCanceled() async throws {
         try await OperatorAPIServer.with { api in
-            try await api.announce(["d1", "d2", "d3"])
-            #expect(try await api.upload(OperatorAPIServer.image(1500, seed: 10), product: "thermo", version: "2.0").status == 201)
+            try await api.catalog(devices: ["d1", "d2", "d3"], version: "2.0", seed: 10)
             let created = try await api.send("POST", "/v1/releases", .operate, json: #"{"firmware":"thermo@2.0","product":"thermo"}"#)
             #expect(created.status == 201, "\(created.text)")
             #expect(created.json["kind"] as? String == "one-off")
@@ -222,8 +224,7 @@ import UpdraftTestSupport
 
     @Test func aFleetReleaseTakesEveryCLIOptionAndItsCommands() async throws {
         try await OperatorAPIServer.with { api in
-            try await api.announce(["d1", "d2"])
-            #expect(try await api.upload(OperatorAPIServer.image(1500, seed: 11), product: "thermo", version: "2.0").status == 201)
+            try await api.catalog(devices: ["d1", "d2"], version: "2.0", seed: 11)
             let unverified = try await api.send("POST", "/v1/releases", .operate, json: #"{"firmware":"thermo@2.0","product":"thermo","fleet":true}"#)
             #expect(unverified.status == 409, "\(unverified.text)")
             let body = """
@@ -268,8 +269,7 @@ import UpdraftTestSupport
     /// unknown firmware 404, devices that never connected 422. Nothing is created.
     @Test func releaseCreateRefusesBadBodies() async throws {
         try await OperatorAPIServer.with { api in
-            try await api.announce(["d1"])
-            #expect(try await api.upload(OperatorAPIServer.image(1500, seed: 12), product: "thermo", version: "2.0").status == 201)
+            try await api.catalog(devices: ["d1"], version: "2.0", seed: 12)
             let cases: [(String, String, Int, String?)] = [
                 ("malformed", #"{"firmware":"thermo@2.0","#, 400, nil),
                 ("unknown field", #"{"firmware":"thermo@2.0","product":"thermo","percentage":5}"#, 400, nil),
