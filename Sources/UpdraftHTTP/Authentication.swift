@@ -56,6 +56,25 @@ enum OperationScopes {
         Operations.ListReleases.id: .read,
         Operations.ListEvents.id: .read,
         Operations.ListTokens.id: .admin,
+        // Firmware (FirmwareHandlers): deleting needs admin.
+        Operations.UploadFirmware.id: .operate,
+        Operations.GetFirmware.id: .read,
+        Operations.VerifyFirmware.id: .operate,
+        Operations.DeleteFirmware.id: .admin,
+        // Releases (ReleaseHandlers).
+        Operations.CreateRelease.id: .operate,
+        Operations.GetRelease.id: .read,
+        Operations.PauseRelease.id: .operate,
+        Operations.ResumeRelease.id: .operate,
+        Operations.AdvanceRelease.id: .operate,
+        Operations.CancelRelease.id: .operate,
+    ]
+
+    /// The content types an operation's request body may have (415 otherwise).
+    static let bodyTypes: [String: [String]] = [
+        Operations.UploadFirmware.id: ["application/octet-stream"],
+        Operations.VerifyFirmware.id: ["application/json"],
+        Operations.CreateRelease.id: ["application/json"],
     ]
 }
 
@@ -74,6 +93,14 @@ struct ScopeAndProblemMiddleware: ServerMiddleware {
             guard let caller = CallerMiddleware.current else { return (Problem.unauthorized.httpResponse, Problem.unauthorized.body) }
             guard caller.scope >= scope else {
                 let problem = Problem.insufficientScope(caller, needs: scope)
+                return (problem.httpResponse, problem.body)
+            }
+        }
+        if let accepted = OperationScopes.bodyTypes[operationID] {
+            let received = request.headerFields[.contentType]
+            let media = received?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            guard let media, accepted.contains(media) else {
+                let problem = Problem.unsupportedMediaType(received, accepted: accepted)
                 return (problem.httpResponse, problem.body)
             }
         }

@@ -1,17 +1,21 @@
 public import UpdraftCore
 
-/// What the HTTP API reads, handed in by the composition root (UpdraftApp): the status
-/// store for the /v1 reads, and the running gateway's readiness and metrics.
+/// What the HTTP API reads and changes, handed in by the composition root (UpdraftApp):
+/// the status store for the /v1 reads, the running gateway's readiness and metrics, and
+/// the operator's changes (``OperatorPort``).
 public struct HTTPBackend: Sendable {
     public var store: any StatusStore
     public var readiness: @Sendable () async -> [ReadinessCheck]
     public var metrics: @Sendable () async -> GatewayMetricsSnapshot
+    /// The changes (uploads, releases, rollout commands); `nil`: the API only reads
+    /// (every change answers 503).
+    public var operations: (any OperatorPort)?
 
     public init(
         store: any StatusStore, readiness: @escaping @Sendable () async -> [ReadinessCheck],
-        metrics: @escaping @Sendable () async -> GatewayMetricsSnapshot
+        metrics: @escaping @Sendable () async -> GatewayMetricsSnapshot, operations: (any OperatorPort)? = nil
     ) {
-        (self.store, self.readiness, self.metrics) = (store, readiness, metrics)
+        (self.store, self.readiness, self.metrics, self.operations) = (store, readiness, metrics, operations)
     }
 }
 

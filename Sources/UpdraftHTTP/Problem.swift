@@ -24,8 +24,27 @@ struct Problem: Error, Sendable, Encodable {
         self.init(status: Self.status(of: error.code), code: error.code, detail: error.message)
     }
 
+    /// Codes of a change the current state refuses (409).
+    static let conflicts: Set<String> = [
+        "firmware_in_use", "job_finished", "not_locked", "release_is_lock", "not_a_fleet_release", "rollout_completed",
+        "rollout_last_stage", "rollout_paused", "rollout_stopped", "firmware_unverified", "firmware_verifying",
+        "firmware_already_verified", "firmware_verification_failed", "verification_in_progress", "active_job_exists",
+        "device_revoked", "job_installing",
+    ]
+    /// Codes of a well-formed request whose content is refused (422).
+    static let unprocessable: Set<String> = [
+        "invalid_release_options", "invalid_stages", "invalid_threshold", "invalid_selection", "invalid_percentage", "invalid_rate",
+        "invalid_retry", "invalid_timeout", "invalid_stage_duration", "invalid_target", "product_mismatch", "unknown_devices",
+        "manifest_image_mismatch", "manifest_key_untrusted", "manifest_malformed", "manifest_sequence", "manifest_signature",
+        "downgrade_refused", "verification_no_devices", "schedule_in_past", "firmware_empty", "no_trusted_keys", "key_missing",
+        "firmware_image_missing", "firmware_image_corrupt",
+    ]
+
     static func status(of code: String) -> HTTPResponse.Status {
         if code.hasSuffix("_not_found") { return .notFound }
+        if conflicts.contains(code) { return .conflict }
+        if unprocessable.contains(code) { return .unprocessableContent }
+        if code == "firmware_too_large" { return .contentTooLarge }
         if code.hasPrefix("invalid") || code == "bad_request" { return .badRequest }
         if code.hasSuffix("_exists") || code.hasSuffix("_conflict") { return .conflict }
         if code == "unauthorized" { return .unauthorized }
@@ -36,6 +55,18 @@ struct Problem: Error, Sendable, Encodable {
     static let unauthorized = Problem(
         status: .unauthorized, code: "unauthorized",
         detail: "Send a valid token as 'Authorization: Bearer <token>'. Make one with `updraft token create NAME --scope read`.")
+
+    static func tooLarge(_ limit: Int64) -> Problem {
+        Problem(
+            status: .contentTooLarge, code: "firmware_too_large",
+            detail: "The image is larger than firmware.max_image_bytes (\(limit) bytes). Raise that limit in the gateway's configuration, or upload a smaller image.")
+    }
+
+    static func unsupportedMediaType(_ received: String?, accepted: [String]) -> Problem {
+        Problem(
+            status: .unsupportedMediaType, code: "unsupported_media_type",
+            detail: "This call takes Content-Type \(accepted.joined(separator: " or ")), not \(received.map { "'\($0.prefix(80))'" } ?? "none").")
+    }
 
     static func insufficientScope(_ token: AccessToken, needs scope: TokenScope) -> Problem {
         Problem(

@@ -40,7 +40,7 @@ extension Components.Schemas.Event {
             seq: event.sequence, time: event.time, kind: event.kind.rawValue, device: event.deviceID?.rawValue,
             job: event.jobID?.rawValue, release: event.releaseID?.rawValue, firmware: event.firmwareID?.rawValue,
             from: event.from?.rawValue, to: event.to?.rawValue, progress: event.progress, reason: event.reason?.rawValue,
-            detail: event.detail)
+            detail: event.detail, actor: event.actor)
     }
 }
 

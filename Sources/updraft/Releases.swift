@@ -71,49 +71,61 @@ struct ReleaseCommand: AsyncParsableCommand {
         @Flag(help: "Allow device ids that never connected (their jobs wait for them).") var allowUnknown = false
         @Flag(name: .shortAndLong, help: "Print only the release id (for scripts: R=$(updraft release create ... -q)).") var quiet = false
 
-        var isFleet: Bool {
-            fleet || groups != nil || selectGroup != nil || selectDevices != nil || percent != nil || sourceVersions != nil
-                || membership != nil || startAt != nil || retryInterval != nil || maxRetries != nil || deviceTimeout != nil
-                || rate != nil || delivery != nil || stages != nil || successThreshold != nil || errorThreshold != nil
-                || onError != nil || minStageDuration != nil || force
-        }
-
         func validate() throws {
             let targets = [devices, product, groups].compactMap { $0 }.count
             if targets != 1 {
                 throw ValidationError("Give exactly one target: --devices a,b,c, --groups g1,g2 or --product P.")
             }
-            if [selectGroup, selectDevices].compactMap({ $0 }).count + (percent == nil ? 0 : 1) > 1 {
-                throw ValidationError("Give at most one of --select-group, --select-devices and --percent.")
-            }
-            if let percent, !(percent > 0 && percent <= 100) {
-                throw ValidationError("--percent must be more than 0 and at most 100 (got \(percent.formatted())).")
-            }
-            if let maxRetries, !(0...10).contains(maxRetries) { throw ValidationError("--max-retries must be 0...10 (got \(maxRetries)).") }
-            if let rate, rate < 1 { throw ValidationError("--rate must be at least 1 offer per minute (got \(rate)).") }
-            for (flag, value) in [("--success-threshold", successThreshold), ("--error-threshold", errorThreshold)] {
-                if let value, !(0...1).contains(value) { throw ValidationError("\(flag) must be a fraction from 0 to 1 (got \(value.formatted())).") }
-            }
         }
 
         func run(_ ops: Operations) async throws {
-            if isFleet {
-                try await createFleet(ops)
-            } else {
-                try await createOneOff(ops)
+            switch try await ops.createRelease(try order(), naming: .commandLine) {
+            case .oneOff(let plan): printOneOff(plan)
+            case .fleet(let release): printFleet(release)
             }
         }
 
-        func createOneOff(_ ops: Operations) async throws {
-            let target: ReleaseTarget
+        /// The options as the order `Operations` checks and carries out.
+        func order() throws -> ReleaseOrder {
+            let target: ReleaseOrder.Target
             if let devices {
                 target = .devices(try parseList(devices, DeviceID.self, flag: "--devices"))
+            } else if let groups {
+                target = .groups(try parseList(groups, GroupID.self, flag: "--groups"))
             } else {
                 target = .product(try ProductID(validating: product!))
             }
-            let firmwareID = try FirmwareID(validating: firmware)
-            let plan = try await ops.createRelease(
-                firmwareID: firmwareID, target: target, allowDowngrade: allowDowngrade, allowUnknown: allowUnknown)
+            var order = ReleaseOrder(firmware: try FirmwareID(validating: firmware), target: target)
+            (order.fleet, order.force, order.allowDowngrade, order.allowUnknown) = (fleet, force, allowDowngrade, allowUnknown)
+            order.selectGroups = try selectGroup.map { try parseList($0, GroupID.self, flag: "--select-group") }
+            order.selectDevices = try selectDevices.map { try parseList($0, DeviceID.self, flag: "--select-devices") }
+            order.percent = percent
+            order.sourceVersions = try sourceVersions.map { try parseList($0, FirmwareVersion.self, flag: "--source-versions") }
+            (order.membership, order.delivery) = (membership, delivery)
+            if let startAt {
+                guard let date = try? Date(startAt, strategy: .iso8601) else {
+                    throw UpdraftError("invalid_start", "--start-at '\(startAt)' is not an ISO 8601 time; write it like 2026-12-01T02:00:00Z.")
+                }
+                order.startAt = date
+            }
+            order.retryInterval = try retryInterval.map { try seconds($0, flag: "--retry-interval") }
+            order.maxRetries = maxRetries
+            order.deviceTimeout = try deviceTimeout.map { try seconds($0, flag: "--device-timeout") }
+            order.rate = rate
+            order.stages = try stages.map { stages in
+                try stages.split(separator: ",").map { part in
+                    guard let value = Int(part.trimmingCharacters(in: .whitespaces)) else {
+                        throw UpdraftError("invalid_stages", "--stages takes percentages like 1,10,50,100 (got '\(stages)').")
+                    }
+                    return value
+                }
+            }
+            (order.successThreshold, order.errorThreshold, order.onError) = (successThreshold, errorThreshold, onError)
+            order.minStageDuration = try minStageDuration.map { try seconds($0, flag: "--min-stage-duration") }
+            return order
+        }
+
+        func printOneOff(_ plan: ReleasePlan) {
             if quiet { return print(plan.release.id) }
             print("release: \(plan.release.id)")
             print("jobs:    \(plan.jobs.count)")
@@ -122,19 +134,7 @@ struct ReleaseCommand: AsyncParsableCommand {
             if plan.jobs.isEmpty { print("No device needs this firmware.") }
         }
 
-        func createFleet(_ ops: Operations) async throws {
-            let fw = try await ops.firmware(try FirmwareID(validating: firmware))
-            let target = try fleetTarget()
-            let policy = try batchPolicy()
-            let rollout = try rolloutPolicy()
-            var named: [DeviceID] = []
-            if case .devices(let ids) = target { named += ids }
-            if case .devices(let ids) = policy.selection { named += ids }
-            if !allowUnknown, let unknown = UpdraftError.unknownDevices(try await ops.unknownDevices(named)) { throw unknown }
-            let request = FleetReleaseRequest(
-                firmware: FirmwareRef(fw), target: target, policy: policy, rollout: rollout,
-                allowDowngrade: allowDowngrade, force: force)
-            let release = try await ops.createFleetRelease(request)
+        func printFleet(_ release: FleetRelease) {
             if quiet { return print(release.id) }
             print("release: \(release.id)")
             print("target:  \(release.target.summary)")
@@ -143,58 +143,6 @@ struct ReleaseCommand: AsyncParsableCommand {
             if release.rollout.policy.stages.count > 1 { print("stages:  \(release.rollout.policy.stages.map { "\($0)%" }.joined(separator: " → "))") }
             if let forced = release.forcedFrom { print("note: forced release of \(forced.rawValue) firmware (recorded)") }
             print("Follow it with `updraft release watch \(release.id)`.")
-        }
-
-        func fleetTarget() throws -> FleetTarget {
-            if let devices { return .devices(try parseList(devices, DeviceID.self, flag: "--devices")) }
-            if let groups { return .groups(try parseList(groups, GroupID.self, flag: "--groups")) }
-            return .productDefault(try ProductID(validating: product!))
-        }
-
-        /// Which devices, when, how fast and how often: from the batch options.
-        func batchPolicy() throws -> BatchPolicy {
-            var policy = BatchPolicy()
-            if let selectGroup { policy.selection = .groups(try parseList(selectGroup, GroupID.self, flag: "--select-group")) }
-            if let selectDevices { policy.selection = .devices(try parseList(selectDevices, DeviceID.self, flag: "--select-devices")) }
-            if let percent { policy.selection = .percentage(percent) }
-            if let sourceVersions {
-                policy = BatchPolicy(
-                    sourceVersions: try parseList(sourceVersions, FirmwareVersion.self, flag: "--source-versions"),
-                    membership: policy.membership, selection: policy.selection)
-            }
-            if let membership { policy.membership = membership }
-            if let startAt {
-                guard let date = try? Date(startAt, strategy: .iso8601) else {
-                    throw UpdraftError("invalid_start", "--start-at '\(startAt)' is not an ISO 8601 time; write it like 2026-12-01T02:00:00Z.")
-                }
-                policy.start = .at(date)
-            }
-            if retryInterval != nil || maxRetries != nil {
-                policy.retry = RetryPolicy(
-                    interval: try retryInterval.map { try seconds($0, flag: "--retry-interval") } ?? 60, maxRetries: maxRetries ?? 3)
-            }
-            policy.deviceTimeout = try deviceTimeout.map { try seconds($0, flag: "--device-timeout") }
-            policy.notificationsPerMinute = rate
-            if let delivery { policy.delivery = delivery }
-            return policy
-        }
-
-        /// Stages and thresholds: from the rollout options.
-        func rolloutPolicy() throws -> RolloutPolicy {
-            var rollout = RolloutPolicy()
-            if let stages {
-                rollout.stages = try stages.split(separator: ",").map { part in
-                    guard let value = Int(part.trimmingCharacters(in: .whitespaces)) else {
-                        throw UpdraftError("invalid_stages", "--stages takes percentages like 1,10,50,100 (got '\(stages)').")
-                    }
-                    return value
-                }
-            }
-            rollout.successThreshold = successThreshold
-            rollout.errorThreshold = errorThreshold
-            if let onError { rollout.onError = onError }
-            if let minStageDuration { rollout.minimumStageDuration = try seconds(minStageDuration, flag: "--min-stage-duration") }
-            return rollout
         }
     }
 
@@ -220,7 +168,7 @@ struct ReleaseCommand: AsyncParsableCommand {
                         target: release.target.summary, phase: describe(release.rollout), createdAt: release.createdAt))
             }
             for release in try await ops.store.releases() {
-                let view = ReleaseView.oneOffView(release, try await ops.releaseStatus(release.id))
+                let view = ReleaseReport.oneOffView(release, try await ops.releaseStatus(release.id))
                 rows.append(
                     Row(
                         release: release.id.rawValue, firmware: release.firmwareID.rawValue, kind: "one-off",
@@ -247,7 +195,7 @@ struct ReleaseCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON instead of text.") var json = false
 
         func run(_ ops: Operations) async throws {
-            let view = try await ReleaseView.load(try ReleaseID(validating: id), ops)
+            let view = try await ops.releaseReport(try ReleaseID(validating: id))
             if json { print(try jsonText(view)) } else { view.printText() }
         }
     }
@@ -271,7 +219,7 @@ struct ReleaseCommand: AsyncParsableCommand {
             let releaseID = try ReleaseID(validating: id)
             let board = ProgressBoard()
             while true {
-                let view = try await ReleaseView.load(releaseID, ops)
+                let view = try await ops.releaseReport(releaseID)
                 if json { print(try jsonText(view)) } else { board.draw(view.boardLines()) }
                 fflush(nil)
                 if view.finished, let trouble = view.trouble {
@@ -323,60 +271,17 @@ extension RolloutCommand {
 
     func run(_ ops: Operations) async throws {
         let id = release.id
-        let releaseID = try ReleaseID(validating: id)
-        guard try await ops.store.fleetRelease(releaseID) != nil else {
-            if try await ops.store.releases().contains(where: { $0.id == releaseID }) {
-                if Self.command == .cancel {
-                    let canceled = try await ops.cancelOneOffRelease(releaseID)
-                    return print("release \(id): \(canceled.isEmpty ? "nothing to do (every job had ended)" : "canceled \(canceled.count) jobs")")
-                }
-                throw UpdraftError(
-                    "not_a_fleet_release",
-                    "Release \(id) is a one-off release: its jobs were all created at once, so there is nothing to pause, resume or advance. Cancel it with `updraft release cancel \(id)`, or one job with `updraft job cancel JOB`.")
-            }
-            throw UpdraftError.notFound("release", id, hint: "List releases with `updraft release list`.")
-        }
         let command = Self.command
-        if let change = try await ops.command(command, release: releaseID) {
-            print("release \(id): \(change.summary)")
-        } else {
-            print("release \(id): nothing to do (already \(command == .pause ? "paused" : command == .resume ? "running" : "canceled"))")
+        switch try await ops.rollout(command, release: try ReleaseID(validating: id)) {
+        case .changed(let change): print("release \(id): \(change.summary)")
+        case .canceledJobs(let jobs): print("release \(id): \(jobs.isEmpty ? "nothing to do (every job had ended)" : "canceled \(jobs.count) jobs")")
+        case .unchanged: print("release \(id): nothing to do (already \(command == .pause ? "paused" : command == .resume ? "running" : "canceled"))")
         }
-    }
-}
-
-func describe(_ phase: RolloutStateMachine.Phase) -> String {
-    switch phase {
-    case .running: "running"
-    case .paused(.operatorRequest): "paused (operator)"
-    case .paused(.errorThreshold(let failed, let of)): "paused (\(failed) of \(of) failed)"
-    case .completed: "completed"
-    case .aborted(let failed, let of): "aborted (\(failed) of \(of) failed)"
-    case .canceled: "canceled"
     }
 }
 
 func describe(_ rollout: RolloutStateMachine) -> String {
     "\(describe(rollout.phase)), stage \(rollout.stagePercent)%"
-}
-
-func describe(_ state: DeviceUpdateState) -> String {
-    switch state {
-    case .pendingScheduled: "pending (scheduled)"
-    case .pendingRollout: "pending (rollout stage or paused)"
-    case .pendingBusy: "pending (busy with another release's job)"
-    case .pendingOffline: "pending (offline)"
-    case .pendingConsent: "pending (device does not accept updates now)"
-    case .pendingDelivery: "pending (next session or rate limit)"
-    case .pendingRetry(let at): "pending (retry at \(at.formatted(.iso8601)))"
-    case .notified: "notified"
-    case .updating(let state, let percent): "updating (\(state.rawValue), \(percent)%)"
-    case .succeeded: "succeeded"
-    case .upToDate: "up to date"
-    case .failed(let reason): "failed (\(reason?.rawValue ?? "unknown"))"
-    case .canceled: "canceled"
-    case .skippedDowngrade: "skipped (would downgrade; --allow-downgrade)"
-    }
 }
 
 func parseList<T: ValidatedIdentifier>(_ text: String, _ type: T.Type, flag: String) throws -> [T] {

@@ -53,6 +53,32 @@ package struct HTTPTestClient: Sendable {
         return HTTPTestResponse(status: Int(response.status.code), headers: headers, body: Array(buffer: body))
     }
 
+    /// Any method, with a body: whole bytes (sent with Content-Length), or a stream of
+    /// chunks of unknown length (sent chunked), as a client uploading a large file does.
+    package func send(
+        _ method: String, _ path: String, token: String? = nil, headers extra: [(String, String)] = [], body: [UInt8]? = nil,
+        stream: (chunks: Int, size: Int)? = nil
+    ) async throws -> HTTPTestResponse {
+        var request = HTTPClientRequest(url: "\(scheme)://127.0.0.1:\(port)\(path)")
+        request.method = .init(rawValue: method)
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        for (name, value) in extra { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        if let stream {
+            let chunk = ByteBuffer(repeating: 0x5A, count: stream.size)
+            let chunks = AsyncStream<ByteBuffer> { continuation in
+                for _ in 0..<stream.chunks { continuation.yield(chunk) }
+                continuation.finish()
+            }
+            request.body = .stream(chunks, length: .unknown)
+        }
+        let response = try await client.execute(request, timeout: .seconds(30))
+        let collected = try await response.body.collect(upTo: 16 << 20)
+        var headers: [String: String] = [:]
+        for header in response.headers { headers[header.name.lowercased()] = header.value }
+        return HTTPTestResponse(status: Int(response.status.code), headers: headers, body: Array(buffer: collected))
+    }
+
     package func shutdown() async {
         try? await client.shutdown()
     }

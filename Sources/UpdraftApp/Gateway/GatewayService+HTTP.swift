@@ -7,7 +7,10 @@ extension GatewayService {
     /// The API server, or `nil` when `http.port` is 0.
     func httpServer() -> HTTPServer? {
         guard configuration.http.enabled else { return nil }
-        let backend = HTTPBackend(store: store, readiness: { await self.readiness() }, metrics: { await self.metricsSnapshot() })
+        let operations = Operations(configuration: configuration, store: store, actor: ActorName("gateway"), logger: logger)
+        let backend = HTTPBackend(
+            store: store, readiness: { await self.readiness() }, metrics: { await self.metricsSnapshot() },
+            operations: OperationsPort(operations))
         return HTTPServer(settings: configuration.http, backend: backend, logger: logger)
     }
 

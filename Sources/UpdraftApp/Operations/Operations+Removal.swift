@@ -12,27 +12,25 @@ extension Operations {
     /// lock or mark the device, to stop that).
     @discardableResult
     public func cancelJob(_ id: JobID, now: Date = Date()) async throws -> Job {
-        guard let job = try await store.job(id) else {
-            throw UpdraftError.notFound(
-                "job", id.rawValue, hint: "Jobs are listed by `updraft release show RELEASE` and `updraft device show DEVICE`.")
+        let actor = actor
+        // One transaction: the job is canceled only if it is still active when written (a
+        // device finishing it meanwhile wins, and two cancels record one transition).
+        let canceled = try await store.updateJob(id) { job in
+            var machine = JobStateMachine(job)
+            guard case .transitioned(let from, _) = machine.cancel(at: now) else {
+                throw UpdraftError(
+                    "job_finished",
+                    "Job \(id) already ended (\(job.state.rawValue)); there is nothing to cancel. See `updraft device show \(job.deviceID)` for its history.")
+            }
+            job = machine.job
+            job.detail = "canceled by \(actor)"
+            return StoreBatch(events: [
+                UpdraftEvent.job(.jobTransition, job, from: from, detail: job.detail, time: now).by(actor.name),
+                UpdraftEvent(
+                    kind: .fleetCommand, time: now, deviceID: job.deviceID, jobID: id, releaseID: job.releaseID,
+                    firmwareID: job.firmwareID, detail: "cancel job", actor: actor.name),
+            ])
         }
-        var machine = JobStateMachine(job)
-        guard case .transitioned(let from, _) = machine.cancel(at: now) else {
-            throw UpdraftError(
-                "job_finished",
-                "Job \(id) already ended (\(job.state.rawValue)); there is nothing to cancel. See `updraft device show \(job.deviceID)` for its history.")
-        }
-        var canceled = machine.job
-        canceled.detail = "canceled by \(actor)"
-        try await store.commit(
-            StoreBatch(
-                jobs: [canceled],
-                events: [
-                    UpdraftEvent.job(.jobTransition, canceled, from: from, detail: canceled.detail, time: now).by(actor.name),
-                    UpdraftEvent(
-                        kind: .fleetCommand, time: now, deviceID: job.deviceID, jobID: id, releaseID: job.releaseID,
-                        firmwareID: job.firmwareID, detail: "cancel job", actor: actor.name),
-                ]))
         logger.notice("job canceled", metadata: ["job.id": "\(id)", "actor": "\(actor)"])
         return canceled
     }

@@ -33,6 +33,11 @@ public struct Operations: Sendable {
         self.store = try UpdraftStoreFactory.open(configuration, access: access, logger: logger)
     }
 
+    /// Operations over a store already open (the running gateway's, for the HTTP API).
+    public init(configuration: UpdraftConfiguration, store: any StatusStore, actor: ActorName, logger: Logger) {
+        (self.configuration, self.store, self.actor, self.logger) = (configuration, store, actor, logger)
+    }
+
     /// The same operations, recorded as done by `actor`.
     public func acting(as actor: ActorName) -> Operations {
         var copy = self

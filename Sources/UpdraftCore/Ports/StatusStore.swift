@@ -118,6 +118,14 @@ public protocol StatusStore: Sendable {
     /// it. Throws `token_not_found` when no token has that name.
     @discardableResult
     func revokeToken(_ name: TokenName, at date: Date) async throws -> AccessToken
+
+    // MARK: Operators' changes
+
+    /// Reads a job, lets `body` change it, and writes it with the batch `body` returns, in
+    /// one transaction: a change that depends on the job's state (cancel only while it is
+    /// active) sees the state it writes over. Throws `job_not_found` when it does not exist.
+    @discardableResult
+    func updateJob(_ id: JobID, _ body: @Sendable (inout Job) throws -> StoreBatch) async throws -> Job
 }
 
 extension UpdraftError {

@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 import UpdraftCore
 
-/// Removing what an operator added by mistake.
+/// Removing what an operator added by mistake, and taking back a job.
 extension SQLiteStatusStore {
     public func deleteFirmware(_ id: FirmwareID, actor: String?) async throws -> Firmware {
         try await write { db -> Firmware in
@@ -25,6 +25,20 @@ extension SQLiteStatusStore {
             _ = try Rows.append(
                 [UpdraftEvent(kind: .firmwareDeleted, time: Date(), firmwareID: id, detail: "sha256 \(firmware.sha256)", actor: actor)], db)
             return firmware
+        }
+    }
+
+    @discardableResult
+    public func updateJob(_ id: JobID, _ body: @Sendable (inout Job) throws -> StoreBatch) async throws -> Job {
+        try await write { db -> Job in
+            guard var job = try Row.fetchOne(db, sql: "SELECT \(Rows.jobColumns) FROM jobs WHERE id = ?", arguments: [id.rawValue]).map(Rows.job)
+            else {
+                throw UpdraftError.notFound("job", id.rawValue, hint: "Jobs are listed by `updraft release show RELEASE` and `updraft device show DEVICE`.")
+            }
+            var batch = try body(&job)
+            batch.jobs.insert(job, at: 0)
+            _ = try Self.apply(batch, isolatingRefusals: false, db)
+            return job
         }
     }
 }

@@ -176,6 +176,19 @@ package final class InMemoryStatusStore: StatusStore, Sendable {
     }
 
     @discardableResult
+    package func updateJob(_ id: JobID, _ body: @Sendable (inout Job) throws -> StoreBatch) async throws -> Job {
+        try write { state in
+            guard var job = state.jobs[id]?.job else {
+                throw UpdraftError.notFound("job", id.rawValue, hint: "Jobs are listed by `updraft release show RELEASE`.")
+            }
+            var batch = try body(&job)
+            batch.jobs.insert(job, at: 0)
+            _ = try state.apply(batch, isolatingRefusals: false)
+            return job
+        }
+    }
+
+    @discardableResult
     package func updateVerification(
         firmwareID: FirmwareID, _ body: @Sendable (inout FirmwareVerification) throws -> StoreBatch
     ) async throws -> FirmwareVerification {

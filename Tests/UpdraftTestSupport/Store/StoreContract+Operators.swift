@@ -9,6 +9,7 @@ extension StoreContract {
         StoreContractCheck("events keep their actor; addFirmware and createRelease stamp theirs", eventActor),
         StoreContractCheck("deleteFirmware removes an unused firmware with firmware.deleted", deleteUnusedFirmware),
         StoreContractCheck("deleteFirmware refuses a firmware a release uses, and an unknown one", deleteFirmwareInUse),
+        StoreContractCheck("updateJob changes a job in one transaction: of two racing cancels one wins", updateJobIsAtomic),
     ]
 
     static func eventActor(_ fixture: any StoreFixture) async throws {
@@ -55,5 +56,41 @@ extension StoreContract {
         #expect(try await store.firmware(id: firmware.id) == firmware)
         await #expect(throws: UpdraftError.self) { try await store.deleteFirmware("p@9", actor: nil) }
         #expect(try await store.lastEventSequence() == before)
+    }
+
+    static func updateJobIsAtomic(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        let firmware = try await addFirmware(store, "p", "1").firmware
+        let release = Release(firmwareID: firmware.id, target: .devices(["d1"]), createdAt: t0 + 1)
+        _ = try await store.createRelease(release, firmware: firmware)
+        let job = try #require(try await store.jobs(release: release.id).first)
+        let before = try await store.lastEventSequence()
+        // Both read the job inside their transaction: only the first sees it active.
+        let outcomes = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<2 {
+                group.addTask {
+                    do {
+                        try await store.updateJob(job.id) { job in
+                            var machine = JobStateMachine(job)
+                            guard case .transitioned(let from, _) = machine.cancel(at: t0 + 2) else {
+                                throw UpdraftError("job_finished", "ended")
+                            }
+                            job = machine.job
+                            return StoreBatch(events: [UpdraftEvent.job(.jobTransition, job, from: from, time: t0 + 2)])
+                        }
+                        return true
+                    } catch {
+                        return false
+                    }
+                }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(outcomes.count == 2 && outcomes.filter { $0 }.count == 1, "\(outcomes)")
+        #expect(try await store.job(job.id)?.state == .canceled)
+        let events = try await store.events(after: before, limit: 10)
+        #expect(events.map(\.kind) == [.jobTransition], "\(events)")
+        await #expect(throws: UpdraftError.self) { try await store.updateJob("j-none") { _ in StoreBatch() } }
+        #expect(try await store.lastEventSequence() == before + 1)
     }
 }

@@ -1,44 +1,43 @@
 import Foundation
-import UpdraftApp
 import UpdraftCore
 
 /// Where a release stands, fleet or one-off, in one shape: what `release show` and
 /// `release watch` print, and their `--json` (field names documented in README "JSON output").
-struct ReleaseView: Encodable {
-    struct DeviceRow: Encodable {
-        var device: String
+public struct ReleaseReport: Encodable, Sendable {
+    public struct DeviceRow: Encodable, Sendable {
+        public var device: String
         /// pending_scheduled, pending_rollout, pending_busy, pending_offline, pending_consent,
         /// pending_delivery, pending_retry, notified, updating, succeeded, up_to_date, failed,
         /// canceled, skipped_downgrade (a one-off release: the job state).
-        var state: String
-        var stateDetail: String
-        var job: String?
-        var progress: Int?
-        var attempts: Int?
-        var failure: String?
-        var detail: String?
+        public var state: String
+        public var stateDetail: String
+        public var job: String?
+        public var progress: Int?
+        public var attempts: Int?
+        public var failure: String?
+        public var detail: String?
         enum CodingKeys: String, CodingKey {
             case device, state, stateDetail = "state_detail", job, progress, attempts, failure, detail
         }
     }
 
-    var release: String
-    var firmware: String
+    public var release: String
+    public var firmware: String
     /// one-off, fleet, verification or lock.
-    var kind: String
-    var target: String
+    public var kind: String
+    public var target: String
     /// running, paused, completed, aborted or canceled.
-    var phase: String
-    var phaseDetail: String
-    var stagePercent: Int
-    var started: Bool
-    var forced: Bool
-    var total: Int
-    var counts: [String: Int]
-    var failedByReason: [String: Int]
+    public var phase: String
+    public var phaseDetail: String
+    public var stagePercent: Int
+    public var started: Bool
+    public var forced: Bool
+    public var total: Int
+    public var counts: [String: Int]
+    public var failedByReason: [String: Int]
     /// The mean download percent of the devices updating, when any are.
-    var updatingPercent: Int?
-    var devices: [DeviceRow]
+    public var updatingPercent: Int?
+    public var devices: [DeviceRow]
 
     enum CodingKeys: String, CodingKey {
         case release, firmware, kind, target, phase, phaseDetail = "phase_detail", stagePercent = "stage_percent", started
@@ -46,9 +45,9 @@ struct ReleaseView: Encodable {
     }
 
     /// Nothing more will happen to it.
-    var finished: Bool { ["completed", "aborted", "canceled"].contains(phase) }
+    public var finished: Bool { ["completed", "aborted", "canceled"].contains(phase) }
     /// Why a finished release did not go well (aborted, canceled, failures), for a non-zero exit.
-    var trouble: String? {
+    public var trouble: String? {
         guard finished else { return nil }
         let failed = counts["failed", default: 0]
         if phase == "aborted" { return "release \(release) was aborted: \(phaseDetail)" }
@@ -57,17 +56,7 @@ struct ReleaseView: Encodable {
         return nil
     }
 
-    static func load(_ id: ReleaseID, _ ops: Operations) async throws -> ReleaseView {
-        if let fleet = try await ops.store.fleetRelease(id) {
-            return fleetView(try await ops.fleetReleaseStatus(id), fleet)
-        }
-        guard let release = try await ops.store.releases().first(where: { $0.id == id }) else {
-            throw UpdraftError.notFound("release", id.rawValue, hint: "List releases with `updraft release list`.")
-        }
-        return oneOffView(release, try await ops.releaseStatus(id))
-    }
-
-    static func fleetView(_ status: ReleaseStatus, _ fleet: FleetRelease) -> ReleaseView {
+    public static func fleetView(_ status: ReleaseStatus, _ fleet: FleetRelease) -> ReleaseReport {
         let phase: String =
             switch status.phase {
             case .running: "running"
@@ -81,7 +70,7 @@ struct ReleaseView: Encodable {
                 device: entry.device.rawValue, state: stateKey(entry.state), stateDetail: describe(entry.state), job: entry.job?.rawValue,
                 progress: { if case .updating(_, let p) = entry.state { p } else { nil } }(), attempts: entry.attempts)
         }
-        return ReleaseView(
+        return ReleaseReport(
             release: status.release.rawValue, firmware: status.firmware.id.rawValue, kind: fleet.kind.rawValue,
             target: fleet.target.summary, phase: phase, phaseDetail: describe(status.phase), stagePercent: status.stagePercent,
             started: status.started, forced: status.forced, total: status.counts.total,
@@ -89,7 +78,7 @@ struct ReleaseView: Encodable {
             updatingPercent: status.counts.updatingPercent, devices: rows)
     }
 
-    static func oneOffView(_ release: Release, _ jobs: [Job]) -> ReleaseView {
+    public static func oneOffView(_ release: Release, _ jobs: [Job]) -> ReleaseReport {
         let counts = Dictionary(grouping: jobs, by: \.state.rawValue).mapValues(\.count)
         let active = jobs.contains { $0.state.isActive }
         let failed = jobs.filter { $0.state == .failed }
@@ -99,50 +88,16 @@ struct ReleaseView: Encodable {
                 device: job.deviceID.rawValue, state: job.state.rawValue, stateDetail: job.state.rawValue, job: job.id.rawValue,
                 progress: job.progress, failure: job.failure?.rawValue, detail: job.detail)
         }
-        return ReleaseView(
+        return ReleaseReport(
             release: release.id.rawValue, firmware: release.firmwareID.rawValue, kind: "one-off", target: release.target.summary,
             phase: phase, phaseDetail: active ? "\(jobs.filter { $0.state.isActive }.count) jobs active" : phase, stagePercent: 100,
             started: true, forced: false, total: jobs.count, counts: counts,
             failedByReason: Dictionary(grouping: failed, by: { $0.failure?.rawValue ?? "unknown" }).mapValues(\.count),
             updatingPercent: nil, devices: rows)
     }
-
-    func printText() {
-        print("release:  \(release) (\(kind): \(target))")
-        print("firmware: \(firmware)\(forced ? " (forced)" : "")")
-        print("phase:    \(phaseDetail)\(started ? "" : " (not started yet)")")
-        if kind != "one-off" { print("stage:    \(stagePercent)%") }
-        print("devices:  \(total)")
-        for (name, count) in counts.sorted(by: { $0.key < $1.key }) where count > 0 { print("  \(name): \(count)") }
-        for (reason, count) in failedByReason.sorted(by: { $0.key < $1.key }) { print("  failed (\(reason)): \(count)") }
-        guard !devices.isEmpty else { return }
-        print("DEVICE\tSTATE\tJOB\t\(kind == "one-off" ? "PROGRESS" : "ATTEMPTS")")
-        for row in devices {
-            var line = "\(row.device)\t\(row.stateDetail)\t\(row.job ?? "-")\t"
-            line += kind == "one-off" ? "\(row.progress ?? 0)%" : "\(row.attempts ?? 0)"
-            if let failure = row.failure { line += "\t\(failure): \(row.detail ?? "")" }
-            print(line)
-        }
-    }
-
-    /// The board `release watch` draws.
-    func boardLines() -> [String] {
-        var lines = ["release \(release) · \(firmware) · \(kind) · \(phaseDetail)\(kind == "one-off" ? "" : " · stage \(stagePercent)%")"]
-        let total = max(self.total, 1)
-        // Succeeded, failed (and a fleet release's updating) always; the other states while they count.
-        let always = kind == "one-off" ? ["succeeded", "failed"] : ["succeeded", "updating", "failed"]
-        let rest = counts.keys.filter { !always.contains($0) && counts[$0, default: 0] > 0 }.sorted()
-        for name in always + rest {
-            let count = counts[name, default: 0]
-            var label = "\(name) \(count)"
-            if name == "updating", let updatingPercent { label += " (mean \(updatingPercent)%)" }
-            lines.append(ProgressBoard.bar(Double(count) / Double(total), label))
-        }
-        return lines
-    }
 }
 
-func countKeys(_ c: ReleaseStatus.Counts) -> [(String, Int)] {
+public func countKeys(_ c: ReleaseStatus.Counts) -> [(String, Int)] {
     [
         ("succeeded", c.succeeded), ("updating", c.updating), ("notified", c.notified),
         ("pending_offline", c.pendingOffline), ("pending_consent", c.pendingConsent), ("pending_delivery", c.pendingDelivery),
@@ -152,7 +107,7 @@ func countKeys(_ c: ReleaseStatus.Counts) -> [(String, Int)] {
     ]
 }
 
-func stateKey(_ state: DeviceUpdateState) -> String {
+public func stateKey(_ state: DeviceUpdateState) -> String {
     switch state {
     case .pendingScheduled: "pending_scheduled"
     case .pendingRollout: "pending_rollout"
@@ -171,10 +126,33 @@ func stateKey(_ state: DeviceUpdateState) -> String {
     }
 }
 
-/// JSON for `--json`: sorted keys, ISO 8601 times, one document per line.
-func jsonText<T: Encodable>(_ value: T) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    encoder.dateEncodingStrategy = .iso8601
-    return String(decoding: try encoder.encode(value), as: UTF8.self)
+public func describe(_ phase: RolloutStateMachine.Phase) -> String {
+    switch phase {
+    case .running: "running"
+    case .paused(.operatorRequest): "paused (operator)"
+    case .paused(.errorThreshold(let failed, let of)): "paused (\(failed) of \(of) failed)"
+    case .completed: "completed"
+    case .aborted(let failed, let of): "aborted (\(failed) of \(of) failed)"
+    case .canceled: "canceled"
+    }
 }
+
+public func describe(_ state: DeviceUpdateState) -> String {
+    switch state {
+    case .pendingScheduled: "pending (scheduled)"
+    case .pendingRollout: "pending (rollout stage or paused)"
+    case .pendingBusy: "pending (busy with another release's job)"
+    case .pendingOffline: "pending (offline)"
+    case .pendingConsent: "pending (device does not accept updates now)"
+    case .pendingDelivery: "pending (next session or rate limit)"
+    case .pendingRetry(let at): "pending (retry at \(at.formatted(.iso8601)))"
+    case .notified: "notified"
+    case .updating(let state, let percent): "updating (\(state.rawValue), \(percent)%)"
+    case .succeeded: "succeeded"
+    case .upToDate: "up to date"
+    case .failed(let reason): "failed (\(reason?.rawValue ?? "unknown"))"
+    case .canceled: "canceled"
+    case .skippedDowngrade: "skipped (would downgrade; --allow-downgrade)"
+    }
+}
+
