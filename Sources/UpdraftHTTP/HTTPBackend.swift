@@ -6,12 +6,18 @@ public struct HTTPBackend: Sendable {
     public var store: any StatusStore
     public var readiness: @Sendable () async -> [ReadinessCheck]
     public var metrics: @Sendable () async -> GatewayMetricsSnapshot
+    /// Woken by the gateway at each commit of events: the event streams read on at once.
+    public var eventSignal: EventSignal
+    /// How long an event stream stays silent before a keep-alive comment (`http.sse_keepalive`).
+    public var eventsKeepAlive: Duration
 
     public init(
         store: any StatusStore, readiness: @escaping @Sendable () async -> [ReadinessCheck],
-        metrics: @escaping @Sendable () async -> GatewayMetricsSnapshot
+        metrics: @escaping @Sendable () async -> GatewayMetricsSnapshot, eventSignal: EventSignal = EventSignal(),
+        eventsKeepAlive: Duration = HTTPSettings().sseKeepAlive
     ) {
         (self.store, self.readiness, self.metrics) = (store, readiness, metrics)
+        (self.eventSignal, self.eventsKeepAlive) = (eventSignal, eventsKeepAlive)
     }
 }
 

@@ -14,7 +14,7 @@ struct SchemaTests {
         let identifiers = Schema.migrations.map(\.identifier)
         #expect(Set(identifiers).count == identifiers.count)
         #expect(Schema.migrator.migrations == identifiers)
-        #expect(identifiers.last == "v9-event-actor")
+        #expect(identifiers.last == "v10-webhooks")
     }
 
     /// A store file made by the migrations up to `last` of an older build, with `sql` run in it.
@@ -70,6 +70,22 @@ struct SchemaTests {
             let events = try await store.events(after: 0, limit: 10)
             #expect(events.map(\.actor) == [nil, "cli:alice"])
             #expect(events.first?.detail == "unlock")
+            try store.close()
+        }
+    }
+
+    @Test("a store made by the v9 migrations upgrades: its log stays, webhooks start after it")
+    func upgradeFromV9() async throws {
+        try await withTemporaryPath { directory in
+            let path = directory + "/status.sqlite"
+            try await Self.oldStore(
+                path, upTo: "v9-event-actor",
+                "INSERT INTO events (seq, time, kind, device, actor) VALUES (1, 0, 'device.online', 'd1', NULL), (2, 0, 'device.offline', 'd1', NULL)")
+            let store = try SQLiteStatusStore(path: path, logger: testLogger)
+            #expect(try await store.appliedMigrations() == SQLiteStatusStore.migrationIdentifiers)
+            let hook = try await store.addWebhook(url: "https://example.com/h", secret: String(repeating: "x", count: 16), kinds: [], after: nil, at: Date(timeIntervalSince1970: 1_700_000_000))
+            #expect(hook.cursor == 2)
+            #expect(try await store.webhooks() == [hook])
             try store.close()
         }
     }

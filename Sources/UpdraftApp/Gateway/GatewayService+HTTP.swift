@@ -7,8 +7,15 @@ extension GatewayService {
     /// The API server, or `nil` when `http.port` is 0.
     func httpServer() -> HTTPServer? {
         guard configuration.http.enabled else { return nil }
-        let backend = HTTPBackend(store: store, readiness: { await self.readiness() }, metrics: { await self.metricsSnapshot() })
+        let backend = HTTPBackend(
+            store: store, readiness: { await self.readiness() }, metrics: { await self.metricsSnapshot() }, eventSignal: eventSignal,
+            eventsKeepAlive: configuration.http.sseKeepAlive)
         return HTTPServer(settings: configuration.http, backend: backend, logger: logger)
+    }
+
+    /// Posts the event log to the webhooks (`updraft webhook add`), woken by each commit.
+    func webhookDelivery() -> WebhookDeliveryService {
+        WebhookDeliveryService(store: store, signal: eventSignal, settings: configuration.webhooks, logger: logger)
     }
 
     /// `/readyz`: the engine loaded and subscribed, its last store write succeeded, the
