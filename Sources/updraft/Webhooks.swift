@@ -87,13 +87,20 @@ struct WebhookCommand: AsyncParsableCommand {
     }
 
     struct Enable: OperationsCommand {
-        static let configuration = CommandConfiguration(abstract: "Re-enable a disabled webhook: it resumes at its cursor, nothing skipped.")
+        static let configuration = CommandConfiguration(
+            abstract: "Re-enable disabled webhooks: each resumes at its cursor, nothing skipped (a running gateway within a second).")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "The webhook's id.") var id: Int64
+        @Argument(help: "The webhooks' ids.") var ids: [Int64]
+
+        func validate() throws {
+            guard !ids.isEmpty else { throw ValidationError("Name at least one webhook id (see `updraft webhook list`).") }
+        }
 
         func run(_ ops: Operations) async throws {
-            let webhook = try await ops.enableWebhook(id)
-            print("Webhook \(webhook.id) enabled: resumes after seq \(webhook.cursor).")
+            for id in ids {
+                let webhook = try await ops.enableWebhook(id)
+                print("Webhook \(webhook.id) enabled: resumes after seq \(webhook.cursor).")
+            }
         }
     }
 }

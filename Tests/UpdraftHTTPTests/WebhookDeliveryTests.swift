@@ -52,12 +52,28 @@ import UpdraftTestSupport
         }
     }
 
-    @Test func aReceiverFailingFirstGetsEveryEventInOrderSignedAndTheCursorSurvivesARestart() async throws {
-        try await Self.withStore { path, store in
-            let receiver = WebhookReceiver { $0 <= 3 ? .internalServerError : .noContent }
+    /// A receiver answering `answer`, `events` in the store, and a webhook for `kinds` to it from seq 0.
+    static func withReceiver(
+        events: Int, kinds: Set<EventKind> = [], answer: @escaping @Sendable (Int) -> HTTPResponse.Status,
+        _ body: (String, SQLiteStatusStore, WebhookReceiver, Webhook) async throws -> Void
+    ) async throws {
+        try await withStore { path, store in
+            let receiver = WebhookReceiver(answer: answer)
             try await receiver.start()
-            try await store.commit(StoreBatch(events: Self.events(100)))
-            let hook = try await store.addWebhook(url: receiver.url, secret: Self.secret, kinds: [], after: 0, at: Date())
+            try await store.commit(StoreBatch(events: Self.events(events)))
+            let hook = try await store.addWebhook(url: receiver.url, secret: Self.secret, kinds: kinds, after: 0, at: Date())
+            do {
+                try await body(path, store, receiver, hook)
+            } catch {
+                await receiver.stop()
+                throw error
+            }
+            await receiver.stop()
+        }
+    }
+
+    @Test func aReceiverFailingFirstGetsEveryEventInOrderSignedAndTheCursorSurvivesARestart() async throws {
+        try await Self.withReceiver(events: 100, answer: { $0 <= 3 ? .internalServerError : .noContent }) { path, store, receiver, hook in
             let signal = EventSignal()
             var service = Self.start(store, signal, Self.settings())
             try await eventually(timeout: .seconds(20), "100 events accepted") { receiver.accepted.flatMap(\.seqs).count == 100 }
@@ -87,31 +103,21 @@ import UpdraftTestSupport
             try await Task.sleep(for: .milliseconds(300))
             await service.stop()
             #expect(receiver.accepted.flatMap(\.seqs) == Array(1...125), "nothing again, nothing missing")
-            await receiver.stop()
         }
     }
 
     @Test func onlyTheKindsItWantsAndSkippedOnesDoNotHoldItBack() async throws {
-        try await Self.withStore { _, store in
-            let receiver = WebhookReceiver { _ in .ok }
-            try await receiver.start()
-            try await store.commit(StoreBatch(events: Self.events(90)))
-            _ = try await store.addWebhook(url: receiver.url, secret: Self.secret, kinds: [.deviceOnline], after: 0, at: Date())
+        try await Self.withReceiver(events: 90, kinds: [.deviceOnline], answer: { _ in .ok }) { _, store, receiver, _ in
             let service = Self.start(store, EventSignal(), Self.settings())
             try await eventually(timeout: .seconds(20), "the device.online events") { receiver.accepted.flatMap(\.seqs).count == 18 }
             await service.stop()
             #expect(Set(receiver.accepted.flatMap(\.kinds)) == ["device.online"])
             #expect(receiver.accepted.flatMap(\.seqs) == stride(from: 1, through: 90, by: 5).map { Int64($0) })
-            await receiver.stop()
         }
     }
 
     @Test func aWebhookFailingForDisableAfterIsDisabledWithAnEventAndResumesWhenEnabled() async throws {
-        try await Self.withStore { _, store in
-            let receiver = WebhookReceiver { _ in .badGateway }
-            try await receiver.start()
-            try await store.commit(StoreBatch(events: Self.events(3)))
-            let hook = try await store.addWebhook(url: receiver.url, secret: Self.secret, kinds: [.deviceOnline, .jobTransition], after: 0, at: Date())
+        try await Self.withReceiver(events: 3, kinds: [.deviceOnline, .jobTransition], answer: { _ in .badGateway }) { _, store, receiver, hook in
             let signal = EventSignal()
             let service = Self.start(store, signal, Self.settings { $0.disableAfter = .seconds(1) })
             let started = ContinuousClock.now
@@ -130,7 +136,6 @@ import UpdraftTestSupport
             try await eventually(timeout: .seconds(20), "delivered after enable") { receiver.accepted.flatMap(\.seqs) == [1, 2, 3] }
             await service.stop()
             #expect(try await store.webhooks().first?.isDisabled == false)
-            await receiver.stop()
         }
     }
 
