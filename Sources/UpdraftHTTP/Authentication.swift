@@ -55,6 +55,12 @@ enum OperationScopes {
         Operations.GetDevice.id: .read,
         Operations.ListReleases.id: .read,
         Operations.ListEvents.id: .read,
+        Operations.StreamEvents.id: .read,
+        Operations.ListWebhooks.id: .admin,
+        Operations.AddWebhook.id: .admin,
+        Operations.GetWebhook.id: .admin,
+        Operations.RemoveWebhook.id: .admin,
+        Operations.EnableWebhook.id: .admin,
         Operations.ListTokens.id: .admin,
         // Firmware (FirmwareHandlers): deleting needs admin.
         Operations.UploadFirmware.id: .operate,

@@ -10,12 +10,18 @@ public struct HTTPBackend: Sendable {
     /// The changes (uploads, releases, rollout commands); `nil`: the API only reads
     /// (every change answers 503).
     public var operations: (any OperatorPort)?
+    /// Woken by the gateway at each commit of events: the event streams read on at once.
+    public var eventSignal: EventSignal
+    /// How long an event stream stays silent before a keep-alive comment (`http.sse_keepalive`).
+    public var eventsKeepAlive: Duration
 
     public init(
         store: any StatusStore, readiness: @escaping @Sendable () async -> [ReadinessCheck],
-        metrics: @escaping @Sendable () async -> GatewayMetricsSnapshot, operations: (any OperatorPort)? = nil
+        metrics: @escaping @Sendable () async -> GatewayMetricsSnapshot, operations: (any OperatorPort)? = nil,
+        eventSignal: EventSignal = EventSignal(), eventsKeepAlive: Duration = HTTPSettings().sseKeepAlive
     ) {
         (self.store, self.readiness, self.metrics, self.operations) = (store, readiness, metrics, operations)
+        (self.eventSignal, self.eventsKeepAlive) = (eventSignal, eventsKeepAlive)
     }
 }
 

@@ -88,6 +88,8 @@ public struct HTTPServer: Service {
             group.addTask {
                 // Requests in flight get `timeout` after graceful shutdown; then the server is cancelled.
                 try await gracefulShutdown()
+                // Event streams never end by themselves: they end now, their clients resume later.
+                backend.eventSignal.close()
                 try await Task.sleep(for: timeout)
             }
             try await group.next()

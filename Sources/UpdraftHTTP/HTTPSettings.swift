@@ -12,6 +12,9 @@ public struct HTTPSettings: Sendable {
     public var keyFile: String = ""
     /// How long a graceful shutdown waits for requests in flight before closing them.
     public var shutdownTimeout: Duration = .seconds(10)
+    /// An event stream (`/v1/events/stream`) silent this long gets a `: keep-alive` comment,
+    /// so proxies and clients see the connection alive.
+    public var sseKeepAlive: Duration = .seconds(15)
 
     public init() {}
 
@@ -27,6 +30,7 @@ public struct HTTPSettings: Sendable {
         certificateFile = tls.string(forKey: "certificate_file", default: d.certificateFile)
         keyFile = tls.string(forKey: "key_file", default: d.keyFile)
         shutdownTimeout = reader.duration(forKey: "shutdown_timeout", default: d.shutdownTimeout, unit: .seconds(1), in: 1...300)
+        sseKeepAlive = reader.duration(forKey: "sse_keepalive", default: d.sseKeepAlive, unit: .seconds(1), in: 1...3600)
     }
 
     public func validate() throws(UpdraftError) {

@@ -24,7 +24,7 @@ struct Updraft: AsyncParsableCommand {
             """,
         version: UpdraftVersion.current,
         subcommands: [
-            Serve.self, Keys.self, FirmwareCommand.self, ReleaseCommand.self, DeviceCommand.self, JobCommand.self, CredentialsCommand.self, TokenCommand.self, Stats.self, Events.self,
+            Serve.self, Keys.self, FirmwareCommand.self, ReleaseCommand.self, DeviceCommand.self, JobCommand.self, CredentialsCommand.self, TokenCommand.self, WebhookCommand.self, Stats.self, Events.self,
             Sim.self, Demo.self, Bench.self, Health.self,
         ]
     )

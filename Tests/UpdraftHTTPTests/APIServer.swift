@@ -19,6 +19,8 @@ struct APIServer {
     /// Secrets by scope.
     let tokens: [TokenScope: String]
     let revoked: String
+    /// What the gateway notifies at each commit (event streams wake on it).
+    var signal = EventSignal()
 
     static let logger: Logger = {
         var logger = Logger(label: "updraft.http.test")
@@ -50,14 +52,18 @@ struct APIServer {
             settings.shutdownTimeout = .seconds(5)
             tune(&settings)
             let listening = Atomic<Bool>(false)
+            let signal = EventSignal()
+            let backend = HTTPBackend(
+                store: store, readiness: readiness, metrics: metrics, eventSignal: signal, eventsKeepAlive: settings.sseKeepAlive)
             let server = HTTPServer(
-                settings: settings, backend: HTTPBackend(store: store, readiness: readiness, metrics: metrics), logger: logger,
+                settings: settings, backend: backend, logger: logger,
                 onRunning: { _ in listening.store(true, ordering: .releasing) })
             let group = ServiceGroup(services: [server], logger: logger)
             let task = Task { try await group.run() }
-            let api = APIServer(
+            var api = APIServer(
                 store: store, client: HTTPTestClient(port: settings.port, trusting: certificate), group: group, port: settings.port, tokens: tokens,
                 revoked: revoked.value)
+            api.signal = signal
             do {
                 try await eventually(timeout: .seconds(10), "the HTTP server listens") { listening.load(ordering: .acquiring) }
                 try await body(api)

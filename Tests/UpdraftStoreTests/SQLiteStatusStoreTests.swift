@@ -29,7 +29,7 @@ struct SQLiteStatusStoreTests {
     func freshFile() async throws {
         try await SQLiteFixture.with { fixture async throws in
             let store = fixture.sqlite
-            #expect(SQLiteStatusStore.migrationIdentifiers == ["v1-catalog", "v1-registry", "v1-jobs", "v1-events", "v2-device-transport", "v3-fleet", "v4-fleet-activity", "v5-device-boot", "v6-event-cursors", "v7-device-transport-unchecked", "v8-api-tokens", "v9-event-actor"])
+            #expect(SQLiteStatusStore.migrationIdentifiers == ["v1-catalog", "v1-registry", "v1-jobs", "v1-events", "v2-device-transport", "v3-fleet", "v4-fleet-activity", "v5-device-boot", "v6-event-cursors", "v7-device-transport-unchecked", "v8-api-tokens", "v9-event-actor", "v10-webhooks"])
             #expect(try await store.appliedMigrations() == SQLiteStatusStore.migrationIdentifiers)
             #expect(try await store.pragma("journal_mode") == "wal")
             #expect(try await store.pragma("synchronous") == "1")  // NORMAL

@@ -14,7 +14,7 @@ struct SchemaTests {
         let identifiers = Schema.migrations.map(\.identifier)
         #expect(Set(identifiers).count == identifiers.count)
         #expect(Schema.migrator.migrations == identifiers)
-        #expect(identifiers.last == "v9-event-actor")
+        #expect(identifiers.last == "v10-webhooks")
     }
 
     /// A store file made by the migrations up to `last` of an older build, with `sql` run in it.
@@ -57,20 +57,41 @@ struct SchemaTests {
         }
     }
 
-    @Test("a store made by the v7 migrations upgrades: its events have no actor, new ones keep theirs")
-    func upgradeFromV7() async throws {
+    /// A store of an older build (migrations up to `last`, then `sql`) opened by this one:
+    /// every migration applied; `body` checks what it kept.
+    static func upgraded(from last: String, _ sql: String, _ body: (SQLiteStatusStore) async throws -> Void) async throws {
         try await withTemporaryPath { directory in
             let path = directory + "/status.sqlite"
-            try await Self.oldStore(
-                path, upTo: "v7-device-transport-unchecked",
-                "INSERT INTO events (seq, time, kind, device, detail) VALUES (1, 0, 'fleet.command', 'd1', 'unlock')")
+            try await oldStore(path, upTo: last, sql)
             let store = try SQLiteStatusStore(path: path, logger: testLogger)
             #expect(try await store.appliedMigrations() == SQLiteStatusStore.migrationIdentifiers)
+            try await body(store)
+            try store.close()
+        }
+    }
+
+    @Test("a store made by the v7 migrations upgrades: its events have no actor, new ones keep theirs")
+    func upgradeFromV7() async throws {
+        try await Self.upgraded(
+            from: "v7-device-transport-unchecked", "INSERT INTO events (seq, time, kind, device, detail) VALUES (1, 0, 'fleet.command', 'd1', 'unlock')"
+        ) { store in
             try await store.commit(StoreBatch(events: [UpdraftEvent(kind: .fleetCommand, time: Date(), deviceID: "d1", actor: "cli:alice")]))
             let events = try await store.events(after: 0, limit: 10)
             #expect(events.map(\.actor) == [nil, "cli:alice"])
             #expect(events.first?.detail == "unlock")
-            try store.close()
+        }
+    }
+
+    @Test("a store made by the v9 migrations upgrades: its log stays, webhooks start after it")
+    func upgradeFromV9() async throws {
+        try await Self.upgraded(
+            from: "v9-event-actor",
+            "INSERT INTO events (seq, time, kind, device, actor) VALUES (1, 0, 'device.online', 'd1', NULL), (2, 0, 'device.offline', 'd1', NULL)"
+        ) { store in
+            let hook = try await store.addWebhook(
+                url: "https://example.com/h", secret: String(repeating: "x", count: 16), kinds: [], after: nil, at: Date(timeIntervalSince1970: 1_700_000_000))
+            #expect(hook.cursor == 2)
+            #expect(try await store.webhooks() == [hook])
         }
     }
 }

@@ -35,6 +35,8 @@ public struct UpdraftConfiguration: Sendable {
     /// The fleet CA, the managed broker's TLS certificate, device certificates.
     public var pki = PKISettings()
     public var http = HTTPSettings()
+    /// Webhook delivery (README "Events for backends").
+    public var webhooks = WebhookSettings()
 
     /// SQLite file; empty means `<data_dir>/updraft.sqlite`.
     public var sqlitePath: String {
@@ -80,6 +82,7 @@ public struct UpdraftConfiguration: Sendable {
         mqtt = MQTTSettings(reader: reader.scoped(to: "mqtt"))
         pki = PKISettings(reader: reader.scoped(to: "pki"))
         http = HTTPSettings(reader: reader.scoped(to: "http"))
+        webhooks = WebhookSettings(reader: reader.scoped(to: "webhooks"))
         try reader.check()
     }
 

@@ -10,8 +10,13 @@ extension GatewayService {
         let operations = Operations(configuration: configuration, store: store, actor: ActorName("gateway"), logger: logger)
         let backend = HTTPBackend(
             store: store, readiness: { await self.readiness() }, metrics: { await self.metricsSnapshot() },
-            operations: OperationsPort(operations))
+            operations: OperationsPort(operations), eventSignal: eventSignal, eventsKeepAlive: configuration.http.sseKeepAlive)
         return HTTPServer(settings: configuration.http, backend: backend, logger: logger)
+    }
+
+    /// Posts the event log to the webhooks (`updraft webhook add`), woken by each commit.
+    func webhookDelivery() -> WebhookDeliveryService {
+        WebhookDeliveryService(store: store, signal: eventSignal, settings: configuration.webhooks, logger: logger)
     }
 
     /// `/readyz`: the engine loaded and subscribed, its last store write succeeded, the

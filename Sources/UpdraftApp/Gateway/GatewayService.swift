@@ -7,6 +7,7 @@ import Synchronization
 import UpdraftAdapter
 import UpdraftCoAP
 import UpdraftCore
+import UpdraftHTTP
 import UpdraftMQTT
 import UpdraftStore
 import UpdraftWire
@@ -24,6 +25,9 @@ public final class GatewayService: Service, Sendable {
     public let feed: MQTTEventFeed
     /// The CoAP device API; `nil` when `coap.enabled` is false.
     public let coap: CoAPGateway?
+    /// Notified at each commit of events (the gateway's and, through the tail, other
+    /// processes'): wakes the HTTP event streams and webhook deliveries.
+    public let eventSignal = EventSignal()
     let logger: Logger
     private let flushInterval: Duration
     private let tailInterval: Duration
@@ -126,6 +130,7 @@ public final class GatewayService: Service, Sendable {
             parts.append(UntilShutdown(body: { try await Self.serve(coap) }))
         }
         parts.append(UntilShutdown(body: { try await self.mqtt.run(onSubscribed: { self.ready.store(true, ordering: .releasing) }) }))
+        parts.append(UntilShutdown(body: { try await self.webhookDelivery().run() }))
         // Last: it starts once devices are served and stops first, finishing the requests
         // in flight while the store and the device input still run.
         if let http = httpServer() { parts.append(http) }
@@ -150,6 +155,7 @@ public final class GatewayService: Service, Sendable {
             let flushed = try await engine.flush()
             router.deliver(flushed.commands)
             feed.committed(flushed.events)
+            if !flushed.events.isEmpty { eventSignal.notify() }
             if let failed = storeFailures.withLock({ $0.recovered() }) {
                 logger.notice("store writable again", metadata: ["store.failed_writes": "\(failed)"])
             }
@@ -169,6 +175,7 @@ public final class GatewayService: Service, Sendable {
         do {
             let last = try await store.lastEventSequence()
             guard last > cursor else { return cursor }
+            eventSignal.notify()
             for event in try await store.events(after: cursor, through: last, kinds: Self.operatorKinds) {
                 switch event.kind {
                 case .jobCreated:

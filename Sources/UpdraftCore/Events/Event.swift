@@ -29,6 +29,11 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     case deviceRevoked = "device.revoked"
     /// A firmware's verification status changed.
     case verificationStatus = "firmware.verification"
+    /// A webhook failed for `webhooks.disable_after` without a success and is no longer
+    /// posted to; `detail` says which, since when, and the last error.
+    case webhookDisabled = "webhook.disabled"
+    /// An operator re-enabled a disabled webhook (`updraft webhook enable`); it resumes at its cursor.
+    case webhookEnabled = "webhook.enabled"
 }
 
 /// One entry of the event log. The store assigns `sequence`: gap-free, starting at 1,

@@ -5,7 +5,7 @@ import Foundation
 ///
 /// Every method that changes state also appends the matching events to the event log in
 /// the same transaction, so the log and the state never disagree.
-public protocol StatusStore: Sendable {
+public protocol StatusStore: WebhookStore {
     // MARK: Catalog
 
     /// Adds a firmware. Inside one transaction the store takes the next sequence number of

@@ -25,6 +25,7 @@ enum Schema {
         ("v7-device-transport-unchecked", v7DeviceTransportUnchecked),
         ("v8-api-tokens", v8APITokens),
         ("v9-event-actor", v9EventActor),
+        ("v10-webhooks", v10Webhooks),
     ]
 
     static var migrator: DatabaseMigrator {
@@ -226,5 +227,37 @@ enum Schema {
         // Who asked for the change an event records (`cli:<os user>`, an API token's
         // name); NULL for what devices and the gateway do, and for events from before.
         try db.execute(sql: "ALTER TABLE events ADD COLUMN actor TEXT")
+    }
+
+    private static func v10Webhooks(_ db: Database) throws {
+        // Webhooks: the endpoint, its HMAC secret (the gateway signs with it), the kinds it
+        // wants (JSON array, empty: all), its durable cursor, and its run of failures.
+        // The delivery log keeps the newest attempts of each webhook (trimmed on write).
+        try db.execute(
+            sql: """
+                CREATE TABLE webhooks (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    url TEXT NOT NULL,
+                    secret TEXT NOT NULL,
+                    kinds TEXT NOT NULL,
+                    cursor INTEGER NOT NULL CHECK (cursor >= 0),
+                    created_at REAL NOT NULL,
+                    failing_since REAL,
+                    disabled_at REAL
+                ) STRICT;
+                CREATE TABLE webhook_deliveries (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    webhook_id INTEGER NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+                    time REAL NOT NULL,
+                    first_seq INTEGER NOT NULL,
+                    last_seq INTEGER NOT NULL,
+                    count INTEGER NOT NULL,
+                    attempt INTEGER NOT NULL,
+                    status INTEGER,
+                    error TEXT,
+                    milliseconds INTEGER NOT NULL
+                ) STRICT;
+                CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries(webhook_id, id);
+                """)
     }
 }

@@ -24,6 +24,10 @@ struct InMemoryState: Sendable {
     var events: [UpdraftEvent] = []
     var cursors: [String: Int64] = [:]
     var tokens: [TokenName: AccessToken] = [:]
+    var webhooks: [Int64: Webhook] = [:]
+    var lastWebhookID: Int64 = 0
+    /// Per webhook, oldest first.
+    var webhookDeliveries: [Int64: [WebhookDelivery]] = [:]
     var fleetReleases: [ReleaseID: Row<FleetRelease>] = [:]
     var fleetProfiles: [DeviceID: DeviceFleetProfile] = [:]
     var verifications: [FirmwareID: FirmwareVerification] = [:]

@@ -50,7 +50,7 @@ package enum StoreContract {
         StoreContractCheck("dates round-trip to the millisecond", dateRoundTrip),
         StoreContractCheck("a second store instance sees committed writes", secondInstanceSees),
         StoreContractCheck("two instances writing concurrently keep the event log gap-free", concurrentWriters),
-    ] + FleetStoreContract.checks + TokenStoreContract.checks + operatorChecks
+    ] + FleetStoreContract.checks + TokenStoreContract.checks + WebhookStoreContract.checks + operatorChecks
 
     /// Adds p@`version` and releases it to `devices` at t0.
     static func released(
