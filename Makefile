@@ -61,10 +61,21 @@ demo: deps
 	$(SWIFT) build -c release --product updraft
 	$$($(SWIFT) build -c release --show-bin-path)/updraft demo
 
+# `bench http` measures against Debian's nginx (and curl as the client): installed here only.
+BENCH_PACKAGES := nginx curl
+
 bench: deps
+	@missing=""; for p in $(BENCH_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 	$(SWIFT) build -c release --product updraft
 	$$($(SWIFT) build -c release --show-bin-path)/updraft bench mqtt
 	$$($(SWIFT) build -c release --show-bin-path)/updraft bench coap
+	$$($(SWIFT) build -c release --show-bin-path)/updraft bench http
 
 clean:
 	rm -rf .build .build-fuzz

@@ -6,6 +6,8 @@ public struct HTTPBackend: Sendable {
     public var store: any StatusStore
     public var readiness: @Sendable () async -> [ReadinessCheck]
     public var metrics: @Sendable () async -> GatewayMetricsSnapshot
+    /// Devices' firmware downloads by signed URL (`/v1/fw/...`); `nil` serves none.
+    public var downloads: (any DeviceDownloads)? = nil
 
     public init(
         store: any StatusStore, readiness: @escaping @Sendable () async -> [ReadinessCheck],
