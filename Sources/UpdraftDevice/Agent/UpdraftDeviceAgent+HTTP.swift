@@ -59,6 +59,11 @@ extension UpdraftDeviceAgent {
             active.download.restore(prefix: image[...])
             // Digest and manifest checks, then the install: as for chunks (a mismatch fetches again).
             finish(active)
+            if pendingReboot != nil, connected, let client {
+                // `run()` reboots between two messages, and no chunk is coming: a query's
+                // answer (on the pending topic) is the next one.
+                client.publishNoWait(topic: dialect.topic(.query, of: config.id), payload: [], qos: .atLeastOnce)
+            }
         case .refused(_, "download_url_expired"):
             // The gateway answers a new announcement with the offer again, with a fresh URL.
             logger.info("download URL expired; announcing for a fresh offer", metadata: ["job.id": "\(jobID)"])
