@@ -38,28 +38,11 @@ extension Bench {
         }
 
         func run() async throws {
-            let options = HTTPBench.Options(imageBytes: imageBytes, clientCounts: clientCounts, rounds: rounds, repeats: repeats)
-            let result = try await Bench.measure(logLevel: logLevel, connections: clientCounts.max() ?? 1) {
-                try await HTTPBench(options: options, logger: Bench.logger).run(report: $0)
-            }
+            let bench = HTTPBench(
+                options: .init(imageBytes: imageBytes, clientCounts: clientCounts, rounds: rounds, repeats: repeats), logger: Bench.logger)
+            let result = try await Bench.measure(logLevel: logLevel, connections: clientCounts.max() ?? 1) { try await bench.run(report: $0) }
             print("updraft bench http: \(imageBytes) B image, \(rounds) download(s) per client, \(repeats) measure(s) each, curl as the client")
-            print("| server | clients | MB/s per measure | median MB/s | failed downloads |")
-            print("|---|---:|---|---:|---:|")
-            for count in clientCounts {
-                for side in HTTPBench.Side.allCases {
-                    let runs = result.measurements(side, clients: count)
-                    let server = side == .nginx ? "nginx (sendfile)" : "Updraft /v1/fw (signed URL)"
-                    let each = runs.map { String(format: "%.0f", $0.megabytesPerSecond) }.joined(separator: ", ")
-                    let median = result.median(side, clients: count).map { String(format: "%.0f", $0) } ?? "?"
-                    print("| \(server) | \(count) | \(each) | \(median) | \(runs.reduce(0) { $0 + $1.failures }) |")
-                }
-            }
-            for m in result.measurements {
-                if let failure = m.firstFailure { print("\(m.side.rawValue), \(m.clients) client(s): \(m.failures) failed, first: \(failure)") }
-            }
-            for count in clientCounts {
-                if let ratio = result.ratio(clients: count) { print(String(format: "ratio Updraft / nginx, %d client(s): %.2f", count, ratio)) }
-            }
+            result.report(clientCounts: clientCounts).forEach { print($0) }
         }
     }
 }

@@ -80,13 +80,18 @@ extension UpdraftDeviceAgent {
     /// The job ended on the gateway (canceled, replaced): nothing more to fetch.
     func abandon(_ active: ActiveJob) {
         logger.info("job abandoned", metadata: ["job.id": "\(active.offer.job)"])
+        forget(active, status: .idle)
+    }
+
+    /// Drops the job (ended here or on the gateway) and what was fetched of it.
+    func forget(_ active: ActiveJob, status: DeviceStatus) {
         cancelFetch()
         core.storage?.discardPartial()
         core.endedJob = active.offer.job
         job = nil
         update {
             $0.job = nil
-            $0.status = .idle
+            $0.status = status
         }
     }
 }

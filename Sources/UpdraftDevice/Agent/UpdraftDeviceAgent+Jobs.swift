@@ -317,14 +317,7 @@ extension UpdraftDeviceAgent {
     func end(_ active: ActiveJob, _ reason: FailureReason, detail: String) {
         logger.warning("update failed", metadata: ["job.id": "\(active.offer.job)", "reason": "\(reason.rawValue)", "detail": "\(detail)"])
         report(.failed(reason, detail: detail), job: active.offer.job)
-        cancelFetch()
-        core.storage?.discardPartial()
-        core.endedJob = active.offer.job
-        job = nil
-        update {
-            $0.job = nil
-            $0.status = .failed(reason)
-        }
+        forget(active, status: .failed(reason))
     }
 
     func report(_ report: DeviceReport, job: JobID) {

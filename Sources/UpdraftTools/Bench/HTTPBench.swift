@@ -44,19 +44,36 @@ public struct HTTPBench: Sendable {
     public struct Result: Sendable {
         public var measurements: [Measurement]
 
-        public func measurements(_ side: Side, clients: Int) -> [Measurement] {
-            measurements.filter { $0.side == side && $0.clients == clients }
-        }
-
-        public func median(_ side: Side, clients: Int) -> Double? {
-            let values = measurements(side, clients: clients).map(\.megabytesPerSecond).sorted()
-            return values.isEmpty ? nil : values[values.count / 2]
+        /// Each server's median MB/s with `clients` clients.
+        public func medians(clients: Int) -> [Side: Double] {
+            Dictionary(grouping: measurements.filter { $0.clients == clients }, by: \.side).mapValues { median($0.map(\.megabytesPerSecond)) }
         }
 
         /// Updraft's median throughput over nginx's.
         public func ratio(clients: Int) -> Double? {
-            guard let u = median(.updraft, clients: clients), let n = median(.nginx, clients: clients) else { return nil }
-            return u / n
+            let medians = medians(clients: clients)
+            return medians[.updraft].flatMap { updraft in medians[.nginx].map { updraft / $0 } }
+        }
+
+        /// The Markdown table (README "Benchmarks"), then failures and ratios.
+        public func report(clientCounts: [Int]) -> [String] {
+            var lines = ["| server | clients | MB/s per measure | median MB/s | failed downloads |", "|---|---:|---|---:|---:|"]
+            for count in clientCounts {
+                let medians = medians(clients: count)
+                for side in Side.allCases {
+                    let runs = measurements.filter { $0.side == side && $0.clients == count }
+                    let each = runs.map { String(format: "%.0f", $0.megabytesPerSecond) }.joined(separator: ", ")
+                    let name = side == .nginx ? "nginx (sendfile)" : "Updraft /v1/fw (signed URL)"
+                    lines.append("| \(name) | \(count) | \(each) | \(medians[side].map { String(format: "%.0f", $0) } ?? "?") | \(runs.reduce(0) { $0 + $1.failures }) |")
+                }
+            }
+            for m in measurements {
+                if let failure = m.firstFailure { lines.append("\(m.side.rawValue), \(m.clients) client(s): \(m.failures) failed, first: \(failure)") }
+            }
+            for count in clientCounts {
+                if let ratio = ratio(clients: count) { lines.append(String(format: "ratio Updraft / nginx, %d client(s): %.2f", count, ratio)) }
+            }
+            return lines
         }
     }
 
