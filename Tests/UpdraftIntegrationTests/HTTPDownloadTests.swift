@@ -25,6 +25,13 @@ import UpdraftWire
             return DownloadGrant(device: device, job: job, expires: expires, signature: sig).pathAndQuery
         }
 
+        /// An image of `size` bytes, a job of device dl-1 for it, and that job's URL.
+        func oneJob(size: Int) async throws -> (Firmware, [UInt8], String) {
+            let (firmware, image) = try await h.addFirmware(version: "2.0", size: size)
+            let jobs = try await jobs(for: ["dl-1"], of: firmware)
+            return (firmware, image, path("dl-1", try #require(jobs["dl-1"]), firmware))
+        }
+
         /// Queued jobs for devices that are not online: the engine holds them, nothing downloads them.
         func jobs(for ids: [DeviceID], of firmware: Firmware) async throws -> [DeviceID: JobID] {
             let plan = try await h.ops.createRelease(firmwareID: firmware.id, target: .devices(ids), allowDowngrade: false)
@@ -59,9 +66,7 @@ import UpdraftWire
 
     @Test func rangeDownloadsAreByteIdenticalAtRandomRanges() async throws {
         try await Self.withSite { site in
-            let (firmware, image) = try await site.h.addFirmware(version: "2.0", size: 1_000_003)
-            let jobs = try await site.jobs(for: ["dl-1"], of: firmware)
-            let path = site.path("dl-1", try #require(jobs["dl-1"]), firmware)
+            let (firmware, image, path) = try await site.oneJob(size: 1_000_003)
             let etag = "\"\(firmware.sha256)\""
 
             let whole = try await site.client.get(path)
@@ -97,9 +102,7 @@ import UpdraftWire
 
     @Test func unsatisfiableRangesNotModifiedAndIfRange() async throws {
         try await Self.withSite { site in
-            let (firmware, image) = try await site.h.addFirmware(version: "2.0", size: 70_000)
-            let jobs = try await site.jobs(for: ["dl-1"], of: firmware)
-            let path = site.path("dl-1", try #require(jobs["dl-1"]), firmware)
+            let (firmware, image, path) = try await site.oneJob(size: 70_000)
             let etag = "\"\(firmware.sha256)\""
             for range in ["bytes=70000-", "bytes=99999999999999999999999-", "bytes=-0"] {
                 let refused = try await site.client.get(path, headers: [("Range", range)])

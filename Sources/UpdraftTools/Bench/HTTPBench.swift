@@ -83,8 +83,9 @@ public struct HTTPBench: Sendable {
     public init(options: Options, logger: Logger) { (self.options, self.logger) = (options, logger) }
 
     public func run(report: @escaping @Sendable (String, Double) -> Void) async throws -> Result {
-        for tool in [options.nginxPath, options.curlPath] where !FileManager.default.isExecutableFile(atPath: tool) {
-            throw UpdraftError("bench_tool_missing", "\(tool) is missing: install Debian's nginx and curl (`make bench` does).")
+        let missing = [options.nginxPath, options.curlPath].filter { !FileManager.default.isExecutableFile(atPath: $0) }
+        guard missing.isEmpty else {
+            throw UpdraftError("bench_tool_missing", "\(missing.joined(separator: " and ")) missing: install Debian's nginx and curl (`make bench` does).")
         }
         let port = PortProbe.freePort()
         return try await LocalStack.with(logger: logger, tune: { $0.http.port = port }) { stack in
