@@ -16,14 +16,19 @@ HADOLINT_VERSION := 2.14.0
 all: build
 
 # Installs only what is missing, so it is quick on a machine that has everything.
-deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
+# Installs the Debian packages of $(1) that are missing.
+define apt_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+endef
+
+deps:
+	$(call apt_missing,$(APT_PACKAGES))
 
 # Debian's python3 lacks venv/ensurepip until python3-venv is installed.
 pyvenv: $(PYVENV)/.aiocoap-$(AIOCOAP_VERSION)
@@ -61,10 +66,15 @@ demo: deps
 	$(SWIFT) build -c release --product updraft
 	$$($(SWIFT) build -c release --show-bin-path)/updraft demo
 
+# `bench http` measures against Debian's nginx (and curl as the client): installed here only.
+BENCH_PACKAGES := nginx curl
+
 bench: deps
+	$(call apt_missing,$(BENCH_PACKAGES))
 	$(SWIFT) build -c release --product updraft
 	$$($(SWIFT) build -c release --show-bin-path)/updraft bench mqtt
 	$$($(SWIFT) build -c release --show-bin-path)/updraft bench coap
+	$$($(SWIFT) build -c release --show-bin-path)/updraft bench http
 
 clean:
 	rm -rf .build .build-fuzz

@@ -40,7 +40,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         // The HTTP API (UpdraftHTTP): Hummingbird, bearer tokens, server code generated from
-        // the OpenAPI document, Prometheus metrics. AsyncHTTPClient posts webhooks (and is the tests' client).
+        // the OpenAPI document, Prometheus metrics. AsyncHTTPClient posts webhooks, is the reference
+        // device's HTTP download client and the tests' client.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-openapi-generator", from: "1.14.3"),
@@ -175,6 +176,9 @@ let package = Package(
                 "CoAP",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                // `--download http`: the image by the offer's signed URL, with Range resume.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         // The HTTP API: health, metrics, bearer tokens and the /v1 operator endpoints, server

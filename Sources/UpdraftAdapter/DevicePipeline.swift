@@ -16,12 +16,15 @@ public struct DevicePipeline: Sendable {
     public let router: DeviceCommandRouter
     public let images: any FirmwareImageSource
     public let counters: GatewayCounters
+    /// Signed HTTP download URLs for offers; `nil` when the gateway serves no HTTP downloads.
+    public let links: DownloadLinks?
     private let logger: Logger
 
     public init(
         transport: Transport, engine: UpdateEngine, router: DeviceCommandRouter, images: any FirmwareImageSource,
-        counters: GatewayCounters = GatewayCounters(), logger: Logger
+        counters: GatewayCounters = GatewayCounters(), links: DownloadLinks? = nil, logger: Logger
     ) {
+        self.links = links
         self.transport = transport
         self.engine = engine
         self.router = router
@@ -99,6 +102,19 @@ public struct DevicePipeline: Sendable {
     }
 
     public func activeJob(of id: DeviceID) async -> Job? { await engine.activeJob(of: id) }
+
+    /// The offer of a job, with its HTTP download URL when the gateway serves them.
+    public func offer(_ job: Job, firmware: Firmware, to device: DeviceID, limits: ChunkLimits? = nil, download: String? = nil) -> JobOffer {
+        JobOffer(job: job, firmware: firmware, limits: limits, download: download, url: links?.url(device: device, job: job.id, firmware: firmware))
+    }
+
+    /// The answer to "is an update pending for me?", with the job's download URL when
+    /// the gateway serves HTTP downloads.
+    public func pending(of id: DeviceID) async -> PendingBody {
+        guard let job = await engine.activeJob(of: id) else { return PendingBody(job: nil) }
+        guard let links, let firmware = await engine.firmware(for: job) else { return PendingBody(job: job) }
+        return PendingBody(job: job, url: links.url(device: id, job: job.id, firmware: firmware))
+    }
 
     // MARK: Image bytes
 

@@ -14,6 +14,8 @@ public struct HTTPBackend: Sendable {
     public var eventSignal: EventSignal
     /// How long an event stream stays silent before a keep-alive comment (`http.sse_keepalive`).
     public var eventsKeepAlive: Duration
+    /// Devices' firmware downloads by signed URL (`/v1/fw/...`); `nil` serves none.
+    public var downloads: (any DeviceDownloads)? = nil
 
     public init(
         store: any StatusStore, readiness: @escaping @Sendable () async -> [ReadinessCheck],

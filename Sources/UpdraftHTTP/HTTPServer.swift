@@ -41,6 +41,7 @@ public struct HTTPServer: Service {
         router.add(middleware: CallerMiddleware())
         let handlers = APIHandlers(backend: backend, document: document, metrics: GatewayMetrics(snapshot: backend.metrics))
         try handlers.registerHandlers(on: router, middlewares: [ScopeAndProblemMiddleware()])
+        if let downloads = backend.downloads { FirmwareDownloadRoute(downloads: downloads).register(on: router) }
         return router
     }
 

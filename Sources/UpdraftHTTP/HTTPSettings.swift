@@ -15,6 +15,13 @@ public struct HTTPSettings: Sendable {
     /// An event stream (`/v1/events/stream`) silent this long gets a `: keep-alive` comment,
     /// so proxies and clients see the connection alive.
     public var sseKeepAlive: Duration = .seconds(15)
+    /// Devices may download firmware over HTTP by the signed URL their offer carries.
+    public var downloads = true
+    /// Where devices reach this server (scheme, host, port, optional path prefix); empty:
+    /// `http(s)://host:port`, which only works when `host` is an address devices can reach.
+    public var publicURL = ""
+    /// How long a download URL stays valid after the offer or answer that carried it.
+    public var downloadURLLifetime: Duration = .seconds(3600)
 
     public init() {}
 
@@ -31,11 +38,28 @@ public struct HTTPSettings: Sendable {
         keyFile = tls.string(forKey: "key_file", default: d.keyFile)
         shutdownTimeout = reader.duration(forKey: "shutdown_timeout", default: d.shutdownTimeout, unit: .seconds(1), in: 1...300)
         sseKeepAlive = reader.duration(forKey: "sse_keepalive", default: d.sseKeepAlive, unit: .seconds(1), in: 1...3600)
+        downloads = reader.bool(forKey: "downloads", default: d.downloads)
+        publicURL = reader.string(forKey: "public_url", default: d.publicURL)
+        downloadURLLifetime = reader.duration(
+            forKey: "download_url_lifetime", default: d.downloadURLLifetime, unit: .seconds(1), in: 10...(7 * 86_400))
+    }
+
+    /// The base of download URLs: ``publicURL``, else this server's own address; `nil` when
+    /// HTTP downloads are off or no address devices could use is known (a wildcard host).
+    public var downloadBaseURL: String? {
+        guard enabled, downloads else { return nil }
+        if !publicURL.isEmpty { return publicURL }
+        guard !["0.0.0.0", "::", "[::]", ""].contains(host) else { return nil }
+        let name = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+        return "\(usesTLS ? "https" : "http")://\(name):\(port)"
     }
 
     public func validate() throws(UpdraftError) {
         guard certificateFile.isEmpty == keyFile.isEmpty else {
             throw UpdraftError.configInvalid("Set both http.tls.certificate_file and http.tls.key_file for HTTPS, or neither for plain HTTP.")
+        }
+        guard publicURL.isEmpty || publicURL.hasPrefix("http://") || publicURL.hasPrefix("https://") else {
+            throw UpdraftError.configInvalid("http.public_url must start with http:// or https:// (it is '\(publicURL)'), or be empty.")
         }
     }
 }

@@ -30,6 +30,12 @@ struct Sim: AsyncParsableCommand {
     @Option(help: "Chunk size MQTT devices ask for (default: the gateway's preferred).") var chunkSize: Int?
     @Option(help: "Block2 size CoAP devices ask for (16, 32, ..., 1024).") var blockSize = 1024
     @Option(help: "Chunks per request.") var window = 16
+    @Option(help: "How devices fetch images: native (MQTT chunks, CoAP blocks) or http (the offer's signed url, Range resume).")
+    var download: DownloadMethod = .native
+
+    enum DownloadMethod: String, ExpressibleByArgument, CaseIterable {
+        case native, http
+    }
 
     func validate() throws {
         guard devices > 0 else { throw ValidationError("--devices must be positive.") }
@@ -69,6 +75,7 @@ struct Sim: AsyncParsableCommand {
             sim.disconnectFraction = disconnectFraction
             sim.chunkSize = chunkSize
             sim.windowCount = window
+            sim.downloadsOverHTTP = download == .http
             if configuration.managedBrokerAuthenticates && `protocol` != .coap {
                 // New passwords for the simulated devices, as `updraft device provision` gives.
                 let ops = try Operations(configuration: configuration, access: .existing, logger: Logger(label: "updraft.sim"))

@@ -7,13 +7,17 @@ import Testing
 @Suite struct ProtocolArticleTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// The literal error codes in the Swift files under `folders`.
+    /// The literal error codes in the Swift files under `folders` (or the files named).
     static func codes(in folders: [String]) throws -> Set<String> {
         let pattern = try Regex(#"UpdraftError\(\s*"([a-z_]+)""#)
         var found: Set<String> = []
         for folder in folders {
             let base = root.appendingPathComponent(folder)
-            let files = FileManager.default.enumerator(at: base, includingPropertiesForKeys: nil)?.compactMap { $0 as? URL } ?? []
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: base.path, isDirectory: &isFolder) else { throw CocoaError(.fileNoSuchFile) }
+            let files =
+                isFolder.boolValue
+                ? FileManager.default.enumerator(at: base, includingPropertiesForKeys: nil)?.compactMap { $0 as? URL } ?? [] : [base]
             for file in files where file.pathExtension == "swift" {
                 let text = try String(contentsOf: file, encoding: .utf8)
                 for match in text.matches(of: pattern) {
@@ -36,6 +40,20 @@ import Testing
         let text = try Self.article("Sources/UpdraftMQTT/Documentation.docc/MQTTDeviceProtocol.md")
         let missing = codes.filter { !text.contains("`\($0)`") }.sorted()
         #expect(missing.isEmpty, "error codes missing from MQTTDeviceProtocol.md: \(missing)")
+    }
+
+    /// The HTTP firmware download answers MQTT and CoAP devices alike (the offer's `url`).
+    @Test func bothArticlesListEveryCodeOfTheHTTPDownload() throws {
+        let codes = try Self.codes(in: [
+            "Sources/UpdraftHTTP/DeviceDownloads.swift", "Sources/UpdraftHTTP/FirmwareDownloadRoute.swift",
+            "Sources/UpdraftApp/Gateway/GatewayDownloads.swift",
+        ])
+        #expect(codes.isSuperset(of: ["download_url_invalid", "download_url_expired", "job_finished", "range_not_satisfiable"]))
+        for article in ["Sources/UpdraftMQTT/Documentation.docc/MQTTDeviceProtocol.md", "Sources/UpdraftCoAP/Documentation.docc/CoAPDeviceAPI.md"] {
+            let text = try Self.article(article)
+            let missing = codes.filter { !text.contains("`\($0)`") }.sorted()
+            #expect(missing.isEmpty, "HTTP download codes missing from \(article): \(missing)")
+        }
     }
 
     @Test func theCoAPArticleListsEveryCodeACoAPDeviceCanGet() throws {

@@ -43,7 +43,17 @@ package struct HTTPTestClient: Sendable {
 
     /// `GET path` with `Authorization: Bearer token` when a token is given.
     package func get(_ path: String, token: String? = nil, headers extra: [(String, String)] = []) async throws -> HTTPTestResponse {
+        try await send(path, head: false, token: token, headers: extra)
+    }
+
+    /// `HEAD path`, as ``get(_:token:headers:)``.
+    package func head(_ path: String, token: String? = nil, headers extra: [(String, String)] = []) async throws -> HTTPTestResponse {
+        try await send(path, head: true, token: token, headers: extra)
+    }
+
+    private func send(_ path: String, head: Bool, token: String?, headers extra: [(String, String)]) async throws -> HTTPTestResponse {
         var request = HTTPClientRequest(url: "\(scheme)://127.0.0.1:\(port)\(path)")
+        if head { request.method = .HEAD }
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         for (name, value) in extra { request.headers.add(name: name, value: value) }
         let response = try await client.execute(request, timeout: .seconds(20))

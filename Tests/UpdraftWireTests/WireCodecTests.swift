@@ -110,6 +110,22 @@ import UpdraftWire
         #expect(try key.publicKey.verify(signed) == manifest)
     }
 
+    /// The signed HTTP download URL travels in offers and pending answers, and only when set.
+    @Test func offersAndPendingAnswersCarryTheDownloadURL() throws {
+        let key = ReleaseSigningKey()
+        let manifest = Manifest(product: "thermo", version: "2.0", sequence: 3, size: 10, sha256: "ab", created: Date(), keyID: key.publicKey.keyID)
+        let fw = Firmware(product: "thermo", version: "2.0", sequence: 3, size: 10, sha256: "ab", md5: "cd", createdAt: Date(), manifest: try key.sign(manifest))
+        let job = Job(releaseID: "r1", deviceID: "a", firmwareID: fw.id, targetVersion: "2.0", createdAt: Date())
+        let url = "http://127.0.0.1:8080/v1/fw/a/\(job.id)?exp=1&sig=x"
+        #expect(try codec.decodeOffer(codec.encode(JobOffer(job: job, firmware: fw, url: url))).url == url)
+        let plain = codec.encode(JobOffer(job: job, firmware: fw, limits: ChunkLimits()))
+        #expect(try codec.decodeOffer(plain).url == nil)
+        #expect(!String(decoding: plain, as: UTF8.self).contains("\"url\""))
+        let pending = try JSONDecoder().decode(PendingBody.self, from: Data(codec.encode(PendingBody(job: job, url: url))))
+        #expect(pending.url == url && pending.pending)
+        #expect(PendingBody(job: nil, url: url).url == nil)
+    }
+
     @Test func topicsParseAndBuild() {
         let topics = UpdraftDialectV1(prefix: "fleet/eu")
         #expect(topics.topic(.job, of: "d1") == "fleet/eu/d/d1/job")

@@ -1,6 +1,9 @@
+import Foundation
 import Logging
 import UpdraftCore
+import UpdraftAdapter
 import UpdraftHTTP
+import UpdraftStore
 
 /// The HTTP API's view of the running gateway: the store, readiness and metrics.
 extension GatewayService {
@@ -8,15 +11,33 @@ extension GatewayService {
     func httpServer() -> HTTPServer? {
         guard configuration.http.enabled else { return nil }
         let operations = Operations(configuration: configuration, store: store, actor: ActorName("gateway"), logger: logger)
-        let backend = HTTPBackend(
+        var backend = HTTPBackend(
             store: store, readiness: { await self.readiness() }, metrics: { await self.metricsSnapshot() },
             operations: OperationsPort(operations), eventSignal: eventSignal, eventsKeepAlive: configuration.http.sseKeepAlive)
+        if let links, let images = try? FileImageStore(directory: configuration.imagesDirectory) {
+            backend.downloads = GatewayDownloads(
+                engine: engine, store: store, signer: links.signer, images: images, counters: downloadCounters, now: now)
+        }
         return HTTPServer(settings: configuration.http, backend: backend, logger: logger)
     }
 
     /// Posts the event log to the webhooks (`updraft webhook add`), woken by each commit.
     func webhookDelivery() -> WebhookDeliveryService {
         WebhookDeliveryService(store: store, signal: eventSignal, settings: configuration.webhooks, logger: logger)
+    }
+
+    /// The signer of download URLs and their base, when HTTP downloads are on.
+    static func downloadLinks(_ configuration: UpdraftConfiguration, now: @escaping @Sendable () -> Date) throws -> DownloadLinks? {
+        guard let base = configuration.http.downloadBaseURL else { return nil }
+        let signer = try DownloadURLKey.load(dataDirectory: configuration.dataDirectory)
+        return DownloadLinks(baseURL: base, signer: signer, lifetime: configuration.http.downloadURLLifetime, now: now)
+    }
+
+    /// The signed download URL of `device`'s active job, as its offer carries it; `nil`
+    /// when HTTP downloads are off or the device has no active job.
+    public func downloadURL(for device: DeviceID) async -> String? {
+        guard let links, let job = await engine.activeJob(of: device), let firmware = await engine.firmware(for: job) else { return nil }
+        return links.url(device: device, job: job.id, firmware: firmware)
     }
 
     /// `/readyz`: the engine loaded and subscribed, its last store write succeeded, the

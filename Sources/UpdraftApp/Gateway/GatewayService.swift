@@ -28,6 +28,11 @@ public final class GatewayService: Service, Sendable {
     /// Notified at each commit of events (the gateway's and, through the tail, other
     /// processes'): wakes the HTTP event streams and webhook deliveries.
     public let eventSignal = EventSignal()
+    /// Signed HTTP download URLs for offers; `nil` when HTTP downloads are off.
+    let links: DownloadLinks?
+    /// HTTP downloads served and refused ("bytes.sent", "rejected.<code>").
+    public let downloadCounters = GatewayCounters()
+    let now: @Sendable () -> Date
     let logger: Logger
     private let flushInterval: Duration
     private let tailInterval: Duration
@@ -46,6 +51,8 @@ public final class GatewayService: Service, Sendable {
         self.configuration = configuration
         self.store = store
         self.logger = logger
+        self.now = now
+        links = try Self.downloadLinks(configuration, now: now)
         self.flushInterval = configuration.gateway.flushInterval
         self.tailInterval = configuration.gateway.tailInterval
         let c = configuration.mqtt
@@ -59,16 +66,16 @@ public final class GatewayService: Service, Sendable {
         router = DeviceCommandRouter(fallback: .mqtt, logger: logger)
         mqtt = MQTTGateway(
             client: client, dialect: dialect,
-            limits: c.chunk, flow: c.flow, engine: engine, router: router, images: images, logger: logger)
+            limits: c.chunk, flow: c.flow, engine: engine, router: router, images: images, links: links, logger: logger)
         feed = MQTTEventFeed(client: client, topic: dialect.eventsTopic, store: store, settings: c.events, logger: logger)
         coap =
             configuration.coap.enabled
-            ? try Self.makeCoAP(configuration, engine: engine, router: router, images: images, logger: logger) : nil
+            ? try Self.makeCoAP(configuration, engine: engine, router: router, images: images, links: links, logger: logger) : nil
     }
 
     private static func makeCoAP(
         _ configuration: UpdraftConfiguration, engine: UpdateEngine, router: DeviceCommandRouter,
-        images: CachedImages, logger: Logger
+        images: CachedImages, links: DownloadLinks?, logger: Logger
     ) throws -> CoAPGateway {
         let c = configuration.coap
         let keys = PSKFile(path: configuration.resolvedPSKFile)
@@ -88,7 +95,7 @@ public final class GatewayService: Service, Sendable {
         return try CoAPGateway(
             server: server,
             settings: .init(allowUnauthenticated: c.allowUnauthenticated, defaultLifetime: .seconds(c.defaultLifetime)),
-            engine: engine, router: router, images: images, logger: logger)
+            engine: engine, router: router, images: images, links: links, logger: logger)
     }
 
     public func run() async throws {

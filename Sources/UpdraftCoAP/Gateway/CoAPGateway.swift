@@ -51,6 +51,8 @@ public final class CoAPGateway: DeviceAdapter, Sendable {
         var job: JobID
         var firmwareKey: String
         var body: [UInt8]
+        /// To sign a fresh download URL at each GET (when HTTP downloads are on).
+        var offered: (job: Job, firmware: Firmware)
     }
 
     private struct Image: Sendable {
@@ -77,11 +79,11 @@ public final class CoAPGateway: DeviceAdapter, Sendable {
     /// - Parameter images: the image bytes of a firmware (from the in-memory cache).
     public init(
         server: CoAPServer, settings: Settings = .init(), engine: UpdateEngine, router: DeviceCommandRouter,
-        images: any FirmwareImageSource, logger: Logger
+        images: any FirmwareImageSource, links: DownloadLinks? = nil, logger: Logger
     ) throws {
         self.server = server
         self.settings = settings
-        self.pipeline = DevicePipeline(transport: .coap, engine: engine, router: router, images: images, logger: logger)
+        self.pipeline = DevicePipeline(transport: .coap, engine: engine, router: router, images: images, links: links, logger: logger)
         self.logger = logger
         try addResources()
         pipeline.serve(self)
@@ -115,7 +117,7 @@ public final class CoAPGateway: DeviceAdapter, Sendable {
     private func pending(_ request: CoAPRequest, _ id: DeviceID) async throws -> CoAPResponse {
         count("pending")
         return CoAPResponse(
-            code: .content, payload: WireJSON.encode(PendingBody(job: await pipeline.activeJob(of: id))), contentFormat: .json)
+            code: .content, payload: WireJSON.encode(await pipeline.pending(of: id)), contentFormat: .json)
     }
 
     private func announce(_ request: CoAPRequest, _ id: DeviceID) async throws -> CoAPResponse {
@@ -186,7 +188,12 @@ public final class CoAPGateway: DeviceAdapter, Sendable {
     }
 
     private func jobRepresentation(of id: DeviceID, code: CoAPResponseCode) -> CoAPResponse {
-        let body = state.withLock { $0.offers[id]?.body } ?? Array("{}".utf8)
+        guard let offer = state.withLock({ $0.offers[id] }) else { return CoAPResponse(code: code, payload: Array("{}".utf8), contentFormat: .json) }
+        // A signed URL expires: each answer carries one made now.
+        let body =
+            pipeline.links == nil
+            ? offer.body
+            : WireJSON.encode(pipeline.offer(offer.offered.job, firmware: offer.offered.firmware, to: id, download: "fw/\(offer.firmwareKey)"))
         return CoAPResponse(code: code, payload: body, contentFormat: .json)
     }
 
@@ -346,9 +353,9 @@ public final class CoAPGateway: DeviceAdapter, Sendable {
             logger.error("cannot offer over CoAP", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
             return
         }
-        let body = WireJSON.encode(JobOffer(job: job, firmware: firmware, download: "fw/\(key)"))
+        let body = WireJSON.encode(pipeline.offer(job, firmware: firmware, to: device, download: "fw/\(key)"))
         state.withLock { state in
-            state.offers[device] = Offer(job: job.id, firmwareKey: key, body: body)
+            state.offers[device] = Offer(job: job.id, firmwareKey: key, body: body, offered: (job, firmware))
         }
         count("offers.sent")
         server.notifyObservers(path: "job/\(device.rawValue)")

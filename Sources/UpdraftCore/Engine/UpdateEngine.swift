@@ -238,6 +238,8 @@ public actor UpdateEngine {
     // MARK: Queries
 
     public func activeJob(of id: DeviceID) -> Job? { active[id]?.job }
+    /// The catalog firmware a job installs.
+    public func firmware(for job: Job) -> Firmware? { firmware[job.firmwareID] }
     public func device(_ id: DeviceID) -> Device? { devices[id] }
     public var onlineCount: Int { devices.values.filter(\.online).count }
     /// Active jobs by state (the ones this engine holds: terminal jobs are only in the store).

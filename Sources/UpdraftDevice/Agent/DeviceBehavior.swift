@@ -41,6 +41,10 @@ public struct DeviceBehavior: Sendable {
     /// A simulated fleet turns this off to save memory.
     public var retainInstalledImage: Bool = true
 
+    /// Download the image over HTTP by the offer's signed `url` (Range resume after an
+    /// interrupted transfer) when the offer has one; else by chunks (MQTT) or blocks (CoAP).
+    public var downloadsOverHTTP: Bool = false
+
     /// Fault injection: flip one byte of the first downloaded image, to exercise verify
     /// and re-download.
     public var corruptFirstDownload: Bool = false

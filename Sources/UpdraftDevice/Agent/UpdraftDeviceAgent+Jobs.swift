@@ -57,6 +57,7 @@ extension UpdraftDeviceAgent {
         if let previous = job {
             logger.notice("new job replaces the current one", metadata: ["job.id": "\(offer.job)", "job.previous": "\(previous.offer.job)"])
             core.storage?.discardPartial()
+            cancelFetch()
         }
         start(offer, manifest)
     }
@@ -69,6 +70,7 @@ extension UpdraftDeviceAgent {
             resumed = download.receivedBytes > 0
         }
         var active = ActiveJob(offer: offer, manifest: manifest, download: download)
+        active.overHTTP = config.downloadsOverHTTP && offer.url != nil
         logger.info(
             "update accepted",
             metadata: ["job.id": "\(offer.job)", "firmware.version": "\(manifest.version)", "firmware.size": "\(manifest.size)",
@@ -92,6 +94,11 @@ extension UpdraftDeviceAgent {
     /// it, and the download continues from the first missing chunk.
     private func resume(_ active: inout ActiveJob, offer: JobOffer) {
         active.offer = offer
+        if active.overHTTP {
+            // A fresh offer brings a fresh URL: go on with it unless a fetch is running.
+            requestWindow(&active)
+            return
+        }
         let size = chunkSize(for: offer.chunk ?? ChunkLimits(), keeping: active.download.chunkSize)
         if size != active.download.chunkSize {
             active.download.rechunk(to: size)
@@ -166,14 +173,7 @@ extension UpdraftDeviceAgent {
         guard var active = job, reply.job == active.offer.job else { return }
         if reply.code == "unknown_job" {
             // Canceled, or ended on the gateway: nothing more to fetch.
-            logger.info("job abandoned", metadata: ["job.id": "\(active.offer.job)"])
-            core.storage?.discardPartial()
-            core.endedJob = active.offer.job
-            job = nil
-            update {
-                $0.job = nil
-                $0.status = .idle
-            }
+            abandon(active)
             return
         }
         // Only refused download requests carry an offset; a refused report needs no retry.
@@ -240,9 +240,14 @@ extension UpdraftDeviceAgent {
 
     private func windowLimit(_ active: ActiveJob) -> Int { min(config.windowCount, (active.offer.chunk ?? ChunkLimits()).maxCount) }
 
-    /// Asks for a window from the first missing chunk: at the start, on resume and after a stall.
-    private func requestWindow(_ active: inout ActiveJob) {
+    /// Asks for a window from the first missing chunk: at the start, on resume and after a
+    /// stall. Over HTTP: starts the fetch unless one runs.
+    func requestWindow(_ active: inout ActiveJob) {
         active.lastActivity = .now
+        if active.overHTTP {
+            startFetch(active)
+            return
+        }
         guard connected, client != nil, let request = active.download.nextRequest(maxCount: windowLimit(active)) else { return }
         send(request, &active)
     }
@@ -268,7 +273,7 @@ extension UpdraftDeviceAgent {
     private func savePartial(_ active: ActiveJob) { core.savePartial(active.download, sha256: active.manifest.sha256) }
 
     /// The last chunk is in: verify, install, and leave the reboot to `run()`.
-    private func finish(_ active: ActiveJob) {
+    func finish(_ active: ActiveJob) {
         var active = active
         let jobID = active.offer.job
         update { $0.status = .verifying }
@@ -309,19 +314,13 @@ extension UpdraftDeviceAgent {
     }
 
     /// The job failed here: report why and go back to waiting.
-    private func end(_ active: ActiveJob, _ reason: FailureReason, detail: String) {
+    func end(_ active: ActiveJob, _ reason: FailureReason, detail: String) {
         logger.warning("update failed", metadata: ["job.id": "\(active.offer.job)", "reason": "\(reason.rawValue)", "detail": "\(detail)"])
         report(.failed(reason, detail: detail), job: active.offer.job)
-        core.storage?.discardPartial()
-        core.endedJob = active.offer.job
-        job = nil
-        update {
-            $0.job = nil
-            $0.status = .failed(reason)
-        }
+        forget(active, status: .failed(reason))
     }
 
-    private func report(_ report: DeviceReport, job: JobID) {
+    func report(_ report: DeviceReport, job: JobID) {
         if sentReports?.job == job {
             sentReports?.reports.append(report)
         } else {
@@ -355,6 +354,8 @@ struct ActiveJob {
     /// Windows that stalled in a row.
     var stalls = 0
     var retryAt: ContinuousClock.Instant?
+    /// Downloaded over HTTP by the offer's `url` rather than in chunk windows.
+    var overHTTP = false
 }
 
 /// What to send again after `unavailable` replies.

@@ -42,6 +42,8 @@ public actor UpdraftDeviceAgent {
     private var stopRequested = false
     var corruptionInjected = false
     var dropInjected = false
+    /// The HTTP download in flight (`downloadsOverHTTP`), at most one.
+    var fetchTask: Task<Void, Never>?
 
     /// The installed image when there is no storage directory (and `retainInstalledImage`).
     public var installedImage: [UInt8]? { core.installedImage }

@@ -33,6 +33,7 @@ extension CoAPDeviceAgent {
             update { $0.status = .failed(.rejected) }
             return nil
         }
+        offerURL = offer.url
         guard let download = offer.download else {
             await end(offer.job, .rejected, detail: "the offer names no download resource", on: session)
             return nil
@@ -88,7 +89,7 @@ extension CoAPDeviceAgent {
         await report(.downloading(percent: 0), job: job, on: session)
     }
 
-    private enum DownloadOutcome {
+    enum DownloadOutcome {
         case image([UInt8])
         /// The download ended without an image; `update` returns this.
         case ended(BootOutcome?)
@@ -142,6 +143,9 @@ extension CoAPDeviceAgent {
             if download.receivedBytes > 0 {
                 logger.info("resuming the download", metadata: ["job.id": "\(job)", "download.offset": "\(download.firstMissingOffset)"])
             }
+        }
+        if config.downloadsOverHTTP, let url = offerURL {
+            return await httpDownload(job, manifest, url: url, prefix: Array(download.image[0..<download.contiguousBytes]), on: session)
         }
         let blocks: CoAPClientSession
         do {
@@ -279,7 +283,7 @@ extension CoAPDeviceAgent {
         UInt64(manifest.sha256.prefix(16), radix: 16) ?? 0
     }
 
-    private func abandon(_ job: JobID) {
+    func abandon(_ job: JobID) {
         core.storage?.discardPartial()
         startedDownloads.remove(job)
         core.endedJob = job
@@ -290,7 +294,7 @@ extension CoAPDeviceAgent {
     }
 
     /// The job failed here: report why and go back to waiting.
-    private func end(_ job: JobID, _ reason: FailureReason, detail: String, on session: CoAPClientSession) async {
+    func end(_ job: JobID, _ reason: FailureReason, detail: String, on session: CoAPClientSession) async {
         logger.warning("update failed", metadata: ["job.id": "\(job)", "reason": "\(reason.rawValue)", "detail": "\(detail)"])
         await report(.failed(reason, detail: detail), job: job, on: session)
         abandon(job)
@@ -299,7 +303,7 @@ extension CoAPDeviceAgent {
 
     /// POSTs a progress report and waits for the answer (CON), so reports arrive in order.
     /// 5.03 means the gateway could not save it: the same report is sent again.
-    private func report(_ report: DeviceReport, job: JobID, on session: CoAPClientSession) async {
+    func report(_ report: DeviceReport, job: JobID, on session: CoAPClientSession) async {
         let body = WireJSON.encode(ProgressBody(job: job, report: report))
         do {
             var response = try await session.post("progress", payload: body, contentFormat: .json, query: identityQuery, timeout: config.requestTimeout)

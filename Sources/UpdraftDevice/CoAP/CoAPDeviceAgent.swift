@@ -35,6 +35,10 @@ public actor CoAPDeviceAgent: SimulatedDevice {
     private var inbox: AsyncStream<Input>.Continuation?
     /// Jobs whose download began on an earlier boot: fetching them again is a resume.
     var startedDownloads: Set<JobID> = []
+    /// The signed HTTP download URL of the offer being worked on, when it has one.
+    var offerURL: String?
+    /// The last `downloading` percent reported over HTTP downloads.
+    var httpReportedPercent = 0
     var stopRequested = false
     var corruptionInjected = false
     var rebootInjected = false

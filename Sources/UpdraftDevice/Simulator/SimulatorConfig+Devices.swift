@@ -13,6 +13,7 @@ extension SimulatorConfig {
         device.storageDirectory = storageDirectory?.appendingPathComponent(device.id.rawValue)
         device.retainInstalledImage = retainInstalledImages
         device.corruptFirstDownload = Self.picks(index, fraction: corruptFraction, phase: 0.999)
+        device.downloadsOverHTTP = downloadsOverHTTP
         return device
     }
 

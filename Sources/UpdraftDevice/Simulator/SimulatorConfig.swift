@@ -54,6 +54,8 @@ public struct SimulatorConfig: Sendable {
     public var offlineDelay: Duration?
     /// Share of devices whose first download gets one corrupted chunk (verify, then download again).
     public var corruptFraction: Double = 0
+    /// Devices download over HTTP by the offer's signed `url` (when it has one).
+    public var downloadsOverHTTP = false
     /// Share of devices whose connection drops once during the first download (resume).
     public var disconnectFraction: Double = 0
     /// Where in the download those connections drop.

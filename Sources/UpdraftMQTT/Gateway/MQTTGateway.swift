@@ -23,13 +23,14 @@ public final class MQTTGateway: DeviceAdapter, Sendable {
     /// transport has no adapter) come here.
     public init(
         client: MosquittoClient, dialect: any WireDialect, limits: ChunkLimits, flow: ChunkFlowLimits = ChunkFlowLimits(),
-        engine: UpdateEngine, router: DeviceCommandRouter, images: any FirmwareImageSource, logger: Logger
+        engine: UpdateEngine, router: DeviceCommandRouter, images: any FirmwareImageSource, links: DownloadLinks? = nil,
+        logger: Logger
     ) {
         self.client = client
         self.dialect = dialect
         self.limits = limits
         self.flow = ChunkFlow(limits: flow)
-        self.pipeline = DevicePipeline(transport: .mqtt, engine: engine, router: router, images: images, logger: logger)
+        self.pipeline = DevicePipeline(transport: .mqtt, engine: engine, router: router, images: images, links: links, logger: logger)
         self.logger = logger
         pipeline.serve(self)
     }
@@ -78,9 +79,8 @@ public final class MQTTGateway: DeviceAdapter, Sendable {
         case .download(let request):
             await serve(request, to: device)
         case .pendingQuery:
-            let job = await pipeline.activeJob(of: device)
-            client.publishNoWait(
-                topic: dialect.topic(.pending, of: device), payload: dialect.encode(PendingBody(job: job)), qos: .atLeastOnce)
+            let pending = await pipeline.pending(of: device)
+            client.publishNoWait(topic: dialect.topic(.pending, of: device), payload: dialect.encode(pending), qos: .atLeastOnce)
         }
     }
 
@@ -157,7 +157,7 @@ public final class MQTTGateway: DeviceAdapter, Sendable {
     /// has nothing to take back.
     public func deliver(_ command: DeviceCommand) {
         guard case .offer(let job, let firmware) = command.action else { return }
-        let offer = JobOffer(job: job, firmware: firmware, limits: limits)
+        let offer = pipeline.offer(job, firmware: firmware, to: command.device, limits: limits)
         pipeline.count("offers.sent")
         client.publishNoWait(
             topic: dialect.topic(.job, of: command.device), payload: dialect.encode(offer), qos: .atLeastOnce, retain: false)

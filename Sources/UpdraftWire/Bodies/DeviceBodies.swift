@@ -41,8 +41,11 @@ public struct JobOffer: Sendable, Equatable, Codable {
     public var chunk: ChunkLimits?
     /// CoAP: the path of the Block2 image resource. Absent over MQTT.
     public var download: String?
+    /// The signed HTTP(S) URL of the image for this device and job (`GET`, Range), when
+    /// the gateway serves downloads over HTTP; short-lived: a fresh offer brings a fresh one.
+    public var url: String?
 
-    public init(job: Job, firmware: Firmware, limits: ChunkLimits? = nil, download: String? = nil) {
+    public init(job: Job, firmware: Firmware, limits: ChunkLimits? = nil, download: String? = nil, url: String? = nil) {
         self.job = job.id
         self.firmware = firmware.id
         self.product = firmware.product
@@ -54,6 +57,7 @@ public struct JobOffer: Sendable, Equatable, Codable {
         self.signature = firmware.manifest.signatureBase64
         self.chunk = limits
         self.download = download
+        self.url = url
     }
 
     /// The signed manifest inside, still to be verified.
@@ -198,11 +202,15 @@ public struct PendingBody: Codable, Sendable, Equatable {
     public var firmware: FirmwareID?
     /// The job's state, e.g. `queued` (waiting for consent, or not yet offered).
     public var state: String?
+    /// The job's signed HTTP download URL, as in ``JobOffer/url``, when the gateway serves
+    /// downloads over HTTP.
+    public var url: String?
 
-    public init(job: Job?) {
+    public init(job: Job?, url: String? = nil) {
         pending = job != nil
         self.job = job?.id
         firmware = job?.firmwareID
         state = job?.state.rawValue
+        self.url = job == nil ? nil : url
     }
 }

@@ -1,0 +1,31 @@
+import Testing
+import UpdraftCore
+
+/// The download URL's signature covers device, job, image digest and expiry; any change,
+/// another key or a malformed signature fails it.
+@Suite struct DownloadURLSignerTests {
+    let sha = String(repeating: "ab", count: 32)
+
+    @Test func aSignatureChecksOnlyForWhatItSigned() throws {
+        let signer = try DownloadURLSigner(key: DownloadURLSigner.generateKey())
+        let sig = signer.signature(device: "dev-1", job: "j1", sha256: sha, expires: 1000)
+        #expect(sig.utf8.count == 43 && !sig.contains("=") && !sig.contains("+") && !sig.contains("/"))
+        #expect(signer.isValid(sig, device: "dev-1", job: "j1", sha256: sha, expires: 1000))
+        #expect(signer.isValid(sig, device: "dev-1", job: "j1", sha256: sha.uppercased(), expires: 1000))
+        #expect(!signer.isValid(sig, device: "dev-2", job: "j1", sha256: sha, expires: 1000))
+        #expect(!signer.isValid(sig, device: "dev-1", job: "j2", sha256: sha, expires: 1000))
+        #expect(!signer.isValid(sig, device: "dev-1", job: "j1", sha256: String(repeating: "cd", count: 32), expires: 1000))
+        #expect(!signer.isValid(sig, device: "dev-1", job: "j1", sha256: sha, expires: 1001))
+        let other = try DownloadURLSigner(key: DownloadURLSigner.generateKey())
+        #expect(!other.isValid(sig, device: "dev-1", job: "j1", sha256: sha, expires: 1000))
+        for bad in ["", "x", String(sig.dropLast()), sig + "A", String(repeating: "é", count: 43), String(repeating: "!", count: 43)] {
+            #expect(!signer.isValid(bad, device: "dev-1", job: "j1", sha256: sha, expires: 1000), "\(bad)")
+        }
+        #expect(throws: UpdraftError.self) { try DownloadURLSigner(key: [1, 2, 3]) }
+    }
+
+    @Test func theGrantPathNamesDeviceJobExpiryAndSignature() {
+        let grant = DownloadGrant(device: "dev-1", job: "j1", expires: 42, signature: "abc")
+        #expect(grant.pathAndQuery == "/v1/fw/dev-1/j1?exp=42&sig=abc")
+    }
+}
