@@ -9,8 +9,9 @@ extension APIHandlers {
         let filter = EventFilter(
             kinds: try EventFilter.kinds(input.query.kinds), release: try input.query.release.map { try ReleaseID(validating: $0) },
             device: try input.query.device.map { try DeviceID(validating: $0) })
-        let stream = EventStream(
+        var stream = EventStream(
             store: backend.store, signal: backend.eventSignal, filter: filter, after: after, keepAlive: backend.eventsKeepAlive)
+        stream.recheck = backend.eventsRecheck
         return .ok(.init(headers: .init(cacheControl: "no-cache"), body: .textEventStream(HTTPBody(stream, length: .unknown, iterationBehavior: .single))))
     }
 

@@ -14,6 +14,9 @@ public struct HTTPBackend: Sendable {
     public var eventSignal: EventSignal
     /// How long an event stream stays silent before a keep-alive comment (`http.sse_keepalive`).
     public var eventsKeepAlive: Duration
+    /// How often a waiting event stream re-reads the store when no commit woke it: the
+    /// fallback for a missed wake-up, never the usual path.
+    public var eventsRecheck: Duration = .seconds(1)
     /// Devices' firmware downloads by signed URL (`/v1/fw/...`); `nil` serves none.
     public var downloads: (any DeviceDownloads)? = nil
 

@@ -32,7 +32,7 @@ struct APIServer {
     static func with(
         readiness: @escaping @Sendable () async -> [ReadinessCheck] = { [ReadinessCheck("gateway", ok: true)] },
         metrics: @escaping @Sendable () async -> GatewayMetricsSnapshot = { GatewayMetricsSnapshot() },
-        tune: (inout HTTPSettings) -> Void = { _ in }, trusting certificate: String? = nil,
+        tune: (inout HTTPSettings) -> Void = { _ in }, trusting certificate: String? = nil, eventsRecheck: Duration = .seconds(1),
         _ body: (APIServer) async throws -> Void
     ) async throws {
         try await withTemporaryPath(prefix: "updraft-http") { directory in
@@ -53,8 +53,9 @@ struct APIServer {
             tune(&settings)
             let listening = Atomic<Bool>(false)
             let signal = EventSignal()
-            let backend = HTTPBackend(
+            var backend = HTTPBackend(
                 store: store, readiness: readiness, metrics: metrics, eventSignal: signal, eventsKeepAlive: settings.sseKeepAlive)
+            backend.eventsRecheck = eventsRecheck
             let server = HTTPServer(
                 settings: settings, backend: backend, logger: logger,
                 onRunning: { _ in listening.store(true, ordering: .releasing) })

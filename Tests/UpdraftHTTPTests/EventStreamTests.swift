@@ -22,7 +22,8 @@ import UpdraftTestSupport
     }
 
     @Test func theLogThenLiveEventsThenResumeAfterLastEventID() async throws {
-        try await APIServer.with { api in
+        // The store re-check is put out of reach, so live events can only come by the wake-up.
+        try await APIServer.with(eventsRecheck: .seconds(3600)) { api in
             try await api.store.commit(StoreBatch(events: Self.events(150)))
             let first = try await open(api, "/v1/events/stream")
             #expect(first.status == 200, "\(first.errorBody)")
@@ -30,13 +31,10 @@ import UpdraftTestSupport
             #expect(first.seqs == Array(1...150))
             #expect(first.events.first?.event == "device.online")
             #expect(first.events.first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.data.utf8)) as? [String: Any] }?["seq"] as? Int == 1)
-            // Live: committed and announced, delivered at once (not on the 1 s re-check).
-            let committed = ContinuousClock.now
+            // Live: committed and announced, delivered by the wake-up (the re-check is an hour away).
             try await api.store.commit(StoreBatch(events: Self.events(5, from: 150)))
             api.signal.notify()
-            try await eventually(timeout: .seconds(10), "the live events") { first.seqs.count == 155 }
-            let lag = try #require(first.arrivals.last) - committed
-            #expect(lag < .milliseconds(900), "delivered \(lag) after the commit")
+            try await eventually(timeout: .seconds(30), "the live events") { first.seqs.count == 155 }
             await first.close()
             // A reconnect with the last id it had gets exactly what followed.
             try await api.store.commit(StoreBatch(events: Self.events(3, from: 155)))
@@ -76,7 +74,7 @@ import UpdraftTestSupport
     @Test func aQuietStreamGetsKeepAliveComments() async throws {
         try await APIServer.with(tune: { $0.sseKeepAlive = .seconds(1) }) { api in
             let stream = try await open(api, "/v1/events/stream")
-            try await eventually(timeout: .seconds(10), "two keep-alives") { stream.comments.filter { $0 == "keep-alive" }.count >= 2 }
+            try await eventually(timeout: .seconds(30), "two keep-alives") { stream.comments.filter { $0 == "keep-alive" }.count >= 2 }
             #expect(stream.events.isEmpty)
             await stream.close()
         }

@@ -65,7 +65,7 @@ package final class WebhookReceiver: Sendable {
             router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
             onServerRunning: { _ in listening.store(true, ordering: .releasing) }, logger: logger)
         task.withLock { $0 = Task { try await app.runService() } }
-        try await eventually(timeout: .seconds(10), "the webhook receiver listens") { listening.load(ordering: .acquiring) }
+        try await eventually(timeout: .seconds(30), "the webhook receiver listens") { listening.load(ordering: .acquiring) }
     }
 
     package func stop() async {
