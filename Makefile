@@ -81,8 +81,8 @@ bench-restart: deps
 # Fuzzing (README "Fuzzing"): each harness of Tests/UpdraftFuzz under libFuzzer with
 # AddressSanitizer, built in .build-fuzz so the normal .build stays warm. The Swift
 # toolchain ships libFuzzer and the ASan runtime: no clang package is needed.
-# `updraft-fuzz` depends on no UpdraftApp/UpdraftHTTP, so the sanitizer flags never reach
-# the OpenAPI generator plugin (whose link fails with them).
+# `updraft-fuzz` depends on no UpdraftApp/UpdraftHTTP, and UPDRAFT_FUZZ_BUILD turns the
+# OpenAPI generator plugin off (Package.swift): the sanitizer flags never reach its tool.
 # FUZZ_CONFIG: release (optimized, ASan still on: the fast honest build) or debug.
 # FUZZ_RUNS: stop a harness after this many executions (with FUZZ_SECONDS as the cap).
 FUZZ_SECONDS ?= 60
@@ -90,7 +90,7 @@ FUZZ_CONFIG ?= release
 FUZZ_RUNS ?=
 FUZZ_HARNESSES ?= wire coap manifest psk config
 FUZZ_SCRATCH := .build-fuzz
-FUZZ_BUILD := $(SWIFT) build -c $(FUZZ_CONFIG) --scratch-path $(FUZZ_SCRATCH) --product updraft-fuzz \
+FUZZ_BUILD := UPDRAFT_FUZZ_BUILD=1 $(SWIFT) build -c $(FUZZ_CONFIG) --scratch-path $(FUZZ_SCRATCH) --product updraft-fuzz \
   -Xswiftc -sanitize=fuzzer,address -Xswiftc -DUPDRAFT_FUZZ
 
 .PHONY: fuzz fuzz-build fuzz-ci
