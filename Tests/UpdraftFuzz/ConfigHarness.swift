@@ -1,13 +1,19 @@
 import Foundation
-import UpdraftApp
+import UpdraftCoAP
 import UpdraftCore
+import UpdraftMQTT
+import UpdraftSettings
 import UpdraftWire
 
-/// Input: a YAML configuration file, loaded as `updraft serve --config FILE` loads it
-/// (swift-configuration's YAML provider, the unknown-key walk, every module's settings
-/// and their checks). It loads or fails with `config_invalid`; a loaded configuration
-/// validates, its topic prefix is a valid MQTT topic, and its dialect writes topics it
-/// parses back.
+/// Input: a YAML configuration file, read as `updraft serve --config FILE` reads it
+/// (`ConfigSource`: swift-configuration's YAML provider over the environment, then the
+/// unknown-key walk over Yams' tree) with the settings types of the modules below the
+/// application (MQTT: broker, listeners, topic prefix; CoAP: ports, DTLS, blocks). Not
+/// UpdraftApp's or UpdraftHTTP's own settings: the fuzz build stays free of the HTTP stack
+/// (README "Fuzzing"); they read their keys through the same `ConfigKeys` calls.
+/// It loads or fails with `config_invalid`; a loaded configuration validates, warns only
+/// about keys the file holds, its topic prefix is a valid MQTT topic, and its dialect
+/// writes topics it parses back.
 enum ConfigHarness {
     static let path: String = {
         let directory = NSTemporaryDirectory() + "updraft-fuzz-config-\(ProcessInfo.processInfo.processIdentifier)"
@@ -17,24 +23,38 @@ enum ConfigHarness {
 
     static func run(_ input: [UInt8]) throws(FuzzFailure) {
         guard FileManager.default.createFile(atPath: path, contents: Data(input)) else { throw FuzzFailure("cannot write \(path)") }
-        let outcome = Blocking.run { try await UpdraftConfiguration.load(file: path) }
-        let configuration: UpdraftConfiguration
+        let outcome = Blocking.run { () async throws -> (MQTTSettings, CoAPSettings, [String], String?) in
+            let source = try await ConfigSource.load(file: path)
+            let mqtt = MQTTSettings(reader: source.keys.scoped(to: "mqtt"))
+            let coap = CoAPSettings(reader: source.keys.scoped(to: "coap"))
+            let warnings = try source.finish(environment: [:])
+            try mqtt.validate()
+            try coap.validate()
+            return (mqtt, coap, warnings, source.yaml)
+        }
         switch outcome {
         case .failure(let error as UpdraftError):
             try expectCode(error.code, in: ["config_invalid"], error.message)
-            return
         case .failure(let error):
             throw FuzzFailure("load threw \(type(of: error)), not an UpdraftError: \(error)")
-        case .success(let loaded):
-            configuration = loaded
+        case .success(let (mqtt, _, warnings, yaml)):
+            try expect(yaml != nil, "loaded without reading \(path)")
+            try warned(warnings, yaml ?? "")
+            try topics(mqtt.dialect)
         }
-        do throws(UpdraftError) {
-            try configuration.validate()
-        } catch {
-            throw FuzzFailure("a loaded configuration does not validate: \(error)")
+    }
+
+    /// Every warning names a key the file holds.
+    static func warned(_ warnings: [String], _ yaml: String) throws(FuzzFailure) {
+        let leaves = ConfigKeys.leaves(ofYAML: yaml).map(\.key)
+        for warning in warnings {
+            try expect(leaves.contains { warning.hasPrefix("unknown configuration key \($0) in ") }, "warning '\(warning)' names no key of the file")
         }
-        let dialect = configuration.dialect
-        // MQTT topics may hold neither wildcards nor U+0000 (a C string ends there).
+    }
+
+    /// MQTT topics may hold neither wildcards nor U+0000 (a C string ends there); the
+    /// configured dialect parses back every topic it writes.
+    static func topics(_ dialect: UpdraftDialectV1) throws(FuzzFailure) {
         try expect(!dialect.prefix.unicodeScalars.contains { "+#\u{0}".unicodeScalars.contains($0) }, "topic prefix '\(dialect.prefix.debugDescription)' was accepted")
         for kind in WireTopicKind.allCases {
             let parsed = dialect.parse(dialect.topic(kind, of: "thermo-1"))

@@ -1,5 +1,5 @@
 import Foundation
-import UpdraftApp
+import UpdraftCoAP
 
 /// Input: a PSK file (`<device id> <key>` lines). Parsed as the gateway reads it during
 /// handshakes, then rewritten by `device provision` (`PSKFile.issue`) for one device:
@@ -21,7 +21,27 @@ enum PSKHarness {
         }
         let written = keys.map { "\($0.key) \(String(decoding: $0.value, as: UTF8.self))" }.sorted().joined(separator: "\n")
         try expect(PSKFile.parse(written) == keys, "keys do not round-trip:\n\(written)")
-        try provision(text, keys)
+        try edits(text, keys)
+        // The file itself (lock, 0600 temporary file, rename) for one input in 16: the
+        // edits above are the logic, this is I/O that would cap the fuzzer at ~100 exec/s.
+        if input.count % 16 == 0 { try provision(text, keys) }
+    }
+
+    static let key = "Fuzz23456789abcdefghijkm"
+
+    /// `device provision thermo-1` and `device revoke` of the first device, as the edits
+    /// `issue` and `remove` make to the file's text: every other device keeps its key.
+    static func edits(_ text: String, _ keys: [String: [UInt8]]) throws(FuzzFailure) {
+        var expected = keys
+        expected["thermo-1"] = Array(key.utf8)
+        let issued = PSKFile.parse(PSKFile.edited(text) { PSKFile.issuing(["thermo-1"], [key], in: &$0) })
+        try expect(issued == expected, "provisioning thermo-1 changed other keys: \(keys) became \(issued)")
+        guard let gone = keys.keys.min() else { return }
+        var removed: Set<String> = []
+        let after = PSKFile.parse(PSKFile.edited(text) { removed = PSKFile.removing([gone], in: &$0) })
+        expected = keys
+        expected[gone] = nil
+        try expect(after == expected && removed == [gone], "revoking \(gone) left \(after), removed \(removed)")
     }
 
     /// `device provision thermo-1` on a file holding `text`.

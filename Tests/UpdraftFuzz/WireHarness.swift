@@ -101,10 +101,13 @@ enum WireHarness {
         }
     }
 
-    /// What a device decodes from the gateway: offers and error replies.
+    /// What a device decodes from the gateway: offers, error replies, pending answers.
     static func gatewayBodies(_ dialect: UpdraftDialectV1, _ payload: [UInt8]) throws(FuzzFailure) {
         try roundTrip(payload, "malformed_offer", dialect, dialect.decodeOffer)
         try roundTrip(payload, "malformed_error", dialect, dialect.decodeError)
+        try roundTrip(payload, "malformed_pending", dialect) { (bytes) throws(UpdraftError) -> PendingBody in
+            try WireJSON.decode(bytes, "pending", example: #"{"pending":false}"#)
+        }
     }
 
     /// Decodes with `decode`; what decodes, decodes the same once encoded again.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UpdraftApp
+import UpdraftCoAP
 import UpdraftCore
 import UpdraftTestSupport
 import UpdraftWire

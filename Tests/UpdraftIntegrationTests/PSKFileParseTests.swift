@@ -1,5 +1,5 @@
 import Testing
-import UpdraftApp
+import UpdraftCoAP
 
 /// The CoAP pre-shared key file as the gateway reads it (the fuzz harness `psk` replays
 /// the same parser with generated files).

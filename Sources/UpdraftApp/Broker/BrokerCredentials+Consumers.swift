@@ -1,4 +1,5 @@
 import Foundation
+import PrivateFiles
 import UpdraftCore
 
 /// A backend consumer's name: its broker username and client id.

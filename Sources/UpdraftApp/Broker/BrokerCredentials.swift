@@ -1,6 +1,7 @@
 import Crypto
 import CryptoExtras
 import Foundation
+import PrivateFiles
 import UpdraftCore
 
 #if canImport(Glibc)

@@ -1,7 +1,6 @@
 import Configuration
 import Foundation
 import Logging
-import SystemPackage
 import UpdraftCore
 import UpdraftCoAP
 import UpdraftHTTP
@@ -86,33 +85,12 @@ public struct UpdraftConfiguration: Sendable {
         try reader.check()
     }
 
-    /// Environment (`UPDRAFT_…`) over the YAML file over the defaults.
+    /// Environment (`UPDRAFT_…`) over the YAML file over the defaults (``ConfigSource``).
     /// - Parameter file: a YAML file; nil means Config/updraft.yaml when it exists.
     public static func load(file: String?) async throws -> UpdraftConfiguration {
-        var providers: [any ConfigProvider] = [
-            EnvironmentVariablesProvider().prefixKeys(with: "updraft")
-        ]
-        let path = file ?? "Config/updraft.yaml"
-        var yaml: String?
-        if file != nil || FileManager.default.fileExists(atPath: path) {
-            var isFolder: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
-                throw UpdraftError("config_missing", "Configuration file '\(path)' does not exist. Pass an existing file to --config, or omit it to use the defaults.")
-            }
-            guard !isFolder.boolValue else {
-                throw UpdraftError("config_invalid", "--config '\(path)' is a folder; pass the YAML file itself (for example \(path)/updraft.yaml).")
-            }
-            do {
-                yaml = try String(contentsOfFile: path, encoding: .utf8)
-                providers.append(try await FileProvider<YAMLSnapshot>(filePath: FilePath(path)))
-            } catch {
-                throw UpdraftError("config_invalid", "Configuration file '\(path)' could not be read: \(error). Compare it with Config/updraft.yaml.")
-            }
-        }
-        let keys = ConfigKeys(ConfigReader(providers: providers))
-        var loaded = try UpdraftConfiguration(reader: keys)
-        if let yaml { loaded.warnings = try keys.unknownKeys(inYAML: yaml, file: path) }
-        loaded.warnings += keys.unknownVariables(in: ProcessInfo.processInfo.environment)
+        let source = try await ConfigSource.load(file: file)
+        var loaded = try UpdraftConfiguration(reader: source.keys)
+        loaded.warnings = try source.finish()
         try loaded.validate()
         return loaded
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Mosquitto
+import UpdraftCoAP
 import UpdraftCore
 import UpdraftMQTT
 

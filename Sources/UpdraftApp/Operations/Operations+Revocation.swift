@@ -1,4 +1,5 @@
 import Foundation
+import UpdraftCoAP
 import UpdraftCore
 
 /// `updraft device revoke` and re-admission by `updraft device provision`.

@@ -1,4 +1,5 @@
 import Foundation
+import PrivateFiles
 import Synchronization
 import UpdraftCore
 
@@ -80,12 +81,17 @@ public final class PSKFile: Sendable {
     /// 24 random characters each (about 140 bits).
     public static func issue(for devices: [String], path: String) throws -> [String] {
         let keys = devices.map { _ in newKey() }
+        try rewrite(path) { issuing(devices, keys, in: &$0) }
         let issued = Dictionary(zip(devices, keys), uniquingKeysWith: { _, last in last })
-        try rewrite(path) { kept in
-            kept.removeAll { $0.id.map { issued[$0] != nil } ?? false }
-            kept += devices.enumerated().filter { issued[$0.element] == keys[$0.offset] }.map { ($0.element, "\($0.element) \(keys[$0.offset])") }
-        }
         return devices.map { issued[$0]! }
+    }
+
+    /// The edit `issue` makes: the lines of `devices` go, one line per device with its key
+    /// is appended (a repeated id keeps its last key).
+    package static func issuing(_ devices: [String], _ keys: [String], in lines: inout [(id: String?, line: String)]) {
+        let issued = Dictionary(zip(devices, keys), uniquingKeysWith: { _, last in last })
+        lines.removeAll { $0.id.map { issued[$0] != nil } ?? false }
+        lines += devices.enumerated().filter { issued[$0.element] == keys[$0.offset] }.map { ($0.element, "\($0.element) \(keys[$0.offset])") }
     }
 
     /// Removes the keys of `devices` (`updraft device revoke`): a running gateway refuses
@@ -94,12 +100,15 @@ public final class PSKFile: Sendable {
     @discardableResult
     public static func remove(_ devices: [String], path: String) throws -> Set<String> {
         guard FileManager.default.fileExists(atPath: path) else { return [] }
-        let gone = Set(devices)
         var removed: Set<String> = []
-        try rewrite(path) { lines in
-            removed = Set(lines.compactMap(\.id)).intersection(gone)
-            lines.removeAll { $0.id.map(gone.contains) ?? false }
-        }
+        try rewrite(path) { removed = removing(Set(devices), in: &$0) }
+        return removed
+    }
+
+    /// The edit `remove` makes: the lines of `gone` go; returns the ids that had a line.
+    package static func removing(_ gone: Set<String>, in lines: inout [(id: String?, line: String)]) -> Set<String> {
+        let removed = Set(lines.compactMap(\.id)).intersection(gone)
+        lines.removeAll { $0.id.map(gone.contains) ?? false }
         return removed
     }
 
@@ -113,15 +122,21 @@ public final class PSKFile: Sendable {
         let lockFailure = UpdraftError("psk_write_failed", "Cannot open \(path).lock; check that \(directory) is writable by this user.")
         try PrivateFile.withLock(path + ".lock", failure: lockFailure) {
             let existing = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-            // The same splitter as parse: an edit removes exactly the lines the gateway reads.
-            var lines: [(id: String?, line: String)] = existing.split(whereSeparator: \.isNewline).map { line in
-                (fields(of: line)?.identity, String(line))
-            }
-            edit(&lines)
             try PrivateFile.replace(
-                path, with: lines.map(\.line).joined(separator: "\n") + "\n",
+                path, with: edited(existing, edit),
                 failure: UpdraftError("psk_write_failed", "Cannot write \(path); check that \(directory) is writable by this user."))
         }
+    }
+
+    /// `text` split into lines (with the device id each names, nil for comments) by the same
+    /// splitter as `parse`, so an edit removes exactly the lines the gateway reads; edited;
+    /// joined again: what `rewrite` writes.
+    package static func edited(_ text: String, _ edit: (inout [(id: String?, line: String)]) -> Void) -> String {
+        var lines: [(id: String?, line: String)] = text.split(whereSeparator: \.isNewline).map { line in
+            (fields(of: line)?.identity, String(line))
+        }
+        edit(&lines)
+        return lines.map(\.line).joined(separator: "\n") + "\n"
     }
 
     private static func newKey() -> String {
