@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import PrivateFiles
 import SwiftASN1
 import UpdraftCore
 import X509
