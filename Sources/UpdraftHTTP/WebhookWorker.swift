@@ -51,13 +51,16 @@ struct WebhookWorker: Sendable {
             try Task.checkCancellation()
             let started = ContinuousClock.now
             let (status, error) = await post(body, seqs: "\(first)-\(last)", attempt: attempt, to: webhook)
-            try Task.checkCancellation()
+            // A batch the receiver accepted is recorded even when the gateway is stopping, so a
+            // graceful stop does not post it again; a failed one is left to the next start.
+            if error != nil { try Task.checkCancellation() }
             let elapsed = ContinuousClock.now - started
             let delivery = WebhookDelivery(
                 webhookID: webhook.id, time: Date(), firstSeq: first, lastSeq: last, count: events.count, attempt: attempt, status: status,
                 error: error, milliseconds: Int(elapsed / .milliseconds(1)))
             let (recorded, event) = webhook.recording(delivery, disableAfter: service.settings.disableAfter)
-            try await service.store.recordWebhookDelivery(delivery, webhook: recorded, event: event)
+            let store = service.store
+            try await Task { try await store.recordWebhookDelivery(delivery, webhook: recorded, event: event) }.value
             webhook = recorded
             if event != nil { service.signal.notify() }
             if delivery.succeeded { return last }

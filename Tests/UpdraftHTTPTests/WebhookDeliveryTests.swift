@@ -81,6 +81,8 @@ import UpdraftTestSupport
             try await store.commit(StoreBatch(events: Self.events(20)))
             signal.notify()
             try await eventually(timeout: .seconds(20), "120 events accepted") { receiver.accepted.flatMap(\.seqs).count == 120 }
+            // The receiver counts a batch before its answer reaches the gateway: stop once the cursor is saved.
+            try await eventually(timeout: .seconds(20), "the cursor saved") { try await store.webhooks().first?.cursor == 120 }
             await service.stop()
             #expect(receiver.accepted.flatMap(\.seqs) == Array(1...120), "every event once, in order")
             #expect(receiver.received.prefix(3).allSatisfy { $0.status == 500 })
