@@ -27,7 +27,7 @@ import UpdraftTestSupport
             try await api.store.commit(StoreBatch(events: Self.events(150)))
             let first = try await open(api, "/v1/events/stream")
             #expect(first.status == 200, "\(first.errorBody)")
-            try await eventually(timeout: .seconds(10), "the backlog (more than one page)") { first.seqs.count == 150 }
+            try await eventually(timeout: .seconds(30), "the backlog (more than one page)") { first.seqs.count == 150 }
             #expect(first.seqs == Array(1...150))
             #expect(first.events.first?.event == "device.online")
             #expect(first.events.first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.data.utf8)) as? [String: Any] }?["seq"] as? Int == 1)
@@ -39,11 +39,11 @@ import UpdraftTestSupport
             // A reconnect with the last id it had gets exactly what followed.
             try await api.store.commit(StoreBatch(events: Self.events(3, from: 155)))
             let again = try await open(api, "/v1/events/stream?after=0", lastEventID: "152")
-            try await eventually(timeout: .seconds(10), "the rest") { again.seqs.count == 6 }
+            try await eventually(timeout: .seconds(30), "the rest") { again.seqs.count == 6 }
             #expect(again.seqs == Array(153...158))
             await again.close()
             let fromAfter = try await open(api, "/v1/events/stream?after=157")
-            try await eventually(timeout: .seconds(10), "after 157") { fromAfter.seqs == [158] }
+            try await eventually(timeout: .seconds(30), "after 157") { fromAfter.seqs == [158] }
             await fromAfter.close()
         }
     }
@@ -62,7 +62,7 @@ import UpdraftTestSupport
             for (query, wanted) in cases {
                 let expected = all.filter(wanted).map(\.sequence)
                 let stream = try await open(api, "/v1/events/stream?\(query)")
-                try await eventually(timeout: .seconds(10), "\(query)") { stream.seqs.count >= expected.count }
+                try await eventually(timeout: .seconds(30), "\(query)") { stream.seqs.count >= expected.count }
                 try await Task.sleep(for: .milliseconds(200))
                 #expect(stream.seqs == expected, "\(query)")
                 #expect(stream.events.allSatisfy { e in all.first { $0.sequence == e.seq }.map(wanted) == true }, "\(query)")
@@ -91,7 +91,7 @@ import UpdraftTestSupport
         try await APIServer.with(tune: { $0.shutdownTimeout = .seconds(100) }) { api in
             let opened = try await SSETestClient.open(client, port: api.port, path: "/v1/events/stream", token: api.tokens[.read]!)
             stream = opened
-            try await eventually(timeout: .seconds(10), "the greeting") { opened.comments.contains { $0.hasPrefix("updraft events") } }
+            try await eventually(timeout: .seconds(30), "the greeting") { opened.comments.contains { $0.hasPrefix("updraft events") } }
             #expect(!opened.ended)
             stopping = .now
         }

@@ -76,13 +76,13 @@ import UpdraftTestSupport
         try await Self.withReceiver(events: 100, answer: { $0 <= 3 ? .internalServerError : .noContent }) { path, store, receiver, hook in
             let signal = EventSignal()
             var service = Self.start(store, signal, Self.settings())
-            try await eventually(timeout: .seconds(20), "100 events accepted") { receiver.accepted.flatMap(\.seqs).count == 100 }
+            try await eventually(timeout: .seconds(60), "100 events accepted") { receiver.accepted.flatMap(\.seqs).count == 100 }
             // Live events, woken by the signal.
             try await store.commit(StoreBatch(events: Self.events(20)))
             signal.notify()
-            try await eventually(timeout: .seconds(20), "120 events accepted") { receiver.accepted.flatMap(\.seqs).count == 120 }
+            try await eventually(timeout: .seconds(60), "120 events accepted") { receiver.accepted.flatMap(\.seqs).count == 120 }
             // The receiver counts a batch before its answer reaches the gateway: stop once the cursor is saved.
-            try await eventually(timeout: .seconds(20), "the cursor saved") { try await store.webhooks().first?.cursor == 120 }
+            try await eventually(timeout: .seconds(60), "the cursor saved") { try await store.webhooks().first?.cursor == 120 }
             await service.stop()
             #expect(receiver.accepted.flatMap(\.seqs) == Array(1...120), "every event once, in order")
             #expect(receiver.received.prefix(3).allSatisfy { $0.status == 500 })
@@ -101,7 +101,7 @@ import UpdraftTestSupport
             let reopened = try SQLiteStatusStore(path: path, logger: APIServer.logger)
             try await reopened.commit(StoreBatch(events: Self.events(5)))
             service = Self.start(reopened, EventSignal(), Self.settings())
-            try await eventually(timeout: .seconds(20), "the events after the restart") { receiver.accepted.flatMap(\.seqs).count == 125 }
+            try await eventually(timeout: .seconds(60), "the events after the restart") { receiver.accepted.flatMap(\.seqs).count == 125 }
             try await Task.sleep(for: .milliseconds(300))
             await service.stop()
             #expect(receiver.accepted.flatMap(\.seqs) == Array(1...125), "nothing again, nothing missing")
@@ -111,7 +111,7 @@ import UpdraftTestSupport
     @Test func onlyTheKindsItWantsAndSkippedOnesDoNotHoldItBack() async throws {
         try await Self.withReceiver(events: 90, kinds: [.deviceOnline], answer: { _ in .ok }) { _, store, receiver, _ in
             let service = Self.start(store, EventSignal(), Self.settings())
-            try await eventually(timeout: .seconds(20), "the device.online events") { receiver.accepted.flatMap(\.seqs).count == 18 }
+            try await eventually(timeout: .seconds(60), "the device.online events") { receiver.accepted.flatMap(\.seqs).count == 18 }
             await service.stop()
             #expect(Set(receiver.accepted.flatMap(\.kinds)) == ["device.online"])
             #expect(receiver.accepted.flatMap(\.seqs) == stride(from: 1, through: 90, by: 5).map { Int64($0) })
@@ -123,7 +123,7 @@ import UpdraftTestSupport
             let signal = EventSignal()
             let service = Self.start(store, signal, Self.settings { $0.disableAfter = .seconds(1) })
             let started = ContinuousClock.now
-            try await eventually(timeout: .seconds(20), "the webhook disabled") { try await store.webhooks().first?.isDisabled == true }
+            try await eventually(timeout: .seconds(60), "the webhook disabled") { try await store.webhooks().first?.isDisabled == true }
             #expect(ContinuousClock.now - started >= .seconds(1))
             let disabled = try await store.events(after: 0, limit: 100).filter { $0.kind == .webhookDisabled }
             #expect(disabled.count == 1)
@@ -135,7 +135,7 @@ import UpdraftTestSupport
             // The backend is fixed and an operator re-enables it: it resumes where it was.
             receiver.setAnswer { _ in .ok }
             _ = try await store.enableWebhook(hook.id, at: Date(), actor: "cli:test")
-            try await eventually(timeout: .seconds(20), "delivered after enable") { receiver.accepted.flatMap(\.seqs) == [1, 2, 3] }
+            try await eventually(timeout: .seconds(60), "delivered after enable") { receiver.accepted.flatMap(\.seqs) == [1, 2, 3] }
             await service.stop()
             #expect(try await store.webhooks().first?.isDisabled == false)
         }
@@ -154,7 +154,7 @@ import UpdraftTestSupport
             let junk = try await store.addWebhook(url: garbage.url, secret: Self.secret, kinds: [], after: 0, at: Date())
             let unreachable = try await store.addWebhook(url: "http://127.0.0.1:\(PortProbe.freePort())/x", secret: Self.secret, kinds: [], after: 0, at: Date())
             let service = Self.start(store, EventSignal(), Self.settings { $0.timeout = .milliseconds(300) })
-            try await eventually(timeout: .seconds(20), "failures logged for each") {
+            try await eventually(timeout: .seconds(60), "failures logged for each") {
                 for id in [quiet.id, junk.id, unreachable.id] where try await store.webhookDeliveries(id, limit: 5).count < 2 { return false }
                 return true
             }
