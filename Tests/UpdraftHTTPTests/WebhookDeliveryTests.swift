@@ -76,7 +76,13 @@ import UpdraftTestSupport
         try await Self.withReceiver(events: 100, answer: { $0 <= 3 ? .internalServerError : .noContent }) { path, store, receiver, hook in
             let signal = EventSignal()
             var service = Self.start(store, signal, Self.settings())
-            try await eventually(timeout: .seconds(60), "100 events accepted") { receiver.accepted.flatMap(\.seqs).count == 100 }
+            do {
+                try await eventually(timeout: .seconds(60), "100 events accepted") { receiver.accepted.flatMap(\.seqs).count == 100 }
+            } catch {
+                let log = (try? await store.webhookDeliveries(hook.id, limit: 100)) ?? []
+                Issue.record("received: \(receiver.received.map { "\($0.seq ?? "-")#\($0.attempt ?? "-")=\($0.status)" }); log: \(log.map { "\($0.firstSeq)-\($0.lastSeq) \($0.status ?? 0) \($0.error ?? "")" })")
+                throw error
+            }
             // Live events, woken by the signal.
             try await store.commit(StoreBatch(events: Self.events(20)))
             signal.notify()

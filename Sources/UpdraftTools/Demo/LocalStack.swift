@@ -109,10 +109,11 @@ public final class LocalStack: Sendable {
         let group = ServiceGroup(services: [service], logger: logger)
         let task = Task { try await group.run() }
         running.withLock { $0 = Running(task: task, group: group, service: service) }
-        // Ready when the engine has loaded and the MQTT subscriptions are in place.
-        let deadline = ContinuousClock.now + .seconds(15)
+        // Ready when the engine has loaded and the MQTT subscriptions are in place (seconds
+        // normally; the bound is for a machine running the whole test suite on two cores).
+        let deadline = ContinuousClock.now + .seconds(60)
         while !service.isReady {
-            if ContinuousClock.now > deadline { throw UpdraftError("gateway_start_timeout", "The gateway did not get ready within 15 s.") }
+            if ContinuousClock.now > deadline { throw UpdraftError("gateway_start_timeout", "The gateway did not get ready within 60 s; see its log above (broker reachable? store writable?).") }
             try await Task.sleep(for: .milliseconds(10))
         }
         return service
