@@ -52,3 +52,18 @@ import UpdraftCore
         }
     }
 }
+
+/// Error codes are one token clients match on: an identifier's kind with a space ("device id")
+/// must not put a space into its code.
+@Suite struct InvalidIdentifierCodeTests {
+    @Test func codesOfInvalidIdentifiersHaveNoSpace() {
+        func code(_ make: () throws -> Void) -> String? {
+            do { try make(); return nil } catch let error as UpdraftError { return error.code } catch { return "\(error)" }
+        }
+        let codes = [
+            code { _ = try DeviceID(validating: "bad id!") }, code { _ = try ReleaseID(validating: "bad id!") },
+            code { _ = try JobID(validating: "bad id!") }, code { _ = try TokenName(validating: "bad id!") },
+        ]
+        #expect(codes == ["invalid_device_id", "invalid_release_id", "invalid_job_id", "invalid_token_name"])
+    }
+}

@@ -13,8 +13,10 @@ public struct UpdraftError: Error, Sendable, Equatable, CustomStringConvertible 
 }
 
 extension UpdraftError {
+    /// `invalid_<what>`, with the spaces of `what` as underscores (`invalid_device_id`): a
+    /// code is one token that clients match on.
     public static func invalid(_ what: String, _ value: String, rule: String) -> UpdraftError {
-        UpdraftError("invalid_\(what)", "Invalid \(what) '\(value.prefix(80))': \(rule).")
+        UpdraftError("invalid_" + String(what.map { $0 == " " ? "_" : $0 }), "Invalid \(what) '\(value.prefix(80))': \(rule).")
     }
 
     public static func notFound(_ what: String, _ id: String, hint: String) -> UpdraftError {
