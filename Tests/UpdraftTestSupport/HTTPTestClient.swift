@@ -37,7 +37,7 @@ package struct HTTPTestClient: Sendable {
             tls.trustRoots = .file(certificate)
             configuration.tlsConfiguration = tls
         }
-        configuration.timeout = .init(connect: .seconds(5), read: .seconds(20))
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(60))
         client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 
@@ -56,7 +56,7 @@ package struct HTTPTestClient: Sendable {
         if head { request.method = .HEAD }
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         for (name, value) in extra { request.headers.add(name: name, value: value) }
-        let response = try await client.execute(request, timeout: .seconds(20))
+        let response = try await client.execute(request, timeout: .seconds(60))
         let body = try await response.body.collect(upTo: 16 << 20)
         var headers: [String: String] = [:]
         for header in response.headers { headers[header.name.lowercased()] = header.value }
@@ -82,7 +82,7 @@ package struct HTTPTestClient: Sendable {
             }
             request.body = .stream(chunks, length: .unknown)
         }
-        let response = try await client.execute(request, timeout: .seconds(30))
+        let response = try await client.execute(request, timeout: .seconds(60))
         let collected = try await response.body.collect(upTo: 16 << 20)
         var headers: [String: String] = [:]
         for header in response.headers { headers[header.name.lowercased()] = header.value }
