@@ -24,6 +24,21 @@ import UpdraftCore
         #expect(throws: UpdraftError.self) { try DownloadURLSigner(key: [1, 2, 3]) }
     }
 
+    /// The last character of 43 carries two unused bits: the three other spellings that
+    /// decode to the same bytes are refused (a URL altered there is not the URL signed).
+    @Test func onlyTheCanonicalSpellingOfASignatureIsTaken() throws {
+        let signer = try DownloadURLSigner(key: DownloadURLSigner.generateKey())
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+        for expires in Int64(1000)..<1020 {
+            let sig = signer.signature(device: "dev-1", job: "j1", sha256: sha, expires: expires)
+            let index = alphabet.firstIndex(of: sig.last!)!
+            for low in 1..<4 {
+                let twin = String(sig.dropLast()) + String(alphabet[(index & ~3) | ((index + low) & 3)])
+                #expect(!signer.isValid(twin, device: "dev-1", job: "j1", sha256: sha, expires: expires), "\(twin)")
+            }
+        }
+    }
+
     @Test func theGrantPathNamesDeviceJobExpiryAndSignature() {
         let grant = DownloadGrant(device: "dev-1", job: "j1", expires: 42, signature: "abc")
         #expect(grant.pathAndQuery == "/v1/fw/dev-1/j1?exp=42&sig=abc")

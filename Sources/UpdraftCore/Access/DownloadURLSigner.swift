@@ -37,7 +37,10 @@ public struct DownloadURLSigner: Sendable {
 
     /// Whether `signature` is this key's signature of these values (compared in constant time).
     public func isValid(_ signature: String, device: DeviceID, job: JobID, sha256: String, expires: Int64) -> Bool {
-        guard signature.utf8.count == 43, let mac = Self.decodeBase64url(signature), mac.count == 32 else { return false }
+        // Only the canonical spelling: the last of 43 characters carries 2 unused bits, and a
+        // decoder that ignores them would take four spellings of one signature.
+        guard signature.utf8.count == 43, let mac = Self.decodeBase64url(signature), mac.count == 32, Self.base64url(mac) == signature
+        else { return false }
         return HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Self.message(device, job, sha256, expires), using: key)
     }
 
