@@ -308,7 +308,7 @@ let package = Package(
         .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto", "UpdraftTestSupport", "LoopbackPorts"]),
         .testTarget(name: "CoAPTests", dependencies: ["CoAP", "UpdraftTestSupport", "LoopbackPorts"]),
         .testTarget(name: "UpdraftWireTests", dependencies: ["UpdraftWire", "UpdraftCore"]),
-        .testTarget(name: "UpdraftMQTTTests", dependencies: ["UpdraftMQTT", "UpdraftWire", "UpdraftCore"]),
+        .testTarget(name: "UpdraftMQTTTests", dependencies: ["UpdraftMQTT", "UpdraftWire", "UpdraftCore", "UpdraftTestSupport"]),
         // The HTTP API on a real server (free loopback port, SQLite store) with a real client.
         .testTarget(
             name: "UpdraftHTTPTests",

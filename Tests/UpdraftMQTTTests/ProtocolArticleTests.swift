@@ -1,35 +1,14 @@
 import Foundation
 import Testing
+import UpdraftTestSupport
 
 /// Every error code a device can be sent is in its protocol article: the codes are read
 /// from the sources that answer devices (`UpdraftError("code", ...)` literals), so a new
 /// code without a line in the article fails here.
 @Suite struct ProtocolArticleTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
     /// The literal error codes in the Swift files under `folders` (or the files named).
     static func codes(in folders: [String]) throws -> Set<String> {
-        let pattern = try Regex(#"UpdraftError\(\s*"([a-z_]+)""#)
-        var found: Set<String> = []
-        for folder in folders {
-            let base = root.appendingPathComponent(folder)
-            var isFolder: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: base.path, isDirectory: &isFolder) else { throw CocoaError(.fileNoSuchFile) }
-            let files =
-                isFolder.boolValue
-                ? FileManager.default.enumerator(at: base, includingPropertiesForKeys: nil)?.compactMap { $0 as? URL } ?? [] : [base]
-            for file in files where file.pathExtension == "swift" {
-                let text = try String(contentsOf: file, encoding: .utf8)
-                for match in text.matches(of: pattern) {
-                    if let code = match.output[1].substring { found.insert(String(code)) }
-                }
-            }
-        }
-        return found
-    }
-
-    static func article(_ path: String) throws -> String {
-        try String(contentsOf: root.appendingPathComponent(path), encoding: .utf8)
+        try SourceScan.literals(#"UpdraftError\(\s*"([a-z_]+)""#, in: folders)
     }
 
     @Test func theMQTTArticleListsEveryCodeAnMQTTDeviceCanGet() throws {
@@ -37,7 +16,7 @@ import Testing
             // Its topic names no device, so there is nobody to answer.
             .subtracting(["unknown_topic"])
         #expect(codes.count >= 10, "the scan found too few codes: \(codes.sorted())")
-        let text = try Self.article("Sources/UpdraftMQTT/Documentation.docc/MQTTDeviceProtocol.md")
+        let text = try SourceScan.text("Sources/UpdraftMQTT/Documentation.docc/MQTTDeviceProtocol.md")
         let missing = codes.filter { !text.contains("`\($0)`") }.sorted()
         #expect(missing.isEmpty, "error codes missing from MQTTDeviceProtocol.md: \(missing)")
     }
@@ -50,7 +29,7 @@ import Testing
         ])
         #expect(codes.isSuperset(of: ["download_url_invalid", "download_url_expired", "job_finished", "range_not_satisfiable"]))
         for article in ["Sources/UpdraftMQTT/Documentation.docc/MQTTDeviceProtocol.md", "Sources/UpdraftCoAP/Documentation.docc/CoAPDeviceAPI.md"] {
-            let text = try Self.article(article)
+            let text = try SourceScan.text(article)
             let missing = codes.filter { !text.contains("`\($0)`") }.sorted()
             #expect(missing.isEmpty, "HTTP download codes missing from \(article): \(missing)")
         }
@@ -64,7 +43,7 @@ import Testing
             // PSKFile's: `updraft device provision` failing to write the key file, an operator's error.
             .subtracting(["psk_write_failed"])
         #expect(codes.count >= 5, "the scan found too few codes: \(codes.sorted())")
-        let text = try Self.article("Sources/UpdraftCoAP/Documentation.docc/CoAPDeviceAPI.md")
+        let text = try SourceScan.text("Sources/UpdraftCoAP/Documentation.docc/CoAPDeviceAPI.md")
         let missing = codes.filter { !text.contains("`\($0)`") }.sorted()
         #expect(missing.isEmpty, "error codes missing from CoAPDeviceAPI.md: \(missing)")
     }
