@@ -283,13 +283,22 @@ enum ResourceLocator {
     static func find(_ path: String) -> String? {
         if path.hasPrefix("/") { return FileManager.default.fileExists(atPath: path) ? path : nil }
         if FileManager.default.fileExists(atPath: path) { return path }
-        var dir = URL(fileURLWithPath: CommandLine.arguments.first ?? ".").resolvingSymlinksInPath().deletingLastPathComponent()
+        var dir = executable.deletingLastPathComponent()
         for _ in 0..<6 {
             let candidate = dir.appendingPathComponent(path).path
             if FileManager.default.fileExists(atPath: candidate) { return candidate }
             dir = dir.deletingLastPathComponent()
         }
         return nil
+    }
+
+    /// This process's executable: /proc/self/exe, since argv[0] is only a name when
+    /// `updraft` was found through PATH (then it is not relative to the working directory).
+    static var executable: URL {
+        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            return URL(fileURLWithPath: target)
+        }
+        return URL(fileURLWithPath: CommandLine.arguments.first ?? ".").resolvingSymlinksInPath()
     }
 
     static func read(_ path: String) throws -> String {
