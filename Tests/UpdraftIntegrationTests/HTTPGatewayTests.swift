@@ -54,7 +54,7 @@ import UpdraftTestSupport
             let values = Self.samples(metrics.text)
             #expect(values[#"updraft_devices_online{transport="mqtt"}"#] == 2, "\(metrics.text)")
             #expect((values[#"updraft_offers_sent_total{transport="mqtt"}"#] ?? 0) >= 2)
-            #expect((values[#"updraft_chunk_bytes_sent_total{transport="mqtt"}"#] ?? 0) >= Double(2 * image.count))
+            #expect((values[#"updraft_firmware_bytes_served_total{protocol="mqtt"}"#] ?? 0) >= Double(2 * image.count))
             #expect(values[#"updraft_jobs_active{state="downloading"}"#] == 0)
         }
     }
