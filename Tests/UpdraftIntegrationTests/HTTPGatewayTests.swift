@@ -1,5 +1,6 @@
 import Foundation
 import LoopbackPorts
+import Synchronization
 import Testing
 import UpdraftApp
 import UpdraftCore
@@ -40,6 +41,21 @@ import UpdraftTestSupport
             // Alive all the same, and still behind the token.
             #expect(try await client.get("/healthz").status == 200)
             #expect(try await client.get("/readyz").status == 401)
+            // The broker back: the gateway reconnects and is ready again. (Measured: the
+            // reconnect comes about 30 s after the restart, not within the client's 5 s
+            // maximum backoff; see the report of this change.)
+            try await h.stack.broker.start()
+            let last = Mutex("")
+            do {
+                try await eventually(timeout: .seconds(75), "readyz answers 200 again") {
+                    let answer = try await client.get("/readyz", token: token)
+                    last.withLock { $0 = answer.text }
+                    return answer.status == 200
+                }
+            } catch {
+                Issue.record("readyz stayed: \(last.withLock { $0 }.replacingOccurrences(of: "\n", with: " "))")
+                throw error
+            }
         }
     }
 
