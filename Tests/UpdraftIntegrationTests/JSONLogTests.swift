@@ -76,12 +76,11 @@ import Testing
     @Test func theCLILogsJSONLines() async throws {
         let cli = try CLIProcess()
         defer { cli.removeLogs() }
+        let yaml = cli.logs + "/odd-keys.yaml"
+        try "mqtt:\n  \"br\\\"ok\\\\er\\u0007\": 1\n".write(toFile: yaml, atomically: true, encoding: .utf8)
+        let environment = ["UPDRAFT_LOG_FORMAT": "json", "UPDRAFT_MQTT_BROKR_PORT": "1884"]
         let dir = try await cli.dataDirectory()
-        let config = cli.logs + "/updraft.yaml"
-        try "mqtt:\n  \"br\\\"ok\\\\er\\u0007\": 1\n".write(toFile: config, atomically: true, encoding: .utf8)
-        let run = try await cli.run(
-            ["release", "list", "--config", config, "--data-dir", dir],
-            environment: ["UPDRAFT_LOG_FORMAT": "json", "UPDRAFT_MQTT_BROKR_PORT": "1884"])
+        let run = try await cli.run(["release", "list", "--config", yaml, "--data-dir", dir], environment: environment)
         #expect(run.status == 0, "\(run.output)")
         let logLines = run.output.split(separator: "\n").filter { $0.hasPrefix("{\"time\"") }
         let objects = logLines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
