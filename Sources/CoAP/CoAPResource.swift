@@ -60,6 +60,9 @@ public struct CoAPResponse: Sendable {
     public var maxAge: UInt32?
     /// Location-Path of a created resource, e.g. `"jobs/17"`.
     public var locationPath: String?
+    /// Called with the payload bytes each answer to a GET carries (its Block2 block, or
+    /// the whole payload): what the server sent of it, for byte counters.
+    public var sent: (@Sendable (_ bytes: Int) -> Void)?
 
     public init(
         code: CoAPResponseCode = .content, payload: CoAPPayload = .empty,

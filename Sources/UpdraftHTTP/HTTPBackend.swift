@@ -19,6 +19,9 @@ public struct HTTPBackend: Sendable {
     public var eventsRecheck: Duration = .seconds(1)
     /// Devices' firmware downloads by signed URL (`/v1/fw/...`); `nil` serves none.
     public var downloads: (any DeviceDownloads)? = nil
+    /// What the gateway records as it happens (store flushes, publish lag, webhook
+    /// attempts), emitted by `/metrics` with the snapshot.
+    public var instruments = GatewayInstruments()
 
     public init(
         store: any StatusStore, readiness: @escaping @Sendable () async -> [ReadinessCheck],

@@ -39,7 +39,7 @@ public struct HTTPServer: Service {
         let router = Router(context: APIRequestContext.self)
         router.add(middleware: TokenAuthenticator(store: backend.store))
         router.add(middleware: CallerMiddleware())
-        let handlers = APIHandlers(backend: backend, document: document, metrics: GatewayMetrics(snapshot: backend.metrics))
+        let handlers = APIHandlers(backend: backend, document: document, metrics: GatewayMetrics(snapshot: backend.metrics, instruments: backend.instruments))
         try handlers.registerHandlers(on: router, middlewares: [ScopeAndProblemMiddleware()])
         if let downloads = backend.downloads { FirmwareDownloadRoute(downloads: downloads).register(on: router) }
         return router

@@ -25,6 +25,8 @@ public struct WebhookDeliveryService: Service {
     let logger: Logger
     /// How often the list of webhooks is re-read (added, removed, re-enabled ones).
     var refresh: Duration = .seconds(1)
+    /// Where each attempt's outcome and duration are recorded (`/metrics`); `nil`: nowhere.
+    public var instruments: GatewayInstruments?
 
     public init(store: any StatusStore, signal: EventSignal, settings: WebhookSettings, logger: Logger) {
         (self.store, self.signal, self.settings, self.logger) = (store, signal, settings, logger)

@@ -55,6 +55,7 @@ struct WebhookWorker: Sendable {
             // graceful stop does not post it again; a failed one is left to the next start.
             if error != nil { try Task.checkCancellation() }
             let elapsed = ContinuousClock.now - started
+            service.instruments?.webhookAttempt(webhook.id, failed: error != nil, duration: elapsed)
             let delivery = WebhookDelivery(
                 webhookID: webhook.id, time: Date(), firstSeq: first, lastSeq: last, count: events.count, attempt: attempt, status: status,
                 error: error, milliseconds: Int(elapsed / .milliseconds(1)))

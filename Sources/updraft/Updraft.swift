@@ -45,7 +45,7 @@ struct GlobalOptions: ParsableArguments {
         var configuration = try await UpdraftConfiguration.load(file: config)
         if let dataDir { configuration.dataDirectory = dataDir }
         if let logLevel { configuration.logLevel = logLevel }
-        LogSetup.bootstrapOnce(level: configuration.logLevel)
+        LogSetup.bootstrapOnce(level: configuration.logLevel, format: configuration.logFormat)
         let logger = Logger(label: "updraft.config")
         for warning in configuration.warnings { logger.warning("\(warning)") }
         return configuration
@@ -63,14 +63,22 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 enum LogSetup {
     nonisolated(unsafe) private static var done = false
-    /// Logs go to stderr so command output on stdout stays clean for scripts.
-    static func bootstrapOnce(level: Logger.Level) {
+    /// Logs go to stderr so command output on stdout stays clean for scripts; as JSON
+    /// lines with `log_format: json`.
+    static func bootstrapOnce(level: Logger.Level, format: LogFormat = .text) {
         guard !done else { return }
         done = true
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            case .json:
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
         }
     }
 }

@@ -123,7 +123,7 @@ import UpdraftTestSupport
                 #"updraft_jobs_active{state="downloading"} 2"#, #"updraft_jobs_active{state="queued"} 0"#,
                 #"updraft_offers_sent_total{transport="mqtt"} 1"#,
                 #"updraft_refusals_total{transport="mqtt",code="not_your_job"} 2"#,
-                #"updraft_chunk_bytes_sent_total{transport="mqtt"} 4096"#,
+                #"updraft_firmware_bytes_served_total{protocol="mqtt"} 4096"#,
             ] {
                 #expect(first.text.contains(line), "missing \(line) in:\n\(first.text)")
             }
@@ -132,7 +132,7 @@ import UpdraftTestSupport
             counts.offers = 5
             let second = try await api.get("/metrics", .read)
             #expect(second.text.contains(#"updraft_offers_sent_total{transport="mqtt"} 5"#), "\(second.text)")
-            #expect(second.text.contains(#"updraft_chunk_bytes_sent_total{transport="mqtt"} 4096"#))
+            #expect(second.text.contains(#"updraft_firmware_bytes_served_total{protocol="mqtt"} 4096"#))
         }
     }
 

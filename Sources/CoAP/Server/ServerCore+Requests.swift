@@ -182,12 +182,12 @@ extension ServerCore {
         if let maxAge = answer.maxAge { PDU.add(response, COAP_OPTION_MAXAGE, uint: UInt64(maxAge)) }
         let bytes = payload.storage.buffer
         guard case .block(let num, let szx, let range, let more) = window else {
-            coap_add_data(response, bytes.count, bytes.baseAddress)
+            if coap_add_data(response, bytes.count, bytes.baseAddress) != 0 { answer.sent?(bytes.count) }
             return
         }
         PDU.add(response, COAP_OPTION_BLOCK2, uint: UInt64(num) << 4 | (more ? 8 : 0) | UInt64(szx))
         PDU.add(response, COAP_OPTION_SIZE2, uint: UInt64(bytes.count))
-        coap_add_data(response, range.count, bytes.baseAddress! + range.lowerBound)
+        if coap_add_data(response, range.count, bytes.baseAddress! + range.lowerBound) != 0 { answer.sent?(range.count) }
     }
 
     /// A response in one PDU: code, ETag, Location-Path, Content-Format, Max-Age and body.

@@ -18,6 +18,8 @@ public struct UpdraftConfiguration: Sendable {
     /// Where the store, keys, firmware images and the managed broker's files live.
     public var dataDirectory: String = "data"
     public var logLevel: Logger.Level = .info
+    /// `text` (for people) or `json` (one object per line, for log collectors; ``JSONLogHandler``).
+    public var logFormat: LogFormat = .text
     /// Release signing key (Ed25519, raw 32 bytes base64); empty means `<data_dir>/keys/release.key`.
     public var signingKeyPath: String = ""
     /// Folder of further trusted release public keys (`*.pub`, base64); empty means
@@ -71,6 +73,8 @@ public struct UpdraftConfiguration: Sendable {
         dataDirectory = reader.string(forKey: "data_dir", default: d.dataDirectory)
         let levels = Logger.Level.allCases.map(\.rawValue)
         logLevel = Logger.Level(rawValue: reader.string(forKey: "log_level", default: d.logLevel.rawValue, oneOf: levels)) ?? d.logLevel
+        let formats = LogFormat.allCases.map(\.rawValue)
+        logFormat = LogFormat(rawValue: reader.string(forKey: "log_format", default: d.logFormat.rawValue, oneOf: formats)) ?? d.logFormat
         signingKeyPath = reader.scoped(to: "keys").string(forKey: "signing_key", default: d.signingKeyPath)
         trustedKeysDirectory = reader.scoped(to: "keys").string(forKey: "trusted_dir", default: d.trustedKeysDirectory)
         store = StoreSettings(reader: reader.scoped(to: "store"))

@@ -14,6 +14,7 @@ extension GatewayService {
         var backend = HTTPBackend(
             store: store, readiness: { await self.readiness() }, metrics: { await self.metricsSnapshot() },
             operations: OperationsPort(operations), eventSignal: eventSignal, eventsKeepAlive: configuration.http.sseKeepAlive)
+        backend.instruments = instruments
         if let links, let images = try? FileImageStore(directory: configuration.imagesDirectory) {
             backend.downloads = GatewayDownloads(
                 engine: engine, store: store, signer: links.signer, images: images, counters: downloadCounters, now: now)
@@ -23,7 +24,9 @@ extension GatewayService {
 
     /// Posts the event log to the webhooks (`updraft webhook add`), woken by each commit.
     func webhookDelivery() -> WebhookDeliveryService {
-        WebhookDeliveryService(store: store, signal: eventSignal, settings: configuration.webhooks, logger: logger)
+        var service = WebhookDeliveryService(store: store, signal: eventSignal, settings: configuration.webhooks, logger: logger)
+        service.instruments = instruments
+        return service
     }
 
     /// The signer of download URLs and their base, when HTTP downloads are on.
@@ -62,6 +65,10 @@ extension GatewayService {
         if let coap { counters[.coap] = coap.counters.snapshot }
         var online: [Transport: Int] = [:]
         for transport in Transport.allCases { online[transport] = await engine.onlineDevices(via: transport).count }
-        return GatewayMetricsSnapshot(counters: counters, devicesOnline: online, activeJobs: await engine.activeJobStates)
+        var snapshot = GatewayMetricsSnapshot(counters: counters, devicesOnline: online, activeJobs: await engine.activeJobStates)
+        snapshot.downloads = downloadCounters.snapshot
+        snapshot.finishedJobs = try? await store.jobCounts(states: JobState.allCases.filter(\.isTerminal))
+        snapshot.disabledWebhooks = (try? await store.webhooks()).map { $0.filter(\.isDisabled).count }
+        return snapshot
     }
 }

@@ -32,6 +32,9 @@ public final class GatewayService: Service, Sendable {
     let links: DownloadLinks?
     /// HTTP downloads served and refused ("bytes.sent", "rejected.<code>").
     public let downloadCounters = GatewayCounters()
+    /// What `/metrics` shows besides the counters: store flush durations, event publish
+    /// lag, webhook attempts.
+    public let instruments: GatewayInstruments
     let now: @Sendable () -> Date
     let logger: Logger
     private let flushInterval: Duration
@@ -67,7 +70,11 @@ public final class GatewayService: Service, Sendable {
         mqtt = MQTTGateway(
             client: client, dialect: dialect,
             limits: c.chunk, flow: c.flow, engine: engine, router: router, images: images, links: links, logger: logger)
-        feed = MQTTEventFeed(client: client, topic: dialect.eventsTopic, store: store, settings: c.events, logger: logger)
+        let instruments = GatewayInstruments()
+        self.instruments = instruments
+        feed = MQTTEventFeed(
+            client: client, topic: dialect.eventsTopic, store: store, settings: c.events, logger: logger,
+            published: { instruments.eventPublished(lag: $0) })
         coap =
             configuration.coap.enabled
             ? try Self.makeCoAP(configuration, engine: engine, router: router, images: images, links: links, logger: logger) : nil
@@ -158,8 +165,10 @@ public final class GatewayService: Service, Sendable {
     /// the feed. While the store cannot be written, says so once per interval, not on
     /// every retry.
     private func flushStore() async {
+        let started = ContinuousClock.now
         do {
             let flushed = try await engine.flush()
+            if flushed.wrote { instruments.storeFlushed(in: .now - started) }
             router.deliver(flushed.commands)
             feed.committed(flushed.events)
             if !flushed.events.isEmpty { eventSignal.notify() }
@@ -168,6 +177,7 @@ public final class GatewayService: Service, Sendable {
             }
         } catch is CancellationError {
         } catch {
+            instruments.storeFlushFailed()
             if let failed = storeFailures.withLock({ $0.failed(at: .now) }) {
                 logger.error(
                     "store write failed; job transitions are refused (devices get unavailable) until it succeeds",

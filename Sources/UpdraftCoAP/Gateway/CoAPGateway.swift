@@ -211,7 +211,10 @@ public final class CoAPGateway: DeviceAdapter, Sendable {
             return .status(.forbidden, diagnostic: "not_your_job: this image is not part of your pending job; GET job/\(id.rawValue)")
         }
         count("firmware")
-        return CoAPResponse(code: .content, payload: image.payload, contentFormat: .octetStream, etag: image.etag)
+        var response = CoAPResponse(code: .content, payload: image.payload, contentFormat: .octetStream, etag: image.etag)
+        let pipeline = pipeline
+        response.sent = { pipeline.count("bytes.sent", by: $0) }
+        return response
     }
 
     // MARK: Presence

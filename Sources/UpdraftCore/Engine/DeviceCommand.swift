@@ -51,4 +51,7 @@ public struct TickResult: Sendable, Equatable {
 public struct FlushResult: Sendable, Equatable {
     public var events: [UpdraftEvent] = []
     public var commands: [DeviceCommand] = []
+    /// True when there was something to write and the store committed it (a flush with
+    /// nothing pending writes nothing).
+    public var wrote = false
 }

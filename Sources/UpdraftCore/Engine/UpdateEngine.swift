@@ -283,7 +283,7 @@ public actor UpdateEngine {
             if recovered {
                 for (id, machine) in active where machine.job.state == .queued { offerIfReady(id) }
             }
-            return FlushResult(events: result.events, commands: takeCommands())
+            return FlushResult(events: result.events, commands: takeCommands(), wrote: true)
         } catch {
             storeWritable = false
             // Newer changes made while committing win over the failed batch.

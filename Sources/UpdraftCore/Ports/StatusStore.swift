@@ -41,6 +41,9 @@ public protocol StatusStore: WebhookStore {
     func job(_ id: JobID) async throws -> Job?
     func jobs(release: ReleaseID) async throws -> [Job]
     func activeJobs() async throws -> [Job]
+    /// How many jobs are in each of `states` (a state with none is left out). For
+    /// `/metrics`: it reads an index, not the jobs, so ask it for the few states you show.
+    func jobCounts(states: [JobState]) async throws -> [JobState: Int]
 
     // MARK: Gateway writes
 

@@ -15,6 +15,8 @@ import UpdraftCore
 public final class MQTTEventFeed: Sendable {
     /// The feed's name in the store's event cursors.
     public static let cursorName = "mqtt.events"
+    /// Events awaiting acknowledgement whose commit time is kept, at most.
+    static let timedLimit = 65_536
 
     public struct Settings: Sendable {
         /// Publishes awaiting PUBACK at most.
@@ -34,8 +36,18 @@ public final class MQTTEventFeed: Sendable {
     private let position: Mutex<EventFeedPosition?> = Mutex(nil)
     private let receipts = Mutex<[(sequence: Int64, receipt: PublishReceipt)]>([])
     private let savedPosition = Atomic<Int64>(-1)
+    /// When each event handed over by ``committed(_:)`` was committed, until its publish is acknowledged.
+    private let commitTimes = Mutex<[Int64: ContinuousClock.Instant]>([:])
+    private let published: @Sendable (_ lag: Duration) -> Void
 
-    public init(client: MosquittoClient, topic: String, store: any StatusStore, settings: Settings = .init(), logger: Logger) {
+    /// - Parameter published: called with each event's lag from ``committed(_:)`` to the
+    ///   broker's acknowledgement of its publish (events read from the store, which other
+    ///   processes committed, are not timed).
+    public init(
+        client: MosquittoClient, topic: String, store: any StatusStore, settings: Settings = .init(), logger: Logger,
+        published: @escaping @Sendable (_ lag: Duration) -> Void = { _ in }
+    ) {
+        self.published = published
         self.client = client
         self.topic = topic
         self.store = store
@@ -46,6 +58,16 @@ public final class MQTTEventFeed: Sendable {
     /// Events this process just committed, with their sequences (what the commit returned).
     public func committed(_ events: [UpdraftEvent]) {
         guard !events.isEmpty else { return }
+        let now = ContinuousClock.now
+        commitTimes.withLock { times in
+            if times.count >= Self.timedLimit {
+                // Timed events the feed published before they were handed over: never acknowledged here.
+                let acknowledged = position.withLock { $0?.acknowledged } ?? 0
+                times = times.filter { $0.key > acknowledged }
+            }
+            guard times.count < Self.timedLimit else { return }
+            for event in events { times[event.sequence] = now }
+        }
         position.withLock { $0?.committed(events) }
     }
 
@@ -120,6 +142,7 @@ public final class MQTTEventFeed: Sendable {
                     do {
                         try await oldest.receipt.acknowledged()
                         receipts.withLock { _ = $0.removeFirst() }
+                        if let at = commitTimes.withLock({ $0.removeValue(forKey: oldest.sequence) }) { published(.now - at) }
                         position.withLock { _ = $0!.acknowledgedOldest() }
                     } catch is CancellationError {
                         return

@@ -98,6 +98,12 @@ package final class InMemoryStatusStore: StatusStore, Sendable {
         try read { $0.jobsInOrder { !$0.state.isTerminal } }
     }
 
+    package func jobCounts(states: [JobState]) async throws -> [JobState: Int] {
+        try read { state in
+            state.jobsInOrder { states.contains($0.state) }.reduce(into: [:]) { $0[$1.state, default: 0] += 1 }
+        }
+    }
+
     // MARK: Gateway writes
 
     @discardableResult

@@ -40,6 +40,7 @@ package enum StoreContract {
         StoreContractCheck("createRelease appends release.created and one job.created per job", releaseEvents),
         StoreContractCheck("createRelease of firmware not in the catalog throws firmware_not_found", releaseUnknownFirmware),
         StoreContractCheck("releases newest first, jobs by release, active jobs", releaseQueries),
+        StoreContractCheck("jobCounts counts the jobs in the states asked for", jobCounts),
         StoreContractCheck("one active job per device, even through commit", oneActiveJobPerDevice),
         StoreContractCheck("commit ends a job and starts the next in one batch", commitReplacesActiveJob),
         StoreContractCheck("commit upserts devices and jobs and numbers events gap-free", commitUpserts),
@@ -292,5 +293,20 @@ package enum StoreContract {
         let active = try await store.activeJobs()
         #expect(Set(active.map(\.id)) == Set([first.jobs[1].id] + second.jobs.map(\.id)))
         #expect(active.allSatisfy { $0.state.isActive })
+    }
+
+    static func jobCounts(_ fixture: any StoreFixture) async throws {
+        let store = fixture.store
+        #expect(try await store.jobCounts(states: JobState.allCases).isEmpty)
+        let (_, plan) = try await released(store, "1", to: ["a", "b", "c", "d"])
+        var ended = [plan.jobs[0], plan.jobs[1], plan.jobs[2]]
+        for (index, state) in [JobState.succeeded, .failed, .succeeded].enumerated() {
+            ended[index].state = state
+            ended[index].updatedAt = t0 + 10
+        }
+        try await store.commit(StoreBatch(jobs: ended))
+        #expect(try await store.jobCounts(states: [.succeeded, .failed, .canceled]) == [.succeeded: 2, .failed: 1])
+        #expect(try await store.jobCounts(states: [.queued]) == [.queued: 1])
+        #expect(try await store.jobCounts(states: []).isEmpty)
     }
 }
