@@ -41,18 +41,20 @@ final class SSESubscriber: Sendable {
             throw UpdraftError("bench_setup", "The event stream answered \(response.status.code): \(String(buffer: body))")
         }
         let subscriber = SSESubscriber()
-        let body = response.body
-        subscriber.reader.withLock {
-            $0 = Task {
-                var lines = IDLines()
-                do {
-                    for try await buffer in body {
-                        subscriber.log.record(lines.feed(buffer.readableBytesView), at: Date())
-                    }
-                } catch {}
-            }
-        }
+        subscriber.read(response.body)
         return subscriber
+    }
+
+    /// Records the ids of `body` until it ends, fails or ``close()`` cancels the reading.
+    private func read(_ body: HTTPClientResponse.Body) {
+        let log = log
+        let task = Task {
+            var lines = IDLines()
+            do {
+                for try await buffer in body { log.record(lines.feed(buffer.readableBytesView), at: Date()) }
+            } catch {}
+        }
+        reader.withLock { $0 = task }
     }
 
     func close() async {
