@@ -75,6 +75,7 @@ bench: deps
 	$$($(SWIFT) build -c release --show-bin-path)/updraft bench mqtt
 	$$($(SWIFT) build -c release --show-bin-path)/updraft bench coap
 	$$($(SWIFT) build -c release --show-bin-path)/updraft bench http
+	$$($(SWIFT) build -c release --show-bin-path)/updraft bench sse
 
 clean:
 	rm -rf .build .build-fuzz

@@ -59,6 +59,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        // NIOHTTPTypes: the HTTP parts between Hummingbird and NIO, for zero-copy downloads.
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
     ],
     targets: [
         // What the C-library wrappers' event loops need from C: the wake eventfd, thread
@@ -211,6 +213,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -255,6 +258,9 @@ let package = Package(
             dependencies: [
                 "UpdraftApp", "UpdraftCore", "UpdraftWire", "UpdraftMQTT", "UpdraftDevice", "Mosquitto", "CoAP", "LoopbackPorts",
                 .product(name: "Logging", package: "swift-log"),
+                // `updraft bench sse`: the event stream's subscribers.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .executableTarget(

@@ -15,9 +15,9 @@ import Glibc
 /// Range (one range: 206 + Content-Range; past the end: 416), ETag = the quoted image
 /// SHA-256, If-None-Match (304), If-Range, Accept-Ranges. The body is read from the image
 /// file in ``chunkBytes`` pieces as the client takes them: a download never holds more
-/// than a few pieces in memory, whatever the image size. (Not a zero-copy file region:
-/// Hummingbird 2's response writer takes ByteBuffers only, so each piece is one `pread`
-/// into a buffer; `updraft bench http` measures what that costs against nginx.)
+/// than a few pieces in memory, whatever the image size. Over plain HTTP the kernel sends
+/// the file (`sendfile`, through ``SendfileRegistry``: no copy into user space); over
+/// HTTPS each piece is one `pread` into a buffer, which TLS encrypts.
 ///
 /// Not in openapi.yaml's generated server: it streams a file with Range semantics the
 /// generated handlers cannot express. The operator API is unaffected.
@@ -28,6 +28,8 @@ struct FirmwareDownloadRoute: Sendable {
     static let activityInterval = 4 << 20
 
     let downloads: any DeviceDownloads
+    /// Set when the connection handlers can send file regions (plain HTTP).
+    var sendfile: SendfileRegistry? = nil
 
     func register(on router: Router<APIRequestContext>) {
         router.get("/v1/fw/:device/:job") { request, context in await respond(request, context, head: false) }
@@ -69,6 +71,12 @@ struct FirmwareDownloadRoute: Sendable {
         headers[.contentType] = "application/octet-stream"
         headers[.contentLength] = String(range.count)
         if head { return Response(status: status, headers: headers, body: ResponseBody()) }
+        if let sendfile {
+            let downloads = downloads
+            headers[SendfileRegistry.marker] = sendfile.register(
+                .init(path: image.path, range: range, served: { bytes in Task { await downloads.served(image, bytes: bytes) } }))
+            return Response(status: status, headers: headers, body: ResponseBody())
+        }
         return Response(status: status, headers: headers, body: body(image, range))
     }
 

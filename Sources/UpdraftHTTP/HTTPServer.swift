@@ -21,6 +21,7 @@ public struct HTTPServer: Service {
     let logger: Logger
     let document: OpenAPIDocumentFile
     let onRunning: @Sendable (Int) async -> Void
+    let sendfileRegistry = SendfileRegistry()
 
     /// - Parameter onRunning: called with the bound port once the server listens.
     public init(settings: HTTPSettings, backend: HTTPBackend, logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) {
@@ -41,7 +42,7 @@ public struct HTTPServer: Service {
         router.add(middleware: CallerMiddleware())
         let handlers = APIHandlers(backend: backend, document: document, metrics: GatewayMetrics(snapshot: backend.metrics, instruments: backend.instruments))
         try handlers.registerHandlers(on: router, middlewares: [ScopeAndProblemMiddleware()])
-        if let downloads = backend.downloads { FirmwareDownloadRoute(downloads: downloads).register(on: router) }
+        if let downloads = backend.downloads { FirmwareDownloadRoute(downloads: downloads, sendfile: sendfile).register(on: router) }
         return router
     }
 
@@ -58,8 +59,14 @@ public struct HTTPServer: Service {
             router: try router(), server: try server(), configuration: configuration, onServerRunning: running, logger: logger)
     }
 
+    /// Zero-copy firmware bodies (``SendfileRegistry``): plain HTTP only.
+    var sendfile: SendfileRegistry? { settings.sendfile && !settings.usesTLS ? sendfileRegistry : nil }
+
     private func server() throws -> HTTPServerBuilder {
-        guard settings.usesTLS else { return .http1() }
+        guard settings.usesTLS else {
+            guard let registry = sendfile else { return .http1() }
+            return .http1(configuration: .init(additionalChannelHandlers: [SendfileHandler(registry: registry)]))
+        }
         do {
             let tls = TLSConfiguration.makeServerConfiguration(
                 certificateChain: try NIOSSLCertificate.fromPEMFile(settings.certificateFile).map { .certificate($0) },

@@ -22,6 +22,9 @@ public struct HTTPSettings: Sendable {
     public var publicURL = ""
     /// How long a download URL stays valid after the offer or answer that carried it.
     public var downloadURLLifetime: Duration = .seconds(3600)
+    /// Over plain HTTP, image bodies go from the file to the socket in the kernel
+    /// (`sendfile`); off, or over HTTPS, they are read into buffers.
+    public var sendfile = true
 
     public init() {}
 
@@ -42,6 +45,7 @@ public struct HTTPSettings: Sendable {
         publicURL = reader.string(forKey: "public_url", default: d.publicURL)
         downloadURLLifetime = reader.duration(
             forKey: "download_url_lifetime", default: d.downloadURLLifetime, unit: .seconds(1), in: 10...(7 * 86_400))
+        sendfile = reader.bool(forKey: "sendfile", default: d.sendfile)
     }
 
     /// The base of download URLs: ``publicURL``, else this server's own address; `nil` when

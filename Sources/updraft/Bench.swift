@@ -7,7 +7,7 @@ import UpdraftTools
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput against a reference taken in the same run.",
-        subcommands: [MQTT.self, CoAP.self, HTTP.self, Abuse.self, Handshake.self])
+        subcommands: [MQTT.self, CoAP.self, HTTP.self, SSE.self, Abuse.self, Handshake.self])
 
     struct MQTT: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -24,6 +24,8 @@ extension Bench {
         @Option(help: "Concurrent client counts, comma separated.") var clients = "1,50"
         @Option(help: "Downloads per client, one after the other.") var rounds = 2
         @Option(help: "Measures of each configuration per server; medians are compared.") var repeats = 3
+        @Flag(inversion: .prefixedNo, help: "The gateway's http.sendfile; --no-sendfile reads image bodies into buffers (as over HTTPS).")
+        var sendfile = true
         @Option(help: "Log level.") var logLevel: Logger.Level = .warning
 
         private var clientCounts: [Int] { clients.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
@@ -38,11 +40,12 @@ extension Bench {
         }
 
         func run() async throws {
-            let bench = HTTPBench(
-                options: .init(imageBytes: imageBytes, clientCounts: clientCounts, rounds: rounds, repeats: repeats), logger: Bench.logger)
+            var options = HTTPBench.Options(imageBytes: imageBytes, clientCounts: clientCounts, rounds: rounds, repeats: repeats)
+            options.sendfile = sendfile
+            let bench = HTTPBench(options: options, logger: Bench.logger)
             let result = try await Bench.measure(logLevel: logLevel, connections: clientCounts.max() ?? 1) { try await bench.run(report: $0) }
-            print("updraft bench http: \(imageBytes) B image, \(rounds) download(s) per client, \(repeats) measure(s) each, curl as the client")
-            result.report(clientCounts: clientCounts).forEach { print($0) }
+            print("updraft bench http: \(imageBytes) B image, \(rounds) download(s) per client, \(repeats) measure(s) each, curl as the client, \(sendfile ? "sendfile" : "no sendfile")")
+            result.report(clientCounts: clientCounts, sendfile: sendfile).forEach { print($0) }
         }
     }
 }

@@ -33,7 +33,7 @@ struct APIServer {
         readiness: @escaping @Sendable () async -> [ReadinessCheck] = { [ReadinessCheck("gateway", ok: true)] },
         metrics: @escaping @Sendable () async -> GatewayMetricsSnapshot = { GatewayMetricsSnapshot() },
         tune: (inout HTTPSettings) -> Void = { _ in }, trusting certificate: String? = nil, eventsRecheck: Duration = .seconds(1),
-        _ body: (APIServer) async throws -> Void
+        downloads: (any DeviceDownloads)? = nil, _ body: (APIServer) async throws -> Void
     ) async throws {
         try await withTemporaryPath(prefix: "updraft-http") { directory in
             let store = try SQLiteStatusStore(path: directory + "/updraft.sqlite", logger: logger)
@@ -56,6 +56,7 @@ struct APIServer {
             var backend = HTTPBackend(
                 store: store, readiness: readiness, metrics: metrics, eventSignal: signal, eventsKeepAlive: settings.sseKeepAlive)
             backend.eventsRecheck = eventsRecheck
+            backend.downloads = downloads
             let server = HTTPServer(
                 settings: settings, backend: backend, logger: logger,
                 onRunning: { _ in listening.store(true, ordering: .releasing) })

@@ -20,6 +20,8 @@ public struct HTTPBench: Sendable {
         public var repeats = 3
         public var nginxPath = "/usr/sbin/nginx"
         public var curlPath = "/usr/bin/curl"
+        /// The gateway's `http.sendfile`: false measures image bodies read into buffers (as over HTTPS).
+        public var sendfile = true
 
         public init(imageBytes: Int = 64 << 20, clientCounts: [Int] = [1, 50], rounds: Int = 2, repeats: Int = 3) {
             (self.imageBytes, self.clientCounts, self.rounds, self.repeats) = (imageBytes, clientCounts, rounds, repeats)
@@ -56,14 +58,14 @@ public struct HTTPBench: Sendable {
         }
 
         /// The Markdown table (README "Benchmarks"), then failures and ratios.
-        public func report(clientCounts: [Int]) -> [String] {
+        public func report(clientCounts: [Int], sendfile: Bool = true) -> [String] {
             var lines = ["| server | clients | MB/s per measure | median MB/s | failed downloads |", "|---|---:|---|---:|---:|"]
             for count in clientCounts {
                 let medians = medians(clients: count)
                 for side in Side.allCases {
                     let runs = measurements.filter { $0.side == side && $0.clients == count }
                     let each = runs.map { String(format: "%.0f", $0.megabytesPerSecond) }.joined(separator: ", ")
-                    let name = side == .nginx ? "nginx (sendfile)" : "Updraft /v1/fw (signed URL)"
+                    let name = side == .nginx ? "nginx (sendfile)" : "Updraft /v1/fw (signed URL, \(sendfile ? "sendfile" : "buffers"))"
                     lines.append("| \(name) | \(count) | \(each) | \(medians[side].map { String(format: "%.0f", $0) } ?? "?") | \(runs.reduce(0) { $0 + $1.failures }) |")
                 }
             }
@@ -88,7 +90,7 @@ public struct HTTPBench: Sendable {
             throw UpdraftError("bench_tool_missing", "\(missing.joined(separator: " and ")) missing: install Debian's nginx and curl (`make bench` does).")
         }
         let port = PortProbe.freePort()
-        return try await LocalStack.with(logger: logger, tune: { $0.http.port = port }) { stack in
+        return try await LocalStack.with(logger: logger, tune: { ($0.http.port, $0.http.sendfile) = (port, options.sendfile) }) { stack in
             try await run(on: stack, httpPort: port, report: report)
         }
     }

@@ -1,0 +1,114 @@
+import AsyncHTTPClient
+import Foundation
+import Synchronization
+import Testing
+import UpdraftCore
+import UpdraftTestSupport
+
+@testable import UpdraftHTTP
+
+/// The firmware download body over plain HTTP (sendfile, ``SendfileHandler``) and over
+/// HTTPS (pieces read into buffers) with an image of several pieces: byte-identical at
+/// ranges across piece boundaries, every byte counted as activity once, and a client that
+/// leaves mid-body costs nothing that stays.
+@Suite(.timeLimit(.minutes(2))) struct SendfileDownloadTests {
+    /// Authorises every URL to one image file and adds up the bytes reported as served.
+    final class OneImage: DeviceDownloads {
+        let image: DownloadImage
+        let servedBytes = Atomic<Int>(0)
+
+        init(path: String, size: Int) {
+            image = DownloadImage(device: "dl-1", job: "j-1", path: path, size: size, sha256: String(repeating: "ab", count: 32))
+        }
+
+        func authorize(device: String, job: String, expires: String?, signature: String?) async -> Result<DownloadImage, DownloadRefusal> {
+            signature == "good" ? .success(image) : .failure(.invalidURL)
+        }
+
+        func served(_ image: DownloadImage, bytes: Int) async { servedBytes.add(bytes, ordering: .relaxed) }
+    }
+
+    static let size = 2 * SendfileHandler.pieceBytes + 12_345
+
+    static func withImage(_ body: (String, [UInt8]) async throws -> Void) async throws {
+        try await withTemporaryPath(prefix: "updraft-sendfile") { dir in
+            var generator = SystemRandomNumberGenerator()
+            let bytes = (0..<size).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            try Data(bytes).write(to: URL(fileURLWithPath: dir + "/image.bin"))
+            try await body(dir, bytes)
+        }
+    }
+
+    static func check(_ api: APIServer, _ downloads: OneImage, image: [UInt8]) async throws {
+        let path = "/v1/fw/dl-1/j-1?exp=1&sig=good"
+        let whole = try await api.client.get(path)
+        #expect(whole.status == 200 && whole.body == image && whole.header("content-length") == "\(size)")
+        #expect(whole.header("x-updraft-sendfile") == nil)
+        let piece = SendfileHandler.pieceBytes
+        for (a, b) in [(piece - 3, piece + 2), (1, size - 2), (size - 1, size - 1), (0, piece - 1)] {
+            let part = try await api.client.get(path, headers: [("Range", "bytes=\(a)-\(b)")])
+            #expect(part.status == 206 && part.body == Array(image[a...b]), "\(a)-\(b)")
+        }
+        let sent = size + 6 + (size - 2) + 1 + piece
+        try await eventually(timeout: .seconds(10), "every byte counted") { downloads.servedBytes.load(ordering: .relaxed) == sent }
+        // The twin: a forged URL gets no body, and no activity.
+        let forged = try await api.client.get("/v1/fw/dl-1/j-1?exp=1&sig=forged")
+        #expect(forged.status == 403 && forged.json["code"] as? String == "download_url_invalid")
+        #expect(downloads.servedBytes.load(ordering: .relaxed) == sent)
+    }
+
+    @Test func plainHTTPSendsTheFileItself() async throws {
+        try await Self.withImage { dir, image in
+            let downloads = OneImage(path: dir + "/image.bin", size: Self.size)
+            try await APIServer.with(downloads: downloads) { api in try await Self.check(api, downloads, image: image) }
+        }
+    }
+
+    @Test func httpsStreamsPiecesReadIntoBuffers() async throws {
+        try await Self.withImage { dir, image in
+            try SpawnedProcess.run("/usr/bin/openssl", [
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            ])
+            let downloads = OneImage(path: dir + "/image.bin", size: Self.size)
+            try await APIServer.with(
+                tune: { $0.certificateFile = dir + "/cert.pem"; $0.keyFile = dir + "/key.pem" }, trusting: dir + "/cert.pem", downloads: downloads
+            ) { api in try await Self.check(api, downloads, image: image) }
+        }
+    }
+
+    /// A client that reads the head and a few bytes, then closes: the server goes on
+    /// serving others, and what it counted is at most what it sent.
+    @Test func aClientLeavingMidBodyLeavesNothingBehind() async throws {
+        try await Self.withImage { dir, image in
+            let downloads = OneImage(path: dir + "/image.bin", size: Self.size)
+            try await APIServer.with(downloads: downloads) { api in
+                let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+                let response = try await client.execute(
+                    HTTPClientRequest(url: "http://127.0.0.1:\(api.port)/v1/fw/dl-1/j-1?exp=1&sig=good"), timeout: .seconds(30))
+                #expect(response.status.code == 200)
+                for try await first in response.body {
+                    #expect(first.readableBytes > 0)
+                    break
+                }
+                try await client.shutdown()
+                let after = try await api.client.get("/v1/fw/dl-1/j-1?exp=1&sig=good")
+                #expect(after.status == 200 && after.body == image)
+                #expect(downloads.servedBytes.load(ordering: .relaxed) <= 2 * Self.size)
+            }
+        }
+    }
+
+    @Test func aRegisteredBodyIsTakenOnceAndStaleOnesAreDropped() {
+        let registry = SendfileRegistry()
+        let body = SendfileRegistry.Body(path: "/nonexistent", range: 0...9, served: { _ in })
+        let key = registry.register(body)
+        #expect(registry.take(key)?.range == 0...9)
+        #expect(registry.take(key) == nil)
+        var stale = body
+        stale.registered = .now - SendfileRegistry.lifetime - .seconds(1)
+        _ = registry.register(stale)
+        _ = registry.register(body)
+        #expect(registry.pending == 1)
+    }
+}
