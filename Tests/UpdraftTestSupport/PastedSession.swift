@@ -99,17 +99,19 @@ package struct PastedSession: Sendable {
         return placeholders(String(decoding: data, as: UTF8.self))
     }
 
-    static let volatile: [(Regex<Substring>, String)] = [
-        (try! Regex(#"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})"#), "<time>"),
-        (try! Regex(#"\b[0-9a-f]{32,}\b"#), "<hex>"),
-        (try! Regex(#"\br[0-9a-f]{12}\b"#), "<release>"),
-        (try! Regex(#"\bj[0-9a-f]{16}\b"#), "<job>"),
-        (try! Regex(#"127\.0\.0\.1:\d+"#), "127.0.0.1:<port>"),
+    static let volatile: [(pattern: String, placeholder: String)] = [
+        (#"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})"#, "<time>"),
+        (#"\b[0-9a-f]{32,}\b"#, "<hex>"),
+        (#"\br[0-9a-f]{12}\b"#, "<release>"),
+        (#"\bj[0-9a-f]{16}\b"#, "<job>"),
+        (#"127\.0\.0\.1:\d+"#, "127.0.0.1:<port>"),
     ]
 
     static func placeholders(_ text: String) -> String {
         var text = text
-        for (regex, replacement) in volatile { text = text.replacing(regex, with: replacement) }
+        for (pattern, placeholder) in volatile {
+            text = text.replacingOccurrences(of: pattern, with: placeholder, options: .regularExpression)
+        }
         return text.components(separatedBy: "\n").map { $0.replacingOccurrences(of: " +$", with: "", options: .regularExpression) }
             .joined(separator: "\n")
     }
