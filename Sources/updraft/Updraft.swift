@@ -41,7 +41,35 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level?
 
+    @Option(name: .long, help: "Work on the gateway at this API URL (http://HOST:8080) instead of a local data directory (or UPDRAFT_SERVER).")
+    var server: String?
+
+    @Option(name: .long, help: "The API token for --server (or UPDRAFT_TOKEN); made with `updraft token create NAME --scope ...` on the gateway host.")
+    var token: String?
+
+    /// The gateway to work on remotely: --server, else UPDRAFT_SERVER; nil: the local data directory.
+    var remoteServer: String? {
+        let value = server ?? ProcessInfo.processInfo.environment["UPDRAFT_SERVER"]
+        return value?.isEmpty == false ? value : nil
+    }
+
+    /// What a fleet command works on: the gateway's API with --server, else this machine's data directory.
+    func fleet(_ access: UpdraftStoreFactory.Access = .existing) async throws -> any FleetClient {
+        if let remoteServer {
+            LogSetup.bootstrapOnce(level: logLevel ?? .warning)
+            return try RemoteFleet(server: remoteServer, token: token ?? ProcessInfo.processInfo.environment["UPDRAFT_TOKEN"] ?? "")
+        }
+        return LocalFleet(try await operations(access))
+    }
+
+    /// For commands that work on this machine's files only: refused with --server, saying why.
     func load() async throws -> UpdraftConfiguration {
+        if let remoteServer {
+            throw UpdraftError(
+                "local_only",
+                "This command works on the gateway host's own files (\(Self.localOnlyReason())), which the API does not reach, so it takes no --server (\(remoteServer)). Run it on the gateway host without --server and with UPDRAFT_SERVER unset."
+            )
+        }
         var configuration = try await UpdraftConfiguration.load(file: config)
         if let dataDir { configuration.dataDirectory = dataDir }
         if let logLevel { configuration.logLevel = logLevel }
@@ -56,6 +84,23 @@ struct GlobalOptions: ParsableArguments {
     func operations(_ access: UpdraftStoreFactory.Access = .existing) async throws -> Operations {
         let configuration = try await load()
         return try Operations(configuration: configuration, access: access, logger: Logger(label: "updraft"))
+    }
+}
+
+extension GlobalOptions {
+    /// Why the command being run is local only, from its name.
+    static func localOnlyReason(_ arguments: [String] = CommandLine.arguments) -> String {
+        let words = Set(arguments.dropFirst().prefix(3))
+        let reasons: [(String, String)] = [
+            ("serve", "it runs the gateway itself"), ("keys", "the release signing key"),
+            ("credentials", "the broker's password and PSK files"), ("provision", "the broker's password and PSK files"),
+            ("revoke", "the broker's password, PSK and CRL files"), ("consumer", "the broker's password files"),
+            ("sim", "it runs simulated devices against a local gateway"), ("demo", "it starts a whole gateway of its own"),
+            ("bench", "it starts gateways of its own"), ("health", "the data directory and broker files"),
+            ("token", "token create and revoke write the token table; only `token list` is in the API"),
+            ("webhook", "the webhook table; the API's webhook calls are not wired into the CLI yet"),
+        ]
+        return reasons.first { words.contains($0.0) }?.1 ?? "the data directory; this command has no API call yet"
     }
 }
 
