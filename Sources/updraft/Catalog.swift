@@ -90,11 +90,12 @@ struct FirmwareCommand: AsyncParsableCommand {
             } else {
                 signing = .here(product: product ?? "", version: version ?? "")
             }
-            let bar = ProgressLine()
+            // Uploads (--server) draw a bar on a terminal.
+            let bar = isatty(STDERR_FILENO) == 1 ? ProgressLine() : nil
             let (fw, existing) = try await fleet.addFirmware(file: file, signing: signing) { sent, size in
-                bar.update(size > 0 ? Double(sent) / Double(size) : 1, "\(sent / 1024) of \(size / 1024) KiB sent")
+                bar?.update(size > 0 ? Double(sent) / Double(size) : 1, "\(sent / 1024) of \(size / 1024) KiB sent")
             }
-            if fleet is RemoteFleet { bar.finish() }
+            if fleet is RemoteFleet { bar?.finish() }
             if existing { print("already in the catalog (same content)") }
             print("firmware: \(fw.id)")
             print("sequence: \(fw.sequence)")

@@ -67,7 +67,7 @@ struct GlobalOptions: ParsableArguments {
         if let remoteServer {
             throw UpdraftError(
                 "local_only",
-                "This command works on the gateway host's own files (\(Self.localOnlyReason())), which the API does not reach, so it takes no --server (\(remoteServer)). Run it on the gateway host without --server and with UPDRAFT_SERVER unset."
+                "This command takes no --server (\(remoteServer)): \(Self.localOnlyReason()). Run it on the gateway host without --server and with UPDRAFT_SERVER unset."
             )
         }
         var configuration = try await UpdraftConfiguration.load(file: config)
@@ -92,15 +92,15 @@ extension GlobalOptions {
     static func localOnlyReason(_ arguments: [String] = CommandLine.arguments) -> String {
         let words = Set(arguments.dropFirst().prefix(3))
         let reasons: [(String, String)] = [
-            ("serve", "it runs the gateway itself"), ("keys", "the release signing key"),
-            ("credentials", "the broker's password and PSK files"), ("provision", "the broker's password and PSK files"),
-            ("revoke", "the broker's password, PSK and CRL files"), ("consumer", "the broker's password files"),
-            ("sim", "it runs simulated devices against a local gateway"), ("demo", "it starts a whole gateway of its own"),
-            ("bench", "it starts gateways of its own"), ("health", "the data directory and broker files"),
-            ("token", "token create and revoke write the token table; only `token list` is in the API"),
-            ("webhook", "the webhook table; the API's webhook calls are not wired into the CLI yet"),
+            ("serve", "it runs the gateway itself"), ("keys", "the release signing key it writes stays on this host"),
+            ("credentials", "it writes the broker's password and PSK files, which only the gateway host has"),
+            ("provision", "it writes the broker's password and PSK files, which only the gateway host has"),
+            ("revoke", "it rewrites the broker's password, PSK and CRL files and signals the broker, on the gateway host only"),
+            ("sim", "it runs simulated devices, which talk MQTT/CoAP, not the API"), ("demo", "it starts a whole gateway of its own"),
+            ("bench", "it starts the gateways it measures"), ("health", "it checks a data directory and broker files on this host (remotely: curl URL/readyz)"),
+            ("token", "the API lists tokens but does not make or revoke them: an admin does that on the gateway host"),
         ]
-        return reasons.first { words.contains($0.0) }?.1 ?? "the data directory; this command has no API call yet"
+        return reasons.first { words.contains($0.0) }?.1 ?? "it works on the data directory, and the API has no call for it yet"
     }
 }
 
