@@ -34,8 +34,8 @@ extension RemoteFleet {
                     try await body(line)
                     last = line.sequence
                 }
-            } catch let error as UpdraftError where !connected || !["server_unreachable", "server_answer"].contains(error.code) {
-                throw error
+            } catch let error as UpdraftError where connected && ["server_unreachable", "server_answer"].contains(error.code) {
+                // The stream broke after it had worked: the gateway restarts; wait for it.
             }
             try await Task.sleep(for: delay)
             delay = min(delay * 2, .seconds(5))
