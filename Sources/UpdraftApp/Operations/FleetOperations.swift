@@ -134,6 +134,11 @@ extension Operations {
         -> DeviceFleetProfile
     {
         let firmware = try await firmware(firmwareID)
+        if let product = try await store.device(device)?.product, product != firmware.product {
+            throw UpdraftError(
+                "product_mismatch",
+                "Firmware \(firmware.id) is for product \(firmware.product), but device \(device) is a \(product): it would never run it. Lock it to a firmware of \(product) (`updraft firmware list --product \(product)`).")
+        }
         try checkImage(of: firmware)
         return try await store.updateFleetProfile(device) { profile in
             let (release, lock) = FleetRelease.lock(device: device, firmware: FirmwareRef(firmware), delivery: delivery, now: now)
