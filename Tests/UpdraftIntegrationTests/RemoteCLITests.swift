@@ -19,21 +19,31 @@ import UpdraftTestSupport
         defer { cli.removeLogs() }
         try await OperatorAPIServer.with { api in
             let (local, remote) = (Self.local(api), Self.remote(api, .admin))
-            try await api.announce(["d1", "d2"])
+            try await api.announce(["d1", "d2", "d3"])
             let added = try await cli.run(["firmware", "add", try Self.image(cli, "fw1", 4096), "--product", "thermo", "--version", "1.0"] + local)
             #expect(added.status == 0, "\(added.output)")
             let uploaded = try await cli.run(["firmware", "add", try Self.image(cli, "fw2", 20_000), "--product", "thermo", "--version", "2.0"] + remote)
             #expect(uploaded.status == 0 && uploaded.output.contains("firmware: thermo@2.0"), "\(uploaded.output)")
             let oneOff = try await Self.quiet(cli, ["release", "create", "--firmware", "thermo@2.0", "--devices", "d1,d2", "-q"] + remote)
             let fleet = try await Self.quiet(cli, ["release", "create", "--firmware", "thermo@1.0", "--product", "thermo", "--fleet", "--force", "-q"] + local)
+            let job = try await Self.jobOf("d1", in: oneOff, cli, remote)
+            try await Self.changeDevices(cli, local: local, remote: remote)
             let reads: [[String]] = [
+                ["device", "list", "--json"], ["device", "list", "--group", "lab", "--json"], ["device", "list", "--state", "queued", "--json"],
+                ["device", "show", "d1", "--json"], ["device", "show", "d3", "--history", "2", "--json"], ["job", "show", job, "--json"],
+                ["stats", "versions", "--json"],
                 ["firmware", "list", "--json"], ["firmware", "list", "--product", "thermo", "--json"], ["firmware", "show", "thermo@2.0", "--json"],
                 ["release", "list", "--json"], ["release", "show", oneOff, "--json"], ["release", "show", fleet, "--json"],
                 ["release", "watch", oneOff, "--once", "--json"], ["events", "--json"], ["events", "--after", "3"], ["token", "list", "--json"],
             ]
             for read in reads { try await Self.expectSame(cli, read, local: local, remote: remote) }
+            let jobCanceled = try await cli.run(["job", "cancel", job] + remote)
+            #expect(jobCanceled.status == 0 && jobCanceled.output.contains("job \(job): canceled"), "\(jobCanceled.output)")
+            try await Self.expectSame(cli, ["job", "show", job, "--json"], local: local, remote: remote)
             let canceled = try await cli.run(["release", "cancel", oneOff] + remote)
-            #expect(canceled.status == 0 && canceled.output.contains("canceled 2 jobs"), "\(canceled.output)")
+            #expect(canceled.status == 0 && canceled.output.contains("canceled 1 jobs"), "\(canceled.output)")
+            let unlocked = try await cli.run(["device", "unlock", "d3"] + remote)
+            #expect(unlocked.status == 0 && unlocked.output.contains("was thermo@1.0"), "\(unlocked.output)")
             try await Self.expectSame(cli, ["release", "show", oneOff, "--json"], local: local, remote: remote)
             let deleted = try await cli.run(["firmware", "delete", "thermo@2.0"] + remote)
             #expect(deleted.status == 1 && deleted.output.contains("409 firmware_in_use"), "a released firmware stays: \(deleted.output)")
@@ -140,6 +150,28 @@ extension RemoteCLITests {
         let path = cli.logs + "/\(name).bin"
         try Data((0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7) ^ UInt8(name.count) }).write(to: URL(fileURLWithPath: path))
         return path
+    }
+
+    /// The job of `device` in a one-off release, from `release show --json`.
+    static func jobOf(_ device: String, in release: String, _ cli: CLIProcess, _ remote: [String]) async throws -> String {
+        let shown = try await cli.run(["release", "show", release, "--json"] + remote)
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(shown.output.utf8)) as? [String: Any], "\(shown.output)")
+        let rows = try #require(report["devices"] as? [[String: Any]])
+        return try #require(rows.first { $0["device"] as? String == device }?["job"] as? String, "\(rows)")
+    }
+
+    /// Groups, development flag and a lock, set over the API and locally.
+    static func changeDevices(_ cli: CLIProcess, local: [String], remote: [String]) async throws {
+        let grouped = try await cli.run(["device", "group", "d2", "--add", "lab,bench"] + remote)
+        #expect(grouped.status == 0 && grouped.output.contains("groups bench,lab"), "\(grouped.output)")
+        let ungrouped = try await cli.run(["device", "group", "d2", "--remove", "bench"] + local)
+        #expect(ungrouped.status == 0 && ungrouped.output.contains("groups lab"), "\(ungrouped.output)")
+        let dev = try await cli.run(["device", "dev", "d2"] + remote)
+        #expect(dev.status == 0 && dev.output.contains("development device"), "\(dev.output)")
+        let locked = try await cli.run(["device", "lock", "d3", "thermo@1.0", "--at-next-session"] + remote)
+        #expect(locked.status == 0 && locked.output.contains("locked to thermo@1.0"), "\(locked.output)")
+        let unknown = try await cli.run(["device", "lock", "nobody", "thermo@1.0"] + remote)
+        #expect(unknown.status == 1, "a device that never connected is refused: \(unknown.output)")
     }
 
     /// Runs a `-q` command and returns its one line of output.

@@ -30,6 +30,21 @@ public protocol FleetClient: Sendable {
     func followEvents(after: Int64, _ body: @Sendable (EventLine) async throws -> Void) async throws
 
     func tokens() async throws -> [TokenRow]
+
+    func devices(_ query: DeviceQuery) async throws -> [DeviceView]
+    /// With should_run, active_job and the last `history` events.
+    func device(_ id: DeviceID, history: Int) async throws -> DeviceView
+    /// Returns the firmware it is locked to now.
+    func lock(_ id: DeviceID, to firmware: FirmwareID, atNextSession: Bool, allowUnknown: Bool) async throws -> String
+    /// Returns the firmware it was locked to.
+    func unlock(_ id: DeviceID) async throws -> String?
+    /// Returns its groups now.
+    func setGroups(_ id: DeviceID, add: [GroupID], remove: [GroupID]) async throws -> [String]
+    func setDevelopment(_ id: DeviceID, _ on: Bool) async throws
+    func decommission(_ id: DeviceID) async throws -> Operations.Decommission
+    func job(_ id: JobID) async throws -> JobView
+    func cancelJob(_ id: JobID) async throws -> JobView
+    func versionStats(product: ProductID?, top: Int) async throws -> [VersionStatsRow]
 }
 
 /// How an added image's manifest is signed: here with the release key (product and

@@ -146,7 +146,7 @@ extension CreatedRelease {
 extension ReleaseReport {
     /// The API's release detail has the report's fields and names (and `next_cursor`).
     init(_ detail: Components.Schemas.ReleaseDetail) throws {
-        self = try JSONDecoder().decode(ReleaseReport.self, from: try JSONEncoder().encode(detail))
+        self = try convert(detail)
     }
 }
 
