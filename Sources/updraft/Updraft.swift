@@ -20,6 +20,12 @@ struct Updraft: AsyncParsableCommand {
               updraft release create --firmware thermo@1.1.0 --product thermo
               updraft events --follow
 
+            From another machine, through the gateway's HTTP API (same commands, same output):
+              export UPDRAFT_SERVER=http://gateway:8080 UPDRAFT_TOKEN=<updraft token create ...>
+              updraft release list
+            (or --server URL --token T on each command; commands that work on the gateway's
+            own files, like serve, keys and credentials, refuse it and say why)
+
             Or see it all at once: updraft demo
             """,
         version: UpdraftVersion.current,
