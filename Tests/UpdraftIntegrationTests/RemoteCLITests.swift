@@ -27,11 +27,13 @@ import UpdraftTestSupport
             let oneOff = try await Self.quiet(cli, ["release", "create", "--firmware", "thermo@2.0", "--devices", "d1,d2", "-q"] + remote)
             let fleet = try await Self.quiet(cli, ["release", "create", "--firmware", "thermo@1.0", "--product", "thermo", "--fleet", "--force", "-q"] + local)
             let job = try await Self.jobOf("d1", in: oneOff, cli, remote)
+            let hook = try await cli.run(["webhook", "add", "http://127.0.0.1:9/hook", "--secret", "0123456789abcdef", "--kinds", "job.transition"] + remote)
+            #expect(hook.status == 0 && hook.output.contains("Webhook 1 added"), "\(hook.output)")
             try await Self.changeDevices(cli, local: local, remote: remote)
             let reads: [[String]] = [
                 ["device", "list", "--json"], ["device", "list", "--group", "lab", "--json"], ["device", "list", "--state", "queued", "--json"],
                 ["device", "show", "d1", "--json"], ["device", "show", "d3", "--history", "2", "--json"], ["job", "show", job, "--json"],
-                ["stats", "versions", "--json"],
+                ["stats", "versions", "--json"], ["webhook", "list", "--json"], ["webhook", "show", "1", "--json"],
                 ["firmware", "list", "--json"], ["firmware", "list", "--product", "thermo", "--json"], ["firmware", "show", "thermo@2.0", "--json"],
                 ["release", "list", "--json"], ["release", "show", oneOff, "--json"], ["release", "show", fleet, "--json"],
                 ["release", "watch", oneOff, "--once", "--json"], ["events", "--json"], ["events", "--after", "3"], ["token", "list", "--json"],
@@ -42,6 +44,8 @@ import UpdraftTestSupport
             try await Self.expectSame(cli, ["job", "show", job, "--json"], local: local, remote: remote)
             let canceled = try await cli.run(["release", "cancel", oneOff] + remote)
             #expect(canceled.status == 0 && canceled.output.contains("canceled 1 jobs"), "\(canceled.output)")
+            let removed = try await cli.run(["webhook", "remove", "1"] + remote)
+            #expect(removed.status == 0 && removed.output.contains("Webhook 1 removed (http://127.0.0.1:9/hook)"), "\(removed.output)")
             let unlocked = try await cli.run(["device", "unlock", "d3"] + remote)
             #expect(unlocked.status == 0 && unlocked.output.contains("was thermo@1.0"), "\(unlocked.output)")
             try await Self.expectSame(cli, ["release", "show", oneOff, "--json"], local: local, remote: remote)

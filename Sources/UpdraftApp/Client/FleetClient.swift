@@ -6,7 +6,7 @@ import UpdraftHTTP
 /// on the data directory through `Operations` (as the CLI always did), ``RemoteFleet`` on a
 /// gateway's HTTP API (`--server URL --token T`) through the client generated from
 /// openapi.yaml. A command written against this runs both ways and prints the same.
-public protocol FleetClient: Sendable {
+public protocol FleetClient: WebhookClient {
     /// Where the work happens, for messages: the data directory, or the server's URL.
     var location: String { get }
 
