@@ -24,11 +24,9 @@ extension APIHandlers {
         guard (0...1000).contains(history) else {
             throw UpdraftError("invalid_history", "history must be 0 to 1000 events, not \(history).")
         }
-        guard try await backend.store.device(id) != nil else {
+        guard let (entry, desired) = try await backend.store.desiredFirmware(id) else {
             throw UpdraftError.notFound("device", id.rawValue, hint: "List devices with GET /v1/devices.")
         }
-        let (operations, _) = try changes()
-        let (entry, desired) = try await operations.desiredFirmware(id)
         let job = try await backend.store.activeJobs().first { $0.deviceID == id }
         let row = DeviceRow(device: entry.device, profile: entry.profile, job: job)
         let events = try await Self.history(of: id, last: history, in: backend.store)

@@ -19,8 +19,6 @@ public protocol OperatorPort: Sendable {
     func rollout(_ command: RolloutStateMachine.Command, release: ReleaseID, by actor: ActorName) async throws -> RolloutOutcome
 
     // Devices and jobs (DeviceHandlers, JobHandlers): `updraft device ...`, `updraft job cancel`.
-    /// The device's registry entry and fleet facts, and which firmware the rules give it now.
-    func desiredFirmware(_ device: DeviceID) async throws -> (FleetDevice, DesiredFirmware)
     func lock(_ device: DeviceID, to firmware: FirmwareID, delivery: LockDelivery, by actor: ActorName) async throws -> DeviceFleetProfile
     /// The lock removed (`not_locked` when there was none).
     func unlock(_ device: DeviceID, by actor: ActorName) async throws -> FirmwareLock?

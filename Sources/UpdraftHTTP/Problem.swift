@@ -38,6 +38,7 @@ struct Problem: Error, Sendable, Encodable {
         "manifest_image_mismatch", "manifest_key_untrusted", "manifest_malformed", "manifest_sequence", "manifest_signature",
         "downgrade_refused", "verification_no_devices", "schedule_in_past", "firmware_empty", "no_trusted_keys", "key_missing",
         "firmware_image_missing", "firmware_image_corrupt",
+        "device_id_reserved",
     ]
 
     static func status(of code: String) -> HTTPResponse.Status {

@@ -21,6 +21,18 @@ import UpdraftTestSupport
         ("POST", "/v1/releases/r-none/resume", .operate),
         ("POST", "/v1/releases/r-none/advance", .operate),
         ("POST", "/v1/releases/r-none/cancel", .operate),
+        // Devices, groups, jobs, stats (DeviceAPITests, JobAPITests).
+        ("GET", "/v1/devices?state=idle&online=false", .read),
+        ("GET", "/v1/devices/d-none", .read),
+        ("POST", "/v1/devices/d-none/lock", .operate),
+        ("POST", "/v1/devices/d-none/unlock", .operate),
+        ("PUT", "/v1/devices/d-none/development", .operate),
+        ("POST", "/v1/devices/d-none/decommission", .admin),
+        ("POST", "/v1/groups/g-none/devices", .operate),
+        ("POST", "/v1/groups/g-none/devices/remove", .operate),
+        ("GET", "/v1/jobs/j-none", .read),
+        ("POST", "/v1/jobs/j-none/cancel", .operate),
+        ("GET", "/v1/stats/versions", .read),
     ]
 
     @Test func theScopeMatrixOfEveryChange() async throws {

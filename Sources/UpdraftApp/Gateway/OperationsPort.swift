@@ -48,13 +48,9 @@ public struct OperationsPort: OperatorPort {
     }
 }
 
-/// Devices and jobs: the calls of `updraft device lock|unlock|group|dev|decommission|show`
+/// Devices and jobs: the calls of `updraft device lock|unlock|group|dev|decommission`
 /// and `updraft job cancel`.
 extension OperationsPort {
-    public func desiredFirmware(_ device: DeviceID) async throws -> (FleetDevice, DesiredFirmware) {
-        try await operations.desiredFirmware(device)
-    }
-
     public func lock(_ device: DeviceID, to firmware: FirmwareID, delivery: LockDelivery, by actor: ActorName) async throws -> DeviceFleetProfile {
         try await operations.acting(as: actor).lock(device, to: firmware, delivery: delivery)
     }
