@@ -33,8 +33,15 @@ struct RemoteProblemMiddleware: ClientMiddleware {
 
     static func error(status: Int, body: [UInt8], server: String) -> UpdraftError {
         let problem = try? JSONDecoder().decode(Problem.self, from: Data(body))
-        let code = problem?.code ?? "http_\(status)"
-        let detail = problem?.detail ?? "The gateway at \(server) answered HTTP \(status) with no problem details."
+        // A 413 may come with no body: the gateway refuses a large upload at once and closes
+        // the connection while the image is still being sent (or a proxy refused it).
+        let tooLarge = status == 413 && problem == nil
+        let code = problem?.code ?? (tooLarge ? "firmware_too_large" : "http_\(status)")
+        let detail =
+            problem?.detail
+            ?? (tooLarge
+                ? "The image is larger than the gateway allows (firmware.max_image_bytes, or a proxy's limit). Raise that limit in the gateway's configuration, or upload a smaller image."
+                : "The gateway at \(server) answered HTTP \(status) with no problem details.")
         switch status {
         case 401:
             return UpdraftError(
