@@ -9,7 +9,7 @@ struct WebhookCommand: AsyncParsableCommand {
         commandName: "webhook", abstract: "Webhooks: the event log posted to a backend's URL, signed, in order (add, list, show, remove, enable).",
         subcommands: [Add.self, List.self, Show.self, Remove.self, Enable.self])
 
-    struct Add: WebhookCommandRun {
+    struct Add: FleetCommand {
         static let configuration = CommandConfiguration(
             abstract: "Post events to URL from now on (a running gateway starts within a second).",
             discussion: """
@@ -27,7 +27,7 @@ struct WebhookCommand: AsyncParsableCommand {
         @Option(help: "Start after this sequence number (0: the whole log; default: the log's end).") var after: Int64?
         @Flag(help: "Print a JSON object of the webhook (without its secret).") var json = false
 
-        func run(_ hooks: any WebhookClient) async throws {
+        func run(_ hooks: any FleetClient) async throws {
             let webhook = try await hooks.addWebhook(url: url, secret: secret, kinds: kinds, after: after)
             if json {
                 print(try jsonText(webhook))
@@ -37,12 +37,12 @@ struct WebhookCommand: AsyncParsableCommand {
         }
     }
 
-    struct List: WebhookCommandRun {
+    struct List: FleetCommand {
         static let configuration = CommandConfiguration(abstract: "List webhooks: id, state, cursor, URL, kinds (never secrets).")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print a JSON array of webhooks.") var json = false
 
-        func run(_ hooks: any WebhookClient) async throws {
+        func run(_ hooks: any FleetClient) async throws {
             let rows = try await hooks.webhooks()
             if json {
                 print(try jsonText(rows))
@@ -53,14 +53,14 @@ struct WebhookCommand: AsyncParsableCommand {
         }
     }
 
-    struct Show: WebhookCommandRun {
+    struct Show: FleetCommand {
         static let configuration = CommandConfiguration(abstract: "A webhook and its recent deliveries, newest first.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The webhook's id.") var id: Int64
         @Option(help: "How many deliveries (1-100).") var limit = 20
         @Flag(help: "Print a JSON object {webhook, deliveries}.") var json = false
 
-        func run(_ hooks: any WebhookClient) async throws {
+        func run(_ hooks: any FleetClient) async throws {
             let detail = try await hooks.webhook(id, deliveries: min(max(limit, 1), 100))
             let row = detail.webhook
             if json { return print(try jsonText(detail)) }
@@ -72,18 +72,18 @@ struct WebhookCommand: AsyncParsableCommand {
         }
     }
 
-    struct Remove: WebhookCommandRun {
+    struct Remove: FleetCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a webhook and its delivery log (a running gateway stops posting within a second).")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The webhook's id.") var id: Int64
 
-        func run(_ hooks: any WebhookClient) async throws {
+        func run(_ hooks: any FleetClient) async throws {
             let webhook = try await hooks.removeWebhook(id)
             print("Webhook \(webhook.id) removed (\(webhook.url)).")
         }
     }
 
-    struct Enable: WebhookCommandRun {
+    struct Enable: FleetCommand {
         static let configuration = CommandConfiguration(
             abstract: "Re-enable disabled webhooks: each resumes at its cursor, nothing skipped (a running gateway within a second).")
         @OptionGroup var global: GlobalOptions
@@ -93,26 +93,11 @@ struct WebhookCommand: AsyncParsableCommand {
             guard !ids.isEmpty else { throw ValidationError("Name at least one webhook id (see `updraft webhook list`).") }
         }
 
-        func run(_ hooks: any WebhookClient) async throws {
+        func run(_ hooks: any FleetClient) async throws {
             for id in ids {
                 let webhook = try await hooks.enableWebhook(id)
                 print("Webhook \(webhook.id) enabled: resumes after seq \(webhook.cursor).")
             }
         }
-    }
-}
-
-/// A webhook command: on the data directory, or on the API with --server (scope admin).
-protocol WebhookCommandRun: AsyncParsableCommand {
-    var global: GlobalOptions { get }
-    static var storeAccess: UpdraftStoreFactory.Access { get }
-    func run(_ hooks: any WebhookClient) async throws
-}
-
-extension WebhookCommandRun {
-    static var storeAccess: UpdraftStoreFactory.Access { .existing }
-
-    func run() async throws {
-        try await userFacing { try await run(try await global.fleet(Self.storeAccess)) }
     }
 }
