@@ -130,9 +130,12 @@ public struct ConfigKeys: Sendable {
         return leaves
     }
 
+    /// The CLI's own variables (the remote gateway and its token), not configuration keys.
+    public static let clientVariables: Set<String> = ["UPDRAFT_SERVER", "UPDRAFT_TOKEN"]
+
     /// `UPDRAFT_*` environment variables that name no key this build reads.
     public func unknownVariables(in environment: [String: String]) -> [String] {
-        let known = Set(state.keys.map(Self.variable))
+        let known = Set(state.keys.map(Self.variable)).union(Self.clientVariables)
         return environment.keys.filter { $0.hasPrefix("UPDRAFT_") && !known.contains($0) }.sorted().map {
             "environment variable \($0) names no configuration key and is ignored; see Config/updraft.yaml for the keys."
         }

@@ -49,7 +49,7 @@ struct FirmwareCommand: AsyncParsableCommand {
         abstract: "Manage the firmware catalog.",
         subcommands: [Add.self, Sign.self, List.self, Show.self, Verify.self, Delete.self])
 
-    struct Add: OperationsCommand {
+    struct Add: FleetCommand {
         static let configuration = CommandConfiguration(
             abstract: "Add an image to the catalog with its signed manifest.",
             discussion: """
@@ -78,25 +78,30 @@ struct FirmwareCommand: AsyncParsableCommand {
             }
         }
 
-        func run(_ ops: Operations) async throws {
-            let result: FirmwareAddResult
+        func run(_ fleet: any FleetClient) async throws {
+            let signing: FirmwareSigning
             if let manifest, let signature {
                 let payload = try Array(Data(contentsOf: URL(fileURLWithPath: manifest)))
                 let text = try String(contentsOfFile: signature, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
                 guard let raw = Data(base64Encoded: text) else {
                     throw UpdraftError("signature_encoding", "\(signature) is not a base64 signature. Pass the .sig file `updraft firmware sign` wrote.")
                 }
-                result = try await ops.addSignedFirmware(file: file, manifest: payload, signature: Array(raw))
+                signing = .signed(manifest: payload, signature: Array(raw))
             } else {
-                result = try await ops.addFirmware(file: file, product: product ?? "", version: version ?? "")
+                signing = .here(product: product ?? "", version: version ?? "")
             }
-            let fw = result.firmware
-            if case .existing = result { print("already in the catalog (same content)") }
+            // Uploads (--server) draw a bar on a terminal.
+            let bar = isatty(STDERR_FILENO) == 1 ? ProgressLine() : nil
+            let (fw, existing) = try await fleet.addFirmware(file: file, signing: signing) { sent, size in
+                bar?.update(size > 0 ? Double(sent) / Double(size) : 1, "\(sent / 1024) of \(size / 1024) KiB sent")
+            }
+            if fleet is RemoteFleet { bar?.finish() }
+            if existing { print("already in the catalog (same content)") }
             print("firmware: \(fw.id)")
             print("sequence: \(fw.sequence)")
             print("size:     \(fw.size) bytes")
             print("sha256:   \(fw.sha256)")
-            print("md5:      \(fw.md5)")
+            if let md5 = fw.md5 { print("md5:      \(md5)") }
         }
     }
 
@@ -128,20 +133,16 @@ struct FirmwareCommand: AsyncParsableCommand {
         }
     }
 
-    struct List: OperationsCommand {
+    struct List: FleetCommand {
         static let configuration = CommandConfiguration(abstract: "List the catalog.")
         @OptionGroup var global: GlobalOptions
         @Option(help: "Only this product.") var product: String?
         @Flag(help: "Print a JSON array (fields as `firmware show --json`).") var json = false
 
-        func run(_ ops: Operations) async throws {
+        func run(_ fleet: any FleetClient) async throws {
             let product = try product.map { try ProductID(validating: $0) }
-            let list = try await ops.store.firmwareList(product: product)
-            if json {
-                var rows: [FirmwareView] = []
-                for fw in list { rows.append(FirmwareView(fw, try await ops.verification(of: fw.id))) }
-                return print(try jsonText(rows))
-            }
+            let list = try await fleet.firmwareList(product: product)
+            if json { return print(try jsonText(list)) }
             if !list.isEmpty { print("FIRMWARE\tSEQUENCE\tSIZE\tSHA256") }
             if list.isEmpty { print("The catalog is empty. Add an image with `updraft firmware add FILE --product P --version V`.") }
             for fw in list {
@@ -150,34 +151,31 @@ struct FirmwareCommand: AsyncParsableCommand {
         }
     }
 
-    struct Show: OperationsCommand {
+    struct Show: FleetCommand {
         static let configuration = CommandConfiguration(abstract: "Show a firmware and its verification status.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Firmware id, PRODUCT@VERSION.") var id: String
         @Flag(help: "Print JSON: {id, product, version, sequence, size, sha256, md5, created_at, verification, verified_by, verification_release, failed_devices}.")
         var json = false
 
-        func run(_ ops: Operations) async throws {
-            let fw = try await ops.firmware(try FirmwareID(validating: id))
-            let verification = try await ops.verification(of: fw.id)
-            if json { return print(try jsonText(FirmwareView(fw, verification))) }
+        func run(_ fleet: any FleetClient) async throws {
+            let fw = try await fleet.firmware(try FirmwareID(validating: id))
+            if json { return print(try jsonText(fw)) }
             print("firmware:     \(fw.id)")
             print("sequence:     \(fw.sequence)")
             print("size:         \(fw.size) bytes")
             print("sha256:       \(fw.sha256)")
-            print("verification: \(verification.status.rawValue)")
-            if let device = verification.verifiedBy { print("verified by:  \(device)") }
-            if let release = verification.releaseID { print("verification release: \(release)") }
-            if !verification.failedDevices.isEmpty {
-                print("failed on:    \(verification.failedDevices.map(\.rawValue).joined(separator: ","))")
-            }
-            if verification.status != .verified {
+            print("verification: \(fw.verification)")
+            if let device = fw.verifiedBy { print("verified by:  \(device)") }
+            if let release = fw.verificationRelease { print("verification release: \(release)") }
+            if let failed = fw.failedDevices, !failed.isEmpty { print("failed on:    \(failed.joined(separator: ","))") }
+            if fw.verification != VerificationStatus.verified.rawValue {
                 print("Fleet releases need verified firmware: `updraft firmware verify \(fw.id) --devices ID[,ID...]` (or release with --force).")
             }
         }
     }
 
-    struct Verify: OperationsCommand {
+    struct Verify: FleetCommand {
         static let configuration = CommandConfiguration(
             abstract: "Verify a firmware on test devices before releasing it to the fleet.",
             discussion: """
@@ -190,16 +188,16 @@ struct FirmwareCommand: AsyncParsableCommand {
         @Argument(help: "Firmware id, PRODUCT@VERSION.") var id: String
         @Option(help: "Test devices, comma-separated.") var devices: String
 
-        func run(_ ops: Operations) async throws {
+        func run(_ fleet: any FleetClient) async throws {
             let testDevices = try parseList(devices, DeviceID.self, flag: "--devices")
-            let release = try await ops.verifyFirmware(try FirmwareID(validating: id), devices: testDevices)
-            print("verification release: \(release.id)")
-            print("test devices: \(release.staticMembers?.map(\.rawValue).joined(separator: ",") ?? "-")")
-            print("Follow it with `updraft release watch \(release.id)`; `updraft firmware show \(id)` tells the result.")
+            let release = try await fleet.verifyFirmware(try FirmwareID(validating: id), devices: testDevices)
+            print("verification release: \(release.release)")
+            print("test devices: \(release.devices?.joined(separator: ",") ?? "-")")
+            print("Follow it with `updraft release watch \(release.release)`; `updraft firmware show \(id)` tells the result.")
         }
     }
 
-    struct Delete: OperationsCommand {
+    struct Delete: FleetCommand {
         static let configuration = CommandConfiguration(
             abstract: "Remove a firmware that no release uses (one added by mistake).",
             discussion: """
@@ -210,33 +208,9 @@ struct FirmwareCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Firmware id, PRODUCT@VERSION.") var id: String
 
-        func run(_ ops: Operations) async throws {
-            let fw = try await ops.deleteFirmware(try FirmwareID(validating: id))
+        func run(_ fleet: any FleetClient) async throws {
+            let fw = try await fleet.deleteFirmware(try FirmwareID(validating: id))
             print("firmware \(fw.id): deleted (sequence \(fw.sequence), sha256 \(fw.sha256.prefix(16))…)")
         }
-    }
-}
-
-/// `firmware show --json` and each element of `firmware list --json`.
-struct FirmwareView: Encodable {
-    var id, product, version: String
-    var sequence, size: Int64
-    var sha256, md5: String
-    var createdAt: Date
-    var verification: String
-    var verifiedBy: String?
-    var verificationRelease: String?
-    var failedDevices: [String]
-
-    init(_ fw: Firmware, _ v: FirmwareVerification) {
-        (id, product, version, sequence, size) = (fw.id.rawValue, fw.product.rawValue, fw.version.rawValue, fw.sequence, fw.size)
-        (sha256, md5, createdAt, verification) = (fw.sha256, fw.md5, fw.createdAt, v.status.rawValue)
-        (verifiedBy, verificationRelease) = (v.verifiedBy?.rawValue, v.releaseID?.rawValue)
-        failedDevices = v.failedDevices.map(\.rawValue)
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case id, product, version, sequence, size, sha256, md5, createdAt = "created_at", verification
-        case verifiedBy = "verified_by", verificationRelease = "verification_release", failedDevices = "failed_devices"
     }
 }

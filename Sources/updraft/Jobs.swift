@@ -10,18 +10,15 @@ struct JobCommand: AsyncParsableCommand {
         discussion: "Job ids are listed by `updraft release show RELEASE` and `updraft device show DEVICE`.",
         subcommands: [Show.self, Cancel.self])
 
-    struct Show: OperationsCommand {
+    struct Show: FleetCommand {
         static let configuration = CommandConfiguration(abstract: "Show a job: its device, release, firmware, state and failure.")
         @Flag(help: "Print JSON: {job, release, device, firmware, target_version, state, progress, failure, detail, created_at, updated_at}.")
         var json = false
         @Argument(help: "Job id.") var id: String
         @OptionGroup var global: GlobalOptions
 
-        func run(_ ops: Operations) async throws {
-            guard let job = try await ops.store.job(try JobID(validating: id)) else {
-                throw UpdraftError.notFound("job", id, hint: "Jobs are listed by `updraft release show RELEASE` and `updraft device show DEVICE`.")
-            }
-            let view = JobView(job)
+        func run(_ fleet: any FleetClient) async throws {
+            let view = try await fleet.job(try JobID(validating: id))
             if json { return print(try jsonText(view)) }
             let fields: KeyValuePairs<String, String?> = [
                 "job": view.job, "release": view.release, "device": view.device, "firmware": view.firmware,
@@ -32,7 +29,7 @@ struct JobCommand: AsyncParsableCommand {
         }
     }
 
-    struct Cancel: OperationsCommand {
+    struct Cancel: FleetCommand {
         static let configuration = CommandConfiguration(
             abstract: "Cancel a job that has not ended (a release to a mistyped device no longer waits forever).",
             discussion: """
@@ -45,29 +42,10 @@ struct JobCommand: AsyncParsableCommand {
         @Argument(help: "Job id.") var id: String
         @OptionGroup var global: GlobalOptions
 
-        func run(_ ops: Operations) async throws {
-            let job = try await ops.cancelJob(try JobID(validating: id))
-            if json { return print(try jsonText(JobView(job))) }
-            print("job \(job.id): canceled (device \(job.deviceID), release \(job.releaseID))")
+        func run(_ fleet: any FleetClient) async throws {
+            let job = try await fleet.cancelJob(try JobID(validating: id))
+            if json { return print(try jsonText(job)) }
+            print("job \(job.job): canceled (device \(job.device), release \(job.release))")
         }
-    }
-}
-
-/// `job show --json`, and `active_job` in `device show --json`.
-struct JobView: Encodable {
-    var job, release, device, firmware, targetVersion, state: String
-    var progress: Int
-    var failure, detail: String?
-    var createdAt, updatedAt: Date
-
-    init(_ job: Job) {
-        (self.job, release, device, firmware) = (job.id.rawValue, job.releaseID.rawValue, job.deviceID.rawValue, job.firmwareID.rawValue)
-        (targetVersion, state, progress) = (job.targetVersion.rawValue, job.state.rawValue, job.progress)
-        (failure, detail, createdAt, updatedAt) = (job.failure?.rawValue, job.detail, job.createdAt, job.updatedAt)
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case job, release, device, firmware, targetVersion = "target_version", state, progress, failure, detail
-        case createdAt = "created_at", updatedAt = "updated_at"
     }
 }

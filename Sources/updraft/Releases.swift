@@ -16,7 +16,7 @@ struct ReleaseCommand: AsyncParsableCommand {
             """,
         subcommands: [Create.self, List.self, Show.self, Watch.self, Pause.self, Resume.self, Advance.self, Cancel.self])
 
-    struct Create: OperationsCommand {
+    struct Create: FleetCommand {
         static let configuration = CommandConfiguration(
             abstract: "Release a firmware to devices, groups or a product.",
             discussion: """
@@ -78,11 +78,13 @@ struct ReleaseCommand: AsyncParsableCommand {
             }
         }
 
-        func run(_ ops: Operations) async throws {
-            switch try await ops.createRelease(try order(), naming: .commandLine) {
-            case .oneOff(let plan): printOneOff(plan)
-            case .fleet(let release): printFleet(release)
-            }
+        func run(_ fleet: any FleetClient) async throws {
+            let created = try await fleet.createRelease(try order())
+            if quiet { return print(created.release) }
+            if created.kind == "one-off" { return printOneOff(created) }
+            print("release: \(created.release)")
+            if let release = created.fleet { printFleet(release) } else { print("kind:    \(created.kind)") }
+            print("Follow it with `updraft release watch \(created.release)`.")
         }
 
         /// The options as the order `Operations` checks and carries out.
@@ -125,56 +127,32 @@ struct ReleaseCommand: AsyncParsableCommand {
             return order
         }
 
-        func printOneOff(_ plan: ReleasePlan) {
-            if quiet { return print(plan.release.id) }
-            print("release: \(plan.release.id)")
-            print("jobs:    \(plan.jobs.count)")
-            for (device, reason) in plan.skipped { print("skipped \(device): \(reason.text)") }
+        func printOneOff(_ plan: CreatedRelease) {
+            print("release: \(plan.release)")
+            print("jobs:    \(plan.jobs ?? 0)")
+            for (device, reason) in plan.skipped { print("skipped \(device): \(reason)") }
             for device in plan.unknownDevices { print("note: \(device) has never connected; its job waits for it") }
-            if plan.jobs.isEmpty { print("No device needs this firmware.") }
+            if plan.jobs ?? 0 == 0 { print("No device needs this firmware.") }
         }
 
         func printFleet(_ release: FleetRelease) {
-            if quiet { return print(release.id) }
-            print("release: \(release.id)")
             print("target:  \(release.target.summary)")
             print("batch:   \(release.policy.membership.rawValue)\(release.staticMembers.map { ", \($0.count) devices" } ?? "")")
             print("starts:  \(release.startsAt.formatted(.iso8601))")
             if release.rollout.policy.stages.count > 1 { print("stages:  \(release.rollout.policy.stages.map { "\($0)%" }.joined(separator: " → "))") }
             if let forced = release.forcedFrom { print("note: forced release of \(forced.rawValue) firmware (recorded)") }
-            print("Follow it with `updraft release watch \(release.id)`.")
         }
     }
 
-    struct List: OperationsCommand {
+    struct List: FleetCommand {
         static let configuration = CommandConfiguration(
             abstract: "List releases, newest first.",
             discussion: "--json prints an array of {release, firmware, kind, target, phase, created_at}.")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print JSON instead of text.") var json = false
 
-        struct Row: Encodable {
-            var release, firmware, kind, target, phase: String
-            var createdAt: Date
-            enum CodingKeys: String, CodingKey { case release, firmware, kind, target, phase, createdAt = "created_at" }
-        }
-
-        func run(_ ops: Operations) async throws {
-            var rows: [Row] = []
-            for release in try await ops.store.fleetReleases() {
-                rows.append(
-                    Row(
-                        release: release.id.rawValue, firmware: release.firmware.id.rawValue, kind: release.kind.rawValue,
-                        target: release.target.summary, phase: describe(release.rollout), createdAt: release.createdAt))
-            }
-            for release in try await ops.store.releases() {
-                let view = ReleaseReport.oneOffView(release, try await ops.releaseStatus(release.id))
-                rows.append(
-                    Row(
-                        release: release.id.rawValue, firmware: release.firmwareID.rawValue, kind: "one-off",
-                        target: release.target.summary, phase: view.phaseDetail, createdAt: release.createdAt))
-            }
-            rows.sort { $0.createdAt > $1.createdAt }
+        func run(_ fleet: any FleetClient) async throws {
+            let rows = try await fleet.releases()
             if json { return print(try jsonText(rows)) }
             if rows.isEmpty { return print("No releases yet. Create one with `updraft release create --firmware ID ...`.") }
             print("RELEASE\tFIRMWARE\tKIND: TARGET\tPHASE\tCREATED")
@@ -182,7 +160,7 @@ struct ReleaseCommand: AsyncParsableCommand {
         }
     }
 
-    struct Show: OperationsCommand {
+    struct Show: FleetCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show a release (fleet or one-off): devices per state and where each device stands.",
             discussion: """
@@ -194,13 +172,13 @@ struct ReleaseCommand: AsyncParsableCommand {
         @Argument(help: "Release id (see `updraft release list`).") var id: String
         @Flag(help: "Print JSON instead of text.") var json = false
 
-        func run(_ ops: Operations) async throws {
-            let view = try await ops.releaseReport(try ReleaseID(validating: id))
+        func run(_ fleet: any FleetClient) async throws {
+            let view = try await fleet.releaseReport(try ReleaseID(validating: id))
             if json { print(try jsonText(view)) } else { view.printText() }
         }
     }
 
-    struct Watch: OperationsCommand {
+    struct Watch: FleetCommand {
         static let configuration = CommandConfiguration(
             abstract: "Watch a release (fleet or one-off) live: one progress bar per state.",
             discussion: """
@@ -215,11 +193,11 @@ struct ReleaseCommand: AsyncParsableCommand {
         @Flag(help: "Draw once and exit.") var once = false
         @Flag(help: "Print JSON lines instead of bars.") var json = false
 
-        func run(_ ops: Operations) async throws {
+        func run(_ fleet: any FleetClient) async throws {
             let releaseID = try ReleaseID(validating: id)
             let board = ProgressBoard()
             while true {
-                let view = try await ops.releaseReport(releaseID)
+                let view = try await fleet.releaseReport(releaseID)
                 if json { print(try jsonText(view)) } else { board.draw(view.boardLines()) }
                 fflush(nil)
                 if view.finished, let trouble = view.trouble {
@@ -256,7 +234,7 @@ private let rolloutCommandHelp: [RolloutStateMachine.Command: (abstract: String,
 ]
 
 /// Pause, resume, advance and cancel: one rollout command on one fleet release.
-protocol RolloutCommand: OperationsCommand {
+protocol RolloutCommand: FleetCommand {
     static var command: RolloutStateMachine.Command { get }
     var release: FleetReleaseArgument { get }
 }
@@ -269,14 +247,9 @@ extension RolloutCommand {
 
     var global: GlobalOptions { release.global }
 
-    func run(_ ops: Operations) async throws {
-        let id = release.id
-        let command = Self.command
-        switch try await ops.rollout(command, release: try ReleaseID(validating: id)) {
-        case .changed(let change): print("release \(id): \(change.summary)")
-        case .canceledJobs(let jobs): print("release \(id): \(jobs.isEmpty ? "nothing to do (every job had ended)" : "canceled \(jobs.count) jobs")")
-        case .unchanged: print("release \(id): nothing to do (already \(command == .pause ? "paused" : command == .resume ? "running" : "canceled"))")
-        }
+    func run(_ fleet: any FleetClient) async throws {
+        let result = try await fleet.rollout(Self.command, release: try ReleaseID(validating: release.id))
+        print("release \(release.id): \(result.summary)")
     }
 }
 

@@ -34,19 +34,19 @@ struct TokenCommand: AsyncParsableCommand {
         }
     }
 
-    struct List: OperationsCommand {
+    struct List: FleetCommand {
         static let configuration = CommandConfiguration(abstract: "List tokens: name, scope, created, revoked (never secrets).")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print a JSON array of {name, scope, created_at, revoked_at}.") var json = false
 
-        func run(_ ops: Operations) async throws {
-            let tokens = try await ops.tokens()
+        func run(_ fleet: any FleetClient) async throws {
+            let tokens = try await fleet.tokens()
             if json {
-                print(try jsonText(tokens.map(TokenRow.init)))
+                print(try jsonText(tokens))
                 return
             }
             if tokens.isEmpty { print("No tokens yet. Make one with `updraft token create NAME --scope read`.") }
-            for row in tokens.map(TokenRow.init) { print("\(row.name)\t\(row.scope)\t\(row.created_at)\t\(row.revoked_at ?? "-")") }
+            for row in tokens { print("\(row.name)\t\(row.scope)\t\(row.created_at)\t\(row.revoked_at ?? "-")") }
         }
     }
 
@@ -60,19 +60,5 @@ struct TokenCommand: AsyncParsableCommand {
             let token = try await ops.revokeToken(name: name)
             print("Token \(token.name) revoked at \(token.revokedAt.map { $0.formatted(.iso8601) } ?? "-").")
         }
-    }
-}
-
-/// A token as listed: what it is, not its hash.
-private struct TokenRow: Encodable {
-    var name: String
-    var scope: String
-    var created_at: String
-    var revoked_at: String?
-
-    init(_ token: AccessToken) {
-        (name, scope) = (token.name.rawValue, token.scope.rawValue)
-        created_at = token.createdAt.formatted(.iso8601)
-        revoked_at = token.revokedAt?.formatted(.iso8601)
     }
 }

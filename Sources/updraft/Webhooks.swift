@@ -9,7 +9,7 @@ struct WebhookCommand: AsyncParsableCommand {
         commandName: "webhook", abstract: "Webhooks: the event log posted to a backend's URL, signed, in order (add, list, show, remove, enable).",
         subcommands: [Add.self, List.self, Show.self, Remove.self, Enable.self])
 
-    struct Add: OperationsCommand {
+    struct Add: FleetCommand {
         static let configuration = CommandConfiguration(
             abstract: "Post events to URL from now on (a running gateway starts within a second).",
             discussion: """
@@ -27,23 +27,23 @@ struct WebhookCommand: AsyncParsableCommand {
         @Option(help: "Start after this sequence number (0: the whole log; default: the log's end).") var after: Int64?
         @Flag(help: "Print a JSON object of the webhook (without its secret).") var json = false
 
-        func run(_ ops: Operations) async throws {
-            let webhook = try await ops.addWebhook(url: url, secret: secret, kinds: kinds, after: after)
+        func run(_ hooks: any FleetClient) async throws {
+            let webhook = try await hooks.addWebhook(url: url, secret: secret, kinds: kinds, after: after)
             if json {
-                print(try jsonText(WebhookRow(webhook)))
+                print(try jsonText(webhook))
             } else {
                 print("Webhook \(webhook.id) added: \(webhook.url), events after seq \(webhook.cursor).")
             }
         }
     }
 
-    struct List: OperationsCommand {
+    struct List: FleetCommand {
         static let configuration = CommandConfiguration(abstract: "List webhooks: id, state, cursor, URL, kinds (never secrets).")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print a JSON array of webhooks.") var json = false
 
-        func run(_ ops: Operations) async throws {
-            let rows = try await ops.webhooks().map(WebhookRow.init)
+        func run(_ hooks: any FleetClient) async throws {
+            let rows = try await hooks.webhooks()
             if json {
                 print(try jsonText(rows))
                 return
@@ -53,40 +53,37 @@ struct WebhookCommand: AsyncParsableCommand {
         }
     }
 
-    struct Show: OperationsCommand {
+    struct Show: FleetCommand {
         static let configuration = CommandConfiguration(abstract: "A webhook and its recent deliveries, newest first.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The webhook's id.") var id: Int64
         @Option(help: "How many deliveries (1-100).") var limit = 20
         @Flag(help: "Print a JSON object {webhook, deliveries}.") var json = false
 
-        func run(_ ops: Operations) async throws {
-            let (webhook, deliveries) = try await ops.webhook(id, deliveries: min(max(limit, 1), 100))
-            let row = WebhookRow(webhook)
-            if json {
-                print(try jsonText(WebhookShow(webhook: row, deliveries: deliveries.map(DeliveryRow.init))))
-                return
-            }
+        func run(_ hooks: any FleetClient) async throws {
+            let detail = try await hooks.webhook(id, deliveries: min(max(limit, 1), 100))
+            let row = detail.webhook
+            if json { return print(try jsonText(detail)) }
             print("Webhook \(row.id) \(row.state): \(row.url), kinds \(row.kinds.isEmpty ? "all" : row.kinds.joined(separator: ",")), after seq \(row.cursor)")
             if let since = row.failing_since { print("Failing since \(since)") }
-            for d in deliveries.map(DeliveryRow.init) {
+            for d in detail.deliveries {
                 print("\(d.time)\tseq \(d.first_seq)-\(d.last_seq)\tattempt \(d.attempt)\t\(d.error ?? "ok \(d.status ?? 0)")\t\(d.milliseconds) ms")
             }
         }
     }
 
-    struct Remove: OperationsCommand {
+    struct Remove: FleetCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a webhook and its delivery log (a running gateway stops posting within a second).")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The webhook's id.") var id: Int64
 
-        func run(_ ops: Operations) async throws {
-            let webhook = try await ops.removeWebhook(id)
+        func run(_ hooks: any FleetClient) async throws {
+            let webhook = try await hooks.removeWebhook(id)
             print("Webhook \(webhook.id) removed (\(webhook.url)).")
         }
     }
 
-    struct Enable: OperationsCommand {
+    struct Enable: FleetCommand {
         static let configuration = CommandConfiguration(
             abstract: "Re-enable disabled webhooks: each resumes at its cursor, nothing skipped (a running gateway within a second).")
         @OptionGroup var global: GlobalOptions
@@ -96,53 +93,11 @@ struct WebhookCommand: AsyncParsableCommand {
             guard !ids.isEmpty else { throw ValidationError("Name at least one webhook id (see `updraft webhook list`).") }
         }
 
-        func run(_ ops: Operations) async throws {
+        func run(_ hooks: any FleetClient) async throws {
             for id in ids {
-                let webhook = try await ops.enableWebhook(id)
+                let webhook = try await hooks.enableWebhook(id)
                 print("Webhook \(webhook.id) enabled: resumes after seq \(webhook.cursor).")
             }
         }
     }
-}
-
-/// A webhook as listed: everything but its secret.
-struct WebhookRow: Encodable {
-    var id: Int64
-    var url: String
-    var kinds: [String]
-    var cursor: Int64
-    var state: String
-    var created_at: String
-    var failing_since: String?
-    var disabled_at: String?
-
-    init(_ webhook: Webhook) {
-        (id, url, cursor) = (webhook.id, webhook.url, webhook.cursor)
-        kinds = webhook.kinds.map(\.rawValue).sorted()
-        state = webhook.isDisabled ? "disabled" : webhook.failingSince != nil ? "failing" : "active"
-        created_at = webhook.createdAt.formatted(.iso8601)
-        failing_since = webhook.failingSince?.formatted(.iso8601)
-        disabled_at = webhook.disabledAt?.formatted(.iso8601)
-    }
-}
-
-private struct DeliveryRow: Encodable {
-    var time: String
-    var first_seq: Int64
-    var last_seq: Int64
-    var count: Int
-    var attempt: Int
-    var status: Int?
-    var error: String?
-    var milliseconds: Int
-
-    init(_ d: WebhookDelivery) {
-        (time, first_seq, last_seq, count, attempt) = (d.time.formatted(.iso8601), d.firstSeq, d.lastSeq, d.count, d.attempt)
-        (status, error, milliseconds) = (d.status, d.error, d.milliseconds)
-    }
-}
-
-private struct WebhookShow: Encodable {
-    var webhook: WebhookRow
-    var deliveries: [DeliveryRow]
 }

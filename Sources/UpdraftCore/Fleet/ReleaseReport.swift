@@ -3,8 +3,8 @@ import UpdraftCore
 
 /// Where a release stands, fleet or one-off, in one shape: what `release show` and
 /// `release watch` print, and their `--json` (field names documented in README "JSON output").
-public struct ReleaseReport: Encodable, Sendable {
-    public struct DeviceRow: Encodable, Sendable {
+public struct ReleaseReport: Codable, Sendable {
+    public struct DeviceRow: Codable, Sendable {
         public var device: String
         /// pending_scheduled, pending_rollout, pending_busy, pending_offline, pending_consent,
         /// pending_delivery, pending_retry, notified, updating, succeeded, up_to_date, failed,
