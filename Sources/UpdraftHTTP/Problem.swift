@@ -41,6 +41,8 @@ struct Problem: Error, Sendable, Encodable {
         // The gateway's own key files are broken: like `key_missing`, the upload cannot be
         // signed here, and the caller can still send a manifest signed elsewhere.
         "invalid_signing_key", "invalid_public_key",
+        // Every parameter valid, their combination refused (half a signing shape).
+        "invalid_upload",
     ]
 
     static func status(of code: String) -> HTTPResponse.Status {

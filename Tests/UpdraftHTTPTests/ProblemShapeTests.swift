@@ -81,6 +81,8 @@ import UpdraftTestSupport
         #expect(maxLength(of: "Identifier") == DeviceID.maxLength)
         #expect(Set([DeviceID.maxLength, ProductID.maxLength, FirmwareVersion.maxLength, GroupID.maxLength, TokenName.maxLength]).count == 1)
         #expect(maxLength(of: "ReleaseIdentifier") == ReleaseID.maxLength)
+        let kinds = document.firstMatch(of: #/    EventKind:\n(?:      .*\n)*?      enum: \[([a-z_., ]+)\]/#).map { $0.output.1.split(separator: ", ").map(String.init) }
+        #expect(kinds == EventKind.allCases.map(\.rawValue), "openapi.yaml's EventKind enum is EventKind's cases")
         #expect(Problem.status(of: "invalid_signing_key") == .unprocessableContent)
         #expect(Problem.status(of: "invalid_public_key") == .unprocessableContent)
     }
