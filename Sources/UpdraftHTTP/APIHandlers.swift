@@ -34,22 +34,6 @@ struct APIHandlers: APIProtocol {
         return .ok(.init(body: .json(.init(firmware: list.map(Components.Schemas.Firmware.init)))))
     }
 
-    func listDevices(_ input: Operations.ListDevices.Input) async throws -> Operations.ListDevices.Output {
-        let product = try input.query.product.map { try ProductID(validating: $0) }
-        let after = try input.query.cursor.map { try DeviceID(validating: $0) }
-        let limit = try Self.limit(input.query.limit)
-        let page = DevicePage(try await backend.store.devices(), product: product, after: after, limit: limit)
-        return .ok(.init(body: .json(.init(devices: page.devices.map(Components.Schemas.Device.init), nextCursor: page.next?.rawValue))))
-    }
-
-    func getDevice(_ input: Operations.GetDevice.Input) async throws -> Operations.GetDevice.Output {
-        let id = try DeviceID(validating: input.path.id)
-        guard let device = try await backend.store.device(id) else {
-            throw UpdraftError.notFound("device", id.rawValue, hint: "List devices with GET /v1/devices.")
-        }
-        return .ok(.init(body: .json(.init(device))))
-    }
-
     func listReleases(_ input: Operations.ListReleases.Input) async throws -> Operations.ListReleases.Output {
         let fleet = try await backend.store.fleetReleases()
         let fleetIDs = Set(fleet.map(\.id))
@@ -74,18 +58,5 @@ struct APIHandlers: APIProtocol {
         let limit = value ?? 100
         guard (1...1000).contains(limit) else { throw UpdraftError("invalid_limit", "limit must be 1 to 1000, not \(limit).") }
         return limit
-    }
-}
-
-/// One page of the registry: devices by id after a cursor, optionally of one product.
-struct DevicePage {
-    var devices: [Device]
-    var next: DeviceID?
-
-    init(_ all: [Device], product: ProductID?, after: DeviceID?, limit: Int) {
-        let matching = all.filter { (product == nil || $0.product == product) && (after == nil || $0.id > after!) }
-            .sorted { $0.id < $1.id }
-        devices = Array(matching.prefix(limit))
-        next = matching.count > limit ? devices.last?.id : nil
     }
 }

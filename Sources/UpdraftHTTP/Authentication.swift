@@ -74,6 +74,17 @@ enum OperationScopes {
         Operations.ResumeRelease.id: .operate,
         Operations.AdvanceRelease.id: .operate,
         Operations.CancelRelease.id: .operate,
+        // Devices, groups, jobs, stats (DeviceHandlers, JobHandlers, StatsHandlers):
+        // decommissioning revokes credentials, so it needs admin.
+        Operations.LockDevice.id: .operate,
+        Operations.UnlockDevice.id: .operate,
+        Operations.SetDeviceDevelopment.id: .operate,
+        Operations.DecommissionDevice.id: .admin,
+        Operations.AddGroupDevices.id: .operate,
+        Operations.RemoveGroupDevices.id: .operate,
+        Operations.GetJob.id: .read,
+        Operations.CancelJob.id: .operate,
+        Operations.GetVersionStats.id: .read,
     ]
 
     /// The content types an operation's request body may have (415 otherwise).
@@ -81,6 +92,10 @@ enum OperationScopes {
         Operations.UploadFirmware.id: ["application/octet-stream"],
         Operations.VerifyFirmware.id: ["application/json"],
         Operations.CreateRelease.id: ["application/json"],
+        Operations.LockDevice.id: ["application/json"],
+        Operations.SetDeviceDevelopment.id: ["application/json"],
+        Operations.AddGroupDevices.id: ["application/json"],
+        Operations.RemoveGroupDevices.id: ["application/json"],
     ]
 }
 

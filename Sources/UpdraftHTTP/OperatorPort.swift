@@ -17,6 +17,27 @@ public protocol OperatorPort: Sendable {
     func createRelease(_ order: ReleaseOrder, by actor: ActorName) async throws -> ReleaseOrderOutcome
     func releaseReport(_ id: ReleaseID) async throws -> ReleaseReport
     func rollout(_ command: RolloutStateMachine.Command, release: ReleaseID, by actor: ActorName) async throws -> RolloutOutcome
+
+    // Devices and jobs (DeviceHandlers, JobHandlers): `updraft device ...`, `updraft job cancel`.
+    func lock(_ device: DeviceID, to firmware: FirmwareID, delivery: LockDelivery, by actor: ActorName) async throws -> DeviceFleetProfile
+    /// The lock removed (`not_locked` when there was none).
+    func unlock(_ device: DeviceID, by actor: ActorName) async throws -> FirmwareLock?
+    func setGroups(_ device: DeviceID, add: [GroupID], remove: [GroupID], by actor: ActorName) async throws -> DeviceFleetProfile
+    func setDevelopment(_ device: DeviceID, _ on: Bool, by actor: ActorName) async throws -> DeviceFleetProfile
+    func decommission(_ device: DeviceID, by actor: ActorName) async throws -> DecommissionResult
+    func cancelJob(_ id: JobID, by actor: ActorName) async throws -> Job
+}
+
+/// What decommissioning a device did (`updraft device decommission --json`).
+public struct DecommissionResult: Sendable, Equatable {
+    public var device: DeviceID
+    public var canceledJob: JobID?
+    public var mqtt, coap, certificate, alreadyRevoked: Bool
+
+    public init(device: DeviceID, canceledJob: JobID?, mqtt: Bool, coap: Bool, certificate: Bool, alreadyRevoked: Bool) {
+        (self.device, self.canceledJob) = (device, canceledJob)
+        (self.mqtt, self.coap, self.certificate, self.alreadyRevoked) = (mqtt, coap, certificate, alreadyRevoked)
+    }
 }
 
 /// An image streamed to `path`, with what `firmware add` needs beside it: product and

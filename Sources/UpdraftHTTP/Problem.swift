@@ -43,6 +43,7 @@ struct Problem: Error, Sendable, Encodable {
         "invalid_signing_key", "invalid_public_key",
         // Every parameter valid, their combination refused (half a signing shape).
         "invalid_upload",
+        "device_id_reserved",
     ]
 
     static func status(of code: String) -> HTTPResponse.Status {

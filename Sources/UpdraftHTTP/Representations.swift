@@ -11,15 +11,6 @@ extension Components.Schemas.Firmware {
     }
 }
 
-extension Components.Schemas.Device {
-    init(_ device: Device) {
-        self.init(
-            id: device.id.rawValue, product: device.product?.rawValue, version: device.version?.rawValue, online: device.online,
-            acceptsUpdates: device.acceptsUpdates, transport: device.transport?.rawValue, firstSeen: device.firstSeen,
-            lastSeen: device.lastSeen)
-    }
-}
-
 extension Components.Schemas.Release {
     init(_ release: FleetRelease) {
         self.init(

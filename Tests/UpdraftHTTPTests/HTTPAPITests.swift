@@ -14,7 +14,7 @@ import UpdraftTestSupport
     /// Every operation of openapi.yaml with a path that reaches it (GET, no required input).
     static let readPaths = [
         "/readyz", "/metrics", "/openapi.yaml", "/v1/firmware", "/v1/devices", "/v1/devices/d-1", "/v1/releases",
-        "/v1/events?after=0&limit=10",
+        "/v1/events?after=0&limit=10", "/v1/stats/versions", "/v1/devices?online=true&state=idle",
     ]
 
     @Test func healthNeedsNoToken() async throws {

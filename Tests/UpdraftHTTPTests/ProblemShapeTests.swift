@@ -11,7 +11,7 @@ import UpdraftTestSupport
 @Suite struct ProblemShapeTests {
     @Test func aPathNoRouteTakesIsAProblem404() async throws {
         try await APIServer.with { api in
-            for path in ["/v1/jobs/j1", "/nothing", "/v1/firmware/a@1/nothing", "/"] {
+            for path in ["/v1/nothing/j1", "/nothing", "/v1/firmware/a@1/nothing", "/"] {
                 for token in [api.tokens[.read], nil] {
                     let response = try await api.client.get(path, token: token)
                     #expect(response.status == 404, "\(path)")

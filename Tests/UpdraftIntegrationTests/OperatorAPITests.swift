@@ -34,6 +34,17 @@ import UpdraftTestSupport
         ("GET", "/v1/webhooks/{id}", "/v1/webhooks/99", .admin), ("DELETE", "/v1/webhooks/{id}", "/v1/webhooks/99", .admin),
         ("POST", "/v1/webhooks/{id}/enable", "/v1/webhooks/99/enable", .admin),
         ("GET", "/v1/tokens", "/v1/tokens", .admin),
+        // Devices, groups, jobs, stats (DeviceAPITests, JobAPITests).
+        ("GET", "/v1/devices", "/v1/devices?state=idle&online=false", .read),
+        ("POST", "/v1/devices/{id}/lock", "/v1/devices/d-none/lock", .operate),
+        ("POST", "/v1/devices/{id}/unlock", "/v1/devices/d-none/unlock", .operate),
+        ("PUT", "/v1/devices/{id}/development", "/v1/devices/d-none/development", .operate),
+        ("POST", "/v1/devices/{id}/decommission", "/v1/devices/d-none/decommission", .admin),
+        ("POST", "/v1/groups/{group}/devices", "/v1/groups/g-none/devices", .operate),
+        ("POST", "/v1/groups/{group}/devices/remove", "/v1/groups/g-none/devices/remove", .operate),
+        ("GET", "/v1/jobs/{id}", "/v1/jobs/j-none", .read),
+        ("POST", "/v1/jobs/{id}/cancel", "/v1/jobs/j-none/cancel", .operate),
+        ("GET", "/v1/stats/versions", "/v1/stats/versions", .read),
     ]
 
     /// Operations no token is needed for.

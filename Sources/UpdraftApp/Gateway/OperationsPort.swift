@@ -47,3 +47,35 @@ public struct OperationsPort: OperatorPort {
         try await operations.acting(as: actor).rollout(command, release: release)
     }
 }
+
+/// Devices and jobs: the calls of `updraft device lock|unlock|group|dev|decommission`
+/// and `updraft job cancel`.
+extension OperationsPort {
+    public func lock(_ device: DeviceID, to firmware: FirmwareID, delivery: LockDelivery, by actor: ActorName) async throws -> DeviceFleetProfile {
+        try await operations.acting(as: actor).lock(device, to: firmware, delivery: delivery)
+    }
+
+    public func unlock(_ device: DeviceID, by actor: ActorName) async throws -> FirmwareLock? {
+        try await operations.acting(as: actor).unlock(device)
+    }
+
+    public func setGroups(_ device: DeviceID, add: [GroupID], remove: [GroupID], by actor: ActorName) async throws -> DeviceFleetProfile {
+        try await operations.acting(as: actor).setGroups(device, add: add, remove: remove)
+    }
+
+    public func setDevelopment(_ device: DeviceID, _ on: Bool, by actor: ActorName) async throws -> DeviceFleetProfile {
+        try await operations.acting(as: actor).setDevelopment(device, on)
+    }
+
+    public func decommission(_ device: DeviceID, by actor: ActorName) async throws -> DecommissionResult {
+        let done = try await operations.acting(as: actor).decommissionDevice(device)
+        let revocation = done.revocation
+        return DecommissionResult(
+            device: device, canceledJob: done.canceledJob.flatMap { JobID(rawValue: $0) }, mqtt: revocation.mqtt, coap: revocation.coap,
+            certificate: revocation.certificate, alreadyRevoked: revocation.alreadyRevoked)
+    }
+
+    public func cancelJob(_ id: JobID, by actor: ActorName) async throws -> Job {
+        try await operations.acting(as: actor).cancelJob(id)
+    }
+}

@@ -9,23 +9,7 @@ extension Operations {
     // MARK: Reading the fleet
 
     /// The fleet as the store holds it, in the shape the fleet rules read.
-    public func fleetSnapshot() async throws -> FleetSnapshot {
-        let profiles = try await store.fleetProfiles()
-        var sequences: [ProductID: [FirmwareVersion: Int64]] = [:]
-        for firmware in try await store.firmwareList(product: nil) {
-            sequences[firmware.product, default: [:]][firmware.version] = firmware.sequence
-        }
-        let devices = try await store.devices().map { device in
-            FleetDevice(
-                device: device, profile: profiles[device.id] ?? .default,
-                versionSequence: device.product.flatMap { product in device.version.flatMap { sequences[product]?[$0] } })
-        }
-        let releases = try await store.fleetReleases()
-        var jobs: [Job] = []
-        for release in releases { jobs += try await store.jobs(release: release.id) }
-        jobs += try await store.activeJobs()
-        return FleetSnapshot(devices: devices, releases: releases, jobs: jobs)
-    }
+    public func fleetSnapshot() async throws -> FleetSnapshot { try await store.fleetSnapshot() }
 
     /// Where every device of a fleet release stands.
     public func fleetReleaseStatus(_ id: ReleaseID, at now: Date = Date()) async throws -> ReleaseStatus {
@@ -134,6 +118,11 @@ extension Operations {
         -> DeviceFleetProfile
     {
         let firmware = try await firmware(firmwareID)
+        if let product = try await store.device(device)?.product, product != firmware.product {
+            throw UpdraftError(
+                "product_mismatch",
+                "Firmware \(firmware.id) is for product \(firmware.product), but device \(device) is a \(product): it would never run it. Lock it to a firmware of \(product) (`updraft firmware list --product \(product)`).")
+        }
         try checkImage(of: firmware)
         return try await store.updateFleetProfile(device) { profile in
             let (release, lock) = FleetRelease.lock(device: device, firmware: FirmwareRef(firmware), delivery: delivery, now: now)
@@ -187,11 +176,10 @@ extension Operations {
 
     /// Which firmware the rules give a device now, and why.
     public func desiredFirmware(_ device: DeviceID, now: Date = Date()) async throws -> (FleetDevice, DesiredFirmware) {
-        let fleet = try await fleetSnapshot()
-        guard let entry = fleet.devices.first(where: { $0.id == device }) else {
+        guard let desired = try await store.desiredFirmware(device, at: now) else {
             throw UpdraftError.notFound("device", device.rawValue, hint: "List devices with `updraft device list`.")
         }
-        return (entry, DesiredFirmwareResolver.resolve(entry, releases: fleet.releases, at: now))
+        return desired
     }
 }
 
