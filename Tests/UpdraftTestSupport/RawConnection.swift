@@ -17,13 +17,8 @@ package final class RawConnection: @unchecked Sendable {
         // A send the server does not read for 5 s fails rather than blocking the test.
         var limit = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let fd = descriptor
+        let connected = withLoopbackAddress(port: port) { connect(fd, $0, $1) }
         guard connected == 0 else {
             let code = errno
             close(descriptor)
@@ -71,4 +66,15 @@ package final class RawConnection: @unchecked Sendable {
 
     /// Whether the server closed the connection within `timeout` (reading what it sends).
     package func closed(within timeout: Duration) async -> Bool { await read(timeout: timeout).closed }
+}
+
+/// `body` with 127.0.0.1:`port` as a `sockaddr` and its length (bind, connect).
+package func withLoopbackAddress(port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
 }
