@@ -163,6 +163,9 @@ import UpdraftTestSupport
             }
             let plain = try await api.client.send("POST", "/v1/devices/d1/lock", token: api.tokens[.operate]!, body: Array(#"{"firmware":"thermo@2.0"}"#.utf8))
             #expect(plain.status == 415, "no Content-Type: \(plain.text)")
+            // The CLI runs the same operation and refuses the same lock.
+            let cli = await #expect(throws: UpdraftError.self) { try await api.ops.lock("d1", to: "valve@1.0", delivery: .now) }
+            #expect(cli?.code == "product_mismatch")
             #expect(try await api.ops.store.lastEventSequence() == before, "a refused change recorded an event")
 
             let locked = try await api.send("POST", "/v1/devices/d1/lock", .operate, json: #"{"firmware":"thermo@2.0","delivery":"next_session"}"#)
