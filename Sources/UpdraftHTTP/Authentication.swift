@@ -141,7 +141,7 @@ struct ScopeAndProblemMiddleware: ServerMiddleware {
         if let server = error as? ServerError, server.operationInput == nil {
             // Before any handler ran: the request did not match the document (a query value
             // of the wrong type, a missing parameter).
-            return Problem(status: .badRequest, code: "bad_request", detail: String(server.causeDescription.prefix(300)))
+            return Problem(status: .badRequest, code: "bad_request", detail: BadRequestDetail.detail(for: server))
         }
         return Problem(status: .internalServerError, code: "internal", detail: "The server failed; see its log.")
     }

@@ -31,9 +31,11 @@ struct FirmwareDownloadRoute: Sendable {
     /// Set when the connection handlers can send file regions (plain HTTP).
     var sendfile: SendfileRegistry? = nil
 
+    static let path = "/v1/fw/:device/:job"
+
     func register(on router: Router<APIRequestContext>) {
-        router.get("/v1/fw/:device/:job") { request, context in await respond(request, context, head: false) }
-        router.head("/v1/fw/:device/:job") { request, context in await respond(request, context, head: true) }
+        router.get(RouterPath(Self.path)) { request, context in await respond(request, context, head: false) }
+        router.head(RouterPath(Self.path)) { request, context in await respond(request, context, head: true) }
     }
 
     func respond(_ request: Request, _ context: APIRequestContext, head: Bool) async -> Response {

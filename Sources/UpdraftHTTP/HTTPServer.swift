@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 public import Logging
@@ -38,16 +39,40 @@ public struct HTTPServer: Service {
     /// The router: authentication, then the generated handlers behind the scope check.
     func router() throws -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
+        let routes = RouteTable()
+        router.add(middleware: NoRouteMiddleware(table: routes))
         router.add(middleware: TokenAuthenticator(store: backend.store))
         router.add(middleware: CallerMiddleware())
         let handlers = APIHandlers(backend: backend, document: document, metrics: GatewayMetrics(snapshot: backend.metrics, instruments: backend.instruments))
-        try handlers.registerHandlers(on: router, middlewares: [ScopeAndProblemMiddleware()])
-        if let downloads = backend.downloads { FirmwareDownloadRoute(downloads: downloads, sendfile: sendfile).register(on: router) }
+        try handlers.registerHandlers(
+            on: RecordingTransport(router: router, table: routes), configuration: Self.openAPIConfiguration,
+            middlewares: [ScopeAndProblemMiddleware()])
+        if let downloads = backend.downloads {
+            FirmwareDownloadRoute(downloads: downloads, sendfile: sendfile).register(on: router)
+            for method in [HTTPRequest.Method.get, .head] { routes.record(method, FirmwareDownloadRoute.path) }
+        }
         return router
     }
 
+    /// JSON as the problems are written: sorted keys, and `/` not escaped as `\/`.
+    static let openAPIConfiguration = Configuration(jsonEncodingOptions: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+
+    /// Connections beyond ``HTTPSettings/maxConnections`` wait to be accepted; one silent
+    /// past ``HTTPSettings/idleTimeout`` is closed.
+    /// The idle timeout, and over plain HTTP the zero-copy file bodies (which hold back a
+    /// close the idle timeout asks for while their file still makes progress).
+    private var channelConfiguration: HTTP1Channel.Configuration {
+        let idle = settings.idleTimeout
+        guard let registry = sendfile else { return HTTP1Channel.Configuration(idleTimeout: .nanoseconds(Int64(idle / .nanoseconds(1)))) }
+        return HTTP1Channel.Configuration(
+            additionalChannelHandlers: [SendfileHandler(registry: registry, stallTimeout: idle)],
+            idleTimeout: .nanoseconds(Int64(idle / .nanoseconds(1))))
+    }
+
     func application() throws -> some ApplicationProtocol {
-        let configuration = ApplicationConfiguration(address: .hostname(settings.host, port: settings.port), serverName: nil)
+        let configuration = ApplicationConfiguration(
+            address: .hostname(settings.host, port: settings.port), serverName: nil,
+            availableConnectionsDelegate: MaximumAvailableConnections(settings.maxConnections, logger: logger))
         let logger = logger
         let onRunning = onRunning
         let running: @Sendable (any Channel) async -> Void = { channel in
@@ -63,15 +88,12 @@ public struct HTTPServer: Service {
     var sendfile: SendfileRegistry? { settings.sendfile && !settings.usesTLS ? sendfileRegistry : nil }
 
     private func server() throws -> HTTPServerBuilder {
-        guard settings.usesTLS else {
-            guard let registry = sendfile else { return .http1() }
-            return .http1(configuration: .init(additionalChannelHandlers: [SendfileHandler(registry: registry)]))
-        }
+        guard settings.usesTLS else { return .http1(configuration: channelConfiguration) }
         do {
             let tls = TLSConfiguration.makeServerConfiguration(
                 certificateChain: try NIOSSLCertificate.fromPEMFile(settings.certificateFile).map { .certificate($0) },
                 privateKey: .privateKey(try NIOSSLPrivateKey(file: settings.keyFile, format: .pem)))
-            return try .tls(.http1(), tlsConfiguration: tls)
+            return try .tls(.http1(configuration: channelConfiguration), tlsConfiguration: tls)
         } catch {
             throw UpdraftError(
                 "http_tls_invalid",

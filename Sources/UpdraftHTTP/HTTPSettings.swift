@@ -25,6 +25,14 @@ public struct HTTPSettings: Sendable {
     /// Over plain HTTP, image bodies go from the file to the socket in the kernel
     /// (`sendfile`); off, or over HTTPS, they are read into buffers.
     public var sendfile = true
+    /// A connection that sends no complete request part (headers, a body piece) for this
+    /// long is closed: a client that stalls mid-request or trickles its headers, and an
+    /// idle keep-alive connection. A response being sent (an event stream, a download) is
+    /// not cut by it.
+    public var idleTimeout: Duration = .seconds(30)
+    /// Connections served at once; past it the server stops accepting (further clients
+    /// wait in the kernel's backlog until one closes).
+    public var maxConnections = 512
 
     public init() {}
 
@@ -46,6 +54,8 @@ public struct HTTPSettings: Sendable {
         downloadURLLifetime = reader.duration(
             forKey: "download_url_lifetime", default: d.downloadURLLifetime, unit: .seconds(1), in: 10...(7 * 86_400))
         sendfile = reader.bool(forKey: "sendfile", default: d.sendfile)
+        idleTimeout = reader.duration(forKey: "idle_timeout", default: d.idleTimeout, unit: .seconds(1), in: 1...3600)
+        maxConnections = reader.int(forKey: "max_connections", default: d.maxConnections, in: 1...100_000)
     }
 
     /// The base of download URLs: ``publicURL``, else this server's own address; `nil` when

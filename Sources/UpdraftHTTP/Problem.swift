@@ -38,6 +38,11 @@ struct Problem: Error, Sendable, Encodable {
         "manifest_image_mismatch", "manifest_key_untrusted", "manifest_malformed", "manifest_sequence", "manifest_signature",
         "downgrade_refused", "verification_no_devices", "schedule_in_past", "firmware_empty", "no_trusted_keys", "key_missing",
         "firmware_image_missing", "firmware_image_corrupt",
+        // The gateway's own key files are broken: like `key_missing`, the upload cannot be
+        // signed here, and the caller can still send a manifest signed elsewhere.
+        "invalid_signing_key", "invalid_public_key",
+        // Every parameter valid, their combination refused (half a signing shape).
+        "invalid_upload",
         "device_id_reserved",
     ]
 
@@ -50,6 +55,10 @@ struct Problem: Error, Sendable, Encodable {
         if code.hasSuffix("_exists") || code.hasSuffix("_conflict") { return .conflict }
         if code == "unauthorized" { return .unauthorized }
         if code == "insufficient_scope" { return .forbidden }
+        if code == "not_found" { return .notFound }
+        if code == "unsupported_media_type" { return .unsupportedMediaType }
+        if code == "method_not_allowed" { return .methodNotAllowed }
+        if code == "changes_unavailable" { return .serviceUnavailable }
         return .internalServerError
     }
 
@@ -82,9 +91,11 @@ struct Problem: Error, Sendable, Encodable {
         return HTTPResponse(status: .init(code: status), headerFields: fields)
     }
 
-    var body: HTTPBody {
+    var body: HTTPBody { HTTPBody(bytes) }
+
+    var bytes: [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return HTTPBody((try? encoder.encode(self)) ?? Data())
+        return Array((try? encoder.encode(self)) ?? Data())
     }
 }

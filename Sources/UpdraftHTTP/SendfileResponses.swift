@@ -49,16 +49,30 @@ final class SendfileRegistry: Sendable {
 }
 
 /// Writes a registered file body in place of the marker (see ``SendfileRegistry``).
+///
+/// Hummingbird's idle timeout counts a response as over once its (empty) end passed, which
+/// is before the kernel has sent the file: a close it asks for while a file body is still
+/// going out is held back as long as the body makes progress (a piece reaches the socket
+/// within `stallTimeout`), so a slow device's long download is not cut, and a client that
+/// stops reading still is.
 final class SendfileHandler: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
-    /// Bytes per FileRegion: download activity is reported as each piece is sent.
-    static let pieceBytes = FirmwareDownloadRoute.activityInterval
+    /// Bytes per FileRegion: the unit of progress (and of download activity reports).
+    static let pieceBytes = 256 << 10
 
     private let registry: SendfileRegistry
+    private let stallTimeout: TimeAmount
+    /// File bodies still being sent on this connection, and when a piece last went out.
+    private var bodiesInFlight = 0
+    private var lastProgress = NIODeadline.now()
+    private var heldClose: (mode: CloseMode, promise: EventLoopPromise<Void>?)?
 
-    init(registry: SendfileRegistry) { self.registry = registry }
+    init(registry: SendfileRegistry, stallTimeout: Duration = .seconds(30)) {
+        self.registry = registry
+        self.stallTimeout = .nanoseconds(Int64(stallTimeout / .nanoseconds(1)))
+    }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         guard case .head(var head) = unwrapOutboundIn(data), let key = head.headerFields[SendfileRegistry.marker] else {
@@ -77,19 +91,54 @@ final class SendfileHandler: ChannelOutboundHandler, RemovableChannelHandler {
             return
         }
         context.write(wrapOutboundOut(.head(head)), promise: promise)
+        bodiesInFlight += 1
+        lastProgress = .now()
         var offset = body.range.lowerBound
         var last: EventLoopFuture<Void> = context.eventLoop.makeSucceededVoidFuture()
+        var unreported = 0
         while offset <= body.range.upperBound {
             let end = min(offset + Self.pieceBytes, body.range.upperBound + 1)
             let region = FileRegion(fileHandle: file, readerIndex: offset, endIndex: end)
             let piece = context.eventLoop.makePromise(of: Void.self)
-            let (count, served) = (end - offset, body.served)
-            piece.futureResult.whenSuccess { served(count) }
+            let (count, isLast) = (end - offset, end > body.range.upperBound)
+            piece.futureResult.assumeIsolated().whenSuccess { [self] in
+                lastProgress = .now()
+                // Download activity in FirmwareDownloadRoute.activityInterval steps, as the buffered path reports it.
+                unreported += count
+                if unreported >= FirmwareDownloadRoute.activityInterval || isLast {
+                    body.served(unreported)
+                    unreported = 0
+                }
+            }
             encoder.write(NIOAny(IOData.fileRegion(region)), promise: piece)
             last = piece.futureResult
             offset = end
         }
-        last.whenComplete { _ in try? file.close() }
+        last.assumeIsolated().whenComplete { [self] _ in
+            try? file.close()
+            bodiesInFlight -= 1
+            if bodiesInFlight == 0, let held = heldClose {
+                heldClose = nil
+                context.close(mode: held.mode, promise: held.promise)
+            }
+        }
         context.flush()
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        guard bodiesInFlight > 0, heldClose == nil else { return context.close(mode: mode, promise: promise) }
+        heldClose = (mode, promise)
+        checkStall(context)
+    }
+
+    /// Closes a held-back connection once its file body stopped making progress.
+    private func checkStall(_ context: ChannelHandlerContext) {
+        guard let held = heldClose else { return }
+        let stalledAt = lastProgress + stallTimeout
+        guard NIODeadline.now() < stalledAt else {
+            heldClose = nil
+            return context.close(mode: held.mode, promise: held.promise)
+        }
+        context.eventLoop.assumeIsolated().scheduleTask(deadline: stalledAt) { [self] in checkStall(context) }
     }
 }

@@ -11,7 +11,7 @@ extension APIHandlers {
     func addWebhook(_ input: Operations.AddWebhook.Input) async throws -> Operations.AddWebhook.Output {
         guard case .json(let body) = input.body else { throw UpdraftError("bad_request", "Send the webhook as application/json.") }
         try Webhook.validate(url: body.url, secret: body.secret)
-        let kinds = try EventKind.list(body.kinds?.joined(separator: ","))
+        let kinds = try EventKind.list(body.kinds?.map(\.rawValue).joined(separator: ","))
         if let after = body.after, after < 0 { throw UpdraftError("invalid_after", "after must be 0 or a sequence number, not \(after).") }
         let webhook = try await backend.store.addWebhook(url: body.url, secret: body.secret, kinds: kinds, after: body.after, at: Date())
         return .created(.init(body: .json(.init(webhook))))

@@ -22,7 +22,7 @@ struct WebhookCommand: AsyncParsableCommand {
         static var storeAccess: UpdraftStoreFactory.Access { .create }
         @OptionGroup var global: GlobalOptions
         @Argument(help: "http:// or https:// URL.") var url: String
-        @Option(help: "The HMAC key (16-256 bytes); not shown again by list or show.") var secret: String
+        @Option(help: "The HMAC key (16-256 characters); not shown again by list or show.") var secret: String
         @Option(help: "Only these event kinds, comma-separated (default: all).") var kinds: String?
         @Option(help: "Start after this sequence number (0: the whole log; default: the log's end).") var after: Int64?
         @Flag(help: "Print a JSON object of the webhook (without its secret).") var json = false

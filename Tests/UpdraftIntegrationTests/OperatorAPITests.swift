@@ -10,40 +10,69 @@ import UpdraftTestSupport
 @Suite(.timeLimit(.minutes(3))) struct OperatorAPITests {
     /// Every change endpoint with the least scope that may call it: each scope below it
     /// gets 403 (and changes nothing), that scope gets through the scope check.
-    static let scopeMatrix: [(method: String, path: String, needs: TokenScope)] = [
-        ("POST", "/v1/firmware?product=thermo", .operate),
-        ("GET", "/v1/firmware/thermo@1.0", .read),
-        ("POST", "/v1/firmware/thermo@1.0/verify", .operate),
-        ("DELETE", "/v1/firmware/thermo@9.9", .admin),
-        ("POST", "/v1/releases", .operate),
-        ("GET", "/v1/releases/r-none", .read),
-        ("POST", "/v1/releases/r-none/pause", .operate),
-        ("POST", "/v1/releases/r-none/resume", .operate),
-        ("POST", "/v1/releases/r-none/advance", .operate),
-        ("POST", "/v1/releases/r-none/cancel", .operate),
+    /// Every operation of openapi.yaml but /healthz (open to all), by the scope it needs;
+    /// `theScopeMatrixCoversEveryOperationOfTheDocument` fails when one is missing.
+    static let scopeMatrix: [(method: String, template: String, path: String, needs: TokenScope)] = [
+        ("GET", "/readyz", "/readyz", .read), ("GET", "/metrics", "/metrics", .read),
+        ("GET", "/openapi.yaml", "/openapi.yaml", .read),
+        ("GET", "/v1/firmware", "/v1/firmware", .read),
+        ("POST", "/v1/firmware", "/v1/firmware?product=thermo", .operate),
+        ("GET", "/v1/firmware/{id}", "/v1/firmware/thermo@1.0", .read),
+        ("POST", "/v1/firmware/{id}/verify", "/v1/firmware/thermo@1.0/verify", .operate),
+        ("DELETE", "/v1/firmware/{id}", "/v1/firmware/thermo@9.9", .admin),
+        ("GET", "/v1/devices", "/v1/devices", .read), ("GET", "/v1/devices/{id}", "/v1/devices/d-none", .read),
+        ("GET", "/v1/releases", "/v1/releases", .read), ("POST", "/v1/releases", "/v1/releases", .operate),
+        ("GET", "/v1/releases/{id}", "/v1/releases/r-none", .read),
+        ("POST", "/v1/releases/{id}/pause", "/v1/releases/r-none/pause", .operate),
+        ("POST", "/v1/releases/{id}/resume", "/v1/releases/r-none/resume", .operate),
+        ("POST", "/v1/releases/{id}/advance", "/v1/releases/r-none/advance", .operate),
+        ("POST", "/v1/releases/{id}/cancel", "/v1/releases/r-none/cancel", .operate),
+        ("GET", "/v1/events", "/v1/events", .read),
+        // With a bad Last-Event-ID (sent to every row) an allowed caller gets 400, not a stream.
+        ("GET", "/v1/events/stream", "/v1/events/stream", .read),
+        ("GET", "/v1/webhooks", "/v1/webhooks", .admin), ("POST", "/v1/webhooks", "/v1/webhooks", .admin),
+        ("GET", "/v1/webhooks/{id}", "/v1/webhooks/99", .admin), ("DELETE", "/v1/webhooks/{id}", "/v1/webhooks/99", .admin),
+        ("POST", "/v1/webhooks/{id}/enable", "/v1/webhooks/99/enable", .admin),
+        ("GET", "/v1/tokens", "/v1/tokens", .admin),
         // Devices, groups, jobs, stats (DeviceAPITests, JobAPITests).
-        ("GET", "/v1/devices?state=idle&online=false", .read),
-        ("GET", "/v1/devices/d-none", .read),
-        ("POST", "/v1/devices/d-none/lock", .operate),
-        ("POST", "/v1/devices/d-none/unlock", .operate),
-        ("PUT", "/v1/devices/d-none/development", .operate),
-        ("POST", "/v1/devices/d-none/decommission", .admin),
-        ("POST", "/v1/groups/g-none/devices", .operate),
-        ("POST", "/v1/groups/g-none/devices/remove", .operate),
-        ("GET", "/v1/jobs/j-none", .read),
-        ("POST", "/v1/jobs/j-none/cancel", .operate),
-        ("GET", "/v1/stats/versions", .read),
+        ("GET", "/v1/devices", "/v1/devices?state=idle&online=false", .read),
+        ("POST", "/v1/devices/{id}/lock", "/v1/devices/d-none/lock", .operate),
+        ("POST", "/v1/devices/{id}/unlock", "/v1/devices/d-none/unlock", .operate),
+        ("PUT", "/v1/devices/{id}/development", "/v1/devices/d-none/development", .operate),
+        ("POST", "/v1/devices/{id}/decommission", "/v1/devices/d-none/decommission", .admin),
+        ("POST", "/v1/groups/{group}/devices", "/v1/groups/g-none/devices", .operate),
+        ("POST", "/v1/groups/{group}/devices/remove", "/v1/groups/g-none/devices/remove", .operate),
+        ("GET", "/v1/jobs/{id}", "/v1/jobs/j-none", .read),
+        ("POST", "/v1/jobs/{id}/cancel", "/v1/jobs/j-none/cancel", .operate),
+        ("GET", "/v1/stats/versions", "/v1/stats/versions", .read),
     ]
+
+    /// Operations no token is needed for.
+    static let openOperations: Set<String> = ["GET /healthz"]
+
+    /// Read from the document itself: a new endpoint without a row fails here.
+    @Test func theScopeMatrixCoversEveryOperationOfTheDocument() throws {
+        var operations: Set<String> = []
+        var path = ""
+        for line in try SourceScan.text("Sources/UpdraftHTTP/openapi.yaml").split(separator: "\n") {
+            if let match = line.wholeMatch(of: #/  (\/\S*):/#) { path = String(match.output.1) }
+            if let match = line.wholeMatch(of: #/    (get|post|put|patch|delete|head):/#) { operations.insert("\(match.output.1.uppercased()) \(path)") }
+        }
+        #expect(operations.count >= 26, "the scan found too few operations: \(operations.sorted())")
+        let covered = Set(Self.scopeMatrix.map { "\($0.method) \($0.template)" }).union(Self.openOperations)
+        #expect(operations.subtracting(covered).isEmpty, "operations without a scope-matrix row: \(operations.subtracting(covered).sorted())")
+        #expect(covered.subtracting(operations).isEmpty, "rows of no operation: \(covered.subtracting(operations).sorted())")
+    }
 
     @Test func theScopeMatrixOfEveryChange() async throws {
         try await OperatorAPIServer.with { api in
             #expect(try await api.upload(OperatorAPIServer.image(1000, seed: 1), product: "thermo", version: "1.0").status == 201)
             let events = try await api.ops.store.lastEventSequence()
-            for (method, path, needs) in Self.scopeMatrix {
+            for (method, _, path, needs) in Self.scopeMatrix {
                 let contentType = path.hasPrefix("/v1/firmware?") ? "application/octet-stream" : "application/json"
+                let headers = [("Content-Type", contentType), ("Last-Event-ID", "not-a-seq")]
                 for scope in TokenScope.allCases {
-                    let response = try await api.client.send(
-                        method, path, token: api.tokens[scope]!, headers: [("Content-Type", contentType)], body: Array("{}".utf8))
+                    let response = try await api.client.send(method, path, token: api.tokens[scope]!, headers: headers, body: Array("{}".utf8))
                     if scope < needs {
                         #expect(response.status == 403, "\(method) \(path) as \(scope): \(response.status) \(response.text)")
                         #expect(response.json["code"] as? String == "insufficient_scope")
@@ -51,7 +80,7 @@ import UpdraftTestSupport
                         #expect(![401, 403].contains(response.status), "\(method) \(path) as \(scope): \(response.status) \(response.text)")
                     }
                 }
-                let anonymous = try await api.client.send(method, path, headers: [("Content-Type", contentType)], body: Array("{}".utf8))
+                let anonymous = try await api.client.send(method, path, headers: headers, body: Array("{}".utf8))
                 #expect(anonymous.status == 401, "\(method) \(path) without a token")
             }
             // The refused calls recorded nothing (the allowed ones above all failed on their input).
@@ -120,11 +149,11 @@ import UpdraftTestSupport
             }
             let untyped = try await api.client.send("POST", "/v1/firmware?product=thermo&version=2.2", token: api.tokens[.operate]!, body: image)
             #expect(untyped.status == 415)
-            // Neither or half of the signing inputs: 400.
+            // Neither or half of the signing inputs: each parameter valid, their combination refused (422).
             for query in ["", "?product=thermo", "?version=2.3"] {
                 let half = try await api.client.send(
                     "POST", "/v1/firmware\(query)", token: api.tokens[.operate]!, headers: [("Content-Type", "application/octet-stream")], body: image)
-                #expect(half.status == 400, "\(query): \(half.text)")
+                #expect(half.status == 422 && half.json["code"] as? String == "invalid_upload", "\(query): \(half.text)")
             }
             let empty = try await api.upload([], product: "thermo", version: "2.4")
             #expect([400, 422].contains(empty.status), "\(empty.text)")
@@ -158,6 +187,8 @@ import UpdraftTestSupport
             for (what, body, fields, status) in refusals {
                 let refused = try await api.client.send("POST", "/v1/firmware", token: api.tokens[.operate]!, headers: fields, body: body)
                 #expect(refused.status == status, "\(what): \(refused.text)")
+                // The server's own paths stay on the server.
+                #expect(!refused.text.contains(api.directory) && !refused.text.contains(".part"), "\(what): \(refused.text)")
             }
             #expect(try await api.ops.store.firmwareList(product: nil).isEmpty)
             let taken = try await api.client.send(

@@ -8,6 +8,14 @@ extension Operations {
     /// `release create` / `POST /v1/releases`: a one-off release, or a fleet release when
     /// the order has a fleet option (see ``ReleaseOrder``).
     public func createRelease(_ order: ReleaseOrder, naming: ReleaseOrder.Naming) async throws -> ReleaseOrderOutcome {
+        do {
+            return try await create(order, naming: naming)
+        } catch let error as UpdraftError {
+            throw naming.reword(error)
+        }
+    }
+
+    private func create(_ order: ReleaseOrder, naming: ReleaseOrder.Naming) async throws -> ReleaseOrderOutcome {
         try order.validate(naming: naming)
         if !order.isFleet, let target = order.oneOffTarget {
             return .oneOff(

@@ -88,7 +88,7 @@ public struct Operations: Sendable {
         guard Int64(image.bytes.count) == manifest.size, image.sha256 == manifest.sha256.lowercased() else {
             throw UpdraftError(
                 "manifest_image_mismatch",
-                "The manifest describes \(manifest.size) bytes with sha256 \(manifest.sha256.prefix(16))…, but \(file) is \(image.bytes.count) bytes with sha256 \(image.sha256.prefix(16))…. Pass the image that was signed.")
+                "The manifest describes \(manifest.size) bytes with sha256 \(manifest.sha256.prefix(16))…, but the image is \(image.bytes.count) bytes with sha256 \(image.sha256.prefix(16))…. Pass the image that was signed.")
         }
         try FileImageStore(directory: configuration.imagesDirectory).put(image.bytes, sha256: image.sha256)
         let created = Date(timeIntervalSince1970: TimeInterval(manifest.created))

@@ -52,15 +52,16 @@ public struct Webhook: Sendable, Equatable {
         return (next, event)
     }
 
-    /// Checks what an operator gives: an http(s) URL with a host, and a secret of 16 to 256 bytes.
+    /// Checks what an operator gives: an http(s) URL with a host, and a secret of 16 to 256 characters.
     public static func validate(url: String, secret: String) throws(UpdraftError) {
         guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), ["http", "https"].contains(scheme),
             let host = parsed.host, !host.isEmpty, url.utf8.count <= 2048
         else {
             throw UpdraftError("invalid_webhook_url", "The webhook URL must be http:// or https:// with a host (at most 2048 bytes), not '\(url.prefix(80))'.")
         }
-        guard (16...256).contains(secret.utf8.count) else {
-            throw UpdraftError("invalid_webhook_secret", "The webhook secret must be 16 to 256 bytes (use a random one: `openssl rand -hex 32`).")
+        // Characters as JSON Schema counts them (code points), like openapi.yaml's bounds.
+        guard (16...256).contains(secret.unicodeScalars.count) else {
+            throw UpdraftError("invalid_webhook_secret", "The webhook secret must be 16 to 256 characters (use a random one: `openssl rand -hex 32`).")
         }
     }
 

@@ -50,6 +50,22 @@ public struct ReleaseOrder: Sendable, Equatable {
             case .json: option.replacingOccurrences(of: "-", with: "_")
             }
         }
+
+        /// A refusal's advice in this front end's words: for the API, the CLI's options and
+        /// commands that a `release create` refusal names become the JSON fields and calls.
+        public func reword(_ error: UpdraftError) -> UpdraftError {
+            guard self == .json else { return error }
+            var message = error.message
+            for (cli, api) in Self.apiWording { message = message.replacingOccurrences(of: cli, with: api) }
+            message = message.replacing(/`updraft firmware verify ([^ `]+) --devices [^`]*`/) { "POST /v1/firmware/\($0.1)/verify" }
+            message = message.replacing(/`updraft firmware show ([^ `]+)`/) { "GET /v1/firmware/\($0.1)" }
+            return UpdraftError(error.code, message)
+        }
+
+        static let apiWording = [
+            ("pass --allow-unknown", #"set "allow_unknown": true"#), ("pass --allow-downgrade", #"set "allow_downgrade": true"#),
+            ("pass --force", #"set "force": true"#), ("`updraft device list`", "GET /v1/devices"),
+        ]
     }
 
     public var isFleet: Bool {
