@@ -99,6 +99,46 @@ import UpdraftTestSupport
         }
     }
 
+    /// Hummingbird's idle timeout sees the response end before the kernel has sent the
+    /// file: a device reading slowly for longer than http.idle_timeout must still get every
+    /// byte, and a client that stops reading must still be cut.
+    @Test func aSlowReaderGetsTheWholeFileAndAStalledOneIsCut() async throws {
+        try await withTemporaryPath(prefix: "updraft-sendfile-slow") { dir in
+            let size = 8 << 20
+            try Data(count: size).write(to: URL(fileURLWithPath: dir + "/image.bin"))
+            let downloads = OneImage(path: dir + "/image.bin", size: size)
+            try await APIServer.with(tune: { $0.idleTimeout = .seconds(1) }, downloads: downloads) { api in
+                let request = "GET /v1/fw/dl-1/j-1?exp=1&sig=good HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                let slow = try RawConnection(port: api.port, receiveBuffer: 32 << 10)
+                #expect(slow.send(request))
+                var received = 0
+                let started = ContinuousClock.now
+                while ContinuousClock.now - started < .seconds(60) {
+                    let (bytes, closed) = await slow.read(timeout: .milliseconds(200)) { !$0.isEmpty }
+                    received += bytes.count
+                    if closed || received >= size { break }
+                    try await Task.sleep(for: .milliseconds(30))  // about 1 MB/s: 8 s for the image
+                }
+                let took = ContinuousClock.now - started
+                #expect(received >= size, "a slow reader got \(received) of \(size) bytes in \(took)")
+                #expect(took > .seconds(2), "the read was not slower than the idle timeout (\(took)): the test proves nothing")
+
+                let stalled = try RawConnection(port: api.port, receiveBuffer: 32 << 10)
+                #expect(stalled.send(request))
+                try await Task.sleep(for: .seconds(4))  // reads nothing: no progress for longer than the timeout
+                var drained = 0
+                var cut = false
+                while !cut {
+                    let (bytes, closed) = await stalled.read(timeout: .seconds(5)) { _ in false }
+                    drained += bytes.count
+                    cut = closed
+                    if bytes.isEmpty && !closed { break }
+                }
+                #expect(cut && drained < size, "a client that stopped reading kept its connection (\(drained) bytes)")
+            }
+        }
+    }
+
     @Test func aRegisteredBodyIsTakenOnceAndStaleOnesAreDropped() {
         let registry = SendfileRegistry()
         let body = SendfileRegistry.Body(path: "/nonexistent", range: 0...9, served: { _ in })

@@ -11,9 +11,13 @@ package final class RawConnection: @unchecked Sendable {
 
     /// Connects (the kernel completes the handshake while the listen backlog has room,
     /// whether or not the server has accepted the connection yet).
-    package init(port: Int) throws {
+    /// - Parameter receiveBuffer: SO_RCVBUF before connecting (a slow reader's window).
+    package init(port: Int, receiveBuffer: Int? = nil) throws {
         descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw POSIXError(.EMFILE) }
+        if var size = receiveBuffer.map(Int32.init) {
+            setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         // A send the server does not read for 5 s fails rather than blocking the test.
         var limit = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))

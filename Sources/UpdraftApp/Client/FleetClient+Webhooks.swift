@@ -77,7 +77,8 @@ extension RemoteFleet {
     }
 
     public func addWebhook(url: String, secret: String, kinds: String?, after: Int64?) async throws -> WebhookRow {
-        let list = kinds.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        // Checked here as locally (`invalid_kinds` names the kinds), then sent as the document's enum.
+        let list = try kinds.map { try EventKind.list($0).map(\.rawValue).sorted().compactMap(Components.Schemas.EventKind.init(rawValue:)) }
         let body = Components.Schemas.WebhookCreate(url: url, secret: secret, kinds: list, after: after)
         return try convert(try await call { try await client.addWebhook(body: .json(body)).created.body.json })
     }
