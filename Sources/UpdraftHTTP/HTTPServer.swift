@@ -65,7 +65,7 @@ public struct HTTPServer: Service {
         let idle = settings.idleTimeout
         guard let registry = sendfile else { return HTTP1Channel.Configuration(idleTimeout: .nanoseconds(Int64(idle / .nanoseconds(1)))) }
         return HTTP1Channel.Configuration(
-            additionalChannelHandlers: [SendfileHandler(registry: registry, stallTimeout: idle)],
+            additionalChannelHandlers: [SendfileHandler(registry: registry, stallTimeout: idle * SendfileHandler.stallFactor)],
             idleTimeout: .nanoseconds(Int64(idle / .nanoseconds(1))))
     }
 

@@ -53,14 +53,18 @@ final class SendfileRegistry: Sendable {
 /// Hummingbird's idle timeout counts a response as over once its (empty) end passed, which
 /// is before the kernel has sent the file: a close it asks for while a file body is still
 /// going out is held back as long as the body makes progress (a piece reaches the socket
-/// within `stallTimeout`), so a slow device's long download is not cut, and a client that
-/// stops reading still is.
+/// within `stallTimeout`, 10 x http.idle_timeout), so a slow device's long download is not
+/// cut, and a client that stops reading still is. Only devices with a signed URL get a body.
 final class SendfileHandler: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
     /// Bytes per FileRegion: the unit of progress (and of download activity reports).
     static let pieceBytes = 256 << 10
+    /// A held-back close waits this many idle timeouts without a piece sent. The kernel's
+    /// send buffer (up to 4 MiB on Linux) lets a piece complete only when a large part of
+    /// it drained, so a slow reader's progress shows in bursts seconds apart.
+    static let stallFactor = 10
 
     private let registry: SendfileRegistry
     private let stallTimeout: TimeAmount
