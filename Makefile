@@ -3,7 +3,7 @@
 
 SWIFT ?= swift
 TEST_TIMEOUT ?= 20m
-APT_PACKAGES := mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev libssl-dev pkg-config libcoap3-dev libcoap3-bin openssl sqlite3
+APT_PACKAGES := mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev libssl-dev pkg-config libcoap3-dev libcoap3-bin openssl sqlite3 curl jq
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # aiocoap: the independent CoAP peer of the integration tests, in a venv of its own.
 PYVENV := .build/pyvenv
